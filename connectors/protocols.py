@@ -1,0 +1,101 @@
+"""One Protocol per kind of system. Vendors satisfy them structurally; a fake can stand in anywhere.
+
+All methods are async. Errors come from :mod:`connectors.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from connectors.errors import InvalidRecordError
+from models.domain import Account, AccountAttributes, ChangeSet, Employee, Group, Ticket, TicketRequest, TicketStatus
+
+__all__ = ["HRIS", "IdentityProvider", "Ticketing"]
+
+
+@runtime_checkable
+class HRIS(Protocol):
+    """A source of employee records (BambooHR, a CSV export, ...)."""
+
+    source: str
+
+    def iter_employees(self) -> AsyncIterator[Employee | InvalidRecordError]:
+        """Stream every employee. A bad record is *yielded* as an InvalidRecordError, never raised,
+        so the caller can audit it and go on with the rest."""
+        ...
+
+    async def get_employee(self, employee_id: str) -> Employee:
+        """One employee; NotFoundError if unknown, InvalidRecordError if the record is unusable."""
+        ...
+
+    async def changed_since(self, cursor: datetime | None) -> ChangeSet:
+        """Ids of employees inserted, updated or deleted since ``cursor`` (None = all)."""
+        ...
+
+
+@runtime_checkable
+class IdentityProvider(Protocol):
+    """An identity provider / directory: SCIM 2.0 service, Okta, LDAP."""
+
+    source: str
+
+    async def find_user_by_employee_id(self, employee_id: str) -> Account | None: ...
+
+    async def find_user_by_username(self, user_name: str) -> Account | None: ...
+
+    def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
+        """Every account, one page at a time."""
+        ...
+
+    async def create_user(self, attributes: AccountAttributes) -> Account:
+        """Create the account; safe to retry: if one with this employee id exists it is returned."""
+        ...
+
+    async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
+        """Write only ``changes`` (attribute name → new value, names as in AccountAttributes)."""
+        ...
+
+    async def deactivate_user(self, account_id: str) -> None: ...
+
+    async def reactivate_user(self, account_id: str) -> None: ...
+
+    async def delete_user(self, account_id: str) -> None: ...
+
+    async def list_groups(self) -> list[Group]:
+        """Every group with its member ids."""
+        ...
+
+    async def list_members(self, group_id: str) -> set[str]: ...
+
+    async def add_member(self, group_id: str, account_id: str) -> None:
+        """Idempotent: adding an existing member is not an error."""
+        ...
+
+    async def remove_member(self, group_id: str, account_id: str) -> None:
+        """Idempotent: removing a non-member is not an error."""
+        ...
+
+    async def last_sign_in(self, account_id: str) -> datetime | None:
+        """When the account last signed in, where the vendor records it (else None)."""
+        ...
+
+
+@runtime_checkable
+class Ticketing(Protocol):
+    """A ticketing system for the manual parts: Request Tracker, Jira Service Management, ServiceNow."""
+
+    source: str
+
+    async def create_ticket(self, request: TicketRequest) -> Ticket:
+        """Idempotent by ``request.reference``: an existing ticket with that reference is returned."""
+        ...
+
+    async def find_ticket(self, reference: str) -> Ticket | None: ...
+
+    async def add_comment(self, ticket_id: str, text: str) -> None: ...
+
+    async def get_status(self, ticket_id: str) -> TicketStatus: ...
+
+    async def close_ticket(self, ticket_id: str) -> None: ...

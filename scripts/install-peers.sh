@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real local peers the test suite runs against (idempotent, non-interactive):
+# OpenLDAP (slapd + ldap-utils), Request Tracker 5 (SQLite, standalone server), Chromium for the UI check.
+# The services are NOT started here: each test fixture starts its own instance and stops it by PID.
+set -euo pipefail
+need=()
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd ldap-utils)
+[ -x /usr/bin/rt-server ] || [ -x /usr/sbin/rt-server ] || [ -e /usr/share/request-tracker5/libexec/rt-server ] || need+=(request-tracker5 rt5-db-sqlite rt5-standalone)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && { echo "peers: all installed"; exit 0; }
+export DEBIAN_FRONTEND=noninteractive
+debconf-set-selections <<'SEL'
+slapd slapd/no_configuration boolean true
+request-tracker5 request-tracker5/dbconfig-install boolean true
+request-tracker5 request-tracker5/database-type select sqlite3
+request-tracker5 request-tracker5/rtname string tenure.test
+request-tracker5 request-tracker5/organization string tenure.test
+request-tracker5 request-tracker5/correspondaddress string rt@tenure.test
+request-tracker5 request-tracker5/commentaddress string rt-comment@tenure.test
+request-tracker5 request-tracker5/webbaseurl string http://127.0.0.1
+request-tracker5 request-tracker5/webpath string /rt
+request-tracker5 request-tracker5/initial-root-password password tenure-rt-root
+request-tracker5 request-tracker5/handle-siteconfig-permissions boolean true
+request-tracker5 request-tracker5/install-cronjobs boolean false
+SEL
+echo "peers: installing ${need[*]}"
+apt-get update -q >/dev/null 2>&1 || true
+apt-get install -y -q --no-install-recommends "${need[@]}" >/tmp/tenure-apt.log 2>&1 || { tail -30 /tmp/tenure-apt.log; exit 1; }
+# Debian starts slapd on install; our fixtures run their own slapd, so stop the system one.
+if pidof slapd >/dev/null 2>&1; then service slapd stop >/dev/null 2>&1 || pkill -x slapd || true; fi
+echo "peers: installed"

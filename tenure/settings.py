@@ -1,0 +1,123 @@
+"""Settings from the environment (prefix ``TENURE_``, nested delimiter ``__``) and an optional ``.env``.
+
+Secrets are ``SecretStr``. A secret may also name a Prefect Secret block as ``prefect-block:NAME``;
+:func:`reveal` resolves either form at the moment of use, never earlier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "IdPSettings",
+    "HRISSettings",
+    "TicketingSettings",
+    "WebhookSettings",
+    "Settings",
+    "reveal",
+    "load_settings",
+]
+
+PREFECT_BLOCK_PREFIX = "prefect-block:"
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The secret's value; ``prefect-block:NAME`` is read from the Prefect Secret block NAME."""
+    if secret is None:
+        return None
+    value = secret.get_secret_value()
+    if value.startswith(PREFECT_BLOCK_PREFIX):
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(value.removeprefix(PREFECT_BLOCK_PREFIX)).get())
+    return value
+
+
+class HTTPTuning(BaseModel):
+    """Per-target HTTP behaviour shared by the HTTP-based connectors."""
+
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    requests_per_second: float = Field(default=20.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    verify_tls: bool = True
+
+
+class IdPSettings(HTTPTuning):
+    """The identity provider. ``scim`` serves any SCIM 2.0 service (scim2-server by default)."""
+
+    kind: Literal["scim", "okta", "ldap"] = "scim"
+    base_url: str = "http://127.0.0.1:8041/"
+    token: SecretStr | None = None  # SCIM bearer token / Okta SSWS API token
+    # LDAP only
+    bind_dn: str | None = None
+    password: SecretStr | None = None
+    base_dn: str | None = None
+    users_ou: str = "ou=people"
+    groups_ou: str = "ou=groups"
+    disabled_ou: str = "ou=disabled"
+    allow_delete: bool = False
+
+
+class HRISSettings(HTTPTuning):
+    """The HR system of record."""
+
+    kind: Literal["csv", "bamboohr"] = "csv"
+    path: Path = Path("examples/hris.csv")
+    column_map: dict[str, str] = Field(default_factory=dict)  # our field name -> the export's column
+    base_url: str = "https://api.bamboohr.com/api/gateway.php/"
+    subdomain: str | None = None
+    api_key: SecretStr | None = None
+
+
+class TicketingSettings(HTTPTuning):
+    """Where the manual parts go. ``none`` records ticket actions in the audit trail only."""
+
+    kind: Literal["rt", "jira", "servicenow", "none"] = "none"
+    base_url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    queue: str = "General"  # RT queue / ServiceNow table / default JSM request type
+    service_desk_id: str | None = None  # Jira Service Management
+
+
+class WebhookSettings(BaseModel):
+    """The HRIS webhook receiver (``tenure webhook serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8042, ge=1, le=65535)
+    secret: SecretStr | None = None
+    max_skew_seconds: int = Field(default=300, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class Settings(BaseSettings):
+    """Everything Tenure is configured with. Defaults give the embedded setup under ``.tenure/``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TENURE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///.tenure/tenure.db"
+    policy_file: Path = Path("examples/policy.yaml")
+    idp: IdPSettings = Field(default_factory=IdPSettings)
+    hris: HRISSettings = Field(default_factory=HRISSettings)
+    ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return url
+
+
+def load_settings() -> Settings:
+    """Read settings now (not at import), so tests and the CLI see the current environment."""
+    return Settings()
