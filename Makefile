@@ -1,0 +1,38 @@
+# Tenure: the two commands are `make demo` and `make test`; both do all set-up themselves.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+PYTEST_ARGS ?=
+
+.PHONY: install peers postgres test test-fast demo demo-stop stress bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install Tenure with its test extras
+
+peers:  ## install the real local peers the tests run against (slapd, Request Tracker 5, Chromium)
+	@bash scripts/install-peers.sh
+
+postgres:  ## make sure the local PostgreSQL is up
+	@bash scripts/ensure-postgres.sh
+
+test: install peers postgres  ## the whole suite: unit, contract (real peers) and end-to-end (real Prefect server)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## unit tests only
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: install peers  ## a day in the life on the embedded default (SQLite, local Prefect, scim2-server)
+	$(PY) -m sandbox.demo
+
+demo-stop:  ## stop what `make demo` started
+	-$(PY) -m sandbox.demo --stop
+
+clean:
+	rm -rf .tenure .pytest_cache .hypothesis

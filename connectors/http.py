@@ -1,0 +1,364 @@
+"""The one HTTP layer every HTTP connector talks through.
+
+- :func:`build_client`: an ``httpx.AsyncClient`` with timeouts, auth, base URL and user agent. Connectors receive
+  a client (injected), so tests pass a real local server's URL, respx, or ``httpx.MockTransport``.
+- :func:`raise_for_status`: status classification in one place (429/5xx → retryable, 401/403 → auth,
+  404 → not found, 409 → conflict, other 4xx → permanent).
+- :class:`APIClient`: send with a client-side rate limit (requests/second and max concurrency per target), tenacity
+  retries with exponential backoff and jitter that honour ``Retry-After`` and ``X-Rate-Limit-Reset``, and
+  redaction of secrets in every log line, exception and repr. Non-idempotent requests (POST) are not retried
+  here: see :func:`create_idempotently`, which looks the object up before trying again.
+- :func:`next_link` and :class:`LoopGuard`: pagination helpers with loop detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from connectors.errors import (
+    AuthenticationError,
+    ConflictError,
+    ConnectorError,
+    NetworkError,
+    NotFoundError,
+    PermanentAPIError,
+    ResponseValidationError,
+    RetryableAPIError,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "build_client",
+    "redact_url",
+    "Redactor",
+    "RedactingFilter",
+    "retry_after_seconds",
+    "raise_for_status",
+    "json_body",
+    "RateLimiter",
+    "APIClient",
+    "create_idempotently",
+    "next_link",
+    "LoopGuard",
+]
+
+log = logging.getLogger("tenure.http")
+USER_AGENT = "tenure/0.1 (+https://github.com/tenure-dev/tenure)"
+MAX_RETRY_AFTER_SECONDS = 120.0
+_SENSITIVE_QUERY = re.compile(r"(token|key|secret|password|passwd|sig|signature|auth|code)", re.IGNORECASE)
+T = TypeVar("T")
+
+
+def build_client(
+    base_url: str,
+    *,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    verify: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An async client for one target. Connect timeout is capped at 10 s; the rest use ``timeout``."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        verify=verify,
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL without userinfo and with sensitive query values (token, api_key, sig, ...) masked."""
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = urlencode(
+        [(k, "***" if _SENSITIVE_QUERY.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class Redactor:
+    """Replaces known secret values (and their Basic-auth encodings) with ``***`` in any text."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        import base64
+
+        values: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                values.add(secret)
+                values.add(base64.b64encode(secret.encode()).decode().rstrip("="))
+        self._pattern = (
+            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
+        )
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub("***", text) if self._pattern else text
+
+    def __repr__(self) -> str:
+        return "Redactor(***)"
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secrets from every record's rendered message."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redactor(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait: ``Retry-After`` (seconds or HTTP-date, RFC 9110 §10.2.3), else
+    ``X-Rate-Limit-Reset``/``X-RateLimit-Reset`` (epoch seconds) when the remaining budget is 0. Capped."""
+    now = time.time() if now is None else now
+    value = response.headers.get("Retry-After")
+    seconds: float | None = None
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            seconds = float(value)
+        else:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
+            except (TypeError, ValueError):
+                seconds = None
+    if seconds is None:
+        remaining = response.headers.get("X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining"))
+        reset = response.headers.get("X-Rate-Limit-Reset", response.headers.get("X-RateLimit-Reset"))
+        if reset and reset.isdigit() and (remaining is None or remaining.strip() == "0" or response.status_code == 429):
+            seconds = float(reset) - now
+    if seconds is None:
+        return None
+    return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
+
+
+def raise_for_status(response: httpx.Response, *, source: str, detail: str = "") -> None:
+    """Classify a response: return on 2xx/3xx, else raise the matching typed error (redacted URL only)."""
+    code = response.status_code
+    if code < 400:
+        return
+    where = f"{response.request.method} {redact_url(response.request.url)}"
+    message = f"{where} failed{': ' + detail if detail else ''}"
+    if code == 429 or code >= 500:
+        raise RetryableAPIError(message, source=source, status_code=code, retry_after=retry_after_seconds(response))
+    if code in (401, 403):
+        raise AuthenticationError(message, source=source, status_code=code)
+    if code == 404:
+        raise NotFoundError(message, source=source, status_code=code)
+    if code == 409:
+        raise ConflictError(message, source=source, status_code=code)
+    raise PermanentAPIError(message, source=source, status_code=code)
+
+
+def json_body(response: httpx.Response, *, source: str) -> Any:
+    """The response's JSON, or ResponseValidationError if it is HTML, empty or garbage."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        kind = response.headers.get("Content-Type", "unknown content type").split(";")[0]
+        raise ResponseValidationError(
+            f"{response.request.method} {redact_url(response.request.url)} answered {kind}, not JSON",
+            source=source,
+            status_code=response.status_code,
+        ) from exc
+
+
+class RateLimiter:
+    """Client-side limit per target: at most ``requests_per_second`` starts and ``max_concurrency`` in flight."""
+
+    def __init__(self, requests_per_second: float = 20.0, max_concurrency: int = 8) -> None:
+        self.interval = 1.0 / requests_per_second
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._lock = asyncio.Lock()
+        self._next_start = 0.0
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+        async with self._lock:
+            now = time.monotonic()
+            wait = self._next_start - now
+            self._next_start = max(now, self._next_start) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+
+
+def _backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter")."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+class APIClient:
+    """A rate-limited, retrying, redacting sender for one target system.
+
+    ``sleep`` is injectable so tests run retries at zero wait. ``secrets`` are the values to redact from every
+    message (tokens, passwords, API keys) in addition to URL query secrets.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        source: str,
+        max_attempts: int = 5,
+        requests_per_second: float = 20.0,
+        max_concurrency: int = 8,
+        secrets: Iterable[str | None] = (),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff_base: float = 0.5,
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.max_attempts = max_attempts
+        self.limiter = RateLimiter(requests_per_second, max_concurrency)
+        self.redact = Redactor(secrets)
+        self.sleep = sleep
+        self.backoff_base = backoff_base
+        self.calls: dict[str, int] = {}  # "METHOD" -> count of requests actually sent (for benchmarks/tests)
+
+    def __repr__(self) -> str:
+        return f"APIClient(source={self.source!r}, base_url={redact_url(self.client.base_url)!r})"
+
+    @property
+    def writes(self) -> int:
+        """Requests sent that may change state (POST, PUT, PATCH, DELETE)."""
+        return sum(n for method, n in self.calls.items() if method in {"POST", "PUT", "PATCH", "DELETE"})
+
+    async def send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request, no retry: rate-limited, classified, errors redacted."""
+        async with self.limiter:
+            self.calls[method] = self.calls.get(method, 0) + 1
+            started = time.monotonic()
+            try:
+                response = await self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException:
+                raise NetworkError(
+                    self.redact(f"{method} {redact_url(self.client.base_url.join(url))} timed out"), source=self.source
+                ) from None  # httpx's own text can carry the full URL: never chain it
+            except httpx.TransportError as exc:
+                raise NetworkError(
+                    self.redact(f"{method} {redact_url(self.client.base_url.join(url))} failed: {type(exc).__name__}"),
+                    source=self.source,
+                ) from None
+        log.debug(
+            "%s %s -> %s in %.0f ms", method, self.redact(redact_url(response.request.url)), response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        try:
+            raise_for_status(response, source=self.source, detail=self._error_detail(response))
+        except ConnectorError as exc:
+            exc.message = self.redact(exc.message)
+            raise
+        return response
+
+    async def request(self, method: str, url: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send with retries for retryable failures. POST is sent once unless ``retry=True`` is given by a
+        caller that knows the request is idempotent (e.g. a search expressed as POST)."""
+        method = method.upper()
+        if retry is None:
+            retry = method != "POST"
+        if not retry:
+            return await self.send_once(method, url, **kwargs)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ConnectorError) and exc.retryable),
+            wait=self._wait,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self.send_once(method, url, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    async def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
+        return json_body(await self.request(method, url, **kwargs), source=self.source)
+
+    def _wait(self, retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RetryableAPIError) and exc.retry_after is not None:
+            return exc.retry_after
+        return _backoff(retry_state.attempt_number, base=self.backoff_base)
+
+    def _error_detail(self, response: httpx.Response) -> str:
+        if response.status_code < 400:
+            return ""
+        text = response.text[:300].replace("\n", " ")
+        if "<html" in text.lower():
+            return "HTML error page"
+        return self.redact(text)
+
+
+async def create_idempotently(
+    create: Callable[[], Awaitable[T]],
+    lookup: Callable[[], Awaitable[T | None]],
+    *,
+    attempts: int = 3,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    backoff_base: float = 0.5,
+) -> T:
+    """Create an object with a non-idempotent POST, safely: before every retry, ``lookup`` checks whether the
+    earlier attempt took effect (a timeout after the server applied the write) and returns what it finds."""
+    existing = await lookup()
+    if existing is not None:
+        return existing
+    for attempt in range(1, attempts + 1):
+        try:
+            return await create()
+        except ConnectorError as exc:
+            if not exc.retryable:
+                raise
+            found = await lookup()
+            if found is not None:
+                return found
+            if attempt == attempts:
+                raise
+            wait = exc.retry_after if isinstance(exc, RetryableAPIError) and exc.retry_after is not None else None
+            await sleep(wait if wait is not None else _backoff(attempt, base=backoff_base))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def next_link(response: httpx.Response) -> str | None:
+    """The ``rel="next"`` URL of an RFC 8288 ``Link`` header (Okta paging), or None."""
+    link = response.links.get("next")
+    return link.get("url") if link else None
+
+
+class LoopGuard:
+    """Raises if a paginator hands back a page token (URL, cursor, offset) it already handed out."""
+
+    def __init__(self, source: str, max_pages: int = 100_000) -> None:
+        self.source = source
+        self.max_pages = max_pages
+        self._seen: set[str] = set()
+
+    def check(self, token: object) -> None:
+        key = str(token)
+        if key in self._seen:
+            raise ResponseValidationError(f"pagination loop: page {redact_url(key)} returned twice", source=self.source)
+        if len(self._seen) >= self.max_pages:
+            raise ResponseValidationError(f"pagination exceeded {self.max_pages} pages", source=self.source)
+        self._seen.add(key)

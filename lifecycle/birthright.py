@@ -1,0 +1,90 @@
+"""Birthright rules and entitlements: which groups an employee should hold. Pure.
+
+Every rule whose ``match`` fits the employee contributes its groups; an employee gets the union
+(README "Policy file"). A rule fits when every key matches; a list value means "any of"; values
+compare case-insensitively and trimmed; an empty match fits everyone; an employee attribute that is
+missing never matches a non-empty value.
+
+Privileged groups are never birthright: when a rule names one, the employee is entitled to it only
+with a recorded approval (otherwise the planner requests one). An approval recorded for a privileged
+group grants it even if no rule names it (the approval flow's outcome).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lifecycle.policy import BirthrightRule, Policy
+from models.domain import Employee
+
+__all__ = ["rule_matches", "matching_rules", "birthright_groups", "Entitlements", "entitlements"]
+
+
+def _norm(value: str | None) -> str | None:
+    return None if value is None else value.strip().casefold()
+
+
+def rule_matches(rule: BirthrightRule, employee: Employee) -> bool:
+    """Whether every key of ``rule.match`` fits the employee (see the module docstring)."""
+    for key, wanted in rule.match.items():
+        have = _norm(getattr(employee, key))
+        options = [wanted] if isinstance(wanted, str) else wanted
+        if have is None or have not in {_norm(option) for option in options}:
+            return False
+    return True
+
+
+def matching_rules(employee: Employee, policy: Policy) -> list[tuple[int, BirthrightRule]]:
+    """The rules that fit, with their 1-based position in the policy file (for reasons)."""
+    return [(i, rule) for i, rule in enumerate(policy.birthright, start=1) if rule_matches(rule, employee)]
+
+
+def birthright_groups(employee: Employee, policy: Policy) -> frozenset[str]:
+    """Union of the groups of all fitting rules, privileged groups excluded."""
+    privileged = policy.privileged_names
+    return frozenset(g for _, rule in matching_rules(employee, policy) for g in rule.groups) - privileged
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    """What the employee should hold, and why.
+
+    ``grants``: groups to hold (birthright plus approved privileged groups).
+    ``needs_approval``: privileged groups a rule names but no approval covers yet.
+    ``reasons``: group → human-readable source ("birthright rule 2", "approval").
+    """
+
+    grants: frozenset[str]
+    needs_approval: frozenset[str]
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def protected(self) -> frozenset[str]:
+        """Groups the planner must never remove: granted, or awaiting an approval the policy asks for."""
+        return self.grants | self.needs_approval
+
+
+def entitlements(employee: Employee, policy: Policy, approvals: frozenset[str] = frozenset()) -> Entitlements:
+    """Birthright plus privileged groups for ``employee``; ``approvals`` are the privileged group names
+    this employee holds a recorded approval for (names that are not privileged groups are ignored)."""
+    privileged = policy.privileged_names
+    reasons: dict[str, str] = {}
+    rule_privileged: set[str] = set()
+    for index, rule in matching_rules(employee, policy):
+        keys = ", ".join(sorted(rule.match)) or "everyone"
+        for group in rule.groups:
+            if group in privileged:
+                rule_privileged.add(group)
+            else:
+                reasons.setdefault(group, f"birthright rule {index} ({keys})")
+    approved = approvals & privileged
+    for group in approved:
+        reasons[group] = "privileged group with a recorded approval"
+    for group in rule_privileged - approved:
+        reasons[group] = "privileged group named by a birthright rule; needs approval"
+    birthright = frozenset(g for g in reasons if g not in privileged)
+    return Entitlements(
+        grants=birthright | approved,
+        needs_approval=frozenset(rule_privileged) - approved,
+        reasons=reasons,
+    )

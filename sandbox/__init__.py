@@ -1,0 +1,1 @@
+"""Sandbox: the embedded demo setup and vendor-shaped fakes for systems that cannot run here."""

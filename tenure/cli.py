@@ -1,0 +1,156 @@
+"""The ``tenure`` command. Exit codes: 0 ok, 1 some work failed (and said what), 2 usage or configuration error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from lifecycle.policy import Policy, PolicyError, load_policy
+from models.audit import iter_events, verify
+from models.db import DatabaseUnavailable, session_scope
+from tenure.settings import Settings, load_settings
+
+__all__ = ["app", "main", "load_config", "fail"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tenure: HR-driven identity lifecycle on Prefect.")
+audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-chained audit trail.")
+config_app = typer.Typer(no_args_is_help=True, help="Check settings and the policy file.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(config_app, name="config")
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
+    """Settings and policy, or exit 2 with a message naming the bad field. Nothing is written."""
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TENURE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        fail(f"invalid settings: {problems}")
+    policy = None
+    if with_policy:
+        try:
+            policy = load_policy(settings.policy_file)
+        except PolicyError as exc:
+            fail(str(exc))
+    return settings, policy
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else "(empty)"
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    return value
+
+
+def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        rows: list[tuple[str, str]] = []
+        for key, item in value.items():
+            rows += _flatten(f"{prefix}__{key}" if prefix else key, item)
+        return rows
+    return [(f"TENURE_{prefix.upper()}", "" if value is None else str(value))]
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate settings and the policy file; print what is configured, secrets masked."""
+    settings, policy = load_config()
+    assert policy is not None
+    table = Table(title="Tenure configuration", show_lines=False)
+    table.add_column("setting")
+    table.add_column("value")
+    for key, value in _flatten("", _masked(settings.model_dump())):
+        table.add_row(key, value)
+    out.print(table)
+    out.print(
+        f"policy {settings.policy_file}: {len(policy.birthright)} birthright rules, "
+        f"{len(policy.managed_groups)} managed groups, {len(policy.privileged_groups)} privileged groups"
+    )
+    try:
+        with session_scope(settings.database_url):
+            pass
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+    out.print("configuration OK")
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain; exit 1 naming the first edited, deleted, inserted or reordered event."""
+    settings, _ = load_config(with_policy=False)
+    try:
+        with session_scope(settings.database_url) as session:
+            result = verify(session=session)
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+    out.print(result.describe())
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("export")
+def audit_export(
+    format: Annotated[ExportFormat, typer.Option("--format", help="jsonl or csv")] = ExportFormat.jsonl,
+    since: Annotated[str | None, typer.Option(help="ISO-8601 date or time (UTC if no offset)")] = None,
+    employee: Annotated[str | None, typer.Option(help="only events of this employee id")] = None,
+) -> None:
+    """Write audit events (with their hashes) to standard output, oldest first."""
+    settings, _ = load_config(with_policy=False)
+    since_at = None
+    if since:
+        try:
+            since_at = datetime.fromisoformat(since)
+        except ValueError:
+            fail(f"--since {since!r} is not an ISO-8601 date or time")
+        if since_at.tzinfo is None:
+            since_at = since_at.replace(tzinfo=UTC)
+    try:
+        with session_scope(settings.database_url) as session:
+            writer = None
+            for event in iter_events(session=session, since=since_at, employee_id=employee):
+                row = event.export()
+                if format is ExportFormat.jsonl:
+                    sys.stdout.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+                    continue
+                if writer is None:
+                    writer = csv.DictWriter(sys.stdout, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

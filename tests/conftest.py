@@ -1,0 +1,61 @@
+"""Shared fixtures: throwaway audit databases on SQLite and on the real local PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+PG_ADMIN_URL = os.environ.get("TENURE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    try:
+        return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+    except psycopg.OperationalError as exc:  # fail, never skip: CI must have PostgreSQL
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} (run scripts/ensure-postgres.sh): {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """The PostgreSQL server URL without a database name (for fixtures that create their own database)."""
+    return PG_ADMIN_URL.rsplit("/", 1)[0]
+
+
+@pytest.fixture
+def fresh_pg_url(pg_server_url: str) -> Iterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards."""
+    name = f"tenure_test_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin()
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{pg_server_url.split('://', 1)[1]}/{name}"
+    finally:
+        from models.db import reset_engines
+
+        reset_engines()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def fresh_sqlite_url(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'tenure.db'}"
+    from models.db import reset_engines
+
+    reset_engines()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """An empty audit database, once on SQLite and once on PostgreSQL."""
+    fixture = "fresh_sqlite_url" if request.param == "sqlite" else "fresh_pg_url"
+    return request.getfixturevalue(fixture)
