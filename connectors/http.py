@@ -2,26 +2,33 @@
 
 - :func:`build_client`: an ``httpx.AsyncClient`` with timeouts, auth, base URL and user agent. Connectors receive
   a client (injected), so tests pass a real local server's URL, respx, or ``httpx.MockTransport``.
-- :func:`raise_for_status`: status classification in one place (429/5xx → retryable, 401/403 → auth,
-  404 → not found, 409 → conflict, other 4xx → permanent).
+- :func:`raise_for_status`: status classification in one place (429/5xx → retryable except 501/505,
+  401/403 → auth, 404 → not found, 409 → conflict, other 4xx → permanent).
 - :class:`APIClient`: send with a client-side rate limit (requests/second and max concurrency per target), tenacity
   retries with exponential backoff and jitter that honour ``Retry-After`` and ``X-Rate-Limit-Reset``, and
   redaction of secrets in every log line, exception and repr. Non-idempotent requests (POST) are not retried
   here: see :func:`create_idempotently`, which looks the object up before trying again.
 - :func:`next_link` and :class:`LoopGuard`: pagination helpers with loop detection.
+
+Redaction covers three places: our own messages (explicit ``Redactor`` calls), every exception we raise
+(message and ``args``), and the records of the ``httpx``/``httpcore`` loggers (httpx logs each request's full URL,
+userinfo and query included, at INFO): each :class:`APIClient` registers its secrets with one process-wide
+:class:`RedactingFilter` installed on those loggers, which also masks URL userinfo and sensitive query values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -39,10 +46,13 @@ from connectors.errors import (
 
 __all__ = [
     "USER_AGENT",
+    "TokenAuth",
     "build_client",
     "redact_url",
     "Redactor",
     "RedactingFilter",
+    "basic_auth_secrets",
+    "install_log_redaction",
     "retry_after_seconds",
     "raise_for_status",
     "json_body",
@@ -57,7 +67,43 @@ log = logging.getLogger("tenure.http")
 USER_AGENT = "tenure/0.1 (+https://github.com/tenure-dev/tenure)"
 MAX_RETRY_AFTER_SECONDS = 120.0
 _SENSITIVE_QUERY = re.compile(r"(token|key|secret|password|passwd|sig|signature|auth|code)", re.IGNORECASE)
+# In free text (log lines): ``name=value`` where name looks sensitive, and ``scheme://user:pass@`` userinfo.
+_SENSITIVE_PAIR = re.compile(
+    r"([?&;\s][\w.\-]*(?:token|key|secret|password|passwd|sig|signature|auth|code)[\w.\-]*=)([^&\s\"'>]+)",
+    re.IGNORECASE,
+)
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^/@\s]+@", re.IGNORECASE)
+# Loggers whose records we filter: httpx logs full request URLs; httpcore's trace logs carry request objects.
+_THIRD_PARTY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "tenure.http",
+)
 T = TypeVar("T")
+# 501 Not Implemented / 505 HTTP Version Not Supported (RFC 9110 §15.6.2, §15.6.6) will not get better by waiting.
+_PERMANENT_5XX = frozenset({501, 505})
+
+
+class TokenAuth(httpx.Auth):
+    """``Authorization: <scheme> <token>`` on every request (``Bearer`` for SCIM, RFC 6750; ``SSWS`` for Okta).
+
+    An ``httpx.Auth`` rather than a default header, so the token is not part of the client's headers and
+    never shows in a repr."""
+
+    def __init__(self, token: str, scheme: str = "Bearer") -> None:
+        self._value = f"{scheme} {token}"
+        self.scheme = scheme
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["Authorization"] = self._value
+        yield request
+
+    def __repr__(self) -> str:
+        return f"TokenAuth(scheme={self.scheme!r}, token=***)"
 
 
 def build_client(
@@ -91,20 +137,27 @@ def redact_url(url: str | httpx.URL) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def basic_auth_secrets(user: str, password: str | None) -> list[str]:
+    """What to redact for HTTP Basic auth: the password and ``user:password`` (whose base64 is the header)."""
+    return [password, f"{user}:{password}"] if password else []
+
+
 class Redactor:
-    """Replaces known secret values (and their Basic-auth encodings) with ``***`` in any text."""
+    """Replaces known secret values with ``***`` in any text: the value itself, its percent-encodings (as it
+    appears in a URL query) and its base64 encoding (as it appears in a Basic ``Authorization`` header)."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        import base64
-
         values: set[str] = set()
         for secret in secrets:
             if secret and len(secret) >= 4:
-                values.add(secret)
+                values.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
                 values.add(base64.b64encode(secret.encode()).decode().rstrip("="))
         self._pattern = (
             re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
         )
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub("***", text) if self._pattern else text
@@ -113,19 +166,62 @@ class Redactor:
         return "Redactor(***)"
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts secrets from every record's rendered message."""
+def _mask_urls(text: str) -> str:
+    """Masks URL userinfo and ``token=...``-style query values in free text."""
+    return _SENSITIVE_PAIR.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
-    def __init__(self, redactor: Redactor) -> None:
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts every record's rendered message: the secrets of each registered
+    :class:`Redactor` (held weakly, so a closed client's secrets are dropped with it), URL userinfo and
+    sensitive query values. The exception text of a record is redacted too."""
+
+    def __init__(self, *redactors: Redactor) -> None:
         super().__init__()
-        self.redactor = redactor
+        self._redactors: weakref.WeakSet[Redactor] = weakref.WeakSet(redactors)
+
+    @property
+    def redactor(self) -> Redactor | None:
+        """The first registered redactor (kept for callers of the single-redactor form)."""
+        return next(iter(self._redactors), None)
+
+    def add(self, redactor: Redactor) -> None:
+        if redactor:
+            self._redactors.add(redactor)
+
+    def redact(self, text: str) -> str:
+        for redactor in list(self._redactors):
+            text = redactor(text)
+        return _mask_urls(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.redactor(message)
-        if redacted != message:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: render what we can, never drop the record
+            message = str(record.msg)
+        redacted = self.redact(message)
+        if redacted != message or record.args:
             record.msg, record.args = redacted, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
         return True
+
+
+_GLOBAL_FILTER = RedactingFilter()
+
+
+def install_log_redaction(redactor: Redactor | None = None, *, loggers: Iterable[str] = ()) -> RedactingFilter:
+    """Registers ``redactor`` with the process-wide filter and makes sure that filter sits on the httpx/httpcore
+    loggers (and on ``loggers``). Idempotent; returns the filter."""
+    if redactor is not None:
+        _GLOBAL_FILTER.add(redactor)
+    for name in (*_THIRD_PARTY_LOGGERS, *loggers):
+        target = logging.getLogger(name)
+        if _GLOBAL_FILTER not in target.filters:
+            target.addFilter(_GLOBAL_FILTER)
+    return _GLOBAL_FILTER
 
 
 def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -> float | None:
@@ -136,12 +232,12 @@ def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -
     seconds: float | None = None
     if value:
         value = value.strip()
-        if value.isdigit():
-            seconds = float(value)
-        else:
+        try:
+            seconds = float(value)  # delay-seconds (a few servers send a decimal)
+        except ValueError:
             try:
                 seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, IndexError):
                 seconds = None
     if seconds is None:
         remaining = response.headers.get("X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining"))
@@ -160,7 +256,7 @@ def raise_for_status(response: httpx.Response, *, source: str, detail: str = "")
         return
     where = f"{response.request.method} {redact_url(response.request.url)}"
     message = f"{where} failed{': ' + detail if detail else ''}"
-    if code == 429 or code >= 500:
+    if code == 429 or (code >= 500 and code not in _PERMANENT_5XX):
         raise RetryableAPIError(message, source=source, status_code=code, retry_after=retry_after_seconds(response))
     if code in (401, 403):
         raise AuthenticationError(message, source=source, status_code=code)
@@ -195,12 +291,16 @@ class RateLimiter:
 
     async def __aenter__(self) -> None:
         await self._semaphore.acquire()
-        async with self._lock:
-            now = time.monotonic()
-            wait = self._next_start - now
-            self._next_start = max(now, self._next_start) + self.interval
-        if wait > 0:
-            await asyncio.sleep(wait)
+        try:
+            async with self._lock:
+                now = time.monotonic()
+                wait = self._next_start - now
+                self._next_start = max(now, self._next_start) + self.interval
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except BaseException:  # cancelled while waiting: give the slot back
+            self._semaphore.release()
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
         self._semaphore.release()
@@ -235,9 +335,14 @@ class APIClient:
         self.max_attempts = max_attempts
         self.limiter = RateLimiter(requests_per_second, max_concurrency)
         self.redact = Redactor(secrets)
+        install_log_redaction(self.redact)
         self.sleep = sleep
         self.backoff_base = backoff_base
         self.calls: dict[str, int] = {}  # "METHOD" -> count of requests actually sent (for benchmarks/tests)
+        self._paused_until = 0.0  # wall-clock time before which the server told us not to send (quota spent)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     def __repr__(self) -> str:
         return f"APIClient(source={self.source!r}, base_url={redact_url(self.client.base_url)!r})"
@@ -248,7 +353,11 @@ class APIClient:
         return sum(n for method, n in self.calls.items() if method in {"POST", "PUT", "PATCH", "DELETE"})
 
     async def send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request, no retry: rate-limited, classified, errors redacted."""
+        """One request, no retry: rate-limited, classified, errors redacted. When an earlier answer said the
+        quota is spent (``X-Rate-Limit-Remaining: 0``), waits for ``X-Rate-Limit-Reset`` first (Okta's advice)."""
+        pause = self._paused_until - time.time()
+        if pause > 0:
+            await self.sleep(min(pause, MAX_RETRY_AFTER_SECONDS))
         async with self.limiter:
             self.calls[method] = self.calls.get(method, 0) + 1
             started = time.monotonic()
@@ -267,12 +376,25 @@ class APIClient:
             "%s %s -> %s in %.0f ms", method, self.redact(redact_url(response.request.url)), response.status_code,
             (time.monotonic() - started) * 1000,
         )
+        self._note_quota(response)
         try:
             raise_for_status(response, source=self.source, detail=self._error_detail(response))
         except ConnectorError as exc:
-            exc.message = self.redact(exc.message)
-            raise
+            raise self.scrub(exc)
         return response
+
+    def scrub(self, exc: ConnectorError) -> ConnectorError:
+        """The same error with its message (and ``args``) redacted; returns it for ``raise``."""
+        exc.message = self.redact(exc.message)
+        exc.args = (exc.message,)
+        return exc
+
+    def _note_quota(self, response: httpx.Response) -> None:
+        remaining = response.headers.get("X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining"))
+        if response.status_code < 400 and remaining is not None and remaining.strip() == "0":
+            wait = retry_after_seconds(response)
+            if wait:
+                self._paused_until = time.time() + wait
 
     async def request(self, method: str, url: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
         """Send with retries for retryable failures. POST is sent once unless ``retry=True`` is given by a
@@ -295,7 +417,12 @@ class APIClient:
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     async def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
-        return json_body(await self.request(method, url, **kwargs), source=self.source)
+        """``request`` and then the JSON body (ResponseValidationError if it is not JSON)."""
+        response = await self.request(method, url, **kwargs)
+        try:
+            return json_body(response, source=self.source)
+        except ConnectorError as exc:
+            raise self.scrub(exc) from exc.__cause__
 
     def _wait(self, retry_state: Any) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -307,9 +434,9 @@ class APIClient:
         if response.status_code < 400:
             return ""
         text = response.text[:300].replace("\n", " ")
-        if "<html" in text.lower():
-            return "HTML error page"
-        return self.redact(text)
+        if "<html" in text.lower() or "<!doctype html" in text.lower():
+            return "HTML error page (is the base URL right?)"
+        return _mask_urls(self.redact(text))
 
 
 async def create_idempotently(

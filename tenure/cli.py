@@ -147,6 +147,77 @@ def audit_export(
         fail(str(exc))
 
 
+def _run_async(coro: Any) -> Any:
+    import asyncio
+
+    from connectors.errors import ConnectorError
+
+    try:
+        return asyncio.run(coro)
+    except ConnectorError as exc:
+        fail(f"{exc}", EXIT_FAILED)
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+
+
+@app.command("plan")
+def plan_command(
+    employee_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+) -> None:
+    """Print what Tenure would do for one employee (changes nothing, writes nothing)."""
+    from tenure.runner import open_connectors, plan_employee
+
+    settings, policy = load_config()
+    assert policy is not None
+
+    async def _plan() -> Any:
+        async with open_connectors(settings) as connectors:
+            plan, _ = await plan_employee(
+                employee_id, connectors=connectors, policy=policy, database_url=settings.database_url
+            )
+            return plan
+
+    plan = _run_async(_plan())
+    if as_json:
+        out.print_json(plan.model_dump_json())
+        return
+    out.print(f"{plan.event} {plan.employee_id}: {len(plan.actions)} action(s)")
+    if plan.skipped_reason:
+        out.print(f"skipped: {plan.skipped_reason}")
+    for i, action in enumerate(plan.actions, 1):
+        out.print(f"{i:>3}. {action.kind.value:<18} {action.target:<28} {action.reason}")
+
+
+@app.command("apply")
+def apply_command(
+    employee_id: str,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")] = False,
+) -> None:
+    """Plan and apply for one employee; every step audited. Exit 1 if any step failed."""
+    from tenure.auditor import Auditor
+    from tenure.runner import open_connectors, reconcile
+
+    settings, policy = load_config()
+    assert policy is not None
+
+    async def _apply() -> Any:
+        async with open_connectors(settings) as connectors:
+            return await reconcile(employee_id, connectors=connectors, policy=policy,
+                                   auditor=Auditor(settings.database_url), dry_run=dry_run)
+
+    report = _run_async(_apply())
+    for result in report.results:
+        out.print(f"{result.outcome.value:<8} {result.action.kind.value:<18} {result.action.target:<28} "
+                  f"{result.detail or result.action.reason}")
+    if report.error:
+        fail(f"{employee_id}: {report.error}", EXIT_FAILED)
+    if not report.results:
+        out.print(f"{employee_id}: nothing to change" + (f" ({report.skipped_reason})" if report.skipped_reason else ""))
+    if report.failed:
+        fail(f"{len(report.failed)} step(s) failed for {employee_id}", EXIT_FAILED)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -94,6 +94,14 @@ class WebhookSettings(BaseModel):
     secret: SecretStr | None = None
     max_skew_seconds: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # BambooHR signs with its own per-webhook "private key"; falls back to ``secret`` when unset.
+    bamboohr_secret: SecretStr | None = None
+    # HRIS event kind -> Prefect deployment ("flow-name/deployment-name") started for it.
+    event_deployments: dict[str, str] = Field(
+        default_factory=lambda: {"hired": "joiner/tenure", "changed": "mover/tenure", "terminated": "leaver/tenure"}
+    )
+    start_attempts: int = Field(default=4, ge=1, le=10)  # tries to reach the Prefect API before answering 503
+    start_backoff_seconds: float = Field(default=0.5, ge=0)
 
 
 class Settings(BaseSettings):

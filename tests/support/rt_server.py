@@ -148,7 +148,7 @@ def start_rt(workdir: Path, *, timeout: float = 60.0) -> RTServer:
     stderr_path = workdir / "rt-server.stderr"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [str(RT_SERVER), "--server", "Standalone", "--host", "127.0.0.1", "--port", str(port)],
+            [str(RT_SERVER), "--server", "Standalone", "--host", "127.0.0.1", "--port", str(port), "--webpath", "/rt"],
             env=_environment(workdir), stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
             cwd=workdir, start_new_session=True,
         )

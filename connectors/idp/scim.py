@@ -1,0 +1,778 @@
+"""Identity provider over SCIM 2.0 (RFC 7643 resources, RFC 7644 protocol): scim2-server, Entra, Okta's SCIM
+endpoints, or any other service provider.
+
+Resources, PatchOp, ListResponse, Error and ServiceProviderConfig are ``scim2-models`` objects; the transport is
+our own :class:`connectors.http.APIClient` (rate limit, retries honouring ``Retry-After``, redaction). We do not
+use ``scim2-client``: its current release is built on ``httpx2``, while every other connector here shares one
+``httpx`` layer, so a second HTTP stack would bring its own retry and redaction rules.
+
+Mapping (:class:`models.domain.AccountAttributes` → SCIM):
+
+================  ==========================================================================
+employee_id       ``externalId`` and enterprise ``employeeNumber``
+user_name         ``userName``
+given/family      ``name.givenName`` / ``name.familyName``
+display_name      ``displayName``
+email             ``emails`` — one value, ``type: work``, ``primary: true``
+title             ``title``
+department        enterprise ``department``
+manager_id        enterprise ``manager.value`` = the manager's *account id*; our ``manager_id`` is the manager's
+                  employee id, so it is resolved through ``externalId`` (skipped while the manager has no
+                  account) and read back the same way
+active            ``active``
+================  ==========================================================================
+
+``last_sign_in``: SCIM core has no such attribute, so it is None unless the user carries one in an extension
+(``lastLogin``, ``lastSignIn``, ``lastSignInDateTime`` or ``lastLoginTime`` under any extension schema URN).
+
+Behaviour decided by the RFCs:
+
+- filters quote values as JSON strings (RFC 7644 §3.4.2.2), see :func:`scim_filter_eq`;
+- paging uses ``startIndex``/``count`` (§3.4.2.4) and stops on an empty page or past ``totalResults``;
+- PATCH (§3.5.2) writes only the changed attributes; without PATCH support (ServiceProviderConfig, read once,
+  RFC 7643 §5) the user is read and replaced with PUT (§3.5.1); with ETag support PUT/PATCH carry ``If-Match``
+  (§3.14) and a 412 is answered by reading the user again and trying once more;
+- a body whose schema is the Error message (§3.12) is an error whatever the HTTP status says.
+
+scim2-server quirks the code tolerates: PATCH answers ``204`` without a body (so the user is read back), and a
+deleted user stays listed in the groups it belonged to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    Email,
+    EnterpriseUser,
+    Error,
+    GroupMember,
+    ListResponse,
+    Manager,
+    Name,
+    PatchOp,
+    ServiceProviderConfig,
+)
+from scim2_models import Group as SCIMGroup
+from scim2_models import User as SCIMUser
+
+from connectors.errors import (
+    ConflictError,
+    ConnectorError,
+    NotFoundError,
+    PermanentAPIError,
+    ResponseValidationError,
+)
+from connectors.http import (
+    APIClient,
+    LoopGuard,
+    TokenAuth,
+    build_client,
+    create_idempotently,
+    json_body,
+    raise_for_status,
+)
+from models.domain import Account, AccountAttributes, Group
+
+__all__ = [
+    "SCIMIdentityProvider",
+    "scim_filter_eq",
+    "user_resource",
+    "account_from_user",
+    "patch_operations",
+    "raise_for_scim_error",
+]
+
+log = logging.getLogger("tenure.idp.scim")
+
+SCIMUserEnterprise = SCIMUser[EnterpriseUser]
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE_SCHEMA = str(EnterpriseUser.__schema__)
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SCIM_MEDIA_TYPE = "application/scim+json"
+LAST_SIGN_IN_KEYS = ("lastlogin", "lastsignin", "lastsignindatetime", "lastlogintime")
+_ATTR_PATH = re.compile(r"^(?:urn:[\w.:\-]+:)?[A-Za-z][\w$\-]*(?:\.[A-Za-z][\w$\-]*)?$")
+_VERSION_CACHE_SIZE = 10_000
+
+
+# --------------------------------------------------------------------------------------------- pure helpers
+
+
+def scim_filter_eq(attr: str, value: str) -> str:
+    """``attr eq "value"`` with ``value`` written as a JSON string (RFC 7644 §3.4.2.2: compValue is a JSON
+    string), so ``"`` and ``\\`` are escaped and a hostile value cannot close the quote and add clauses."""
+    if not _ATTR_PATH.match(attr):
+        raise ValueError(f"not a SCIM attribute path: {attr!r}")
+    return f"{attr} eq {json.dumps(value, ensure_ascii=False)}"
+
+
+def _known_keys(model: type[Any]) -> dict[str, str]:
+    """Lower-cased SCIM attribute names of a scim2-models resource → their canonical spelling."""
+    keys: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias or name
+        keys[alias.lower()] = alias
+    return keys
+
+
+_USER_KEYS = _known_keys(SCIMUserEnterprise)
+_GROUP_KEYS = _known_keys(SCIMGroup)
+
+
+def _split_known(data: Any, keys: dict[str, str], schemas: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a resource payload into what scim2-models knows and the rest (vendor extensions, unknown
+    attributes). scim2-models refuses unknown keys, while RFC 7643 §3.3 lets providers add extensions."""
+    if not isinstance(data, dict):
+        raise ValueError("a SCIM resource must be a JSON object")
+    known: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        canonical = keys.get(key.lower())
+        if canonical is None:
+            extra[key] = value
+        elif canonical == "schemas":
+            known["schemas"] = [s for s in value or [] if isinstance(s, str) and s.lower() in schemas]
+        else:
+            known[canonical] = value
+    return known, extra
+
+
+def _parse(model: type[Any], data: Any, *, source: str, what: str) -> Any:
+    """Validate a response payload, turning pydantic errors into ResponseValidationError."""
+    try:
+        return model.model_validate(data, scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise ResponseValidationError(f"{what} is not a valid SCIM resource", source=source) from exc
+
+
+def parse_user(data: Any, *, source: str = "scim") -> tuple[Any, dict[str, Any]]:
+    """A SCIM User (with the enterprise extension) from a response payload, plus the attributes we do not
+    model (vendor extensions)."""
+    try:
+        known, extra = _split_known(data, _USER_KEYS, {USER_SCHEMA.lower(), ENTERPRISE_SCHEMA.lower()})
+    except ValueError as exc:
+        raise ResponseValidationError("user is not a JSON object", source=source) from exc
+    return _parse(SCIMUserEnterprise, known, source=source, what="user"), extra
+
+
+def parse_group(data: Any, *, source: str = "scim") -> Any:
+    """A SCIM Group from a response payload (unknown attributes dropped)."""
+    try:
+        known, _ = _split_known(data, _GROUP_KEYS, {GROUP_SCHEMA.lower()})
+    except ValueError as exc:
+        raise ResponseValidationError("group is not a JSON object", source=source) from exc
+    return _parse(SCIMGroup, known, source=source, what="group")
+
+
+def user_resource(attributes: AccountAttributes, *, manager_account_id: str | None = None) -> Any:
+    """The SCIM User to create for ``attributes`` (see the mapping table in the module docstring)."""
+    name = (
+        Name(given_name=attributes.given_name, family_name=attributes.family_name)
+        if attributes.given_name or attributes.family_name
+        else None
+    )
+    user = SCIMUserEnterprise(
+        user_name=attributes.user_name,
+        external_id=attributes.employee_id,
+        name=name,
+        display_name=attributes.display_name,
+        title=attributes.title,
+        active=attributes.active,
+        emails=[Email(value=attributes.email, type="work", primary=True)] if attributes.email else None,
+    )
+    user[EnterpriseUser] = EnterpriseUser(
+        employee_number=attributes.employee_id,
+        department=attributes.department,
+        manager=Manager(value=manager_account_id) if manager_account_id else None,
+    )
+    return user
+
+
+def user_payload(user: Any, context: Context = Context.RESOURCE_CREATION_REQUEST) -> dict[str, Any]:
+    """The JSON body for a create (or, with ``RESOURCE_REPLACEMENT_REQUEST``, a replace) request."""
+    return user.model_dump(scim_ctx=context)
+
+
+def _primary_email(user: Any) -> str | None:
+    emails = [e for e in user.emails or [] if e.value]
+    for pick in (
+        lambda e: e.primary and str(e.type or "").lower() == "work",
+        lambda e: e.primary,
+        lambda e: str(e.type or "").lower() == "work",
+        lambda e: True,
+    ):
+        for email in emails:
+            if pick(email):
+                return str(email.value)
+    return None
+
+
+def _find_last_sign_in(extra: dict[str, Any]) -> datetime | None:
+    """A sign-in timestamp carried by a vendor extension (``urn:...`` objects), if any."""
+    for key, value in extra.items():
+        if not key.lower().startswith("urn:") or not isinstance(value, dict):
+            continue
+        for attr, stamp in value.items():
+            if attr.lower() in LAST_SIGN_IN_KEYS and isinstance(stamp, str):
+                try:
+                    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                except ValueError:
+                    return None
+    return None
+
+
+def account_from_user(
+    user: Any, *, manager_id: str | None = None, extra: dict[str, Any] | None = None
+) -> Account:
+    """Our Account for a SCIM User. ``manager_id`` is the manager's employee id, resolved by the caller from
+    ``manager.value`` (an account id)."""
+    enterprise = user[EnterpriseUser]
+    employee_id = user.external_id or (enterprise.employee_number if enterprise else None) or ""
+    return Account(
+        id=str(user.id),
+        user_name=user.user_name or "",
+        employee_id=employee_id,
+        given_name=user.name.given_name if user.name else None,
+        family_name=user.name.family_name if user.name else None,
+        display_name=user.display_name,
+        email=_primary_email(user),
+        title=user.title,
+        department=enterprise.department if enterprise else None,
+        manager_id=manager_id,
+        active=user.active is not False,
+        last_sign_in=_find_last_sign_in(extra or {}),
+        groups=frozenset(g.display for g in user.groups or [] if g.display),
+    )
+
+
+def _manager_account_id(user: Any) -> str | None:
+    enterprise = user[EnterpriseUser]
+    return enterprise.manager.value if enterprise and enterprise.manager and enterprise.manager.value else None
+
+
+_SIMPLE_PATHS = {
+    "user_name": "userName",
+    "given_name": "name.givenName",
+    "family_name": "name.familyName",
+    "display_name": "displayName",
+    "title": "title",
+    "active": "active",
+    "department": f"{ENTERPRISE_SCHEMA}:department",
+}
+
+
+def patch_operations(changes: dict[str, Any], *, manager_account_id: str | None = None) -> list[dict[str, Any]]:
+    """PATCH operations (RFC 7644 §3.5.2) writing exactly ``changes``: ``replace`` for a value, ``remove`` for
+    None. ``manager_id`` needs the manager's account id, resolved by the caller (skipped when unknown)."""
+    ops: list[dict[str, Any]] = []
+
+    def put(path: str, value: Any) -> None:
+        if value is None or value == "":
+            ops.append({"op": "remove", "path": path})
+        else:
+            ops.append({"op": "replace", "path": path, "value": value})
+
+    for key, value in changes.items():
+        if key in _SIMPLE_PATHS:
+            if key == "active":
+                ops.append({"op": "replace", "path": "active", "value": bool(value)})
+            else:
+                put(_SIMPLE_PATHS[key], value)
+        elif key == "employee_id":
+            put("externalId", value)
+            put(f"{ENTERPRISE_SCHEMA}:employeeNumber", value)
+        elif key == "email":
+            put("emails", [{"value": value, "type": "work", "primary": True}] if value else None)
+        elif key == "manager_id":
+            if value is None:
+                put(f"{ENTERPRISE_SCHEMA}:manager", None)
+            elif manager_account_id:
+                put(f"{ENTERPRISE_SCHEMA}:manager", {"value": manager_account_id})
+        else:
+            raise ValueError(f"unknown account attribute: {key!r}")
+    return ops
+
+
+def patch_body(operations: list[dict[str, Any]], resource: type[Any] = SCIMUserEnterprise) -> dict[str, Any]:
+    """The PatchOp message for ``operations``, validated by scim2-models."""
+    patch = PatchOp[resource].model_validate(  # type: ignore[index]
+        {"schemas": [PATCH_SCHEMA], "Operations": operations}, scim_ctx=Context.RESOURCE_PATCH_REQUEST
+    )
+    body = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    # scim2-models may canonicalise paths; keep our exact operations (values included) for servers that are
+    # strict about the shapes RFC 7644 §3.5.2 shows.
+    body["Operations"] = operations
+    return body
+
+
+def raise_for_scim_error(response: httpx.Response, body: Any, *, source: str) -> None:
+    """Raise the typed error for a body that is a SCIM Error message (RFC 7644 §3.12), even under a 2xx."""
+    if not isinstance(body, dict) or ERROR_SCHEMA not in (body.get("schemas") or []):
+        return
+    try:
+        error = Error.model_validate(body)
+        status = int(error.status) if error.status is not None else 400
+        detail = " ".join(str(p) for p in (error.scim_type, error.detail) if p)
+    except (ValidationError, ValueError, TypeError):
+        status, detail = 400, "malformed SCIM Error body"
+    status = status if 400 <= status <= 599 else 400
+    fake = httpx.Response(status, headers=response.headers, request=response.request)
+    raise_for_status(fake, source=source, detail=f"SCIM error in a {response.status_code} answer: {detail}"[:300])
+    raise PermanentAPIError(detail or "SCIM error", source=source, status_code=status)  # pragma: no cover
+
+
+def _scim_type(exc: ConnectorError) -> str | None:
+    """The scimType keyword a SCIM error message carried (it is in the message detail), if any."""
+    match = re.search(r'"scimType"\s*:\s*"(\w+)"', exc.message)
+    return match.group(1) if match else None
+
+
+# --------------------------------------------------------------------------------------------- the connector
+
+
+class SCIMIdentityProvider:
+    """:class:`connectors.protocols.IdentityProvider` over SCIM 2.0."""
+
+    def __init__(self, api: APIClient, *, source: str = "scim") -> None:
+        self.api = api
+        self.source = source
+        self._config: ServiceProviderConfig | None = None
+        self._config_lock = asyncio.Lock()
+        self._versions: OrderedDict[str, str] = OrderedDict()
+        self._employee_ids: dict[str, str | None] = {}  # account id -> employee id (manager resolution)
+
+    def __repr__(self) -> str:
+        return f"SCIMIdentityProvider(source={self.source!r}, api={self.api!r})"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
+    ) -> SCIMIdentityProvider:
+        """A provider for ``settings`` (an :class:`tenure.settings.IdPSettings`); ``transport`` lets tests
+        pass respx or ``httpx.MockTransport``. The bearer token is revealed here, at the moment of use."""
+        from tenure.settings import reveal
+
+        token = reveal(settings.token)
+        client = build_client(
+            settings.base_url,
+            auth=TokenAuth(token, "Bearer") if token else None,
+            headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
+            timeout=settings.timeout_seconds,
+            verify=settings.verify_tls,
+            transport=transport,
+        )
+        api = APIClient(
+            client,
+            source="scim",
+            max_attempts=settings.max_attempts,
+            requests_per_second=settings.requests_per_second,
+            max_concurrency=settings.max_concurrency,
+            secrets=[token],
+            **api_options,
+        )
+        return cls(api)
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    async def __aenter__(self) -> SCIMIdentityProvider:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------------------------------- transport
+
+    async def _call(self, method: str, path: str, *, body: Any = None, **kwargs: Any) -> tuple[httpx.Response, Any]:
+        """Send, then check the body: JSON or nothing (204); a SCIM Error body raises even under 2xx."""
+        if body is not None:
+            kwargs["content"] = json.dumps(body).encode()
+            kwargs.setdefault("headers", {})["Content-Type"] = SCIM_MEDIA_TYPE
+        response = await self.api.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content.strip():
+            return response, None
+        try:
+            data = json_body(response, source=self.source)
+            raise_for_scim_error(response, data, source=self.source)
+        except ConnectorError as exc:
+            raise self.api.scrub(exc) from exc.__cause__
+        return response, data
+
+    async def service_provider_config(self) -> ServiceProviderConfig:
+        """``/ServiceProviderConfig`` (RFC 7644 §4), read once. A provider without it is assumed to support
+        PATCH (mandatory in practice) and not ETags."""
+        async with self._config_lock:
+            if self._config is None:
+                try:
+                    _, data = await self._call("GET", "ServiceProviderConfig")
+                    known, _ = _split_known(data or {}, _known_keys(ServiceProviderConfig), {
+                        "urn:ietf:params:scim:schemas:core:2.0:serviceproviderconfig"
+                    })
+                    self._config = ServiceProviderConfig.model_validate(known)
+                except (NotFoundError, ValidationError, ValueError):
+                    log.info("%s: no usable /ServiceProviderConfig; assuming PATCH without ETags", self.source)
+                    self._config = ServiceProviderConfig.model_validate(
+                        {"patch": {"supported": True}, "etag": {"supported": False}}
+                    )
+            return self._config
+
+    async def _patch_supported(self) -> bool:
+        config = await self.service_provider_config()
+        return bool(config.patch and config.patch.supported)
+
+    async def _etag_supported(self) -> bool:
+        config = await self.service_provider_config()
+        return bool(config.etag and config.etag.supported)
+
+    def _remember_version(self, resource_id: str | None, response: httpx.Response | None, resource: Any) -> None:
+        version = (response.headers.get("ETag") if response is not None else None) or (
+            resource.meta.version if resource is not None and resource.meta else None
+        )
+        if resource_id and version:
+            self._versions[resource_id] = version
+            self._versions.move_to_end(resource_id)
+            while len(self._versions) > _VERSION_CACHE_SIZE:
+                self._versions.popitem(last=False)
+
+    async def _if_match(self, resource_id: str) -> dict[str, str]:
+        if await self._etag_supported() and resource_id in self._versions:
+            return {"If-Match": self._versions[resource_id]}
+        return {}
+
+    # ----------------------------------------------------------------------------------------- reading users
+
+    async def _get_user(self, account_id: str) -> tuple[Any, dict[str, Any]]:
+        response, data = await self._call("GET", f"Users/{_segment(account_id)}")
+        user, extra = parse_user(data, source=self.source)
+        self._remember_version(user.id, response, user)
+        return user, extra
+
+    async def _search_users(self, filter_: str, count: int = 10) -> list[tuple[Any, dict[str, Any]]]:
+        _, data = await self._call("GET", "Users", params={"filter": filter_, "startIndex": 1, "count": count})
+        return self._page_users(data)
+
+    def _page_users(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
+        page = self._list_response(data)
+        users = [parse_user(item, source=self.source) for item in page.get("Resources") or []]
+        for user, _ in users:
+            self._remember_version(user.id, None, user)
+            if user.id:
+                self._employee_ids[user.id] = user.external_id
+        return users
+
+    def _list_response(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ResponseValidationError("list response is not a JSON object", source=self.source)
+        try:  # validate the envelope only; resources are validated one by one (they may carry extensions)
+            ListResponse[SCIMGroup].model_validate(
+                {k: v for k, v in data.items() if k != "Resources"}
+                | ({"Resources": []} if "Resources" in data else {}),
+                scim_ctx=Context.DEFAULT,
+            )
+        except ValidationError as exc:
+            raise ResponseValidationError("list response is not a SCIM ListResponse", source=self.source) from exc
+        resources = data.get("Resources")
+        if resources is not None and not isinstance(resources, list):
+            raise ResponseValidationError("ListResponse.Resources is not a list", source=self.source)
+        return data
+
+    async def _manager_employee_id(self, manager_account_id: str | None) -> str | None:
+        """The employee id of the account ``manager.value`` points at (cached), None if it is gone."""
+        if not manager_account_id:
+            return None
+        if manager_account_id not in self._employee_ids:
+            try:
+                user, _ = await self._get_user(manager_account_id)
+                self._employee_ids[manager_account_id] = user.external_id
+            except NotFoundError:
+                self._employee_ids[manager_account_id] = None
+        return self._employee_ids[manager_account_id]
+
+    async def _account(self, user: Any, extra: dict[str, Any]) -> Account:
+        if user.id:
+            self._employee_ids[user.id] = user.external_id
+        manager = await self._manager_employee_id(_manager_account_id(user))
+        return account_from_user(user, manager_id=manager, extra=extra)
+
+    async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
+        """The account whose ``externalId`` is ``employee_id``; ConflictError if several claim it."""
+        found = [(u, x) for u, x in await self._search_users(scim_filter_eq("externalId", employee_id))
+                 if u.external_id == employee_id]
+        if len(found) > 1:
+            raise ConflictError(
+                f"{len(found)} accounts carry externalId for one employee; link them by hand", source=self.source
+            )
+        return await self._account(*found[0]) if found else None
+
+    async def find_user_by_username(self, user_name: str) -> Account | None:
+        """The account named ``user_name`` (exact match preferred; userName is case-insensitive,
+        RFC 7643 §4.1.1)."""
+        found = await self._search_users(scim_filter_eq("userName", user_name))
+        exact = [p for p in found if p[0].user_name == user_name]
+        loose = [p for p in found if (p[0].user_name or "").casefold() == user_name.casefold()]
+        pick = (exact or loose or [None])[0]
+        return await self._account(*pick) if pick else None
+
+    async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
+        """Every user, one page at a time (RFC 7644 §3.4.2.4)."""
+        guard = LoopGuard(self.source)
+        start = 1
+        while True:
+            guard.check(start)
+            _, data = await self._call("GET", "Users", params={"startIndex": start, "count": page_size})
+            users = self._page_users(data)
+            if not users:
+                return
+            yield [await self._account(u, x) for u, x in users]
+            start += len(users)
+            total = data.get("totalResults")
+            if isinstance(total, int) and start > total:
+                return
+
+    async def last_sign_in(self, account_id: str) -> datetime | None:
+        """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
+        _, extra = await self._get_user(account_id)
+        return _find_last_sign_in(extra)
+
+    # ----------------------------------------------------------------------------------------- writing users
+
+    async def create_user(self, attributes: AccountAttributes) -> Account:
+        """Create the account (POST /Users, RFC 7644 §3.3), safely: an account with this employee id is
+        returned instead, including one a timed-out earlier attempt created. On 409 uniqueness the account
+        holding the userName is adopted only if it carries our employee id; anyone else's is never taken."""
+        manager = await self._resolve_manager(attributes.manager_id)
+        body = user_payload(user_resource(attributes, manager_account_id=manager))
+
+        async def create() -> Account:
+            response, data = await self._call("POST", "Users", body=body, retry=False)
+            if data is None:  # a 201 without a body: read it back
+                found = await self.find_user_by_employee_id(attributes.employee_id)
+                if found is None:
+                    raise ResponseValidationError("created user is not readable", source=self.source)
+                return found
+            user, extra = parse_user(data, source=self.source)
+            self._remember_version(user.id, response, user)
+            return await self._account(user, extra)
+
+        async def lookup() -> Account | None:
+            return await self.find_user_by_employee_id(attributes.employee_id)
+
+        try:
+            return await create_idempotently(create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base)
+        except ConflictError as exc:
+            holder = await self.find_user_by_username(attributes.user_name)
+            if holder is not None and holder.employee_id == attributes.employee_id:
+                log.info("%s: adopting existing account %s for employee", self.source, holder.id)
+                return holder
+            if holder is None:
+                again = await lookup()  # a concurrent create for this employee may have won the race
+                if again is not None:
+                    return again
+                reason = "a uniqueness conflict on another attribute (e.g. email)"
+            elif not holder.employee_id:
+                reason = f"userName is held by account {holder.id} without an externalId; link it by hand"
+            else:
+                reason = f"userName is held by account {holder.id} of another employee"
+            raise ConflictError(f"cannot create the account: {reason}", source=self.source,
+                                status_code=exc.status_code) from exc
+
+    async def _resolve_manager(self, manager_employee_id: str | None) -> str | None:
+        """The manager's account id for their employee id, or None while they have no account."""
+        if not manager_employee_id:
+            return None
+        manager = await self.find_user_by_employee_id(manager_employee_id)
+        if manager is None:
+            log.info("%s: manager has no account yet; manager attribute skipped", self.source)
+        return manager.id if manager else None
+
+    async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
+        """Write only ``changes``: PATCH replace/remove (RFC 7644 §3.5.2), or read-modify-PUT (§3.5.1) when
+        the provider lacks PATCH. With ETags, If-Match guards the write; one 412 re-reads and retries."""
+        if not changes:
+            user, extra = await self._get_user(account.id)
+            return await self._account(user, extra)
+        manager = await self._resolve_manager(changes["manager_id"]) if changes.get("manager_id") else None
+        if await self._patch_supported():
+            ops = patch_operations(changes, manager_account_id=manager)
+            if not ops:
+                user, extra = await self._get_user(account.id)
+                return await self._account(user, extra)
+            return await self._patch_user(account.id, ops)
+        return await self._replace_user(account.id, changes, manager)
+
+    async def _patch_user(self, account_id: str, operations: list[dict[str, Any]]) -> Account:
+        body = patch_body(operations)
+        for attempt in (1, 2):
+            try:
+                response, data = await self._call(
+                    "PATCH", f"Users/{_segment(account_id)}", body=body, headers=await self._if_match(account_id)
+                )
+                break
+            except PermanentAPIError as exc:
+                if exc.status_code != 412 or attempt == 2:
+                    raise
+                await self._get_user(account_id)  # refresh the version, then try once more
+        if data is None:  # 204 No Content (scim2-server): read the result back
+            user, extra = await self._get_user(account_id)
+        else:
+            user, extra = parse_user(data, source=self.source)
+            self._remember_version(user.id, response, user)
+        return await self._account(user, extra)
+
+    async def _replace_user(self, account_id: str, changes: dict[str, Any], manager: str | None) -> Account:
+        for attempt in (1, 2):
+            user, extra = await self._get_user(account_id)
+            current = await self._account(user, extra)
+            desired = AccountAttributes.model_validate(
+                current.model_dump(include=set(AccountAttributes.model_fields)) | changes
+            )
+            replacement = user_resource(desired, manager_account_id=manager or _manager_account_id(user))
+            if "manager_id" in changes and not changes["manager_id"]:
+                replacement[EnterpriseUser].manager = None
+            replacement.id = user.id
+            payload = user_payload(replacement, Context.RESOURCE_REPLACEMENT_REQUEST)
+            payload["id"] = user.id
+            try:
+                response, data = await self._call(
+                    "PUT", f"Users/{_segment(account_id)}", body=payload, headers=await self._if_match(account_id)
+                )
+            except PermanentAPIError as exc:
+                if exc.status_code != 412 or attempt == 2:
+                    raise
+                continue
+            if data is None:
+                user, extra = await self._get_user(account_id)
+            else:
+                user, extra = parse_user(data, source=self.source)
+                self._remember_version(user.id, response, user)
+            return await self._account(user, extra)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _set_active(self, account_id: str, active: bool) -> None:
+        if await self._patch_supported():
+            await self._patch_user(account_id, [{"op": "replace", "path": "active", "value": active}])
+        else:
+            await self._replace_user(account_id, {"active": active}, None)
+
+    async def deactivate_user(self, account_id: str) -> None:
+        """``active: false`` (RFC 7643 §4.1.1); idempotent."""
+        await self._set_active(account_id, False)
+
+    async def reactivate_user(self, account_id: str) -> None:
+        """``active: true``; idempotent."""
+        await self._set_active(account_id, True)
+
+    async def delete_user(self, account_id: str) -> None:
+        """DELETE /Users/{id} (RFC 7644 §3.6); an already deleted account is not an error."""
+        try:
+            await self._call("DELETE", f"Users/{_segment(account_id)}")
+        except NotFoundError:
+            log.info("%s: account %s was already deleted", self.source, account_id)
+        self._versions.pop(account_id, None)
+        self._employee_ids.pop(account_id, None)
+
+    # ----------------------------------------------------------------------------------------- groups
+
+    async def list_groups(self) -> list[Group]:
+        """Every group with its member ids (paged like users)."""
+        groups: list[Group] = []
+        guard = LoopGuard(self.source)
+        start, page_size = 1, 200
+        while True:
+            guard.check(start)
+            _, data = await self._call("GET", "Groups", params={"startIndex": start, "count": page_size})
+            page = [parse_group(item, source=self.source) for item in self._list_response(data).get("Resources") or []]
+            if not page:
+                break
+            groups.extend(_group(g) for g in page)
+            start += len(page)
+            total = data.get("totalResults")
+            if isinstance(total, int) and start > total:
+                break
+        return groups
+
+    async def list_members(self, group_id: str) -> set[str]:
+        """Member ids of one group (NotFoundError if the group does not exist)."""
+        _, data = await self._call("GET", f"Groups/{_segment(group_id)}")
+        return set(_group(parse_group(data, source=self.source)).member_ids)
+
+    async def add_member(self, group_id: str, account_id: str) -> None:
+        """PATCH ``add`` to ``members`` (RFC 7644 §3.5.2.1: adding an existing value changes nothing)."""
+        if not await self._patch_supported():
+            return await self._replace_members(group_id, add=account_id)
+        ops = [{"op": "add", "path": "members", "value": [{"value": account_id}]}]
+        await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+
+    async def remove_member(self, group_id: str, account_id: str) -> None:
+        """PATCH ``remove`` of ``members[value eq "id"]`` (RFC 7644 §3.5.2.2); a non-member (``noTarget``)
+        is not an error."""
+        if not await self._patch_supported():
+            return await self._replace_members(group_id, remove=account_id)
+        path = f"members[{scim_filter_eq('value', account_id)}]"
+        try:
+            await self._call("PATCH", f"Groups/{_segment(group_id)}",
+                             body=patch_body([{"op": "remove", "path": path}], SCIMGroup))
+        except PermanentAPIError as exc:
+            if exc.status_code == 400 and _scim_type(exc) == "noTarget":
+                return
+            raise
+
+    async def _replace_members(self, group_id: str, *, add: str | None = None, remove: str | None = None) -> None:
+        """Membership without PATCH: read the group, PUT it back (RFC 7644 §3.5.1) with If-Match when the
+        provider has ETags; a 412 (someone else changed the group) re-reads, up to three times."""
+        for attempt in (1, 2, 3):
+            response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
+            group = parse_group(data, source=self.source)
+            self._remember_version(group.id, response, group)
+            members = [m for m in group.members or [] if m.value]
+            values = {str(m.value) for m in members}
+            if (add is not None and add in values) or (remove is not None and remove not in values):
+                return  # already as wanted
+            if add is not None:
+                members.append(GroupMember(value=add))
+            members = [m for m in members if str(m.value) != remove]
+            replacement = SCIMGroup(id=group.id, display_name=group.display_name, external_id=group.external_id,
+                                    members=members or None)
+            payload = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+            payload["id"] = group.id
+            if not members:
+                payload["members"] = []
+            try:
+                await self._call("PUT", f"Groups/{_segment(group_id)}", body=payload,
+                                 headers=await self._if_match(group_id))
+                return
+            except PermanentAPIError as exc:
+                if exc.status_code != 412 or attempt == 3:
+                    raise
+
+    async def create_group(self, name: str) -> Group:
+        """POST /Groups. Not part of the protocol (groups are managed by IT); used by tests and the sandbox."""
+        body = SCIMGroup(display_name=name).model_dump(scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+        _, data = await self._call("POST", "Groups", body=body, retry=False)
+        return _group(parse_group(data, source=self.source))
+
+
+def _group(group: Any) -> Group:
+    return Group(
+        id=str(group.id),
+        name=group.display_name or "",
+        member_ids=frozenset(str(m.value) for m in group.members or [] if m.value),
+    )
+
+
+def _segment(resource_id: str) -> str:
+    """A resource id as one URL path segment (ids are opaque, RFC 7643 §3.1: never let one add a path)."""
+    return quote(resource_id, safe="")

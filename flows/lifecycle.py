@@ -1,0 +1,106 @@
+"""The joiner, mover, leaver and reconcile_employee flows (one employee each, async, named runs)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from prefect.states import Completed, Failed, State
+
+from connectors.errors import ConnectorError
+from lifecycle.actions import Action
+from lifecycle.policy import load_policy
+from models.audit import Outcome
+from models.domain import Account
+from tenure.apply import ActionResult, Applier, ApplyReport
+from tenure.auditor import Auditor
+from tenure.orchestration import approve_in_ui, in_deployment, schedule_reconcile
+from tenure.runner import open_connectors, reconcile
+from tenure.settings import load_settings
+
+__all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle"]
+
+
+def _not_a_connector_error(task: Any, task_run: Any, state: State) -> bool:
+    """Retry a step only for whole-step failures (e.g. the audit database was locked), never for API errors:
+    those were already retried in the HTTP layer and are audited as failed."""
+    try:
+        state.result()
+    except ConnectorError:
+        return False
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+@task(name="apply-action", task_run_name="{action.kind.value}-{action.target}", cache_policy=NONE,
+      retries=2, retry_delay_seconds=1, retry_condition_fn=_not_a_connector_error)
+async def apply_action(applier: Applier, action: Action, account: Account | None) -> tuple[ActionResult, Account | None]:
+    """One audited, idempotent step."""
+    return await applier.apply_action(action, account)
+
+
+def _artifact_key(employee_id: str) -> str:
+    return "lifecycle-" + (re.sub(r"[^a-z0-9-]+", "-", employee_id.lower()).strip("-") or "employee")
+
+
+async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> State:
+    """Reconcile one employee; the run ends Failed (with a summary) if any step failed."""
+    logger = get_run_logger()
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    auditor = Auditor(settings.database_url)
+    deployed = in_deployment()
+    async with open_connectors(settings) as connectors:
+        report: ApplyReport = await reconcile(
+            employee_id,
+            connectors=connectors,
+            policy=policy,
+            auditor=auditor,
+            dry_run=dry_run,
+            scheduler=schedule_reconcile if deployed else None,
+            approver=approve_in_ui,
+            step_factory=lambda applier: lambda action, account: apply_action(applier, action, account),
+        )
+    if report.event not in (event, "none") and event != "reconcile":
+        logger.info("asked for %s, but the HR record makes this a %s", event, report.event)
+    await create_markdown_artifact(
+        markdown=report.markdown(), key=_artifact_key(employee_id),
+        description=f"{event} {employee_id}: what changed",
+    )
+    summary = (
+        f"{report.event} {employee_id}: {report.count(Outcome.APPLIED)} applied, "
+        f"{len(report.failed)} failed, {report.count(Outcome.SKIPPED)} skipped"
+    )
+    logger.info(summary)
+    if not report.ok:
+        failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
+        return Failed(message=f"{summary}. {report.error or failed}")
+    return Completed(message=summary)
+
+
+@flow(name="joiner", flow_run_name="joiner-{employee_id}", log_prints=False)
+async def joiner(employee_id: str, dry_run: bool = False) -> State:
+    """A hire: create the account (disabled before day one), birthright groups, joiner tickets."""
+    return await run_lifecycle("joiner", employee_id, dry_run)
+
+
+@flow(name="mover", flow_run_name="mover-{employee_id}")
+async def mover(employee_id: str, dry_run: bool = False) -> State:
+    """A change: update attributes, add new birthright groups, remove the ones the old role gave."""
+    return await run_lifecycle("mover", employee_id, dry_run)
+
+
+@flow(name="leaver", flow_run_name="leaver-{employee_id}")
+async def leaver(employee_id: str, dry_run: bool = False) -> State:
+    """A termination: disable at the termination time, remove groups, equipment-return ticket."""
+    return await run_lifecycle("leaver", employee_id, dry_run)
+
+
+@flow(name="reconcile-employee", flow_run_name="reconcile-{employee_id}")
+async def reconcile_employee(employee_id: str, dry_run: bool = False) -> State:
+    """Decide from the HR record and the IdP state whether this is a joiner, mover or leaver, and apply it."""
+    return await run_lifecycle("reconcile", employee_id, dry_run)

@@ -1,0 +1,332 @@
+"""The joiner/mover/leaver planner: ``plan = diff(employee, account, policy, now)``. Pure, no I/O.
+
+One employee, their current IdP account (found by employee id) and the policy give an ordered
+:class:`~lifecycle.actions.Plan`. Re-planning after the plan is applied gives no account or membership
+action again; tickets, approval requests and schedules may repeat with the *same* ledger keys (the
+planner cannot see tickets, requests or schedules, so the apply step dedupes them by key/reference).
+
+The state machine, with every instant computed in the employee's time zone
+(``policy.timezone_for(location)``) and compared in UTC:
+
+* **pre-hire** (hire day not reached): before ``hire_date - prehire_days`` (00:00 local) the plan is one
+  SCHEDULE "create" at that instant; from then on the account is created *disabled* and a SCHEDULE
+  "enable" names the hire day 00:00 local. Dates win over the HR status: a "pending" employee whose hire
+  day has come is enabled, an "active" one whose hire day lies ahead is treated as pre-hire.
+* **active** and **leave**: the account exists, is enabled, its attributes equal the HR record and it
+  holds its entitlements (:mod:`lifecycle.birthright`). Leave keeps the account enabled and maintained
+  (a policy switch to suspend on leave can come later). A disabled account is enabled; with evidence of
+  an earlier tenure (a termination date before the hire date, or a past sign-in) that is a **rehire**:
+  the same account is enabled (never a second one created) and the joiner tickets are emitted again.
+* **mover**: UPDATE with only the changed attributes, ADD missing entitlements, REMOVE managed groups
+  (``policy.managed_groups``) the employee is no longer granted. Groups outside policy (granted by
+  hand) are left alone; so are privileged groups with an approval, and privileged groups a rule names
+  that await approval. ``user_name`` and ``email`` are formed once, at creation; renames are manual.
+* **leaver** (status terminated, or the termination instant — ``termination_date`` at
+  ``leaver.termination_time`` local — has passed while HR still says active): timing "immediate"
+  disables now; "at_termination" schedules the disable at the termination instant, or disables once it
+  has passed. After disabling, managed groups are removed (``leaver.remove_groups``) and, with
+  ``delete_after_days``, a delete is scheduled that many days after the termination instant (or done
+  once past). Terminated before the start date without an account: nothing, with a reason.
+* An employee with a future termination date (on or after the hire date) also gets a SCHEDULE "disable"
+  at the termination instant, so the nightly run is not the only trigger. A SCHEDULE means "re-plan this
+  employee at ``at``"; a stale schedule (HR moved the date) then plans nothing harmful.
+* No HR record (``employee=None``): an orphan account; nothing is planned, the access review owns it.
+
+Ordering: create → update → enable → add memberships → (remove memberships) → approvals → tickets →
+schedules; leavers: disable → remove memberships → tickets → delete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lifecycle.actions import Action, ActionKind, Plan, PlanEvent
+from lifecycle.birthright import Entitlements, entitlements
+from lifecycle.naming import email_for, unique_user_name
+from lifecycle.policy import TEMPLATE_FIELDS, Policy, TicketTemplate
+from models.domain import Account, AccountAttributes, Employee, EmployeeStatus
+
+__all__ = ["Timeline", "timeline", "plan", "desired_attributes", "render_ticket"]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The instants (UTC) that drive an employee's lifecycle; None where HR gave no date."""
+
+    create_at: datetime | None  # hire_date - prehire_days, 00:00 local
+    enable_at: datetime | None  # hire_date, 00:00 local
+    disable_at: datetime | None  # termination_date at leaver.termination_time, local
+    delete_at: datetime | None  # disable_at + leaver.delete_after_days
+
+
+def _local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """``day`` at wall-clock ``at`` in ``tz`` as a UTC instant (PEP 495 fold=0 in DST gaps/overlaps)."""
+    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
+
+
+def timeline(employee: Employee, policy: Policy) -> Timeline:
+    """Compute the employee's lifecycle instants from HR dates and policy."""
+    tz = policy.timezone_for(employee.location)
+    create_at = enable_at = disable_at = delete_at = None
+    if employee.hire_date is not None:
+        enable_at = _local_instant(employee.hire_date, time(0, 0), tz)
+        create_at = _local_instant(employee.hire_date - timedelta(days=policy.prehire_days), time(0, 0), tz)
+    if employee.termination_date is not None:
+        hh, mm = (int(part) for part in policy.leaver.termination_time.split(":"))
+        disable_at = _local_instant(employee.termination_date, time(hh, mm), tz)
+        if policy.leaver.delete_after_days is not None:
+            delete_at = disable_at + timedelta(days=policy.leaver.delete_after_days)
+    return Timeline(create_at=create_at, enable_at=enable_at, disable_at=disable_at, delete_at=delete_at)
+
+
+def desired_attributes(employee: Employee, user_name: str, email: str | None, *, active: bool) -> AccountAttributes:
+    """The account attributes the HR record asks for (names kept in Unicode; only userName is folded)."""
+    return AccountAttributes(
+        user_name=user_name,
+        employee_id=employee.employee_id,
+        given_name=employee.given_name,
+        family_name=employee.last_name,
+        display_name=employee.display_name,
+        email=email,
+        title=employee.title,
+        department=employee.department,
+        manager_id=employee.manager_id,
+        active=active,
+    )
+
+
+def render_ticket(template: TicketTemplate, employee: Employee, user_name: str) -> dict[str, Any]:
+    """OPEN_TICKET params from a template, rendered with ONLY ``TEMPLATE_FIELDS`` (missing values: "n/a").
+
+    The reference ``tenure:<employee_id>:<purpose>`` makes ticket creation idempotent (see
+    ``models.domain.TicketRequest``)."""
+
+    def text(value: object) -> str:
+        if value is None or value == "":
+            return "n/a"
+        return value.isoformat() if isinstance(value, date) else str(value)
+
+    fields = {
+        "employee_id": employee.employee_id,
+        "display_name": employee.display_name,
+        "user_name": user_name,
+        "department": employee.department,
+        "title": employee.title,
+        "location": employee.location,
+        "manager_id": employee.manager_id,
+        "hire_date": employee.hire_date,
+        "termination_date": employee.termination_date,
+        "purpose": template.purpose,
+    }
+    assert fields.keys() == TEMPLATE_FIELDS, "render_ticket and TEMPLATE_FIELDS disagree"
+    values = {key: text(value) for key, value in fields.items()}
+    return {
+        "title": template.title.format_map(values),
+        "body": template.body.format_map(values),
+        "queue": template.queue,
+        "reference": f"tenure:{employee.employee_id}:{template.purpose}",
+    }
+
+
+@dataclass(frozen=True)
+class _Context:
+    employee: Employee
+    account: Account | None
+    policy: Policy
+    now: datetime
+    timeline: Timeline
+    approvals: frozenset[str]
+    taken_user_names: frozenset[str]
+
+    def action(self, kind: ActionKind, target: str, reason: str, **params: Any) -> Action:
+        return Action(kind=kind, employee_id=self.employee.employee_id, target=target, reason=reason,
+                      params=params)
+
+    def schedule(self, event: str, at: datetime, reason: str) -> Action:
+        return self.action(ActionKind.SCHEDULE, event, reason, event=event, at=at.astimezone(UTC).isoformat())
+
+    def tickets(self, event: str, user_name: str) -> list[Action]:
+        templates: list[TicketTemplate] = getattr(self.policy.tickets, event)
+        return [
+            self.action(ActionKind.OPEN_TICKET, t.purpose, f"{event} ticket '{t.purpose}'",
+                        **render_ticket(t, self.employee, user_name))
+            for t in templates
+        ]
+
+    def plan(self, event: PlanEvent, actions: list[Action] | None = None, skipped: str | None = None) -> Plan:
+        return Plan(employee_id=self.employee.employee_id, event=event, actions=actions or [],
+                    skipped_reason=skipped)
+
+
+def _terminated_before_start(employee: Employee) -> bool:
+    e = employee
+    return e.termination_date is not None and e.hire_date is not None and e.termination_date < e.hire_date
+
+
+def _is_leaver(ctx: _Context) -> bool:
+    """Status terminated, or the termination instant has passed (dates win over a lagging status)."""
+    if ctx.employee.status is EmployeeStatus.TERMINATED:
+        return True
+    at = ctx.timeline.disable_at
+    return at is not None and not _terminated_before_start(ctx.employee) and ctx.now >= at
+
+
+def _has_started(ctx: _Context) -> bool:
+    """The hire day has begun (local time); without a hire date, anyone but a pending hire has."""
+    at = ctx.timeline.enable_at
+    if at is None:
+        return ctx.employee.status is not EmployeeStatus.PENDING
+    return ctx.now >= at
+
+
+def plan(
+    employee: Employee | None,
+    account: Account | None,
+    policy: Policy,
+    now: datetime,
+    *,
+    taken_user_names: frozenset[str] = frozenset(),
+    approvals: frozenset[str] = frozenset(),
+) -> Plan:
+    """Plan the actions that bring ``account`` in line with ``employee`` under ``policy`` at ``now``.
+
+    ``taken_user_names``: user names of OTHER accounts (collision suffixes). ``approvals``: privileged
+    group names this employee holds a recorded approval for. ``now`` must be timezone-aware.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if employee is None:
+        if account is None:
+            raise ValueError("plan needs an employee or an account")
+        return Plan(employee_id=account.employee_id, event="none",
+                    skipped_reason="no HR record for this account (orphan); left to the access review")
+    if account is not None and account.employee_id != employee.employee_id:
+        raise ValueError(f"account {account.id} belongs to employee {account.employee_id}, "
+                         f"not {employee.employee_id}")
+    ctx = _Context(employee=employee, account=account, policy=policy, now=now.astimezone(UTC),
+                   timeline=timeline(employee, policy), approvals=frozenset(approvals),
+                   taken_user_names=frozenset(taken_user_names))
+    if _is_leaver(ctx):
+        return _plan_leaver(ctx)
+    ents = entitlements(employee, policy, ctx.approvals)
+    if account is None:
+        return _plan_joiner(ctx, ents)
+    return _plan_existing(ctx, account, ents)
+
+
+def _termination_schedule(ctx: _Context) -> list[Action]:
+    """A SCHEDULE "disable" for a known future termination (not for an old one before a rehire)."""
+    at = ctx.timeline.disable_at
+    if at is None or _terminated_before_start(ctx.employee) or ctx.now >= at:
+        return []
+    return [ctx.schedule("disable", at, "leaver: termination date known; disable at the termination time")]
+
+
+def _memberships(ctx: _Context, ents: Entitlements, current: frozenset[str]) -> list[Action]:
+    """ADD missing grants, REMOVE managed groups no longer granted, REQUEST_APPROVAL for privileged
+    groups a rule names that lack an approval (unless already held: the access review recertifies)."""
+    actions = [ctx.action(ActionKind.ADD_MEMBERSHIP, g, f"entitled: {ents.reasons[g]}")
+               for g in sorted(ents.grants - current)]
+    actions += [ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "managed group no longer granted by policy")
+                for g in sorted((ctx.policy.managed_groups & current) - ents.protected)]
+    by_name = {p.name: p for p in ctx.policy.privileged_groups}
+    actions += [
+        ctx.action(ActionKind.REQUEST_APPROVAL, g, ents.reasons[g],
+                   approvers=list(by_name[g].approvers), timeout_hours=by_name[g].approval_timeout_hours)
+        for g in sorted(ents.needs_approval - current)
+    ]
+    return actions
+
+
+def _plan_joiner(ctx: _Context, ents: Entitlements) -> Plan:
+    """No account yet: schedule the creation, or create it (disabled before the hire day)."""
+    e, tl = ctx.employee, ctx.timeline
+    if e.status is EmployeeStatus.PENDING and e.hire_date is None:
+        return ctx.plan("joiner", skipped="pending hire without a hire date; nothing to schedule")
+    started = _has_started(ctx)
+    if not started and tl.create_at is not None and ctx.now < tl.create_at:
+        return ctx.plan("joiner", [ctx.schedule("create", tl.create_at,
+                                                "joiner: create the account when the prehire window opens")])
+    user_name = unique_user_name(e, ctx.policy.naming, ctx.taken_user_names)
+    if not user_name:
+        return ctx.plan("joiner", skipped="the name yields an empty userName under the naming template")
+    attrs = desired_attributes(e, user_name, email_for(user_name, ctx.policy.naming), active=started)
+    state = "enabled (hire day reached)" if started else "disabled until the hire day"
+    actions = [ctx.action(ActionKind.CREATE_ACCOUNT, user_name, f"joiner: new account, {state}",
+                          **attrs.model_dump())]
+    if not started and tl.enable_at is not None:
+        actions.append(ctx.schedule("enable", tl.enable_at, "joiner: enable on the hire day"))
+    actions += _memberships(ctx, ents, frozenset())
+    actions += ctx.tickets("joiner", user_name)
+    actions += _termination_schedule(ctx)
+    return ctx.plan("joiner", actions)
+
+
+def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
+    """An account exists for a pending/active/on-leave employee: mover changes, enable, rehire."""
+    e, tl = ctx.employee, ctx.timeline
+    desired = desired_attributes(e, account.user_name, account.email, active=True)
+    changes = desired.differences(account)
+    actions: list[Action] = []
+    if changes:
+        actions.append(ctx.action(ActionKind.UPDATE_ACCOUNT, account.user_name,
+                                  f"attributes changed: {', '.join(sorted(changes))}", changes=changes))
+    enabling = False
+    rehire = enabling and (_terminated_before_start(e) or account.last_sign_in is not None)
+    label = "rehire" if rehire else "joiner"
+    if enabling and _has_started(ctx):
+        actions.append(ctx.action(ActionKind.ENABLE_ACCOUNT, account.user_name,
+                                  f"{label}: hire day reached, account is disabled"))
+    elif enabling and tl.enable_at is not None:
+        actions.append(ctx.schedule("enable", tl.enable_at, f"{label}: enable on the hire day"))
+    actions += _memberships(ctx, ents, account.groups)
+    if rehire:
+        actions += ctx.tickets("joiner", account.user_name)
+    elif not enabling and ({"department", "title"} & changes.keys()):
+        actions += ctx.tickets("mover", account.user_name)
+    termination = _termination_schedule(ctx)
+    event: PlanEvent
+    if enabling:
+        event = label
+    elif actions:
+        event = "mover"
+    elif termination:
+        event = "leaver"
+    else:
+        event = "none"
+    return ctx.plan(event, actions + termination)
+
+
+def _plan_leaver(ctx: _Context) -> Plan:
+    """Disable (now or at the termination instant), strip managed groups, tickets, then delete."""
+    e, tl, policy, account = ctx.employee, ctx.timeline, ctx.policy, ctx.account
+    if account is None:
+        why = ("terminated before the start date; no account was created" if _terminated_before_start(e)
+               else "leaver without an account; nothing to do")
+        return ctx.plan("leaver", skipped=why)
+    immediate = policy.leaver.timing == "immediate" and e.status is EmployeeStatus.TERMINATED
+    disable_now = immediate or tl.disable_at is None or ctx.now >= tl.disable_at
+    actions: list[Action] = []
+    if account.active and disable_now:
+        why = ("policy timing is immediate" if immediate
+               else "no termination date" if tl.disable_at is None
+               else "termination time reached")
+        actions.append(ctx.action(ActionKind.DISABLE_ACCOUNT, account.user_name, f"leaver: {why}"))
+    elif account.active and tl.disable_at is not None:
+        actions.append(ctx.schedule("disable", tl.disable_at, "leaver: disable at the termination time"))
+    disabled = disable_now or not account.active
+    if disabled and policy.leaver.remove_groups:
+        actions += [ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "leaver: remove managed group")
+                    for g in sorted(policy.managed_groups & account.groups)]
+    actions += ctx.tickets("leaver", account.user_name)
+    if disabled and tl.delete_at is not None:
+        if ctx.now >= tl.delete_at:
+            actions.append(ctx.action(ActionKind.DELETE_ACCOUNT, account.user_name,
+                                      f"leaver: {policy.leaver.delete_after_days} days after termination"))
+        else:
+            actions.append(ctx.schedule("delete", tl.delete_at,
+                                        f"leaver: delete {policy.leaver.delete_after_days} days after termination"))
+    return ctx.plan("leaver", actions)

@@ -1,0 +1,135 @@
+"""Reconcile one employee: fetch (HRIS, IdP) → plan (pure) → apply (audited). Shared by flows and the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlmodel import select
+
+from connectors.errors import InvalidRecordError, NotFoundError
+from connectors.protocols import HRIS, IdentityProvider, Ticketing
+from lifecycle.actions import ActionKind, Plan
+from lifecycle.naming import base_user_name
+from lifecycle.planner import plan
+from lifecycle.policy import Policy
+from models.audit import Outcome
+from models.db import session_scope
+from models.domain import Account, Employee
+from models.state import LedgerEntry
+from tenure.apply import Applier, ApplyReport, Approver, Scheduler, Step
+from tenure.auditor import Auditor
+from tenure.settings import Settings
+
+__all__ = ["Connectors", "open_connectors", "approvals_for", "taken_user_names", "plan_employee", "reconcile"]
+
+MAX_NAME_PROBES = 25
+
+
+@dataclass
+class Connectors:
+    hris: HRIS
+    idp: IdentityProvider
+    ticketing: Ticketing | None
+
+
+@contextlib.asynccontextmanager
+async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
+    """Build the configured connectors and close their HTTP clients afterwards."""
+    from connectors.hris.factory import build_hris
+    from connectors.idp.factory import build_identity_provider
+    from connectors.ticketing.factory import build_ticketing
+
+    connectors = Connectors(
+        hris=build_hris(settings.hris),
+        idp=build_identity_provider(settings.idp),
+        ticketing=build_ticketing(settings.ticketing),
+    )
+    try:
+        yield connectors
+    finally:
+        for part in (connectors.hris, connectors.idp, connectors.ticketing):
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def approvals_for(database_url: str, employee_id: str) -> frozenset[str]:
+    """Privileged groups this employee holds a recorded approval for."""
+    with session_scope(database_url) as session:
+        rows = session.exec(
+            select(LedgerEntry).where(
+                LedgerEntry.employee_id == employee_id,
+                LedgerEntry.kind == ActionKind.REQUEST_APPROVAL.value,
+                LedgerEntry.status == "applied",
+            )
+        ).all()
+    return frozenset(row.target for row in rows)
+
+
+async def taken_user_names(idp: IdentityProvider, employee: Employee, policy: Policy) -> frozenset[str]:
+    """User names (base, base2, base3, ...) other accounts already hold, probed until the first free one."""
+    base = base_user_name(employee, policy.naming)
+    if not base:
+        return frozenset()
+    taken: set[str] = set()
+    for n in range(1, MAX_NAME_PROBES + 1):
+        candidate = base if n == 1 else f"{base}{n}"
+        holder = await idp.find_user_by_username(candidate)
+        if holder is None:
+            break
+        if holder.employee_id != employee.employee_id:
+            taken.add(candidate)
+    return frozenset(taken)
+
+
+async def plan_employee(
+    employee_id: str, *, connectors: Connectors, policy: Policy, database_url: str, now: datetime | None = None
+) -> tuple[Plan, Account | None]:
+    """The plan for one employee and their current account. Raises InvalidRecordError for a bad HR record."""
+    now = now or datetime.now(UTC)
+    try:
+        employee: Employee | None = await connectors.hris.get_employee(employee_id)
+    except NotFoundError:
+        employee = None
+    account = await connectors.idp.find_user_by_employee_id(employee_id)
+    taken = frozenset()
+    if employee is not None and account is None:
+        taken = await taken_user_names(connectors.idp, employee, policy)
+    result = plan(employee, account, policy, now, taken_user_names=taken,
+                  approvals=approvals_for(database_url, employee_id))
+    return result, account
+
+
+async def reconcile(
+    employee_id: str,
+    *,
+    connectors: Connectors,
+    policy: Policy,
+    auditor: Auditor,
+    dry_run: bool = False,
+    scheduler: Scheduler | None = None,
+    approver: Approver | None = None,
+    step_factory: Callable[[Applier], Step] | None = None,
+    now: datetime | None = None,
+) -> ApplyReport:
+    """Bring one employee's accounts in line with their HR record. A bad HR record is audited, not raised."""
+    try:
+        the_plan, account = await plan_employee(
+            employee_id, connectors=connectors, policy=policy, database_url=auditor.database_url, now=now
+        )
+    except InvalidRecordError as exc:
+        auditor.record(action="hris.record.invalid", target_system=exc.source or connectors.hris.source,
+                       employee_id=employee_id, outcome=Outcome.FAILED, reason=exc.reason,
+                       details={"row": exc.row} if exc.row is not None else {})
+        return ApplyReport(employee_id, "none", error=f"invalid HR record: {exc.reason}")
+    if the_plan.skipped_reason and not the_plan.actions:
+        auditor.record(action="lifecycle.skip", target_system="tenure", employee_id=employee_id,
+                       outcome=Outcome.SKIPPED, reason=the_plan.skipped_reason)
+    applier = Applier(idp=connectors.idp, ticketing=connectors.ticketing, auditor=auditor, dry_run=dry_run,
+                      scheduler=scheduler, approver=approver)
+    if step_factory is not None:
+        applier.step = step_factory(applier)
+    return await applier.apply(the_plan, account)
