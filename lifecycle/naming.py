@@ -8,14 +8,17 @@ Example: "Zoë" "Ångström-Łukasz" with ``{given}.{last}`` → ``zoe.angstrom-
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from lifecycle.policy import NamingPolicy
 from models.domain import Employee
 
-__all__ = ["fold_ascii", "clean_user_name", "base_user_name", "unique_user_name", "email_for"]
+__all__ = [
+    "fold_ascii", "clean_user_name", "base_user_name", "user_name_candidates", "unique_user_name", "email_for",
+]
 
 # Letters that NFKD leaves alone (they are not "letter + combining mark").
 _FOLD_TABLE = str.maketrans(
@@ -75,24 +78,28 @@ def _is_taken(candidate: str, taken: frozenset[str], email_domain: str) -> bool:
     return candidate in taken or f"{candidate}@{email_domain}" in taken
 
 
-def unique_user_name(employee: Employee, naming: NamingPolicy, taken: Iterable[str] = ()) -> str:
-    """The first free name of ``base``, ``base2``, ``base3``, ... (case-insensitive against ``taken``,
-    the names of *other* accounts); the base is shortened so the suffix fits ``max_length``.
-    Returns "" when the name yields no userName at all."""
+def user_name_candidates(employee: Employee, naming: NamingPolicy) -> Iterator[str]:
+    """``base``, ``base2``, ``base3``, ... (endless; nothing when the name yields no userName). The base
+    is shortened so the suffix fits ``max_length``: probe the IdP with exactly these names."""
     base = base_user_name(employee, naming)
     if not base:
-        return ""
+        return
+    yield base
+    for n in itertools.count(2):
+        suffix = str(n)
+        yield base[: naming.max_length - len(suffix)].rstrip(_SEPARATORS) + suffix
+
+
+def unique_user_name(employee: Employee, naming: NamingPolicy, taken: Iterable[str] = ()) -> str:
+    """The first of :func:`user_name_candidates` not in ``taken`` (the names of *other* accounts,
+    compared case-insensitively). Returns "" when the name yields no userName at all."""
     taken_lower = frozenset(name.lower() for name in taken)
     domain = naming.email_domain.lower()
-    if not _is_taken(base, taken_lower, domain):
-        return base
-    # At most len(taken) candidates can collide, so this loop ends.
-    for n in range(2, len(taken_lower) + 3):
-        suffix = str(n)
-        candidate = base[: naming.max_length - len(suffix)].rstrip(_SEPARATORS) + suffix
+    # At most len(taken) candidates can collide, so this ends within len(taken) + 1 candidates.
+    for candidate in user_name_candidates(employee, naming):
         if not _is_taken(candidate, taken_lower, domain):
             return candidate
-    raise AssertionError("unreachable: more collisions than taken names")  # pragma: no cover
+    return ""
 
 
 def email_for(user_name: str, naming: NamingPolicy) -> str:

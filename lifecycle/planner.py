@@ -82,7 +82,9 @@ def timeline(employee: Employee, policy: Policy) -> Timeline:
     return Timeline(create_at=create_at, enable_at=enable_at, disable_at=disable_at, delete_at=delete_at)
 
 
-def desired_attributes(employee: Employee, user_name: str, email: str | None, *, active: bool) -> AccountAttributes:
+def desired_attributes(
+    employee: Employee, user_name: str, email: str | None, *, active: bool
+) -> AccountAttributes:
     """The account attributes the HR record asks for (names kept in Unicode; only userName is folded)."""
     return AccountAttributes(
         user_name=user_name,
@@ -274,7 +276,7 @@ def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
     if changes:
         actions.append(ctx.action(ActionKind.UPDATE_ACCOUNT, account.user_name,
                                   f"attributes changed: {', '.join(sorted(changes))}", changes=changes))
-    enabling = False
+    enabling = not account.active
     rehire = enabling and (_terminated_before_start(e) or account.last_sign_in is not None)
     label = "rehire" if rehire else "joiner"
     if enabling and _has_started(ctx):
@@ -323,10 +325,9 @@ def _plan_leaver(ctx: _Context) -> Plan:
                     for g in sorted(policy.managed_groups & account.groups)]
     actions += ctx.tickets("leaver", account.user_name)
     if disabled and tl.delete_at is not None:
+        why = f"leaver: delete {policy.leaver.delete_after_days} days after termination"
         if ctx.now >= tl.delete_at:
-            actions.append(ctx.action(ActionKind.DELETE_ACCOUNT, account.user_name,
-                                      f"leaver: {policy.leaver.delete_after_days} days after termination"))
+            actions.append(ctx.action(ActionKind.DELETE_ACCOUNT, account.user_name, why))
         else:
-            actions.append(ctx.schedule("delete", tl.delete_at,
-                                        f"leaver: delete {policy.leaver.delete_after_days} days after termination"))
+            actions.append(ctx.schedule("delete", tl.delete_at, why))
     return ctx.plan("leaver", actions)

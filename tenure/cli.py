@@ -17,6 +17,7 @@ from rich.table import Table
 from lifecycle.policy import Policy, PolicyError, load_policy
 from models.audit import iter_events, verify
 from models.db import DatabaseUnavailable, session_scope
+from tenure.commands.review import kpi_command, review_app
 from tenure.settings import Settings, load_settings
 
 __all__ = ["app", "main", "load_config", "fail"]
@@ -28,6 +29,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-cha
 config_app = typer.Typer(no_args_is_help=True, help="Check settings and the policy file.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
+app.add_typer(review_app, name="review")
+app.command("kpi")(kpi_command)
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from sqlmodel import select
 from connectors.errors import InvalidRecordError, NotFoundError
 from connectors.protocols import HRIS, IdentityProvider, Ticketing
 from lifecycle.actions import ActionKind, Plan
-from lifecycle.naming import base_user_name
+from lifecycle.naming import user_name_candidates
 from lifecycle.planner import plan
 from lifecycle.policy import Policy
 from models.audit import Outcome
@@ -71,12 +72,8 @@ def approvals_for(database_url: str, employee_id: str) -> frozenset[str]:
 
 async def taken_user_names(idp: IdentityProvider, employee: Employee, policy: Policy) -> frozenset[str]:
     """User names (base, base2, base3, ...) other accounts already hold, probed until the first free one."""
-    base = base_user_name(employee, policy.naming)
-    if not base:
-        return frozenset()
     taken: set[str] = set()
-    for n in range(1, MAX_NAME_PROBES + 1):
-        candidate = base if n == 1 else f"{base}{n}"
+    for candidate in itertools.islice(user_name_candidates(employee, policy.naming), MAX_NAME_PROBES):
         holder = await idp.find_user_by_username(candidate)
         if holder is None:
             break

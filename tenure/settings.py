@@ -60,6 +60,7 @@ class IdPSettings(HTTPTuning):
     users_ou: str = "ou=people"
     groups_ou: str = "ou=groups"
     disabled_ou: str = "ou=disabled"
+    deactivation_method: Literal["move", "ad_uac"] = "move"  # ad_uac: Active Directory userAccountControl
     allow_delete: bool = False
 
 
@@ -100,7 +101,7 @@ class WebhookSettings(BaseModel):
     event_deployments: dict[str, str] = Field(
         default_factory=lambda: {"hired": "joiner/tenure", "changed": "mover/tenure", "terminated": "leaver/tenure"}
     )
-    start_attempts: int = Field(default=4, ge=1, le=10)  # tries to reach the Prefect API before answering 503
+    start_attempts: int = Field(default=3, ge=1, le=10)  # Prefect API tries (each ~1.5 s when down) before 503
     start_backoff_seconds: float = Field(default=0.5, ge=0)
 
 

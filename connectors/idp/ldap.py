@@ -41,6 +41,7 @@ connection of its own so its paging cookie is never disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -49,6 +50,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
@@ -70,25 +72,26 @@ from connectors.errors import (
     RetryableAPIError,
 )
 from models.domain import Account, AccountAttributes, Group
+from tenure.settings import IdPSettings, reveal
 
 __all__ = [
-    "LDAPIdentityProvider",
-    "DeactivationMethod",
+    "ACCOUNTDISABLE",
     "FIELD_TO_LDAP",
     "USER_OBJECT_CLASSES",
-    "ACCOUNTDISABLE",
+    "DeactivationMethod",
+    "LDAPIdentityProvider",
     "canonical_dn",
-    "is_under",
-    "first_rdn_value",
-    "user_rdn",
-    "user_filter",
-    "new_user_attributes",
-    "modify_changes",
     "entry_to_account",
+    "first_rdn_value",
+    "is_under",
+    "modify_changes",
+    "new_user_attributes",
     "parse_ldap_timestamp",
-    "uac_with_disabled",
     "scrambled_password",
     "translate_error",
+    "uac_with_disabled",
+    "user_filter",
+    "user_rdn",
 ]
 
 log = logging.getLogger(__name__)
@@ -309,7 +312,11 @@ def entry_to_account(
     user_name = _first(attributes, "uid")
     employee_id = _first(attributes, "employeeNumber")
     if not account_id or not user_name or not employee_id:
-        missing = [n for n, v in ((id_attribute, account_id), ("uid", user_name), ("employeeNumber", employee_id)) if not v]
+        missing = [
+            n
+            for n, v in ((id_attribute, account_id), ("uid", user_name), ("employeeNumber", employee_id))
+            if not v
+        ]
         raise InvalidRecordError(f"directory entry lacks {', '.join(missing)}", source=SOURCE)
     if method == "ad_uac":
         uac = _first(attributes, "userAccountControl")
@@ -346,8 +353,14 @@ def entry_to_account(
 
 # --------------------------------------------------------------------------- error translation
 
-_NETWORK_ERRORS = (lx.LDAPCommunicationError, lx.LDAPResponseTimeoutError, lx.LDAPMaximumRetriesError,
-                   lx.LDAPServerPoolExhaustedError, lx.LDAPStartTLSError, OSError)
+_NETWORK_ERRORS = (
+    lx.LDAPCommunicationError,
+    lx.LDAPResponseTimeoutError,
+    lx.LDAPMaximumRetriesError,
+    lx.LDAPServerPoolExhaustedError,
+    lx.LDAPStartTLSError,
+    OSError,
+)
 
 
 def translate_error(exc: Exception, what: str) -> ConnectorError:
@@ -359,16 +372,27 @@ def translate_error(exc: Exception, what: str) -> ConnectorError:
         return NetworkError(f"{what}: directory unreachable ({type(exc).__name__})", source=SOURCE)
     if isinstance(exc, lx.LDAPOperationResult):
         detail = f"{what}: {exc.description or type(exc).__name__} (LDAP result {exc.result})"
-        if isinstance(exc, lx.LDAPInvalidCredentialsResult | lx.LDAPInsufficientAccessRightsResult
-                      | lx.LDAPInappropriateAuthenticationResult | lx.LDAPStrongerAuthRequiredResult
-                      | lx.LDAPConfidentialityRequiredResult):
+        if isinstance(
+            exc,
+            lx.LDAPInvalidCredentialsResult
+            | lx.LDAPInsufficientAccessRightsResult
+            | lx.LDAPInappropriateAuthenticationResult
+            | lx.LDAPStrongerAuthRequiredResult
+            | lx.LDAPConfidentialityRequiredResult,
+        ):
             return AuthenticationError(detail, source=SOURCE)
         if isinstance(exc, lx.LDAPNoSuchObjectResult):
             return NotFoundError(detail, source=SOURCE)
         if isinstance(exc, lx.LDAPEntryAlreadyExistsResult):
             return ConflictError(detail, source=SOURCE)
-        if isinstance(exc, lx.LDAPBusyResult | lx.LDAPUnavailableResult | lx.LDAPTimeLimitExceededResult
-                      | lx.LDAPAdminLimitExceededResult | lx.LDAPOtherResult):
+        if isinstance(
+            exc,
+            lx.LDAPBusyResult
+            | lx.LDAPUnavailableResult
+            | lx.LDAPTimeLimitExceededResult
+            | lx.LDAPAdminLimitExceededResult
+            | lx.LDAPOtherResult,
+        ):
             return RetryableAPIError(detail, source=SOURCE)
         return PermanentAPIError(detail, source=SOURCE)
     if isinstance(exc, lx.LDAPBindError):
@@ -411,7 +435,9 @@ class LDAPIdentityProvider:
             raise ValueError("deactivation_method must be 'move' or 'ad_uac'")
         self._url = server_url.rstrip("/")
         self._bind_dn = bind_dn
-        self._password = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
+        self._password = (
+            password if isinstance(password, SecretStr) or password is None else SecretStr(password)
+        )
         self.base_dn = base_dn
         self.users_base = _resolve_dn(users_ou, base_dn)
         self.groups_base = _resolve_dn(groups_ou, base_dn)
@@ -425,7 +451,7 @@ class LDAPIdentityProvider:
         self._conn: ldap3.Connection | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> LDAPIdentityProvider:
+    def from_settings(cls, settings: IdPSettings) -> LDAPIdentityProvider:
         """Build from ``tenure.settings.IdPSettings`` (``kind="ldap"``; ``base_url`` is the LDAP URL)."""
         if not settings.base_dn or not settings.bind_dn:
             raise ValueError("LDAP identity provider needs TENURE_IDP__BASE_DN and TENURE_IDP__BIND_DN")
@@ -437,6 +463,7 @@ class LDAPIdentityProvider:
             users_ou=settings.users_ou,
             groups_ou=settings.groups_ou,
             disabled_ou=settings.disabled_ou,
+            # IdPSettings has no deactivation_method field yet: "move" unless one is added
             deactivation_method=getattr(settings, "deactivation_method", "move"),
             allow_delete=settings.allow_delete,
             timeout_seconds=settings.timeout_seconds,
@@ -450,8 +477,6 @@ class LDAPIdentityProvider:
 
     def _new_connection(self) -> ldap3.Connection:
         """Open and bind a connection; the password is dropped from it right after the bind."""
-        from tenure.settings import reveal
-
         tls = None
         if self._url.lower().startswith("ldaps://"):
             tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if self._verify_tls else ssl.CERT_NONE)
@@ -466,6 +491,14 @@ class LDAPIdentityProvider:
         )
         try:
             conn.bind()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.unbind()  # closes the socket of a refused bind
+            sock = getattr(conn, "socket", None)
+            if sock is not None:  # ldap3 keeps the socket of a refused connect open
+                with contextlib.suppress(Exception):
+                    sock.close()
+            raise
         finally:
             conn.password = None  # ldap3's Connection.__repr__ would print it
         return conn
@@ -473,10 +506,8 @@ class LDAPIdentityProvider:
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken: nothing left to close cleanly
                 conn.unbind()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
 
     def _locked(self, fn: Callable[[ldap3.Connection], T], what: str) -> T:
         with self._lock:
@@ -540,7 +571,9 @@ class LDAPIdentityProvider:
             return None
         return str(entries[0]["dn"])
 
-    def _manager_id(self, conn: ldap3.Connection, entry: Mapping[str, Any], cache: dict[Any, str | None]) -> str | None:
+    def _manager_id(
+        self, conn: ldap3.Connection, entry: Mapping[str, Any], cache: dict[Any, str | None]
+    ) -> str | None:
         manager_dn = _first(entry["attributes"], "manager")
         if not manager_dn:
             return None
@@ -562,6 +595,11 @@ class LDAPIdentityProvider:
             method=self.deactivation_method,
             manager_id=self._manager_id(conn, entry, {} if cache is None else cache),
         )
+
+    def _to_accounts(
+        self, conn: ldap3.Connection, *, entries: list[dict[str, Any]], cache: dict[Any, str | None]
+    ) -> list[Account]:
+        return [self._to_account(conn, entry, cache) for entry in entries]
 
     def _pick_one(self, entries: list[dict[str, Any]], what: str) -> dict[str, Any] | None:
         """One match, or the single active one among several; ambiguity is a ConflictError."""
@@ -593,20 +631,38 @@ class LDAPIdentityProvider:
             conn.modify_dn(dn, rdn, new_superior=self.users_base)
 
     def _group_entry(self, conn: ldap3.Connection, group_id: str) -> dict[str, Any]:
-        search_filter = f"(&(objectClass={GROUP_OBJECT_CLASS})({self.id_attribute}={escape_filter_chars(group_id)}))"
-        conn.search(self.groups_base, search_filter, ldap3.SUBTREE, attributes=["cn", "member", self.id_attribute])
+        search_filter = (
+            f"(&(objectClass={GROUP_OBJECT_CLASS})({self.id_attribute}={escape_filter_chars(group_id)}))"
+        )
+        conn.search(
+            self.groups_base, search_filter, ldap3.SUBTREE, attributes=["cn", "member", self.id_attribute]
+        )
         entries = [e for e in conn.response if e.get("type") == "searchResEntry"]
         if not entries:
             raise NotFoundError("no group with this id", source=SOURCE)
         return entries[0]
+
+    def _remove_member_dn(self, conn: ldap3.Connection, group_dn: str, member_dn: str) -> None:
+        try:
+            conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [member_dn])]})
+        except lx.LDAPNoSuchAttributeResult:
+            pass  # not a member
+        except lx.LDAPObjectClassViolationResult:  # the last member: leave the placeholder in its place
+            conn.modify(
+                group_dn, {"member": [(ldap3.MODIFY_ADD, [group_dn]), (ldap3.MODIFY_DELETE, [member_dn])]}
+            )
 
     def _all_user_ids(self, conn: ldap3.Connection) -> dict[Any, str]:
         """canonical DN → account id for every account, read in pages (RFC 2696)."""
         ids: dict[Any, str] = {}
         for base in (self.users_base, self.disabled_base):
             for entry in conn.extend.standard.paged_search(
-                base, "(objectClass=inetOrgPerson)", ldap3.SUBTREE, attributes=[self.id_attribute],
-                paged_size=500, generator=True,
+                base,
+                "(objectClass=inetOrgPerson)",
+                ldap3.SUBTREE,
+                attributes=[self.id_attribute],
+                paged_size=500,
+                generator=True,
             ):
                 if entry.get("type") == "searchResEntry":
                     account_id = _first(entry["attributes"], self.id_attribute)
@@ -614,7 +670,9 @@ class LDAPIdentityProvider:
                         ids[canonical_dn(entry["dn"])] = account_id
         return ids
 
-    def _member_ids(self, conn: ldap3.Connection, member_dns: Iterable[str], ids: dict[Any, str] | None) -> set[str]:
+    def _member_ids(
+        self, conn: ldap3.Connection, member_dns: Iterable[str], ids: dict[Any, str] | None
+    ) -> set[str]:
         """Account ids for member DNs; the placeholder, nested groups and dangling DNs are left out."""
         dns = list(member_dns)
         if ids is None and len(dns) > _FULL_SCAN_THRESHOLD:
@@ -632,7 +690,9 @@ class LDAPIdentityProvider:
                 found.add(account_id)
         return found
 
-    def _to_group(self, conn: ldap3.Connection, entry: Mapping[str, Any], ids: dict[Any, str] | None) -> Group:
+    def _to_group(
+        self, conn: ldap3.Connection, entry: Mapping[str, Any], ids: dict[Any, str] | None
+    ) -> Group:
         attrs = entry["attributes"]
         return Group(
             id=str(_first(attrs, self.id_attribute)),
@@ -659,10 +719,18 @@ class LDAPIdentityProvider:
             except Exception as exc:
                 raise translate_error(exc, "list users") from exc
 
-        def fetch(conn: ldap3.Connection, base: str, cookie: bytes | None) -> tuple[list[dict[str, Any]], bytes | None]:
+        def fetch(
+            conn: ldap3.Connection, base: str, cookie: bytes | None
+        ) -> tuple[list[dict[str, Any]], bytes | None]:
             try:
-                conn.search(base, "(objectClass=inetOrgPerson)", ldap3.SUBTREE, attributes=self._user_attributes(),
-                            paged_size=page_size, paged_cookie=cookie)
+                conn.search(
+                    base,
+                    "(objectClass=inetOrgPerson)",
+                    ldap3.SUBTREE,
+                    attributes=self._user_attributes(),
+                    paged_size=page_size,
+                    paged_cookie=cookie,
+                )
             except lx.LDAPNoSuchObjectResult:
                 return [], None  # the disabled OU may not exist in a directory that never had a leaver
             except Exception as exc:
@@ -681,15 +749,13 @@ class LDAPIdentityProvider:
                     if entries:
                         # managers are resolved on the shared connection: this one carries the paging state
                         yield await self._call(
-                            lambda c, page=entries: [self._to_account(c, e, cache) for e in page], "list users"
+                            partial(self._to_accounts, entries=entries, cache=cache), "list users"
                         )
                     if not cookie:
                         break
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 conn.unbind()
-            except Exception:  # noqa: BLE001
-                pass
 
     async def create_user(self, attributes: AccountAttributes) -> Account:
         """Add ``uid=<user_name>`` under the users OU (the disabled OU when ``active`` is false).
@@ -729,7 +795,9 @@ class LDAPIdentityProvider:
             entry = self._require_user(conn, account.id)
             dn = str(entry["dn"])
             user_name = str(changes.get("user_name") or _first(entry["attributes"], "uid"))
-            manager_dn = self._manager_dn(conn, changes.get("manager_id")) if "manager_id" in changes else None
+            manager_dn = (
+                self._manager_dn(conn, changes.get("manager_id")) if "manager_id" in changes else None
+            )
             mods = modify_changes(changes, manager_dn=manager_dn, user_name=user_name)
             if "manager_id" in changes and changes["manager_id"] and manager_dn is None:
                 del mods["manager"]  # manager not provisioned yet: keep the old value, the next sync retries
@@ -756,13 +824,26 @@ class LDAPIdentityProvider:
         """Delete the entry, only when ``allow_delete`` is set; an already-deleted account is no error."""
         if not self.allow_delete:
             raise PermanentAPIError(
-                "deleting LDAP accounts is disabled (set TENURE_IDP__ALLOW_DELETE=true to allow it)", source=SOURCE
+                "deleting LDAP accounts is disabled (set TENURE_IDP__ALLOW_DELETE=true to allow it)",
+                source=SOURCE,
             )
 
         def delete(conn: ldap3.Connection) -> None:
             entry = self._user_entry(conn, account_id)
-            if entry is not None:
-                conn.delete(entry["dn"])
+            if entry is None:
+                return
+            dn = str(entry["dn"])
+            # Drop memberships first: a dangling member DN would hand this account's entitlements to the
+            # next person given the same uid (refint cannot remove a groupOfNames' last member).
+            conn.search(
+                self.groups_base,
+                f"(&(objectClass={GROUP_OBJECT_CLASS})(member={escape_filter_chars(dn)}))",
+                ldap3.SUBTREE,
+                attributes=[],
+            )
+            for group_dn in [str(e["dn"]) for e in conn.response if e.get("type") == "searchResEntry"]:
+                self._remove_member_dn(conn, group_dn, dn)
+            conn.delete(dn)
 
         await self._call(delete, "delete user")
 
@@ -787,8 +868,12 @@ class LDAPIdentityProvider:
         """Every groupOfNames under the groups OU with its member account ids."""
 
         def groups(conn: ldap3.Connection) -> list[Group]:
-            conn.search(self.groups_base, f"(objectClass={GROUP_OBJECT_CLASS})", ldap3.SUBTREE,
-                        attributes=["cn", "member", self.id_attribute])
+            conn.search(
+                self.groups_base,
+                f"(objectClass={GROUP_OBJECT_CLASS})",
+                ldap3.SUBTREE,
+                attributes=["cn", "member", self.id_attribute],
+            )
             entries = [e for e in conn.response if e.get("type") == "searchResEntry"]
             ids = self._all_user_ids(conn) if entries else {}
             return [self._to_group(conn, entry, ids) for entry in entries]
@@ -830,17 +915,13 @@ class LDAPIdentityProvider:
             user = self._user_entry(conn, account_id)
             if user is None:
                 return
-            user_dn = str(user["dn"])
-            try:
-                conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [user_dn])]})
-            except lx.LDAPNoSuchAttributeResult:
-                pass
-            except lx.LDAPObjectClassViolationResult:
-                conn.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, [group_dn]), (ldap3.MODIFY_DELETE, [user_dn])]})
+            self._remove_member_dn(conn, group_dn, str(user["dn"]))
 
         await self._call(remove, "remove member")
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """``authTimestamp`` (OpenLDAP lastbind overlay) or AD ``lastLogonTimestamp``; None when neither."""
-        account = await self._call(lambda c: self._to_account(c, self._require_user(c, account_id)), "last sign-in")
+        account = await self._call(
+            lambda c: self._to_account(c, self._require_user(c, account_id)), "last sign-in"
+        )
         return account.last_sign_in

@@ -529,6 +529,7 @@ class SCIMIdentityProvider:
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
         """Every user, one page at a time (RFC 7644 §3.4.2.4)."""
         guard = LoopGuard(self.source)
+        seen: set[str] = set()
         start = 1
         while True:
             guard.check(start)
@@ -536,6 +537,12 @@ class SCIMIdentityProvider:
             users = self._page_users(data)
             if not users:
                 return
+            ids = {str(u.id) for u, _ in users}
+            if ids <= seen:  # a provider ignoring startIndex would hand the same page back for ever
+                raise ResponseValidationError(
+                    f"pagination loop: startIndex={start} returned only users already seen", source=self.source
+                )
+            seen |= ids
             yield [await self._account(u, x) for u, x in users]
             start += len(users)
             total = data.get("totalResults")

@@ -1,8 +1,10 @@
-"""Request Tracker 5 through its REST2 API (``/REST/2.0``), satisfying :class:`connectors.protocols.Ticketing`.
+"""Request Tracker 5 through REST2 (``/REST/2.0``), satisfying :class:`connectors.protocols.Ticketing`.
 
-Endpoints, as documented in ``RT::REST2`` (RT 5.0.3, "Tickets"; docs.bestpractical.com/rt/5.0.3/RT/REST2.html):
+Endpoints as documented in ``RT::REST2`` (RT 5.0.3, "Tickets";
+docs.bestpractical.com/rt/5.0.3/RT/REST2.html):
 ``POST /ticket`` (create), ``GET /tickets?query=<TicketSQL>`` (search), ``GET /ticket/:id``,
-``PUT /ticket/:id`` (update, e.g. Status) and ``POST /ticket/:id/comment``; ``GET /queue/:name`` resolves a queue.
+``PUT /ticket/:id`` (update, e.g. Status) and ``POST /ticket/:id/comment``; ``GET /queue/:name`` resolves
+a queue.
 
 The Tenure reference rides in the subject as a tag, ``[tenure:E1:laptop] Laptop for Ada``: it needs no custom
 field (so no admin setup in RT) and is searched with ``Subject STARTSWITH '[ref]'``, then matched exactly here
@@ -12,7 +14,7 @@ field (so no admin setup in RT) and is searched with ``Subject STARTSWITH '[ref]
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -70,7 +72,10 @@ class _TicketRecord(_Loose):
     Status: str
 
 
-def _parse(model: type[_Loose], data: Any, what: str) -> Any:
+_M = TypeVar("_M", bound=_Loose)
+
+
+def _parse(model: type[_M], data: Any, what: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -78,7 +83,8 @@ def _parse(model: type[_Loose], data: Any, what: str) -> Any:
 
 
 def ticket_sql_string(value: str) -> str:
-    """A TicketSQL string literal: single-quoted, ``\\`` and ``'`` backslash-escaped (RT::SQL unescapes ``\\.``)."""
+    """A TicketSQL string literal: single-quoted, ``\\`` and ``'`` backslash-escaped (RT::SQL unescapes
+    ``\\.``)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -100,8 +106,12 @@ def map_status(status: str) -> TicketStatus:
 
 
 def create_payload(request: TicketRequest, queue: str) -> dict[str, Any]:
-    return {"Queue": queue, "Subject": subject_for(request), "Content": request.body or request.title,
-            "ContentType": "text/plain"}
+    return {
+        "Queue": queue,
+        "Subject": subject_for(request),
+        "Content": request.body or request.title,
+        "ContentType": "text/plain",
+    }
 
 
 class RTTicketing:
@@ -128,11 +138,16 @@ class RTTicketing:
 
     def _ticket(self, ticket_id: int | str, reference: str, subject: str, status: str) -> Ticket:
         title = subject.removeprefix(f"[{reference}]").strip()
-        return Ticket(id=str(ticket_id), reference=reference, title=title, status=map_status(status),
-                      url=self.web_url(str(ticket_id)))
+        return Ticket(
+            id=str(ticket_id),
+            reference=reference,
+            title=title,
+            status=map_status(status),
+            url=self.web_url(str(ticket_id)),
+        )
 
     async def _check_queue(self, queue: str) -> None:
-        """RT answers a create in an unknown queue with 403 "No permission"; ask first to say what is wrong."""
+        """RT answers a create in an unknown queue with 403 "No permission"; ask first to name the problem."""
         if queue in self._known_queues:
             return
         try:
@@ -151,14 +166,25 @@ class RTTicketing:
             created = _parse(_Created, json_body(response, source=SOURCE), "create response")
             return self._ticket(created.id, request.reference, subject_for(request), "new")
 
-        return await create_idempotently(create, lambda: self.find_ticket(request.reference),
-                                         sleep=self.api.sleep, backoff_base=self.api.backoff_base)
+        return await create_idempotently(
+            create,
+            lambda: self.find_ticket(request.reference),
+            sleep=self.api.sleep,
+            backoff_base=self.api.backoff_base,
+        )
 
     async def find_ticket(self, reference: str) -> Ticket | None:
         """The oldest ticket whose subject carries ``[reference]``, or None."""
-        params = {"query": reference_query(reference), "fields": "Subject,Status", "orderby": "id",
-                  "order": "ASC", "per_page": "100"}
-        page = _parse(_SearchPage, await self.api.request_json("GET", "tickets", params=params), "search result")
+        params = {
+            "query": reference_query(reference),
+            "fields": "Subject,Status",
+            "orderby": "id",
+            "order": "ASC",
+            "per_page": "100",
+        }
+        page = _parse(
+            _SearchPage, await self.api.request_json("GET", "tickets", params=params), "search result"
+        )
         for item in page.items:
             if reference_matches(item.Subject, reference):
                 return self._ticket(item.id, reference, item.Subject, item.Status)
@@ -166,8 +192,11 @@ class RTTicketing:
 
     async def add_comment(self, ticket_id: str, text: str) -> None:
         """A private comment (not a correspondence: requestors are not mailed)."""
-        await self.api.request("POST", f"ticket/{quote(ticket_id, safe='')}/comment",
-                               json={"Content": text, "ContentType": "text/plain"})
+        await self.api.request(
+            "POST",
+            f"ticket/{quote(ticket_id, safe='')}/comment",
+            json={"Content": text, "ContentType": "text/plain"},
+        )
 
     async def get_status(self, ticket_id: str) -> TicketStatus:
         data = await self.api.request_json("GET", f"ticket/{quote(ticket_id, safe='')}")

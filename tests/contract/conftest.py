@@ -23,23 +23,17 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdHandle]:
         handle.stop()
 
 
-def make_ldap_idp(slapd: SlapdHandle, **overrides: object) -> LDAPIdentityProvider:
-    """A connector bound as the slapd's root DN (deletion allowed unless overridden)."""
-    options: dict[str, object] = {
-        "bind_dn": slapd.admin_dn,
-        "password": slapd.admin_password,
-        "base_dn": slapd.base_dn,
-        "allow_delete": True,
-        "timeout_seconds": 5,
-    }
-    options.update(overrides)
-    return LDAPIdentityProvider(slapd.url, **options)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 async def ldap_idp(slapd: SlapdHandle) -> AsyncIterator[LDAPIdentityProvider]:
-    """A connector on the module's slapd; every account is deleted after the test (groups stay)."""
-    idp = make_ldap_idp(slapd)
+    """A connector on the module's slapd; every account and group is deleted after the test."""
+    idp = LDAPIdentityProvider(
+        slapd.url,
+        bind_dn=slapd.admin_dn,
+        password=slapd.admin_password,
+        base_dn=slapd.base_dn,
+        allow_delete=True,
+        timeout_seconds=5,
+    )
     try:
         yield idp
     finally:

@@ -25,7 +25,8 @@ Rules the suite relies on:
   the fixture cleans between tests.
 * The groups ``engineering``, ``all-staff`` and ``sales`` are obtained through :meth:`group`, which looks
   them up with ``list_groups`` and calls :meth:`make_group` only when missing; tests only assert about
-  their own members, so groups may be shared across tests.
+  their own members, so groups may be shared across tests. One test also calls :meth:`make_group` with a
+  unique name (``sales-<tag>``) to get a group nobody else touches.
 * ``delete_user`` must be allowed by the fixture's connector (test_delete_user).
 * The class name does not start with ``Test`` and this module is not a ``test_*.py`` file, so pytest
   collects the tests only through subclasses.
@@ -40,7 +41,7 @@ from typing import Any
 from connectors.protocols import IdentityProvider
 from models.domain import Account, AccountAttributes, Group
 
-__all__ = ["IdentityProviderContract", "GROUP_NAMES", "HOSTILE_USER_NAME"]
+__all__ = ["GROUP_NAMES", "HOSTILE_USER_NAME", "IdentityProviderContract"]
 
 GROUP_NAMES = ("engineering", "all-staff", "sales")
 HOSTILE_USER_NAME = 'o"brien\\x@example.com'
@@ -111,7 +112,12 @@ class IdentityProviderContract:
         first = await idp.create_user(wanted)
         second = await idp.create_user(wanted)
         assert second.id == first.id
-        mine = [a async for page in idp.iter_users(page_size=50) for a in page if a.employee_id == wanted.employee_id]
+        mine = [
+            a
+            async for page in idp.iter_users(page_size=50)
+            for a in page
+            if a.employee_id == wanted.employee_id
+        ]
         assert [a.id for a in mine] == [first.id]
 
     async def test_find_unknown_returns_none(self, idp: IdentityProvider) -> None:
@@ -127,7 +133,9 @@ class IdentityProviderContract:
         stale = await idp.create_user(wanted)
         after_title = await idp.update_user(stale, {"title": "Staff Engineer"})
         assert after_title.title == "Staff Engineer"
-        after_department = await idp.update_user(stale, {"department": "Research"})  # stale still says Engineer
+        after_department = await idp.update_user(
+            stale, {"department": "Research"}
+        )  # stale still says Engineer
         read_back = await idp.find_user_by_employee_id(wanted.employee_id)
         assert read_back is not None
         for account in (after_department, read_back):
@@ -225,12 +233,10 @@ class IdentityProviderContract:
 
     async def test_remove_last_member_leaves_an_empty_group(self, idp: IdentityProvider) -> None:
         """A group can lose every member it has and take new ones afterwards."""
-        sales = await self.group(idp, "sales")
         tag = self.tag()
+        sales = await self.make_group(idp, f"sales-{tag}")
         first = await idp.create_user(self.attributes(tag, 1))
         second = await idp.create_user(self.attributes(tag, 2))
-        for member in await idp.list_members(sales.id):
-            await idp.remove_member(sales.id, member)
         await idp.add_member(sales.id, first.id)
         await idp.remove_member(sales.id, first.id)
         assert await idp.list_members(sales.id) == set()
@@ -244,7 +250,11 @@ class IdentityProviderContract:
         tag = self.tag()
         engineer = await idp.create_user(self.attributes(tag, 1))
         seller = await idp.create_user(self.attributes(tag, 2))
-        for group_id, account in ((engineering.id, engineer), (all_staff.id, engineer), (all_staff.id, seller)):
+        for group_id, account in (
+            (engineering.id, engineer),
+            (all_staff.id, engineer),
+            (all_staff.id, seller),
+        ):
             await idp.add_member(group_id, account.id)
         groups = {g.id: g for g in await idp.list_groups()}
         mine = {engineer.id, seller.id}

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import ldap3
 import pytest
 from ldap3.core.exceptions import LDAPInvalidCredentialsResult
 
-from connectors.errors import AuthenticationError, ConflictError, NetworkError, NotFoundError, PermanentAPIError
+from connectors.errors import (
+    AuthenticationError,
+    ConflictError,
+    NetworkError,
+    NotFoundError,
+    PermanentAPIError,
+)
 from connectors.idp.ldap import LDAPIdentityProvider, canonical_dn, is_under
 from models.domain import Group
-from tests.contract.conftest import make_ldap_idp
 from tests.contract.idp_suite import IdentityProviderContract
-from tests.support.slapd import SlapdHandle, free_port
+from tests.support.slapd import SlapdError, SlapdHandle, free_port, start_slapd
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +49,29 @@ def _set_password(slapd: SlapdHandle, dn: str, password: str) -> None:
 
 
 def _bind(slapd: SlapdHandle, dn: str, password: str) -> bool:
+    """Whether ``dn`` can bind with ``password`` (a simple bind, RFC 4513 §5.1.3)."""
     server = ldap3.Server(slapd.url, get_info=ldap3.NONE, connect_timeout=5)
+    conn = ldap3.Connection(server, user=dn, password=password, raise_exceptions=True)
     try:
-        conn = ldap3.Connection(server, user=dn, password=password, raise_exceptions=True)
         conn.bind()
-        conn.unbind()
         return True
     except LDAPInvalidCredentialsResult:
         return False
+    finally:
+        conn.unbind()
+
+
+def make_ldap_idp(slapd: SlapdHandle, **overrides: Any) -> LDAPIdentityProvider:
+    """A connector bound as the slapd's root DN (deletion allowed unless overridden)."""
+    options: dict[str, Any] = {
+        "bind_dn": slapd.admin_dn,
+        "password": slapd.admin_password,
+        "base_dn": slapd.base_dn,
+        "allow_delete": True,
+        "timeout_seconds": 5,
+    }
+    options.update(overrides)
+    return LDAPIdentityProvider(slapd.url, **options)
 
 
 class TestLDAP(IdentityProviderContract):
@@ -104,7 +127,9 @@ class TestLDAPSpecifics:
         """A uid of ``*)(uid=*`` is stored and found literally; wildcard look-ups match nothing."""
         attrs = IdentityProviderContract.attributes
         plain = await ldap_idp.create_user(attrs("inj", 1))
-        hostile = await ldap_idp.create_user(attrs("inj", 2, user_name="*)(uid=*", employee_id="*)(employeeNumber=*"))
+        hostile = await ldap_idp.create_user(
+            attrs("inj", 2, user_name="*)(uid=*", employee_id="*)(employeeNumber=*")
+        )
         found = await ldap_idp.find_user_by_username("*)(uid=*")
         assert found is not None and found.id == hostile.id and found.user_name == "*)(uid=*"
         by_employee = await ldap_idp.find_user_by_employee_id("*)(employeeNumber=*")
@@ -116,7 +141,9 @@ class TestLDAPSpecifics:
         dn, _ = _entry(slapd, "(uid=\\2a\\29\\28uid=\\2a)", ["uid"])
         assert dn.lower().startswith("uid=") and is_under(dn, slapd.people_dn)
 
-    async def test_empty_group_keeps_hidden_placeholder(self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle) -> None:
+    async def test_empty_group_keeps_hidden_placeholder(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
         """groupOfNames needs a member: an emptied group holds only its own DN, which is never reported."""
         group = await ldap_idp.create_group("placeholder-test")
         account = await ldap_idp.create_user(IdentityProviderContract.attributes("ph"))
@@ -167,7 +194,9 @@ class TestLDAPSpecifics:
         assert updated.title == "Principal"
         assert updated.email == "changed.by.helpdesk@example.com"
 
-    async def test_rename_changes_rdn_keeps_id(self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle) -> None:
+    async def test_rename_changes_rdn_keeps_id(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
         """A new user_name renames the entry (uid RDN) and keeps its entryUUID."""
         account = await ldap_idp.create_user(IdentityProviderContract.attributes("rn"))
         renamed = await ldap_idp.update_user(account, {"user_name": "renamed.rn@example.com"})
@@ -176,14 +205,18 @@ class TestLDAPSpecifics:
         assert canonical_dn(dn)[0] == (("uid", "renamed.rn@example.com"),)
         assert await ldap_idp.find_user_by_username("user0.rn@example.com") is None
 
-    async def test_user_name_clash_with_other_employee_is_conflict(self, ldap_idp: LDAPIdentityProvider) -> None:
+    async def test_user_name_clash_with_other_employee_is_conflict(
+        self, ldap_idp: LDAPIdentityProvider
+    ) -> None:
         """A second employee wanting a taken uid gets ConflictError, not the first person's account."""
         attrs = IdentityProviderContract.attributes
         await ldap_idp.create_user(attrs("cl", 1, user_name="taken@example.com"))
         with pytest.raises(ConflictError, match="already exists"):
             await ldap_idp.create_user(attrs("cl", 2, user_name="taken@example.com"))
 
-    async def test_last_sign_in_from_auth_timestamp(self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle) -> None:
+    async def test_last_sign_in_from_auth_timestamp(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
         """A bind as the user sets authTimestamp (lastbind overlay), read back as last_sign_in."""
         account = await ldap_idp.create_user(IdentityProviderContract.attributes("lb"))
         assert await ldap_idp.last_sign_in(account.id) is None
@@ -224,7 +257,9 @@ class TestLDAPSpecifics:
         assert secret not in str(caught.value) and secret not in repr(caught.value)
         assert secret not in repr(idp) and secret not in str(vars(idp))
 
-    async def test_connected_connection_repr_has_no_password(self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle) -> None:
+    async def test_connected_connection_repr_has_no_password(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
         """After binding, neither the connector nor its ldap3 connection repr shows the bind password."""
         await ldap_idp.find_user_by_username("anyone")
         assert ldap_idp._conn is not None
@@ -234,7 +269,10 @@ class TestLDAPSpecifics:
     async def test_unreachable_server_is_network_error(self, slapd: SlapdHandle) -> None:
         """A closed port raises the retryable NetworkError."""
         idp = LDAPIdentityProvider(
-            f"ldap://127.0.0.1:{free_port()}", bind_dn=slapd.admin_dn, password="x", base_dn=slapd.base_dn,
+            f"ldap://127.0.0.1:{free_port()}",
+            bind_dn=slapd.admin_dn,
+            password="x",
+            base_dn=slapd.base_dn,
             timeout_seconds=2,
         )
         with pytest.raises(NetworkError) as caught:
@@ -248,6 +286,71 @@ class TestLDAPSpecifics:
         seen: list[str] = []
         async for page in ldap_idp.iter_users(page_size=3):
             seen += [a.id for a in page if a.employee_id.startswith("E-il-")]
-            await asyncio.gather(ldap_idp.update_user(created[0], {"title": f"t{len(seen)}"}),
-                                 ldap_idp.find_user_by_username("nobody"))
+            await asyncio.gather(
+                ldap_idp.update_user(created[0], {"title": f"t{len(seen)}"}),
+                ldap_idp.find_user_by_username("nobody"),
+            )
         assert sorted(seen) == sorted(a.id for a in created)
+
+    async def test_delete_drops_memberships_first(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
+        """Deleting a sole member leaves no dangling DN a later namesake would inherit."""
+        group = await ldap_idp.create_group("dangling-test")
+        attrs = IdentityProviderContract.attributes
+        leaver = await ldap_idp.create_user(attrs("dg", 1, user_name="same.name@example.com"))
+        await ldap_idp.add_member(group.id, leaver.id)
+        await ldap_idp.delete_user(leaver.id)
+        namesake = await ldap_idp.create_user(attrs("dg", 2, user_name="same.name@example.com"))
+        assert await ldap_idp.list_members(group.id) == set()
+        assert namesake.groups == frozenset()
+        dn, stored = _entry(slapd, "(cn=dangling-test)", ["member"])
+        assert [canonical_dn(m) for m in stored["member"]] == [canonical_dn(dn)]
+
+
+class TestSlapdHelper:
+    """The throwaway-slapd helper the LDAP contract and e2e tests rely on."""
+
+    def test_bad_config_raises_with_stderr(self, tmp_path: Path) -> None:
+        """A configuration slapadd rejects raises SlapdError carrying its stderr, never a silent skip."""
+        with pytest.raises(SlapdError, match="olcSuffix"):
+            start_slapd(tmp_path, base_dn="dc=a,,dc=b")
+
+    def test_stop_ends_the_process(self, tmp_path: Path) -> None:
+        """stop() ends slapd by PID; a second stop() is harmless."""
+        handle = start_slapd(tmp_path)
+        os.kill(handle.pid, 0)  # alive
+        conn = handle.admin_connection()
+        conn.search(handle.base_dn, "(ou=*)", ldap3.LEVEL, attributes=["ou"])
+        assert sorted(e["attributes"]["ou"][0] for e in conn.response) == ["disabled", "groups", "people"]
+        conn.unbind()
+        handle.stop()
+        handle.stop()
+        with pytest.raises(ProcessLookupError):
+            os.kill(handle.pid, 0)
+
+
+class TestLDAPActiveFlag:
+    """``active`` in create and update drives the disabled-OU placement."""
+
+    async def test_create_inactive_lands_in_disabled_ou(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
+        """A joiner created with active=False is placed under ou=disabled with a scrambled password."""
+        account = await ldap_idp.create_user(IdentityProviderContract.attributes("ina", active=False))
+        assert account.active is False
+        dn, stored = _entry(slapd, "(employeeNumber=E-ina-0)", ["userPassword"])
+        assert is_under(dn, slapd.disabled_dn)
+        assert stored["userPassword"] and str(stored["userPassword"][0]).lower().find("ssha") >= 0
+
+    async def test_update_active_flag_moves_entry(
+        self, ldap_idp: LDAPIdentityProvider, slapd: SlapdHandle
+    ) -> None:
+        """update_user with active False/True deactivates and reactivates alongside attribute changes."""
+        account = await ldap_idp.create_user(IdentityProviderContract.attributes("upa"))
+        off = await ldap_idp.update_user(account, {"active": False, "title": "Alumnus"})
+        assert off.active is False and off.title == "Alumnus"
+        assert is_under(_entry(slapd, "(employeeNumber=E-upa-0)", ["uid"])[0], slapd.disabled_dn)
+        on = await ldap_idp.update_user(off, {"active": True})
+        assert on.active is True and on.title == "Alumnus"
+        assert is_under(_entry(slapd, "(employeeNumber=E-upa-0)", ["uid"])[0], slapd.people_dn)

@@ -38,9 +38,16 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RTServer]:
         server.stop()
 
 
-def _connector(rt: RTServer, *, auth: tuple[str, str] | None = None,
-               transport: httpx.AsyncBaseTransport | None = None, queue: str = "General") -> RTTicketing:
-    client = build_client(rt.rest_url, auth=auth or (rt.username, rt.password), transport=transport, timeout=30)
+def _connector(
+    rt: RTServer,
+    *,
+    auth: tuple[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    queue: str = "General",
+) -> RTTicketing:
+    client = build_client(
+        rt.rest_url, auth=auth or (rt.username, rt.password), transport=transport, timeout=30
+    )
     api = APIClient(client, source="rt", secrets=[rt.password, NO_RIGHTS_PASSWORD], sleep=_no_sleep)
     return RTTicketing(api, queue=queue)
 
@@ -62,11 +69,15 @@ class RTPeer:
         return len(await self.tickets_with_reference(reference))
 
     async def comments(self, ticket_id: str) -> list[str]:
-        history = await self.client.get(f"ticket/{ticket_id}/history", params={"fields": "Type", "per_page": "100"})
+        history = await self.client.get(
+            f"ticket/{ticket_id}/history", params={"fields": "Type", "per_page": "100"}
+        )
         history.raise_for_status()
         texts: list[str] = []
         for txn in (i for i in history.json()["items"] if i["Type"] == "Comment"):
-            attachments = await self.client.get(f"transaction/{txn['id']}/attachments", params={"fields": "Content"})
+            attachments = await self.client.get(
+                f"transaction/{txn['id']}/attachments", params={"fields": "Content"}
+            )
             attachments.raise_for_status()
             for item in attachments.json()["items"]:
                 content = item.get("Content") or ""
@@ -122,7 +133,7 @@ class TimeoutAfterCreate(httpx.AsyncBaseTransport):
 
 
 async def test_timeout_after_create_does_not_duplicate(rt: RTServer, ticketing_peer: RTPeer) -> None:
-    """A create whose answer is lost after RT applied it is found by the retry's lookup: one ticket, not two."""
+    """A create whose answer is lost after RT applied it is found by the lookup: one ticket, not two."""
     transport = TimeoutAfterCreate()
     connector = _connector(rt, transport=transport)
     request = new_request("timeout")
@@ -141,8 +152,12 @@ async def test_timeout_without_lookup_would_duplicate(rt: RTServer, ticketing_pe
     transport = TimeoutAfterCreate()
     connector = _connector(rt, transport=transport)
     request = new_request("blind-retry")
-    payload = {"Queue": "General", "Subject": f"[{request.reference}] {request.title}", "Content": "x",
-               "ContentType": "text/plain"}
+    payload = {
+        "Queue": "General",
+        "Subject": f"[{request.reference}] {request.title}",
+        "Content": "x",
+        "ContentType": "text/plain",
+    }
     try:
         with pytest.raises(NetworkError, match="timed out"):
             await connector.api.request("POST", "ticket", json=payload)
@@ -201,7 +216,7 @@ async def test_reference_with_quotes_and_backslashes(ticketing: RTTicketing, tic
 
 
 async def test_like_wildcards_do_not_match(ticketing: RTTicketing) -> None:
-    """``_`` is a LIKE wildcard in RT's SQL; a reference with it does not find a ticket it merely resembles."""
+    """``_`` is a LIKE wildcard in RT's SQL: a reference with it does not find a ticket it resembles."""
     existing = await ticketing.create_ticket(new_request(employee_id="EwildXcard1"))
     assert (await ticketing.find_ticket(existing.reference)) is not None
     assert await ticketing.find_ticket("tenure:Ewild_card1:laptop") is None
@@ -214,3 +229,27 @@ async def test_ticket_url_points_at_rt(rt: RTServer, ticketing: RTTicketing) -> 
     async with httpx.AsyncClient() as client:
         response = await client.get(ticket.url)
     assert response.status_code in (200, 302)
+
+
+async def test_factory_builds_working_connector(rt: RTServer, ticketing_peer: RTPeer) -> None:
+    """build_ticketing(kind=rt) accepts RT's web root, finds REST2 under it and creates a ticket."""
+    from pydantic import SecretStr
+
+    from connectors.ticketing.factory import build_ticketing
+    from tenure.settings import TicketingSettings
+
+    settings = TicketingSettings(
+        kind="rt",
+        base_url=rt.base_url,
+        username=rt.username,
+        password=SecretStr(rt.password),
+        queue="General",
+    )
+    connector = build_ticketing(settings)
+    assert isinstance(connector, RTTicketing)
+    request = new_request("factory")
+    try:
+        ticket = await connector.create_ticket(request)
+    finally:
+        await connector.aclose()
+    assert await ticketing_peer.tickets_with_reference(request.reference) == [ticket.id]

@@ -28,7 +28,9 @@ class TicketingPeer(Protocol):
     async def comments(self, ticket_id: str) -> list[str]: ...
 
 
-def new_request(purpose: str = "laptop", *, queue: str | None = None, employee_id: str | None = None) -> TicketRequest:
+def new_request(
+    purpose: str = "laptop", *, queue: str | None = None, employee_id: str | None = None
+) -> TicketRequest:
     """A ticket request with a reference no other test uses."""
     employee_id = employee_id or f"E{uuid.uuid4().hex[:10]}"
     return TicketRequest(
@@ -48,7 +50,9 @@ class TicketingContract:
         assert isinstance(ticketing, Ticketing)
         assert ticketing.source
 
-    async def test_create_returns_open_ticket(self, ticketing: Ticketing, ticketing_peer: TicketingPeer) -> None:
+    async def test_create_returns_open_ticket(
+        self, ticketing: Ticketing, ticketing_peer: TicketingPeer
+    ) -> None:
         """A new ticket is open, carries the reference and title, and exists once in the peer."""
         request = new_request()
         ticket = await ticketing.create_ticket(request)
@@ -59,7 +63,9 @@ class TicketingContract:
         assert ticket.status is TicketStatus.OPEN
         assert await ticketing_peer.count_with_reference(request.reference) == 1
 
-    async def test_create_twice_returns_same_ticket(self, ticketing: Ticketing, ticketing_peer: TicketingPeer) -> None:
+    async def test_create_twice_returns_same_ticket(
+        self, ticketing: Ticketing, ticketing_peer: TicketingPeer
+    ) -> None:
         """Creating with the same reference again returns the first ticket and creates nothing."""
         request = new_request()
         first = await ticketing.create_ticket(request)

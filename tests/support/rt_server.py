@@ -1,11 +1,11 @@
 """A throwaway Request Tracker 5 for the contract tests: its own SQLite database, config and port.
 
 Nothing under ``/etc/request-tracker5`` or ``/var/lib`` is read or written: RT is pointed at a generated site
-config through ``RT_SITE_CONFIG`` / ``RT_SITE_CONFIG_DIR`` (RT 5.0 ``RT::Config::LoadConfig``), the database is
-initialised fresh with ``rt-setup-database --action init`` (≈1.5 s) and the standalone server
+config through ``RT_SITE_CONFIG`` / ``RT_SITE_CONFIG_DIR`` (RT 5.0 ``RT::Config::LoadConfig``), the database
+is initialised fresh with ``rt-setup-database --action init`` (≈1.5 s) and the standalone server
 (``rt-server --server Standalone``, Plack) binds 127.0.0.1 on a port the OS picked. Stop it with
-:meth:`RTServer.stop` (process group: SIGTERM, then SIGKILL). If RT cannot start, :class:`RTStartError` carries
-its stderr; callers must let it fail the test, never skip.
+:meth:`RTServer.stop` (process group: SIGTERM, then SIGKILL). If RT cannot start, :class:`RTStartError`
+carries its stderr; callers must let it fail the test, never skip.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ class RTServer:
             timeout=30,
         )
         if response.status_code != 201:
-            raise RTStartError(f"could not create RT user {name}: HTTP {response.status_code} {response.text[:200]}")
+            raise RTStartError(
+                f"could not create RT user {name}: HTTP {response.status_code} {response.text[:200]}"
+            )
 
 
 def _environment(workdir: Path) -> dict[str, str]:
@@ -128,15 +130,29 @@ def _write_config(workdir: Path, port: int) -> None:
 
 def _init_database(workdir: Path) -> None:
     if not RT_SERVER.exists():
-        raise RTStartError(f"{RT_SERVER} not found: run scripts/install-peers.sh (request-tracker5, rt5-standalone)")
+        raise RTStartError(
+            f"{RT_SERVER} not found: run scripts/install-peers.sh (request-tracker5, rt5-standalone)"
+        )
     result = subprocess.run(
-        [RT_SETUP_DATABASE, "--action", "init", "--skip-create",
-         "--root-password-file", str(workdir / "root-password")],
-        env=_environment(workdir), capture_output=True, text=True, timeout=120, check=False,
+        [
+            RT_SETUP_DATABASE,
+            "--action",
+            "init",
+            "--skip-create",
+            "--root-password-file",
+            str(workdir / "root-password"),
+        ],
+        env=_environment(workdir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if result.returncode != 0 or not (workdir / "rtdb").exists():
-        raise RTStartError(f"rt-setup-database failed ({result.returncode}):\n{result.stdout[-2000:]}\n"
-                           f"{result.stderr[-2000:]}")
+        raise RTStartError(
+            f"rt-setup-database failed ({result.returncode}):\n{result.stdout[-2000:]}\n"
+            f"{result.stderr[-2000:]}"
+        )
 
 
 def start_rt(workdir: Path, *, timeout: float = 60.0) -> RTServer:
@@ -148,15 +164,31 @@ def start_rt(workdir: Path, *, timeout: float = 60.0) -> RTServer:
     stderr_path = workdir / "rt-server.stderr"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [str(RT_SERVER), "--server", "Standalone", "--host", "127.0.0.1", "--port", str(port), "--webpath", "/rt"],
-            env=_environment(workdir), stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
-            cwd=workdir, start_new_session=True,
+            [
+                str(RT_SERVER),
+                "--server",
+                "Standalone",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webpath",
+                "/rt",
+            ],
+            env=_environment(workdir),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            start_new_session=True,
         )
     server = RTServer(port=port, workdir=workdir, process=process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RTStartError(f"rt-server exited with {process.returncode}:\n{stderr_path.read_text()[-4000:]}")
+            raise RTStartError(
+                f"rt-server exited with {process.returncode}:\n{stderr_path.read_text()[-4000:]}"
+            )
         try:
             # 401 without credentials means REST2 is up and its auth middleware answers.
             if httpx.get(server.rest_url, timeout=2).status_code in (200, 401):

@@ -29,8 +29,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
-__all__ = ["SlapdError", "SlapdHandle", "start_slapd", "free_port"]
+__all__ = ["SlapdError", "SlapdHandle", "free_port", "start_slapd"]
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -87,14 +88,14 @@ class SlapdHandle:
         )
 
     def clear(self, *ous: str) -> int:
-        """Delete every entry below ``ou=<name>`` for each name (default: people and disabled); returns
-        how many went. Lets one slapd serve a whole module while each test starts from empty OUs."""
+        """Delete every entry below ``ou=<name>`` for each name (default: people, disabled, groups);
+        returns how many went. Lets one slapd serve a whole module while each test starts from empty OUs."""
         import ldap3
 
         conn = self.admin_connection()
         removed = 0
         try:
-            for ou in ous or ("people", "disabled"):
+            for ou in ous or ("people", "disabled", "groups"):
                 conn.search(f"ou={ou},{self.base_dn}", "(objectClass=*)", ldap3.LEVEL, attributes=[])
                 for dn in [e["dn"] for e in conn.response if e.get("type") == "searchResEntry"]:
                     conn.delete(dn)
@@ -120,7 +121,7 @@ class SlapdHandle:
             if stream is not None:
                 stream.close()
 
-    def __enter__(self) -> SlapdHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -224,14 +225,21 @@ def _wait_until_answering(proc: subprocess.Popen[bytes], port: int, deadline: fl
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SlapdError("slapd exited early")
-        try:
-            server = ldap3.Server(f"ldap://127.0.0.1:{port}", get_info=ldap3.NONE, connect_timeout=1)
-            conn = ldap3.Connection(server, auto_bind=True, receive_timeout=2)
-            conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["namingContexts"])
-            conn.unbind()
-            return
-        except Exception:  # noqa: BLE001 - not up yet
+        try:  # a plain TCP probe first: ldap3 leaves the socket of a refused connect open
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
             time.sleep(0.05)
+            continue
+        server = ldap3.Server(f"ldap://127.0.0.1:{port}", get_info=ldap3.NONE, connect_timeout=1)
+        conn = ldap3.Connection(server, receive_timeout=2)
+        try:
+            conn.bind()
+            conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["namingContexts"])
+            return
+        except Exception:  # noqa: BLE001 - listening but not answering yet
+            time.sleep(0.05)
+        finally:
+            conn.unbind()
     raise SlapdError("slapd did not answer within the start timeout")
 
 
@@ -248,7 +256,9 @@ def start_slapd(
     """
     for binary in (SLAPD, SLAPADD):
         if not os.access(binary, os.X_OK):
-            raise SlapdError(f"{binary} not found: run scripts/install-peers.sh (Debian packages slapd, ldap-utils)")
+            raise SlapdError(
+                f"{binary} not found: run scripts/install-peers.sh (Debian packages slapd, ldap-utils)"
+            )
     workdir = Path(tmpdir).resolve() / "slapd"
     if workdir.exists():
         shutil.rmtree(workdir)

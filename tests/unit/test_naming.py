@@ -41,7 +41,8 @@ NAMING = NamingPolicy(username="{given}.{last}", email_domain="example.com", max
         ("ﬁne", "fine"),  # compatibility ligature, NFKD
         ("李", ""),
     ],
-    ids=["diaeresis", "ring", "l-stroke", "eszett", "ae-o-slash", "d-stroke", "thorn", "oe", "ligature", "cjk"],
+    ids=["diaeresis", "ring", "l-stroke", "eszett", "ae-o-slash", "d-stroke", "thorn", "oe", "ligature",
+         "cjk"],
 )
 def test_fold_ascii(text: str, folded: str) -> None:
     """Letters fold to ASCII via NFKD plus the table; what cannot fold is dropped."""
@@ -139,3 +140,17 @@ def test_user_name_always_valid_and_free(first: str, last: str, taken: set[str],
         assert len(name) <= max_length
         assert name not in taken
     assert clean_user_name(name, max_length) == name  # cleaning is idempotent
+
+
+def test_candidates_match_unique_user_name() -> None:
+    """user_name_candidates lists exactly the names unique_user_name tries, truncated ones included."""
+    from itertools import islice
+
+    from lifecycle.naming import user_name_candidates
+
+    policy = NamingPolicy(username="{given}.{last}", max_length=8)
+    candidates = list(islice(user_name_candidates(person("Alexandra", "Smith"), policy), 11))
+    assert candidates[:3] == ["alexandr", "alexand2", "alexand3"]
+    assert candidates[10] == "alexan11"
+    assert unique_user_name(person("Alexandra", "Smith"), policy, candidates[:10]) == "alexan11"
+    assert list(user_name_candidates(person("李", "王"), policy)) == []

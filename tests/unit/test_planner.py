@@ -28,7 +28,8 @@ POLICY = Policy(
         BirthrightRule(match={"department": "Sales"}, groups=["sales", "crm-users"]),
         BirthrightRule(match={"department": "Ops"}, groups=["ops", "prod-admin"]),
     ],
-    privileged_groups=[PrivilegedGroup(name="prod-admin", approvers=["security-lead"], approval_timeout_hours=48),
+    privileged_groups=[PrivilegedGroup(name="prod-admin", approvers=["security-lead"],
+                                       approval_timeout_hours=48),
                        PrivilegedGroup(name="payments-approve")],
     prehire_days=7,
     default_timezone="UTC",
@@ -38,7 +39,8 @@ POLICY = Policy(
         joiner=[TicketTemplate(purpose="laptop", title="Laptop for {user_name}", body="Dept {department}",
                                queue="IT")],
         mover=[TicketTemplate(purpose="access-review", title="Moved: {employee_id} to {department}")],
-        leaver=[TicketTemplate(purpose="equipment-return", title="Return: {employee_id} on {termination_date}")],
+        leaver=[TicketTemplate(purpose="equipment-return",
+                               title="Return: {employee_id} on {termination_date}")],
     ),
 )
 
@@ -56,7 +58,9 @@ def employee(**fields: object) -> Employee:
     return Employee.model_validate(base | fields)
 
 
-def account_for(emp: Employee, *, active: bool = True, groups: set[str] | None = None, **fields: object) -> Account:
+def account_for(
+    emp: Employee, *, active: bool = True, groups: set[str] | None = None, **fields: object
+) -> Account:
     """The account a fully applied joiner plan would leave (then overridden by ``fields``)."""
     base: dict[str, object] = {
         "id": "A1", "user_name": "john.smith", "employee_id": emp.employee_id, "given_name": emp.given_name,
@@ -90,7 +94,7 @@ def test_before_prehire_window_only_schedules_create() -> None:
 
 
 def test_prehire_window_creates_disabled_account_in_order() -> None:
-    """Inside the prehire window: CREATE disabled, SCHEDULE enable at hire day 00:00 local, groups, tickets."""
+    """In the prehire window: CREATE disabled, SCHEDULE enable at hire day 00:00 local, groups, tickets."""
     p = plan(employee(status=EmployeeStatus.PENDING), None, POLICY, utc(2025, 2, 26))
     assert p.event == "joiner"
     assert kinds(p) == [
@@ -202,7 +206,8 @@ def test_name_change_keeps_user_name_and_email() -> None:
     """A legal name change updates names but never renames userName or email."""
     emp = employee(last_name="Jones")
     p = plan(emp, account_for(employee()), POLICY, utc(2025, 6, 1))
-    assert only(p, K.UPDATE_ACCOUNT).params == {"changes": {"family_name": "Jones", "display_name": "John Jones"}}
+    changes = {"family_name": "Jones", "display_name": "John Jones"}
+    assert only(p, K.UPDATE_ACCOUNT).params == {"changes": changes}
 
 
 def test_privileged_group_from_rule_requests_approval() -> None:
@@ -373,7 +378,8 @@ def test_rehire_enables_the_same_account() -> None:
 
 def test_rehire_before_start_schedules_enable() -> None:
     """A rehire whose new hire day lies ahead keeps the account disabled until then."""
-    emp = employee(status=EmployeeStatus.PENDING, hire_date=date(2026, 1, 5), termination_date=date(2025, 7, 31))
+    emp = employee(status=EmployeeStatus.PENDING, hire_date=date(2026, 1, 5),
+                   termination_date=date(2025, 7, 31))
     acc = account_for(emp, active=False)
     p = plan(emp, acc, POLICY, utc(2025, 12, 1))
     assert p.event == "rehire"
@@ -440,3 +446,46 @@ def test_schedule_key_changes_when_date_moves() -> None:
                  utc(2025, 1, 1))
     assert first.actions[0].key != moved.actions[0].key
     assert first.actions[0].key.startswith("E1:schedule:create:")
+
+
+def test_example_policy_joiner_end_to_end() -> None:
+    """With examples/policy.yaml, the issue's example joiner gets zoe.angstrom-lukasz, Berlin groups, tickets."""
+    from pathlib import Path
+
+    from lifecycle.policy import load_policy
+
+    policy = load_policy(Path(__file__).resolve().parents[2] / "examples" / "policy.yaml")
+    emp = employee(first_name="Zoë", last_name="Ångström-Łukasz", status=EmployeeStatus.PENDING)
+    p = plan(emp, None, policy, utc(2025, 2, 27))
+    assert p.actions[0].target == "zoe.angstrom-lukasz"
+    assert [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)] == [
+        "all-staff", "engineering", "github-users", "office-berlin"]
+    assert [a.target for a in p.of_kind(K.OPEN_TICKET)] == ["laptop", "badge"]
+    account = apply_plan(None, p)
+    assert account is not None and not account.active
+    assert account.email == "zoe.angstrom-lukasz@example.com"
+    assert account.groups == {"all-staff", "engineering", "github-users", "office-berlin"}
+
+
+def test_simulate_rejects_impossible_plans() -> None:
+    """The in-memory apply refuses CREATE over an existing account and account actions on none."""
+    from lifecycle.simulate import SimulationError
+
+    acc = account_for(employee())
+    create = Plan(employee_id="E1", event="joiner", actions=[
+        Action(kind=K.CREATE_ACCOUNT, employee_id="E1", target="x", reason="test", params=acc.model_dump())])
+    with pytest.raises(SimulationError, match="already exists"):
+        apply_plan(acc, create)
+    enable = Plan(employee_id="E1", event="rehire", actions=[
+        Action(kind=K.ENABLE_ACCOUNT, employee_id="E1", target="x", reason="test")])
+    with pytest.raises(SimulationError, match="no account"):
+        apply_plan(None, enable)
+
+
+def test_action_requires_reason_and_keys_are_stable() -> None:
+    """An action without a reason is rejected; the ledger key is employee:kind:target."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="")
+    assert Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="r").key == "E1:add_membership:g"

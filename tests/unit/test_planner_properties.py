@@ -127,7 +127,8 @@ def test_apply_then_replan_converges(employee: Employee, account: Account | None
     second = plan(employee, applied, policy, now, taken_user_names=taken, approvals=approvals)
     assert [a for a in second.actions if a.kind in ACCOUNT_KINDS] == []
     assert non_account_keys(second) <= non_account_keys(first)
-    third = plan(employee, apply_plan(applied, second), policy, now, taken_user_names=taken, approvals=approvals)
+    again = apply_plan(applied, second)
+    third = plan(employee, again, policy, now, taken_user_names=taken, approvals=approvals)
     assert third.keys == second.keys
 
 
@@ -162,19 +163,24 @@ def test_only_managed_groups_are_ever_removed(employee: Employee, account: Accou
 
 
 @PROPS
-@given(employee=employees(status=EmployeeStatus.TERMINATED), account=accounts(), policy=policies(),
-       now=nows)
-def test_terminated_past_termination_time_ends_disabled(employee: Employee, account: Account,
-                                                        policy: Policy, now: datetime) -> None:
-    """(3) Terminated and past the termination instant (or immediate, or no date): disabled or deleted."""
+@given(employee=employees(), account=accounts(), policy=policies(), now=nows)
+def test_past_termination_time_ends_disabled(employee: Employee, account: Account, policy: Policy,
+                                             now: datetime) -> None:
+    """(3) Past the termination instant (terminated with timing immediate or no date, or any status once
+    the termination instant of this tenure has passed): after apply the account is disabled or deleted."""
     tl = timeline(employee, policy)
-    due = policy.leaver.timing == "immediate" or tl.disable_at is None or now >= tl.disable_at
+    terminated = employee.status is EmployeeStatus.TERMINATED
+    past = tl.disable_at is not None and now >= tl.disable_at
+    earlier_tenure = (employee.termination_date is not None and employee.hire_date is not None
+                      and employee.termination_date < employee.hire_date)
+    due = (terminated and (policy.leaver.timing == "immediate" or tl.disable_at is None or past)) or (
+        past and not earlier_tenure)
     after = apply_plan(account, plan(employee, account, policy, now))
     if due:
         assert after is None or not after.active
         if after is not None and policy.leaver.remove_groups:
             assert not after.groups & policy.managed_groups
-    else:
+    elif terminated:
         assert after is not None and after.active == account.active  # only scheduled
 
 

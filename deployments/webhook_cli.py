@@ -1,0 +1,41 @@
+"""``tenure webhook serve``: run the HRIS webhook receiver under uvicorn (the main CLI adds this sub-app)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="The HRIS webhook receiver (BambooHR and generic signed webhooks).", no_args_is_help=True)
+
+
+@app.callback()
+def _webhook() -> None:
+    """The HRIS webhook receiver."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: TENURE_WEBHOOK__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default: TENURE_WEBHOOK__PORT).")] = None,
+) -> None:
+    """Serve POST /webhooks/bamboohr, POST /webhooks/generic and GET /healthz until interrupted."""
+    import uvicorn
+
+    from deployments.webhook import create_app
+    from tenure.settings import load_settings
+
+    settings = load_settings()
+    if settings.webhook.secret is None and settings.webhook.bamboohr_secret is None:
+        typer.echo("warning: no webhook secret configured (TENURE_WEBHOOK__SECRET); every request will get 401",
+                   err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.webhook.host,
+        port=port or settings.webhook.port,
+        log_level="info",
+        # The app enforces max_body_bytes itself; keep uvicorn from buffering huge headers.
+        h11_max_incomplete_event_size=64 * 1024,
+    )

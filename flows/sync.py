@@ -1,0 +1,108 @@
+"""The ``sync`` flow: reconcile every changed (or, with ``full``, every) employee in one run.
+
+The work is :class:`tenure.sync.SyncEngine`'s; this flow adds Prefect: one ``apply-batch`` task run per batch
+of employees (never one per employee), a progress artifact, a summary table artifact (ids and counts only),
+and a Failed state when the brake refused the run or any employee failed. Deployments: ``sync/tenure``
+(nightly, incremental) and ``sync/tenure-full`` (weekly, ``full=True``).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NONE
+from prefect.states import Completed, Failed, State
+
+from lifecycle.policy import load_policy
+from tenure.auditor import Auditor
+from tenure.orchestration import in_deployment, schedule_reconcile
+from tenure.runner import open_connectors
+from tenure.settings import load_settings
+from tenure.sync import BatchResult, SyncEngine, SyncOptions, SyncReport
+
+__all__ = ["sync", "apply_batch", "sync_run_name", "artifact_key"]
+
+MAX_FAILURES_IN_MESSAGE = 5
+
+
+def sync_run_name() -> str:
+    """``sync-full`` / ``sync-incremental`` (+ ``-dry-run``, + ``-p{n}of{m}`` for a partitioned run)."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    name = "sync-full" if params.get("full") else "sync-incremental"
+    if int(params.get("partitions", 1) or 1) > 1:
+        name += f"-p{params.get('partition', 0)}of{params.get('partitions')}"
+    if params.get("dry_run"):
+        name += "-dry-run"
+    return name
+
+
+def artifact_key(kind: str, options: SyncOptions) -> str:
+    """Artifact keys (lowercase letters, digits, dashes): one history per mode and partition."""
+    key = f"sync-{options.mode}-{kind}"
+    return key + (f"-p{options.partition}of{options.partitions}" if options.partitions > 1 else "")
+
+
+@task(name="apply-batch", task_run_name="apply-batch-{number}", cache_policy=NONE)
+async def apply_batch(engine: SyncEngine, number: int) -> BatchResult:
+    """Apply one batch of employees' plans (each action audited and idempotent). No task retries: API
+    failures were already retried by the HTTP layer and are audited as failed; the next sync retries them."""
+    return await engine.apply_batch(number)
+
+
+def _outcome(report: SyncReport) -> State:
+    summary = report.summary()
+    if report.refused and report.brake is not None:
+        return Failed(message=report.brake.message)
+    if not report.ok:
+        shown = "; ".join(report.failures[:MAX_FAILURES_IN_MESSAGE])
+        more = len(report.failures) - MAX_FAILURES_IN_MESSAGE
+        return Failed(message=f"{summary}. Failures: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    return Completed(message=summary)
+
+
+@flow(name="sync", flow_run_name=sync_run_name, log_prints=False)
+async def sync(
+    full: bool = False,
+    dry_run: bool = False,
+    override_brake: bool = False,
+    partition: int = 0,
+    partitions: int = 1,
+) -> State:
+    """Bring the IdP in line with the HRIS: incremental since the cursor, or ``full``; ``dry_run`` audits the
+    plan as ``planned`` and changes nothing; ``override_brake`` lets a mass disable through (audited)."""
+    logger = get_run_logger()
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    options = SyncOptions(full=full, dry_run=dry_run, override_brake=override_brake, partition=partition,
+                          partitions=partitions, max_concurrency=settings.idp.max_concurrency)
+    async with open_connectors(settings) as connectors:
+        engine = SyncEngine(
+            hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing, policy=policy,
+            auditor=Auditor(settings.database_url), options=options,
+            scheduler=schedule_reconcile if in_deployment() else None,
+        )
+        progress_id: UUID = await acreate_progress_artifact(
+            progress=0.0, key=artifact_key("progress", options),
+            description=f"sync {options.mode}: employees applied",
+        )
+        await engine.prepare()
+        report = engine.report
+        logger.info("read %d employees (%d invalid) and %d accounts; %d to change in %d batch(es)",
+                    report.employees_seen, report.invalid_records, report.accounts_read, report.planned,
+                    report.batches)
+        if report.brake is not None and report.brake.tripped:
+            logger.warning(report.brake.message)
+
+        async def on_progress(done: int, total: int) -> None:
+            await aupdate_progress_artifact(progress_id, 100.0 * done / total if total else 100.0)
+
+        report = await engine.run(batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress)
+    await acreate_table_artifact(
+        table=report.table(), key=artifact_key("summary", options), description=report.summary()
+    )
+    logger.info(report.summary())
+    return _outcome(report)

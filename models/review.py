@@ -1,0 +1,78 @@
+"""Access review campaigns: the findings routed to reviewers, their decisions and what was done about them.
+
+A :class:`ReviewCampaign` holds the schedule it was created with (reminder, escalation, deadline and the
+``on_deadline`` rule), so a later policy change does not move the goalposts of a running campaign.
+A :class:`ReviewItem` is one finding in one campaign (primary key campaign + finding id); auto-remediated
+findings are stored too (``auto`` True, decided by ``policy:auto_remediate``) so the export is the whole
+evidence. A :class:`ReviewAssignment` is one reviewer's share: their ticket and reminder/escalation marks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from models.audit import utcnow
+
+__all__ = ["CampaignStatus", "Decision", "ReviewCampaign", "ReviewItem", "ReviewAssignment"]
+
+
+class CampaignStatus:
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Decision:
+    KEEP = "keep"
+    REVOKE = "revoke"
+
+
+class ReviewCampaign(SQLModel, table=True):
+    __tablename__ = "review_campaign"
+
+    id: str = Field(primary_key=True, max_length=64)  # "rc-YYYYMMDD-<8 hex>"
+    status: str = Field(default=CampaignStatus.OPEN, max_length=16, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    remind_at: datetime
+    escalate_at: datetime
+    deadline_at: datetime
+    on_deadline: str = Field(max_length=16)  # "revoke" | "keep_and_flag"
+    correlation_id: str | None = None  # the Prefect flow run that created it
+    closed_at: datetime | None = None
+
+
+class ReviewItem(SQLModel, table=True):
+    __tablename__ = "review_item"
+
+    campaign_id: str = Field(primary_key=True, foreign_key="review_campaign.id", max_length=64)
+    id: str = Field(primary_key=True, max_length=32)  # the stable finding id
+    kind: str = Field(max_length=32)
+    employee_id: str | None = Field(default=None, index=True)
+    account_id: str
+    user_name: str
+    group: str | None = None
+    revoke_group: str | None = None
+    detail: str = ""
+    reviewer: str = Field(index=True)
+    auto: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    decision: str | None = Field(default=None, max_length=16)  # "keep" | "revoke" | None (undecided)
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    flagged: bool = False  # kept by the deadline rule keep_and_flag, not by a person
+    action_taken: str | None = None  # e.g. "remove_membership prod-admin", "disable_account", "none"
+    action_outcome: str | None = None  # applied | failed | skipped
+    action_at: datetime | None = None
+
+
+class ReviewAssignment(SQLModel, table=True):
+    __tablename__ = "review_assignment"
+
+    campaign_id: str = Field(primary_key=True, foreign_key="review_campaign.id", max_length=64)
+    reviewer: str = Field(primary_key=True, max_length=256)
+    reference: str  # "tenure:review:<campaign>:<reviewer>"
+    ticket_id: str | None = None
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None

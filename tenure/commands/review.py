@@ -1,0 +1,188 @@
+"""``tenure review run|decide|deadline|export`` and ``tenure kpi`` (the same engine the review flows run)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["review_app", "kpi_command"]
+
+review_app = typer.Typer(no_args_is_help=True, help="Access reviews: findings, campaigns, decisions, evidence.")
+
+
+class DecisionChoice(str, Enum):
+    keep = "keep"
+    revoke = "revoke"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@review_app.command("run")
+def review_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show findings; audit auto-remediation as planned")]
+    = False,
+) -> None:
+    """Find orphan, leaver, dormant, outside-policy, SoD and re-certification findings; auto-remediate what the
+    policy says, open a campaign (one ticket per reviewer) for the rest. Exit 1 if a remediation failed."""
+    from tenure.auditor import Auditor
+    from tenure.cli import EXIT_FAILED, _run_async, fail, load_config, out
+    from tenure.review import run_review
+    from tenure.runner import open_connectors
+
+    settings, policy = load_config()
+    assert policy is not None
+
+    async def _run() -> Any:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                connectors = await stack.enter_async_context(open_connectors(settings))
+            except ValueError as exc:
+                fail(f"invalid configuration: {exc}")
+            return await run_review(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
+                                    policy=policy, auditor=Auditor(settings.database_url), dry_run=dry_run)
+
+    run = _run_async(_run())
+    out.print(f"{run.accounts} accounts, {run.memberships} memberships, {len(run.findings)} findings"
+              + (f", {run.invalid_records} unreadable HR records" if run.invalid_records else ""))
+    for kind, count in run.counts.items():
+        out.print(f"  {kind:<18} {count}")
+    for row in run.summary_rows():
+        out.print(f"{row['finding']}  {row['kind']:<18} {row['employee_id'] or '-':<10} {row['group'] or '-':<24} "
+                  f"{row['handling']}")
+    if run.campaign_id:
+        out.print(f"campaign {run.campaign_id}: {len(run.reviewers)} item(s) for "
+                  f"{len(set(run.reviewers.values()))} reviewer(s)")
+    if run.failed:
+        fail(f"{len(run.failed)} auto-remediation(s) failed", EXIT_FAILED)
+
+
+@review_app.command("decide")
+def review_decide(
+    campaign: str,
+    item: str,
+    decision: DecisionChoice,
+    by: Annotated[str, typer.Option("--by", help="who decided (the reviewer's name)")],
+    reason: Annotated[str, typer.Option("--reason", help="why (kept in the audit trail and the export)")] = "",
+) -> None:
+    """Record keep or revoke for one campaign item; a revoke is applied at once. Exit 1 if it failed."""
+    from tenure.auditor import Auditor
+    from tenure.cli import EXIT_FAILED, _run_async, fail, load_config, out
+    from tenure.review import ReviewError, decide
+    from tenure.runner import open_connectors
+
+    settings, policy = load_config()
+    assert policy is not None
+
+    async def _decide() -> Any:
+        async with contextlib.AsyncExitStack() as stack:
+            connectors = None
+            if decision is DecisionChoice.revoke:
+                try:
+                    connectors = await stack.enter_async_context(open_connectors(settings))
+                except ValueError as exc:
+                    fail(f"invalid configuration: {exc}")
+            return await decide(database_url=settings.database_url, campaign_id=campaign, item_id=item,
+                                decision=decision.value, by=by, reason=reason,
+                                idp=connectors.idp if connectors else None,
+                                ticketing=connectors.ticketing if connectors else None,
+                                policy=policy, auditor=Auditor(settings.database_url))
+
+    try:
+        result = _run_async(_decide())
+    except ReviewError as exc:
+        fail(str(exc))
+    out.print(f"{campaign} {item}: {result.decision} by {result.decided_by}"
+              + (f"; {result.action_taken}: {result.action_outcome}" if result.action_outcome else ""))
+    if result.action_outcome == "failed":
+        fail(f"the revocation of {item} failed (see the audit trail); run the same command to retry", EXIT_FAILED)
+
+
+@review_app.command("deadline")
+def review_deadline() -> None:
+    """Send due reminders and escalations; settle undecided items of campaigns past their deadline."""
+    from tenure.auditor import Auditor
+    from tenure.cli import _run_async, fail, load_config, out
+    from tenure.review import process_deadlines
+    from tenure.runner import open_connectors
+
+    settings, policy = load_config()
+    assert policy is not None
+
+    async def _deadline() -> Any:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                connectors = await stack.enter_async_context(open_connectors(settings))
+            except ValueError as exc:
+                fail(f"invalid configuration: {exc}")
+            return await process_deadlines(database_url=settings.database_url, idp=connectors.idp,
+                                           ticketing=connectors.ticketing, policy=policy,
+                                           auditor=Auditor(settings.database_url))
+
+    out.print(_run_async(_deadline()).markdown())
+
+
+@review_app.command("export")
+def review_export(
+    campaign: str,
+    format: Annotated[ExportFormat, typer.Option("--format", help="csv or json")] = ExportFormat.csv,
+) -> None:
+    """Write the campaign's evidence (every item, decision, who, when, why, action taken) to standard output."""
+    from tenure.cli import fail, load_config
+    from tenure.review import EXPORT_FIELDS, ReviewError, export_rows
+
+    settings, _ = load_config(with_policy=False)
+    try:
+        rows = export_rows(settings.database_url, campaign)
+    except ReviewError as exc:
+        fail(str(exc))
+    if format is ExportFormat.json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(EXPORT_FIELDS))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def kpi_command(
+    days: Annotated[int, typer.Option("--days", min=1, help="the window: events of the last N days")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="print the KPIs as JSON")] = False,
+) -> None:
+    """Time to access for joiners, time to disable for leavers, review completion, orphans, failures."""
+    from connectors.errors import ConnectorError, InvalidRecordError
+    from connectors.hris.factory import build_hris
+    from tenure.cli import console, load_config, out
+    from tenure.kpi import compute_kpis
+
+    settings, policy = load_config()
+    assert policy is not None
+
+    async def _roster() -> dict[str, Any]:
+        hris = build_hris(settings.hris)
+        try:
+            return {e.employee_id: e async for e in hris.iter_employees() if not isinstance(e, InvalidRecordError)}
+        finally:
+            close = getattr(hris, "aclose", None)
+            if close is not None:
+                await close()
+
+    import asyncio
+
+    try:
+        employees = asyncio.run(_roster())
+    except (ConnectorError, ValueError, OSError) as exc:
+        console.print(f"warning: HR roster unavailable, hire/termination KPIs skipped: {exc}")
+        employees = {}
+    report = compute_kpis(database_url=settings.database_url, policy=policy, employees=employees, window_days=days)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        out.print(report.markdown())

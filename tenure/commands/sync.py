@@ -1,0 +1,73 @@
+"""``tenure sync``: the sync engine run locally, without a Prefect server (the same code the flow runs)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["sync_command"]
+
+
+def sync_command(
+    full: Annotated[bool, typer.Option("--full", help="every employee, not only those changed since the cursor")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")] = False,
+    override_brake: Annotated[
+        bool, typer.Option("--override-brake", help="apply even if the mass-change brake trips (audited)")
+    ] = False,
+) -> None:
+    """Reconcile every changed employee (or all, with --full). Exit 1 if anything failed or the brake refused."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from tenure.auditor import Auditor
+    from tenure.cli import EXIT_FAILED, _run_async, console, fail, load_config, out
+    from tenure.runner import open_connectors
+    from tenure.sync import SyncEngine, SyncOptions, SyncReport
+
+    settings, policy = load_config()
+    assert policy is not None
+    options = SyncOptions(full=full, dry_run=dry_run, override_brake=override_brake,
+                          max_concurrency=settings.idp.max_concurrency)
+
+    async def _sync() -> SyncReport:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                connectors = await stack.enter_async_context(open_connectors(settings))
+            except ValueError as exc:  # a factory refused the configuration (missing URL, key, ...)
+                fail(f"invalid configuration: {exc}")
+            engine = SyncEngine(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
+                                policy=policy, auditor=Auditor(settings.database_url), options=options)
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console) as progress:
+                reading = progress.add_task("reading HRIS and IdP", total=None)
+                await engine.prepare()
+                progress.update(reading, total=1, completed=1)
+                applying = progress.add_task("applying", total=max(engine.report.planned, 1))
+
+                def on_progress(done: int, total: int) -> None:
+                    progress.update(applying, completed=done, total=max(total, 1))
+
+                return await engine.run(on_progress=on_progress)
+
+    report: Any = _run_async(_sync())
+    table = Table(title="tenure sync", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for row in report.table():
+        table.add_row(row["metric"], row["value"])
+    out.print(table)
+    for line in report.failures[:20]:
+        console.print(f"[red]failed[/red] {line}", markup=True, highlight=False)
+    if len(report.failures) > 20:
+        console.print(f"... and {len(report.failures) - 20} more (see the audit trail)")
+    if report.invalid_records:
+        console.print(f"[yellow]{report.invalid_records} invalid HR record(s) skipped[/yellow] "
+                      "(audited as hris.record.invalid)", markup=True, highlight=False)
+    if report.refused:
+        fail(report.brake.message, EXIT_FAILED)
+    if not report.ok:
+        fail(f"{report.failed} employee(s) failed", EXIT_FAILED)
+    out.print(report.summary())

@@ -1,0 +1,591 @@
+"""The sync engine: reconcile every (changed) employee in one pass, with reads in bulk and writes only for diffs.
+
+Plain async, no Prefect: the ``sync`` flow (:mod:`flows.sync`) wraps :meth:`SyncEngine.apply_batch` in a task
+per batch, and ``tenure sync`` calls :meth:`SyncEngine.run` directly.
+
+One run:
+
+1. **Read.** The HRIS — incremental by default: ``changed_since(cursor)`` (cursor ``hris`` in
+   :class:`models.state.SyncCursor`) and ``get_employee`` per changed id with bounded concurrency, or one
+   ``iter_employees`` pass when more than :data:`FETCH_ONE_BY_ONE_LIMIT` ids changed (one read of an export
+   beats thousands); ``full``: every employee. Invalid records are audited (``hris.record.invalid``, row and
+   reason) and counted; the rest goes on. The IdP is read ONCE: ``iter_users`` pages give employee id →
+   account and the taken userNames, one ``list_groups`` gives every membership.
+2. **Plan** every employee with the pure planner, approvals from one ledger query. Actions the run cannot or
+   need not repeat are dropped: SCHEDULE without a scheduler (this sync *is* the nightly re-plan), tickets,
+   approval requests and schedules the ledger already holds, and a manager change to a manager who has no
+   account (the IdP cannot express it yet; it is written once the manager's account exists).
+3. **Brake** (:mod:`lifecycle.brake`): too many disables refuse the whole run; nothing is applied.
+4. **Apply** only non-empty plans through :class:`tenure.apply.Applier`, in batches of ``batch_size``
+   employees with at most ``max_concurrency`` at a time. Joiners whose manager is created in the same run go
+   in a later wave, so the manager reference can be resolved when they are created.
+5. **Cursor**: moved (incremental runs only) once every change it covers was processed without a failure;
+   a crash or a failure re-reads those changes next time rather than skipping them.
+
+``partition``/``partitions`` split the employees by a stable hash of the employee id, so several workers
+can each take a disjoint share; each share keeps its own cursor. Two shares may race for one new userName;
+the loser fails with a conflict and gets the next free name on the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import col, select
+
+from connectors.errors import ConnectorError, InvalidRecordError, NotFoundError
+from connectors.protocols import HRIS, IdentityProvider, Ticketing
+from lifecycle.actions import ACCOUNT_KINDS, Action, ActionKind, Plan
+from lifecycle.brake import BrakeDecision, check_brake
+from lifecycle.naming import base_user_name
+from lifecycle.planner import plan
+from lifecycle.policy import Policy
+from models.audit import Outcome
+from models.db import session_scope
+from models.domain import Account, Employee
+from models.state import LedgerEntry, cursor_get, cursor_put
+from tenure.apply import Applier, ApplyReport, Scheduler
+from tenure.auditor import Auditor
+
+__all__ = [
+    "SYNC_CURSOR",
+    "DEFAULT_BATCH_SIZE",
+    "FETCH_ONE_BY_ONE_LIMIT",
+    "SyncOptions",
+    "SyncReport",
+    "BatchResult",
+    "SyncEngine",
+    "partition_of",
+    "approvals_by_employee",
+]
+
+log = logging.getLogger("tenure.sync")
+
+SYNC_CURSOR = "hris"
+DEFAULT_BATCH_SIZE = 250
+FETCH_ONE_BY_ONE_LIMIT = 200
+PAGE_SIZE = 200
+SIDE_EFFECT_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE})
+MAX_WAVES = 64
+
+BatchRunner = Callable[[int], Awaitable["BatchResult"]]
+Progress = Callable[[int, int], Awaitable[None] | None]
+
+
+def partition_of(employee_id: str, partitions: int) -> int:
+    """The share (0-based) an employee belongs to: a stable hash, the same on every worker and run."""
+    if partitions <= 1:
+        return 0
+    digest = hashlib.sha256(employee_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % partitions
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What to sync and how. ``max_concurrency``: employees applied at once (the IdP client limits further)."""
+
+    full: bool = False
+    dry_run: bool = False
+    override_brake: bool = False
+    partition: int = 0
+    partitions: int = 1
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or not 0 <= self.partition < self.partitions:
+            raise ValueError(f"partition must be in 0..{self.partitions - 1} (partitions={self.partitions})")
+        if self.batch_size < 1 or self.max_concurrency < 1:
+            raise ValueError("batch_size and max_concurrency must be at least 1")
+
+    @property
+    def mode(self) -> str:
+        return "full" if self.full else "incremental"
+
+    @property
+    def cursor_name(self) -> str:
+        """``hris`` for a single worker; each partition of a split run keeps its own cursor."""
+        return SYNC_CURSOR if self.partitions == 1 else f"{SYNC_CURSOR}:{self.partition}/{self.partitions}"
+
+    def mine(self, employee_id: str) -> bool:
+        return partition_of(employee_id, self.partitions) == self.partition
+
+
+@dataclass
+class BatchResult:
+    """What applying one batch did (counts and ids only)."""
+
+    number: int
+    employees: int = 0
+    changed: int = 0  # employees with at least one applied IdP change
+    changes: int = 0  # applied IdP actions (account state and memberships)
+    other_applied: int = 0  # tickets, schedules, approvals applied
+    failed: int = 0  # employees with a failed action
+    failures: list[str] = field(default_factory=list)  # "employee_id: kind target: detail"
+
+    def add(self, report: ApplyReport) -> None:
+        self.employees += 1
+        applied = [r for r in report.results if r.outcome is Outcome.APPLIED]
+        changes = sum(1 for r in applied if r.action.kind in ACCOUNT_KINDS)
+        self.changes += changes
+        self.other_applied += len(applied) - changes
+        self.changed += 1 if changes else 0
+        if not report.ok:
+            self.failed += 1
+            self.failures += [f"{report.employee_id}: {r.action.kind.value} {r.action.target}: {r.detail}"
+                              for r in report.failed] or [f"{report.employee_id}: {report.error}"]
+
+
+@dataclass
+class SyncReport:
+    """The outcome of a run; everything in it is ids and counts (safe for artifacts and logs)."""
+
+    mode: str
+    dry_run: bool = False
+    partition: int = 0
+    partitions: int = 1
+    employees_seen: int = 0
+    invalid_records: int = 0
+    accounts_read: int = 0
+    active_accounts: int = 0
+    pages_read: int = 0
+    planned: int = 0  # employees with a non-empty plan
+    planned_actions: int = 0
+    batches: int = 0
+    changed: int = 0
+    changes: int = 0
+    other_applied: int = 0
+    failed: int = 0  # employees that failed (action failures, unreadable records, ambiguous accounts)
+    failures: list[str] = field(default_factory=list)
+    idp_calls: int | None = None  # requests sent to the IdP, where its client counts them
+    idp_writes: int | None = None
+    duration_seconds: float = 0.0
+    brake: BrakeDecision | None = None
+    cursor_before: datetime | None = None
+    cursor_after: datetime | None = None
+    cursor_moved: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return self.brake is not None and self.brake.refused
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.refused
+
+    def summary(self) -> str:
+        head = f"sync {self.mode}{' (dry run)' if self.dry_run else ''}"
+        if self.partitions > 1:
+            head += f" partition {self.partition}/{self.partitions}"
+        if self.refused and self.brake is not None:
+            return f"{head}: {self.brake.message}"
+        return (f"{head}: {self.employees_seen} employees seen, {self.planned} planned, {self.changed} changed "
+                f"({self.changes} changes, {self.idp_writes if self.idp_writes is not None else '?'} IdP writes), "
+                f"{self.failed} failed, {self.invalid_records} invalid records in {self.duration_seconds:.1f} s")
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows for a summary table (Prefect table artifact, CLI)."""
+        rows: list[tuple[str, Any]] = [
+            ("mode", self.mode + (" (dry run)" if self.dry_run else "")),
+            ("partition", f"{self.partition}/{self.partitions}"),
+            ("employees seen", self.employees_seen),
+            ("invalid records", self.invalid_records),
+            ("accounts read", self.accounts_read),
+            ("planned", self.planned),
+            ("planned actions", self.planned_actions),
+            ("changed", self.changed),
+            ("changes", self.changes),
+            ("writes", "n/a" if self.idp_writes is None else self.idp_writes),
+            ("IdP calls", "n/a" if self.idp_calls is None else self.idp_calls),
+            ("failed", self.failed),
+            ("brake", self.brake.message if self.brake else "not evaluated"),
+            ("cursor moved", self.cursor_moved),
+            ("duration (s)", round(self.duration_seconds, 2)),
+        ]
+        return [{"metric": name, "value": str(value)} for name, value in rows]
+
+
+@dataclass
+class _Work:
+    plan: Plan
+    account: Account | None
+    wave: int = 0
+
+
+def approvals_by_employee(database_url: str) -> dict[str, frozenset[str]]:
+    """Every employee's recorded approvals (privileged group names), in one query (bulk
+    :func:`tenure.runner.approvals_for`)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    with session_scope(database_url) as session:
+        rows = session.exec(
+            select(LedgerEntry.employee_id, LedgerEntry.target).where(
+                LedgerEntry.kind == ActionKind.REQUEST_APPROVAL.value, LedgerEntry.status == "applied"
+            )
+        ).all()
+    for employee_id, target in rows:
+        found[employee_id].add(target)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def _settled_side_effects(database_url: str, *, ticketing: bool) -> set[str]:
+    """Ledger keys of tickets, approval requests and schedules that need not be attempted again: applied
+    ones, approval requests awaiting a decision, and tickets skipped for want of a ticketing system (while
+    there still is none)."""
+    kinds = [k.value for k in SIDE_EFFECT_KINDS]
+    with session_scope(database_url) as session:
+        rows = session.exec(
+            select(LedgerEntry.key, LedgerEntry.kind, LedgerEntry.status).where(col(LedgerEntry.kind).in_(kinds))
+        ).all()
+    settled: set[str] = set()
+    for key, kind, status in rows:
+        if status == "applied":
+            settled.add(key)
+        elif status == "skipped" and (
+            kind == ActionKind.REQUEST_APPROVAL.value or (kind == ActionKind.OPEN_TICKET.value and not ticketing)
+        ):
+            settled.add(key)
+    return settled
+
+
+def _stem(name: str, domain: str) -> str:
+    """A userName reduced to what its collision candidates share (``ada.lovelace3@x`` → ``ada.lovelace``)."""
+    return name.lower().removesuffix(f"@{domain}").rstrip("0123456789")
+
+
+class _TakenNames:
+    """The IdP's userNames indexed by stem, so each joiner sees only the names that can collide with it
+    (the planner lower-cases whatever it is given: 10,000 names per joiner would dominate a full sync)."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain.lower()
+        self._by_stem: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, name: str) -> None:
+        if name:
+            self._by_stem[_stem(name, self.domain)].add(name.lower())
+
+    def near(self, base: str) -> frozenset[str]:
+        return frozenset(self._by_stem.get(_stem(base, self.domain), ()))
+
+
+class SyncEngine:
+    """One sync run. ``prepare`` reads and plans; ``apply_batch`` applies one batch; ``finish`` closes the run.
+    :meth:`run` does all three; the flow calls the steps itself to wrap batches in tasks."""
+
+    def __init__(
+        self,
+        *,
+        hris: HRIS,
+        idp: IdentityProvider,
+        ticketing: Ticketing | None,
+        policy: Policy,
+        auditor: Auditor,
+        options: SyncOptions | None = None,
+        scheduler: Scheduler | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.hris, self.idp, self.ticketing = hris, idp, ticketing
+        self.policy = policy
+        self.auditor = auditor
+        self.options = options or SyncOptions()
+        self.scheduler = scheduler
+        self.now = now or datetime.now(UTC)
+        if self.now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self.report = SyncReport(mode=self.options.mode, dry_run=self.options.dry_run,
+                                 partition=self.options.partition, partitions=self.options.partitions)
+        self.batches: list[list[_Work]] = []
+        self.applier = Applier(idp=idp, ticketing=ticketing, auditor=auditor, dry_run=self.options.dry_run,
+                               scheduler=scheduler)
+        self._next_cursor: datetime | None = None
+        self._cursor_blocked = False  # a change could not be processed: keep the cursor where it is
+        self._started = time.monotonic()
+        self._calls_before = self._idp_counts()
+        self._prepared = False
+        self._account_ids: set[str] = set()  # employee ids holding an account, in every partition
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def _idp_counts(self) -> tuple[int, int] | None:
+        api = getattr(self.idp, "api", None)
+        calls = getattr(api, "calls", None)
+        if not isinstance(calls, dict):
+            return None
+        return sum(calls.values()), int(getattr(api, "writes", 0))
+
+    async def _read_idp(self) -> tuple[dict[str, Account], _TakenNames, set[str]]:
+        """Every account (pages) and every group (one list): employee id → account with its groups."""
+        taken = _TakenNames(self.policy.naming.email_domain)
+        accounts: dict[str, Account] = {}
+        duplicates: set[str] = set()
+        async for page in self.idp.iter_users(page_size=PAGE_SIZE):
+            self.report.pages_read += 1
+            for account in page:
+                self.report.accounts_read += 1
+                taken.add(account.user_name)
+                if account.employee_id:
+                    self._account_ids.add(account.employee_id)
+                if not account.employee_id or not self.options.mine(account.employee_id):
+                    continue
+                if account.employee_id in accounts:
+                    duplicates.add(account.employee_id)
+                accounts[account.employee_id] = account
+                self.report.active_accounts += 1 if account.active else 0
+        groups = await self.idp.list_groups()
+        self.report.pages_read += 1
+        member_of: dict[str, set[str]] = defaultdict(set)
+        for group in groups:
+            for member in group.member_ids:
+                member_of[member].add(group.name)
+        self.applier._group_ids = {g.name: g.id for g in groups}  # the applier need not list them again
+        accounts = {eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
+                    for eid, a in accounts.items()}
+        return accounts, taken, duplicates
+
+    def _audit_invalid(self, invalid: list[InvalidRecordError]) -> None:
+        if not invalid:
+            return
+        self.report.invalid_records += len(invalid)
+        self.auditor.record_many(
+            self.auditor.event(
+                action="hris.record.invalid", target_system=exc.source or self.hris.source,
+                employee_id=exc.record_id, outcome=Outcome.FAILED, reason=exc.reason,
+                details={"row": exc.row} if exc.row is not None else {},
+            )
+            for exc in invalid
+        )
+
+    def _keep_invalid(self, exc: InvalidRecordError) -> bool:
+        """Audit an invalid record in its employee's partition; one without an id in partition 0."""
+        return self.options.mine(exc.record_id) if exc.record_id else self.options.partition == 0
+
+    async def _read_all(self, wanted: set[str] | None = None) -> list[tuple[str, Employee | None]]:
+        employees: list[tuple[str, Employee | None]] = []
+        invalid: list[InvalidRecordError] = []
+        seen: set[str] = set()
+        async for item in self.hris.iter_employees():
+            if isinstance(item, InvalidRecordError):
+                if (wanted is None or item.record_id in wanted) and self._keep_invalid(item):
+                    invalid.append(item)
+                    seen.add(item.record_id or "")
+                continue
+            if self.options.mine(item.employee_id) and (wanted is None or item.employee_id in wanted):
+                employees.append((item.employee_id, item))
+                seen.add(item.employee_id)
+        # changed ids that are not in the HRIS any more: no HR record (the access review owns such accounts)
+        employees += [(eid, None) for eid in sorted((wanted or set()) - seen)]
+        self._audit_invalid(invalid)
+        return employees
+
+    async def _read_changed(self) -> list[tuple[str, Employee | None]]:
+        with session_scope(self.auditor.database_url) as session:
+            cursor = cursor_get(session=session, name=self.options.cursor_name)
+        self.report.cursor_before = cursor
+        changes = await self.hris.changed_since(cursor)
+        self._next_cursor = changes.next_cursor
+        ids = list(dict.fromkeys(eid for eid in changes.employee_ids if self.options.mine(eid)))
+        if len(ids) > FETCH_ONE_BY_ONE_LIMIT:
+            return await self._read_all(set(ids))
+        semaphore = asyncio.Semaphore(self.options.max_concurrency)
+        invalid: list[InvalidRecordError] = []
+
+        async def fetch(employee_id: str) -> tuple[str, Employee | None] | None:
+            async with semaphore:
+                try:
+                    return employee_id, await self.hris.get_employee(employee_id)
+                except NotFoundError:
+                    return employee_id, None
+                except InvalidRecordError as exc:
+                    exc.record_id = exc.record_id or employee_id
+                    invalid.append(exc)
+                    return None
+                except ConnectorError as exc:
+                    self._fail(employee_id, f"cannot read the HR record: {exc}")
+                    return None
+
+        fetched = await asyncio.gather(*(fetch(eid) for eid in ids))
+        self._audit_invalid(invalid)
+        return [item for item in fetched if item is not None]
+
+    def _fail(self, employee_id: str, detail: str) -> None:
+        self.report.failed += 1
+        self.report.failures.append(f"{employee_id}: {detail}")
+        self._cursor_blocked = True
+
+    # ------------------------------------------------------------------------------------------ planning
+
+    async def prepare(self) -> None:
+        """Read both sides, plan every employee, check the brake and cut the work into batches."""
+        read_hris = self._read_all() if self.options.full else self._read_changed()
+        employees, (accounts, taken, duplicates) = await asyncio.gather(read_hris, self._read_idp())
+        self.report.employees_seen = len(employees) + self.report.invalid_records
+        approvals = approvals_by_employee(self.auditor.database_url)
+        settled = _settled_side_effects(self.auditor.database_url, ticketing=self.ticketing is not None)
+        works = await asyncio.to_thread(self._plan_all, employees, accounts, taken, duplicates, approvals, settled)
+        self.report.planned = len(works)
+        self.report.planned_actions = sum(len(w.plan.actions) for w in works)
+        self.report.brake = check_brake((w.plan for w in works), self.report.active_accounts, self.policy.brake,
+                                        override=self.options.override_brake)
+        self._audit_brake(self.report.brake)
+        if not self.report.refused or self.options.dry_run:
+            self.batches = self._batches(works)
+        self.report.batches = len(self.batches)
+        self._prepared = True
+
+    def _plan_all(
+        self,
+        employees: list[tuple[str, Employee | None]],
+        accounts: dict[str, Account],
+        taken: _TakenNames,
+        duplicates: set[str],
+        approvals: dict[str, frozenset[str]],
+        settled: set[str],
+    ) -> list[_Work]:
+        planned: list[tuple[Plan, Account | None, Employee]] = []
+        for employee_id, employee in employees:
+            if employee is None:
+                continue  # no HR record: an orphan account is the access review's business
+            if employee_id in duplicates:
+                self._fail(employee_id, "several accounts carry this employee id; link them by hand")
+                continue
+            account = accounts.get(employee_id)
+            near = frozenset() if account is not None else taken.near(base_user_name(employee, self.policy.naming))
+            result = plan(employee, account, self.policy, self.now, taken_user_names=near,
+                          approvals=approvals.get(employee_id, frozenset()))
+            for action in result.of_kind(ActionKind.CREATE_ACCOUNT):
+                taken.add(action.target)  # the next joiner with the same name gets the next suffix
+            planned.append((result, account, employee))
+        creating = {p.employee_id: e for p, _, e in planned if p.of_kind(ActionKind.CREATE_ACCOUNT)}
+        works: list[_Work] = []
+        for result, account, employee in planned:
+            actions = [kept for a in result.actions
+                       if (kept := self._needed(a, creating, settled)) is not None]
+            if actions:
+                trimmed = result.model_copy(update={"actions": actions})
+                works.append(_Work(trimmed, account, self._wave(employee, creating)))
+        return works
+
+    def _needed(self, action: Action, creating: dict[str, Employee], settled: set[str]) -> Action | None:
+        """``action`` as this run should apply it, or None to leave it out (module docstring, step 2)."""
+        if action.kind is ActionKind.SCHEDULE and self.scheduler is None:
+            return None
+        if action.kind in SIDE_EFFECT_KINDS and action.key in settled:
+            return None
+        if action.kind is ActionKind.UPDATE_ACCOUNT:
+            changes = dict(action.params.get("changes", {}))
+            manager = changes.get("manager_id")
+            if manager and manager not in self._account_ids and manager not in creating:
+                del changes["manager_id"]  # the IdP cannot point at an account that does not exist yet
+                if not changes:
+                    return None
+                return action.model_copy(update={
+                    "params": {**action.params, "changes": changes},
+                    "reason": f"attributes changed: {', '.join(sorted(changes))}",
+                })
+        return action
+
+    @staticmethod
+    def _wave(employee: Employee, creating: dict[str, Employee]) -> int:
+        """0, or one more than the wave of a manager whose account this run creates."""
+        depth, manager = 0, employee.manager_id
+        while manager in creating and depth < MAX_WAVES:
+            depth += 1
+            manager = creating[manager].manager_id
+        return depth
+
+    def _batches(self, works: list[_Work]) -> list[list[_Work]]:
+        size = self.options.batch_size
+        batches: list[list[_Work]] = []
+        for wave in sorted({w.wave for w in works}):
+            members = [w for w in works if w.wave == wave]
+            batches += [members[i:i + size] for i in range(0, len(members), size)]
+        return batches
+
+    def _audit_brake(self, decision: BrakeDecision) -> None:
+        if not decision.tripped:
+            return
+        outcome = Outcome.PLANNED if self.options.dry_run else (
+            Outcome.APPLIED if decision.overridden else Outcome.FAILED)
+        self.auditor.record(
+            action="sync.brake", target_system=self.idp.source, outcome=outcome, reason=decision.message,
+            details={"disables": decision.disables, "active_accounts": decision.active_accounts,
+                     "percent": round(decision.percent, 2), "max_count": decision.max_count,
+                     "max_percent": decision.max_percent, "overridden": decision.overridden,
+                     "mode": self.options.mode, "partition": f"{self.options.partition}/{self.options.partitions}"},
+        )
+        log.warning("%s", decision.message)
+
+    # ------------------------------------------------------------------------------------------ applying
+
+    async def apply_batch(self, number: int) -> BatchResult:
+        """Apply the plans of batch ``number`` (at most ``max_concurrency`` employees at once)."""
+        semaphore = asyncio.Semaphore(self.options.max_concurrency)
+        result = BatchResult(number=number)
+
+        async def one(work: _Work) -> ApplyReport:
+            async with semaphore:
+                return await self.applier.apply(work.plan, work.account)
+
+        for report in await asyncio.gather(*(one(w) for w in self.batches[number])):
+            result.add(report)
+        self._absorb(result)
+        return result
+
+    def _absorb(self, result: BatchResult) -> None:
+        r = self.report
+        r.changed += result.changed
+        r.changes += result.changes
+        r.other_applied += result.other_applied
+        r.failed += result.failed
+        r.failures += result.failures
+        if result.failed:
+            self._cursor_blocked = True
+
+    def finish(self) -> SyncReport:
+        """Move the cursor if everything it covers was processed, and close the report."""
+        r = self.report
+        if (not self.options.full and not self.options.dry_run and not r.refused and not self._cursor_blocked
+                and self._next_cursor is not None):
+            with session_scope(self.auditor.database_url) as session:
+                cursor_put(session=session, name=self.options.cursor_name, value=self._next_cursor)
+            r.cursor_after, r.cursor_moved = self._next_cursor, True
+        else:
+            r.cursor_after = r.cursor_before
+        counts = self._idp_counts()
+        if counts is not None and self._calls_before is not None:
+            r.idp_calls = counts[0] - self._calls_before[0]
+            r.idp_writes = counts[1] - self._calls_before[1]
+        r.duration_seconds = time.monotonic() - self._started
+        return r
+
+    async def run(self, *, batch_runner: BatchRunner | None = None, on_progress: Progress | None = None) -> SyncReport:
+        """The whole run. ``batch_runner(number)`` applies one batch (default :meth:`apply_batch`);
+        ``on_progress(done_employees, total_employees)`` is called after reading and after every batch."""
+        if not self._prepared:
+            await self.prepare()
+        runner = batch_runner or self.apply_batch
+        total = sum(len(b) for b in self.batches)
+        done = 0
+        await _maybe_await(on_progress, done, total)
+        for number, batch in enumerate(self.batches):
+            await runner(number)
+            done += len(batch)
+            await _maybe_await(on_progress, done, total)
+        return self.finish()
+
+
+async def _maybe_await(callback: Progress | None, done: int, total: int) -> None:
+    if callback is None:
+        return
+    outcome = callback(done, total)
+    if outcome is not None:
+        await outcome
+

@@ -1,0 +1,317 @@
+"""The sync engine against a real scim2-server and a CSV HRIS: bulk reads, writes only for diffs, the brake,
+dry runs, invalid rows, the incremental cursor and partitions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlmodel import select
+
+from connectors.hris.csv_export import CSVExportHRIS
+from connectors.idp.scim import SCIMIdentityProvider
+from lifecycle.policy import Policy
+from models.audit import AuditEvent, Outcome, iter_events
+from models.db import session_scope
+from models.domain import Account
+from models.state import LedgerEntry, cursor_get
+from tenure.auditor import Auditor
+from tenure.settings import IdPSettings
+from tenure.sync import SYNC_CURSOR, SyncEngine, SyncOptions, SyncReport
+from tests.support.hris_data import DEPARTMENTS, fake_people, line_of, write_csv
+from tests.support.scim_server import SCIMServer, create_group, running_scim_server
+
+pytestmark = pytest.mark.slow
+
+N = 20
+TODAY = datetime.now(UTC).date()
+GROUPS = ("all-staff", "engineering", "sales")
+POLICY = Policy.model_validate({
+    "naming": {"username": "{given}.{last}", "email_domain": "example.com"},
+    "birthright": [
+        {"groups": ["all-staff"]},
+        {"match": {"department": "Engineering"}, "groups": ["engineering"]},
+        {"match": {"department": "Sales"}, "groups": ["sales"]},
+    ],
+    "leaver": {"timing": "at_termination", "remove_groups": True},
+    "brake": {"max_disable_count": 10, "max_disable_percent": 30},
+})
+
+
+def people(count: int = N) -> list[dict[str, str]]:
+    """Active employees (hired 100 days ago) in Engineering, Sales and Finance, with managers."""
+    rows = fake_people(count, seed=11, today=TODAY)
+    cycle = ("Engineering", "Sales", "Finance")
+    for index, row in enumerate(rows):
+        department = cycle[index % 3]
+        row.update(status="active", termination_date="", department=department,
+                   title=DEPARTMENTS[department][0], hire_date=(TODAY - timedelta(days=100)).isoformat())
+    return rows
+
+
+def expected_groups(row: dict[str, str]) -> set[str]:
+    return {"all-staff"} | ({"engineering"} if row["department"] == "Engineering" else set()) | (
+        {"sales"} if row["department"] == "Sales" else set())
+
+
+@dataclass
+class World:
+    """One isolated SCIM tenant, CSV file and audit database."""
+
+    idp: SCIMIdentityProvider
+    csv_path: Path
+    rows: list[dict[str, str]]
+    database_url: str
+    base_url: str
+    token: str
+
+    def write(self) -> None:
+        """Rewrite the CSV from ``rows`` and push its mtime forward (so the incremental cursor sees it)."""
+        before = self.csv_path.stat().st_mtime if self.csv_path.exists() else 0.0
+        write_csv(self.csv_path, self.rows)
+        stamp = max(before + 5, self.csv_path.stat().st_mtime)
+        os.utime(self.csv_path, (stamp, stamp))
+
+    def engine(self, policy: Policy = POLICY, **options: Any) -> SyncEngine:
+        return SyncEngine(hris=CSVExportHRIS(self.csv_path), idp=self.idp, ticketing=None, policy=policy,
+                          auditor=Auditor(self.database_url, actor="test"),
+                          options=SyncOptions(max_concurrency=8, **options))
+
+    async def sync(self, policy: Policy = POLICY, **options: Any) -> SyncReport:
+        return await self.engine(policy, **options).run()
+
+    async def accounts(self) -> dict[str, Account]:
+        """employee id → account, with groups from the group side (as the sync reads them)."""
+        member_of: dict[str, set[str]] = {}
+        for group in await self.idp.list_groups():
+            for member in group.member_ids:
+                member_of.setdefault(member, set()).add(group.name)
+        found: dict[str, Account] = {}
+        async for page in self.idp.iter_users():
+            for account in page:
+                found[account.employee_id] = account.model_copy(
+                    update={"groups": frozenset(member_of.get(account.id, set()))})
+        return found
+
+    def events(self) -> list[AuditEvent]:
+        with session_scope(self.database_url) as session:
+            return list(iter_events(session=session))
+
+
+@pytest.fixture(scope="module")
+def scim_server() -> Iterator[SCIMServer]:
+    """One real scim2-server for the module; every test gets its own tenant."""
+    with running_scim_server() as server:
+        yield server
+
+
+async def make_world(server: SCIMServer, tmp_path: Path, database_url: str,
+                     groups: tuple[str, ...] = GROUPS) -> World:
+    base_url = server.tenant_url()
+    for name in groups:
+        await create_group(base_url, server.token, name)
+    idp = SCIMIdentityProvider.from_settings(IdPSettings(
+        base_url=base_url, token=SecretStr(server.token), requests_per_second=1000, max_concurrency=16))
+    world = World(idp=idp, csv_path=tmp_path / "hris.csv", rows=people(), database_url=database_url,
+                  base_url=base_url, token=server.token)
+    world.write()
+    return world
+
+
+@pytest.fixture
+async def world(scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str) -> AsyncIterator[World]:
+    """A fresh tenant with the policy's groups, 20 employees in a CSV, an empty SQLite audit database."""
+    w = await make_world(scim_server, tmp_path, fresh_sqlite_url)
+    try:
+        yield w
+    finally:
+        await w.idp.aclose()
+
+
+async def test_first_full_sync_creates_accounts_with_groups_and_managers(world: World) -> None:
+    """A first full sync creates every account with its birthright groups and manager, one write per change."""
+    report = await world.sync(full=True)
+    accounts = await world.accounts()
+    assert report.ok and report.employees_seen == N
+    assert set(accounts) == {r["employee_id"] for r in world.rows}
+    for row in world.rows:
+        account = accounts[row["employee_id"]]
+        assert account.active and account.department == row["department"]
+        assert account.groups == expected_groups(row)
+        assert account.manager_id == (row["manager_id"] or None)
+    memberships = sum(len(expected_groups(r)) for r in world.rows)
+    assert report.changes == N + memberships
+    assert report.idp_writes == report.changes
+
+
+async def test_second_full_sync_makes_zero_writes(world: World) -> None:
+    """Re-running a full sync over an unchanged HRIS writes nothing and plans nothing."""
+    await world.sync(full=True)
+    audit_rows = len(world.events())
+    calls_before = dict(world.idp.api.calls)
+    report = await world.sync(full=True)
+    assert report.ok and report.employees_seen == N
+    assert (report.planned, report.changes, report.idp_writes) == (0, 0, 0)
+    sent = {m: n - calls_before.get(m, 0) for m, n in world.idp.api.calls.items()}
+    assert {m for m, n in sent.items() if n} == {"GET"}
+    assert report.idp_calls == report.pages_read  # one page of users, one list of groups: nothing per employee
+    assert len(world.events()) == audit_rows
+
+
+async def test_changed_department_writes_only_the_diff(world: World) -> None:
+    """A mover from Engineering to Sales costs exactly three writes: the attribute, one add, one remove."""
+    await world.sync(full=True)
+    mover = next(r for r in world.rows if r["department"] == "Engineering")
+    mover.update(department="Sales", title=DEPARTMENTS["Sales"][0])
+    world.write()
+    report = await world.sync(full=True)
+    account = (await world.accounts())[mover["employee_id"]]
+    assert report.ok and report.planned == 1
+    assert report.idp_writes == 3 and report.changes == 3
+    assert account.department == "Sales" and account.title == DEPARTMENTS["Sales"][0]
+    assert account.groups == {"all-staff", "sales"}
+    update = next(e for e in world.events() if e.action == "idp.user.update")
+    assert update.employee_id == mover["employee_id"] and update.details["changed"] == ["department", "title"]
+
+
+async def test_terminated_employee_is_disabled_and_loses_groups(world: World) -> None:
+    """A termination in the CSV disables that one account and removes its managed groups; others stay."""
+    await world.sync(full=True)
+    leaver = world.rows[3]
+    leaver.update(status="terminated", termination_date=(TODAY - timedelta(days=1)).isoformat())
+    world.write()
+    report = await world.sync(full=True)
+    accounts = await world.accounts()
+    assert report.ok and report.planned == 1
+    assert report.idp_writes == 1 + len(expected_groups(leaver))
+    assert not accounts[leaver["employee_id"]].active and accounts[leaver["employee_id"]].groups == set()
+    assert all(a.active for eid, a in accounts.items() if eid != leaver["employee_id"])
+
+
+async def test_invalid_row_is_audited_and_the_rest_processed(world: World) -> None:
+    """One unparseable row is audited with its line number and reason; every other employee is synced."""
+    bad = world.rows[7]
+    bad["hire_date"] = "31/12/2023"
+    world.write()
+    report = await world.sync(full=True)
+    accounts = await world.accounts()
+    assert report.invalid_records == 1 and report.failed == 0
+    assert set(accounts) == {r["employee_id"] for r in world.rows} - {bad["employee_id"]}
+    invalid = [e for e in world.events() if e.action == "hris.record.invalid"]
+    assert len(invalid) == 1
+    assert invalid[0].details == {"row": line_of(7)} and invalid[0].employee_id == bad["employee_id"]
+    assert "hire_date" in invalid[0].reason and "31/12/2023" not in invalid[0].reason
+
+
+async def test_brake_refuses_a_mass_termination_and_applies_nothing(world: World) -> None:
+    """Terminating 80% of the company trips the brake: no write, a sync.brake audit row; override applies it."""
+    await world.sync(full=True)
+    for row in world.rows[: int(N * 0.8)]:
+        row.update(status="terminated", termination_date=(TODAY - timedelta(days=2)).isoformat())
+    world.write()
+    refused = await world.sync(full=True)
+    assert refused.refused and not refused.ok
+    assert refused.brake is not None and refused.brake.disables == 16 and refused.brake.active_accounts == N
+    assert refused.idp_writes == 0 and refused.changes == 0
+    assert all(a.active for a in (await world.accounts()).values())
+    brake_rows = [e for e in world.events() if e.action == "sync.brake"]
+    assert [e.outcome for e in brake_rows] == [Outcome.FAILED]
+    assert not [e for e in world.events() if e.action == "idp.user.disable"]
+
+    overridden = await world.sync(full=True, override_brake=True)
+    assert overridden.ok and overridden.brake is not None and overridden.brake.overridden
+    accounts = await world.accounts()
+    assert sum(1 for a in accounts.values() if not a.active) == 16
+    assert [e.outcome for e in world.events() if e.action == "sync.brake"] == [Outcome.FAILED, Outcome.APPLIED]
+
+
+async def test_dry_run_writes_planned_audit_rows_and_nothing_else(world: World) -> None:
+    """A dry run sends no write, creates no ledger entry and audits every planned action as 'planned'."""
+    report = await world.sync(full=True, dry_run=True)
+    assert report.ok and report.idp_writes == 0 and report.planned == N
+    assert await world.accounts() == {}
+    events = world.events()
+    assert len(events) == report.planned_actions and {e.outcome for e in events} == {Outcome.PLANNED}
+    assert {e.action for e in events} == {"idp.user.create", "idp.membership.add"}
+    with session_scope(world.database_url) as session:
+        assert session.exec(select(LedgerEntry)).all() == []
+        assert cursor_get(session=session, name=SYNC_CURSOR) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_incremental_sync_uses_and_moves_the_cursor(
+    backend: str, scim_server: SCIMServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Incremental runs read changes since the stored cursor and move it to the HRIS's next cursor."""
+    database_url = request.getfixturevalue("fresh_sqlite_url" if backend == "sqlite" else "fresh_pg_url")
+    world = await make_world(scim_server, tmp_path, database_url)
+    try:
+        first = await world.sync()
+        mtime = datetime.fromtimestamp(world.csv_path.stat().st_mtime, UTC)
+        assert first.ok and first.cursor_before is None and first.cursor_moved and first.cursor_after == mtime
+        assert len(await world.accounts()) == N
+
+        idle = await world.sync()
+        assert idle.employees_seen == 0 and idle.idp_writes == 0 and idle.cursor_before == mtime
+
+        world.rows[5]["title"] = "Principal Person"
+        world.write()
+        changed = await world.sync()
+        with session_scope(database_url) as session:
+            stored = cursor_get(session=session, name=SYNC_CURSOR)
+        assert changed.ok and changed.employees_seen == N and changed.changes == 1 and changed.idp_writes == 1
+        assert changed.cursor_before == mtime and stored is not None and stored > mtime
+        assert (await world.accounts())[world.rows[5]["employee_id"]].title == "Principal Person"
+    finally:
+        await world.idp.aclose()
+
+
+async def test_failed_change_keeps_the_cursor(scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str) -> None:
+    """If any change fails (a policy group missing in the IdP) the cursor stays; the fixed re-run moves it."""
+    world = await make_world(scim_server, tmp_path, fresh_sqlite_url, groups=("all-staff", "engineering"))
+    try:
+        failed = await world.sync()
+        assert not failed.ok and failed.failed == sum(1 for r in world.rows if r["department"] == "Sales")
+        assert not failed.cursor_moved
+        with session_scope(fresh_sqlite_url) as session:
+            assert cursor_get(session=session, name=SYNC_CURSOR) is None
+        await create_group(world.base_url, world.token, "sales")
+        fixed = await world.sync()
+        assert fixed.ok and fixed.cursor_moved and fixed.changes == failed.failed
+    finally:
+        await world.idp.aclose()
+
+
+async def test_partitions_split_the_employees_disjointly(world: World) -> None:
+    """Two partitions together create every account exactly once; neither touches the other's employees."""
+    first = await world.sync(full=True, partition=0, partitions=2)
+    second = await world.sync(full=True, partition=1, partitions=2)
+    assert first.ok and second.ok
+    assert first.employees_seen + second.employees_seen == N and first.employees_seen > 0
+    assert len(await world.accounts()) == N
+    creates = [e.employee_id for e in world.events() if e.action == "idp.user.create"]
+    assert sorted(creates) == sorted(r["employee_id"] for r in world.rows)
+    # a manager created by the other partition after their report is linked by the next run, and only that
+    seq = max(e.seq for e in world.events())
+    follow_up = await world.sync(full=True)
+    later = [e for e in world.events() if e.seq > seq]
+    assert follow_up.ok and follow_up.idp_writes == len(later)
+    assert all(e.action == "idp.user.update" and e.details["changed"] == ["manager_id"] for e in later)
+    assert (await world.sync(full=True)).idp_writes == 0
+
+
+def test_partition_assignment_is_stable_and_complete() -> None:
+    """Every employee id falls in exactly one partition, the same one every time."""
+    from tenure.sync import partition_of
+
+    ids = [f"E{i:05d}" for i in range(1000)]
+    shares = [partition_of(i, 4) for i in ids]
+    assert shares == [partition_of(i, 4) for i in ids]
+    assert set(shares) == {0, 1, 2, 3} and all(150 < shares.count(p) < 350 for p in range(4))
+    assert {partition_of(i, 1) for i in ids} == {0}
