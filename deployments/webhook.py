@@ -4,18 +4,22 @@ Routes (an ASGI app, :func:`create_app`):
 
 ``POST /webhooks/bamboohr``
     BambooHR's signed webhook (documentation.bamboohr.com/docs/webhooks, "Security"): header
-    ``X-BambooHR-Signature`` = hex HMAC-SHA256, keyed with the webhook's private key, over the raw request body
-    followed by the ``X-BambooHR-Timestamp`` header value. Two documented JSON payload shapes are accepted:
+    ``X-BambooHR-Signature`` = hex HMAC-SHA256, keyed with the webhook's private key, over the raw
+    request body followed by the ``X-BambooHR-Timestamp`` header value (unix seconds; ISO 8601 with an
+    offset is accepted too). Two documented JSON payload shapes are accepted:
 
-    - event-based (docs/event-based-webhooks): ``{"type": "employee.created|employee.updated|employee.deleted",
-      "timestamp": ..., "data": {"companyId", "employeeId", "changedFields": [...]}}``;
-    - field-based / global (docs/field-based-webhooks, docs/global-webhooks): ``{"employees": [{"id",
-      "action": "Created|Updated|Deleted", "timestamp", "changedFields": [...], "fields": {...}}]}``
-      (legacy ``employee_with_fields.*`` events).
+    - event-based (docs/event-based-webhooks):
+      ``{"type": "employee.created|updated|deleted", "timestamp": ...,
+      "data": {"companyId", "employeeId", "changedFields": [...]}}``;
+    - field-based / global (docs/field-based-webhooks, docs/global-webhooks; legacy
+      ``employee_with_fields.*`` events): ``{"employees": [{"id", "action": "Created|Updated|Deleted",
+      "timestamp", "changedFields": [...], "fields": {...}}]}``.
 
-    Configure the webhook's format as JSON (a form-encoded post is answered 400). Mapping: created → hired; updated → changed, except an update whose changed fields include the termination
-    date → terminated; deleted → terminated. BambooHR sends no event id, so ours is the SHA-256 of the raw body
-    (its retries resend the same body) plus the employee id: ``<sha256[:32]>:<employee id>``.
+    Configure the webhook's format as JSON (a form-encoded post is answered 400). Mapping: created →
+    hired; updated → changed, except an update whose changed fields include the termination date →
+    terminated; deleted → terminated. BambooHR sends no event id, so ours is the SHA-256 of the raw body
+    (its retries resend the same body) plus the employee id: ``<sha256[:32]>:<employee id>``. A delivery
+    naming several employees starts one run each; it is refused whole (nothing started) if any is invalid.
 
 ``POST /webhooks/generic``
     Any HRIS or script: header ``X-Tenure-Timestamp`` (unix seconds) and ``X-Tenure-Signature:
@@ -274,7 +278,9 @@ def parse_bamboohr(body: bytes) -> list[HRISEvent]:
 class ReplayGuard:
     """Event keys accepted within ``ttl`` seconds → their flow run id; concurrent twins share one start."""
 
-    def __init__(self, ttl: float, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
@@ -283,7 +289,10 @@ class ReplayGuard:
 
     def _purge(self) -> None:
         now = self._clock()
-        while self._done and (next(iter(self._done.values()))[0] <= now or len(self._done) > self.max_entries):
+        while self._done:
+            oldest_expiry = next(iter(self._done.values()))[0]
+            if oldest_expiry > now and len(self._done) <= self.max_entries:
+                break
             self._done.popitem(last=False)
 
     def seen(self, key: str) -> str | None:
@@ -355,10 +364,13 @@ class PrefectRunStarter:
                 if status is not None and status < 500 and status != 429:
                     raise RunStartUnavailable(f"Prefect API refused the run (HTTP {status})") from None
                 last = exc
-                log.warning("Prefect API attempt %d/%d failed: %s", attempt, self.attempts, type(exc).__name__)
+                log.warning("Prefect API attempt %d/%d failed: %s", attempt, self.attempts,
+                            type(exc).__name__)
                 if attempt < self.attempts:
                     await self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        raise RunStartUnavailable(f"Prefect API unreachable after {self.attempts} attempts ({type(last).__name__})")
+        raise RunStartUnavailable(
+            f"Prefect API unreachable after {self.attempts} attempts ({type(last).__name__})"
+        )
 
 
 def _prefect_emit(**kwargs: Any) -> Any:
@@ -414,8 +426,8 @@ def create_app(
     emit: Emit | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    """The receiver as a Starlette app. ``start_run`` (default: :class:`PrefectRunStarter`) creates the flow run
-    and returns its id; ``emit`` (default: ``prefect.events.emit_event``) publishes the Prefect event."""
+    """The receiver as a Starlette app. ``start_run`` (default: :class:`PrefectRunStarter`) creates the flow
+    run and returns its id; ``emit`` (default: ``prefect.events.emit_event``) publishes the Prefect event."""
     config = settings.webhook if isinstance(settings, Settings) else settings
     starter: StartRun = start_run or PrefectRunStarter(
         attempts=config.start_attempts, backoff_seconds=config.start_backoff_seconds
@@ -471,8 +483,9 @@ def create_app(
         except Exception as exc:  # an event is a notification: never fail the webhook for it
             log.warning("could not emit Prefect event for %s: %s", event.event_id, type(exc).__name__)
 
-    async def handle(request: Request, source: str, events_of: Callable[[bytes, Mapping[str, str]], list[HRISEvent]]
-                     ) -> JSONResponse:
+    async def handle(
+        request: Request, source: str, events_of: Callable[[bytes, Mapping[str, str]], list[HRISEvent]]
+    ) -> JSONResponse:
         try:
             body = await _read_body(request, config.max_body_bytes)
             events = events_of(body, request.headers)

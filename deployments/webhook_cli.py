@@ -8,7 +8,9 @@ import typer
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The HRIS webhook receiver (BambooHR and generic signed webhooks).", no_args_is_help=True)
+app = typer.Typer(
+    help="The HRIS webhook receiver (BambooHR and generic signed webhooks).", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -18,7 +20,9 @@ def _webhook() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind (default: TENURE_WEBHOOK__HOST).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: TENURE_WEBHOOK__HOST).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default: TENURE_WEBHOOK__PORT).")] = None,
 ) -> None:
     """Serve POST /webhooks/bamboohr, POST /webhooks/generic and GET /healthz until interrupted."""
@@ -29,8 +33,10 @@ def serve(
 
     settings = load_settings()
     if settings.webhook.secret is None and settings.webhook.bamboohr_secret is None:
-        typer.echo("warning: no webhook secret configured (TENURE_WEBHOOK__SECRET); every request will get 401",
-                   err=True)
+        typer.echo(
+            "warning: no webhook secret configured (TENURE_WEBHOOK__SECRET); every request will get 401",
+            err=True,
+        )
     uvicorn.run(
         create_app(settings),
         host=host or settings.webhook.host,

@@ -20,7 +20,7 @@ from tenure.auditor import Auditor
 from tenure.orchestration import in_deployment, schedule_reconcile
 from tenure.runner import open_connectors
 from tenure.settings import load_settings
-from tenure.sync import BatchResult, SyncEngine, SyncOptions, SyncReport
+from tenure.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 
 __all__ = ["sync", "apply_batch", "sync_run_name", "artifact_key"]
 
@@ -71,14 +71,17 @@ async def sync(
     override_brake: bool = False,
     partition: int = 0,
     partitions: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> State:
     """Bring the IdP in line with the HRIS: incremental since the cursor, or ``full``; ``dry_run`` audits the
-    plan as ``planned`` and changes nothing; ``override_brake`` lets a mass disable through (audited)."""
+    plan as ``planned`` and changes nothing; ``override_brake`` lets a mass disable through (audited);
+    ``partition``/``partitions`` take a stable share of the employees; ``batch_size`` employees per task run."""
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
     options = SyncOptions(full=full, dry_run=dry_run, override_brake=override_brake, partition=partition,
-                          partitions=partitions, max_concurrency=settings.idp.max_concurrency)
+                          partitions=partitions, batch_size=batch_size,
+                          max_concurrency=settings.idp.max_concurrency)
     async with open_connectors(settings) as connectors:
         engine = SyncEngine(
             hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing, policy=policy,

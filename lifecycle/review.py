@@ -84,20 +84,40 @@ def finding_id(kind: FindingKind, account_id: str, group: str | None = None) -> 
     return hashlib.sha256(f"{kind.value}|{account_id}|{group or ''}".encode()).hexdigest()[:16]
 
 
-def _finding(kind: FindingKind, account: Account, employee_id: str | None, detail: str, *,
-             group: str | None = None, revoke_group: str | None = None, since: datetime | None = None) -> Finding:
-    return Finding(id=finding_id(kind, account.id, group), kind=kind, account_id=account.id,
-                   user_name=account.user_name, employee_id=employee_id, group=group,
-                   revoke_group=revoke_group if revoke_group is not None else group, detail=detail, since=since)
+def _finding(
+    kind: FindingKind,
+    account: Account,
+    employee_id: str | None,
+    detail: str,
+    *,
+    group: str | None = None,
+    revoke_group: str | None = None,
+    since: datetime | None = None,
+) -> Finding:
+    return Finding(
+        id=finding_id(kind, account.id, group),
+        kind=kind,
+        account_id=account.id,
+        user_name=account.user_name,
+        employee_id=employee_id,
+        group=group,
+        revoke_group=revoke_group if revoke_group is not None else group,
+        detail=detail,
+        since=since,
+    )
 
 
 def is_disable_due(employee: Employee, policy: Policy, now: datetime) -> bool:
     """Whether the leaver disable of ``employee`` is due now (the planner's leaver rule)."""
     tl = timeline(employee, policy)
-    terminated_before_start = (employee.termination_date is not None and employee.hire_date is not None
-                               and employee.termination_date < employee.hire_date)
+    terminated_before_start = (
+        employee.termination_date is not None
+        and employee.hire_date is not None
+        and employee.termination_date < employee.hire_date
+    )
     leaver = employee.status is EmployeeStatus.TERMINATED or (
-        tl.disable_at is not None and not terminated_before_start and now >= tl.disable_at)
+        tl.disable_at is not None and not terminated_before_start and now >= tl.disable_at
+    )
     if not leaver:
         return False
     immediate = policy.leaver.timing == "immediate" and employee.status is EmployeeStatus.TERMINATED
@@ -140,19 +160,36 @@ def find(
             continue
         employee = employees.get(account.employee_id) if account.employee_id else None
         if employee is None:
-            findings.append(_finding(FindingKind.ORPHAN, account, account.employee_id or None,
-                                     "enabled account without an HR record"))
+            findings.append(
+                _finding(
+                    FindingKind.ORPHAN,
+                    account,
+                    account.employee_id or None,
+                    "enabled account without an HR record",
+                )
+            )
             continue
         eid = employee.employee_id
         if is_disable_due(employee, policy, now):
-            findings.append(_finding(FindingKind.TERMINATED_ACTIVE, account, eid,
-                                     f"leaver still enabled (termination date {employee.termination_date})"))
+            findings.append(
+                _finding(
+                    FindingKind.TERMINATED_ACTIVE,
+                    account,
+                    eid,
+                    f"leaver still enabled (termination date {employee.termination_date})",
+                )
+            )
             continue
         if account.last_sign_in is not None and account.last_sign_in < dormant_before:
-            findings.append(_finding(
-                FindingKind.DORMANT, account, eid,
-                f"no sign-in since {account.last_sign_in.date()} (> {review.dormant_days} days)",
-                since=account.last_sign_in))
+            findings.append(
+                _finding(
+                    FindingKind.DORMANT,
+                    account,
+                    eid,
+                    f"no sign-in since {account.last_sign_in.date()} (> {review.dormant_days} days)",
+                    since=account.last_sign_in,
+                )
+            )
         held = account.groups
         granted = birthright(employee) if held & managed else frozenset()
         approved = approvals.get(eid, {})
@@ -160,26 +197,52 @@ def find(
             rule = privileged.get(group)
             if rule is None:
                 if group not in granted:
-                    findings.append(_finding(FindingKind.OUTSIDE_POLICY, account, eid,
-                                             f"member of managed group {group} without a birthright rule for it",
-                                             group=group))
+                    findings.append(
+                        _finding(
+                            FindingKind.OUTSIDE_POLICY,
+                            account,
+                            eid,
+                            f"member of managed group {group} without a birthright rule for it",
+                            group=group,
+                        )
+                    )
                 continue
             approved_at = approved.get(group)
             if approved_at is None:
-                findings.append(_finding(FindingKind.OUTSIDE_POLICY, account, eid,
-                                         f"member of privileged group {group} without a recorded approval",
-                                         group=group))
+                findings.append(
+                    _finding(
+                        FindingKind.OUTSIDE_POLICY,
+                        account,
+                        eid,
+                        f"member of privileged group {group} without a recorded approval",
+                        group=group,
+                    )
+                )
             elif approved_at < now - timedelta(days=rule.recertify_days):
-                findings.append(_finding(
-                    FindingKind.RECERTIFICATION, account, eid,
-                    f"approval of {group} from {approved_at.date()} older than {rule.recertify_days} days",
-                    group=group, since=approved_at))
+                findings.append(
+                    _finding(
+                        FindingKind.RECERTIFICATION,
+                        account,
+                        eid,
+                        f"approval of {group} from {approved_at.date()} "
+                        f"older than {rule.recertify_days} days",
+                        group=group,
+                        since=approved_at,
+                    )
+                )
         if held & sod_groups:
             for a, b in sod_pairs:
                 if a in held and b in held:
-                    findings.append(_finding(
-                        FindingKind.SOD_CONFLICT, account, eid, f"holds both {a} and {b}",
-                        group=f"{a}+{b}", revoke_group=_sod_revoke(a, b, birthright(employee), approved)))
+                    findings.append(
+                        _finding(
+                            FindingKind.SOD_CONFLICT,
+                            account,
+                            eid,
+                            f"holds both {a} and {b}",
+                            group=f"{a}+{b}",
+                            revoke_group=_sod_revoke(a, b, birthright(employee), approved),
+                        )
+                    )
     return findings
 
 
@@ -201,15 +264,18 @@ def remediation(finding: Finding) -> Action:
     employee_id = finding.employee_id or f"account:{finding.account_id}"
     reason = f"access review: {finding.kind.value} finding {finding.id}"
     if finding.kind in (FindingKind.ORPHAN, FindingKind.TERMINATED_ACTIVE, FindingKind.DORMANT):
-        return Action(kind=ActionKind.DISABLE_ACCOUNT, employee_id=employee_id, target=finding.user_name,
-                      reason=reason)
+        return Action(
+            kind=ActionKind.DISABLE_ACCOUNT, employee_id=employee_id, target=finding.user_name, reason=reason
+        )
     assert finding.revoke_group is not None
-    return Action(kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=employee_id, target=finding.revoke_group,
-                  reason=reason)
+    return Action(
+        kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=employee_id, target=finding.revoke_group, reason=reason
+    )
 
 
-def reviewer_for(finding: Finding, employees: Mapping[str, Employee],
-                 user_names: Mapping[str, str], policy: Policy) -> str:
+def reviewer_for(
+    finding: Finding, employees: Mapping[str, Employee], user_names: Mapping[str, str], policy: Policy
+) -> str:
     """The employee's manager (their account's user name) reviews; ``review.fallback_reviewer`` does for
     orphans, employees without a manager, and managers who left, have no enabled account, or are the
     subject themselves. ``user_names`` maps employee id → user name of their *enabled* account."""
@@ -223,8 +289,12 @@ def reviewer_for(finding: Finding, employees: Mapping[str, Employee],
     return user_names.get(manager.employee_id) or fallback
 
 
-def route_reviewers(findings: Iterable[Finding], employees: Mapping[str, Employee],
-                    accounts: Iterable[Account], policy: Policy) -> dict[str, str]:
+def route_reviewers(
+    findings: Iterable[Finding],
+    employees: Mapping[str, Employee],
+    accounts: Iterable[Account],
+    policy: Policy,
+) -> dict[str, str]:
     """Finding id → reviewer for every finding (see :func:`reviewer_for`)."""
     user_names = {a.employee_id: a.user_name for a in accounts if a.active and a.employee_id}
     return {f.id: reviewer_for(f, employees, user_names, policy) for f in findings}

@@ -2,10 +2,12 @@
 
 Idempotency comes from three places: the connectors (create looks up by employee id / ticket reference
 first), the planner (re-planning after a partial apply plans only what is left), and the action ledger.
-The ledger entry of an action is written as ``started`` before the call and ``applied`` (with its audit row,
-in one transaction) after it. A crash between the call and that commit leaves ``started``: the next run
-either plans the action again (it had not taken effect; it is applied now) or does not (it had; the run
-records the missing audit row as recovered), so every applied change has exactly one audit row.
+Every action of a plan enters the ledger as ``pending``, becomes ``started`` before its call and ``applied``
+(with its audit row, in one transaction) after it. A crash between the call and that commit leaves
+``started``: the next run either plans the action again (it had not taken effect; it is applied now) or does
+not (it had; the run records the missing audit row as recovered), so every applied change has exactly one
+audit row. Tickets still owed by an interrupted or failed run are carried into the next run
+(:meth:`Applier.resume`), since no account state shows them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from connectors.errors import ConnectorError
 from connectors.protocols import IdentityProvider, Ticketing
-from lifecycle.actions import Action, ActionKind, Plan
+from lifecycle.actions import ACCOUNT_KINDS, Action, ActionKind, Plan
 from models.audit import AuditEventBase, Outcome, record_many
 from models.db import session_scope
 from models.domain import Account, AccountAttributes, TicketRequest
@@ -27,6 +29,9 @@ from tenure.auditor import Auditor
 __all__ = ["AUDIT_ACTIONS", "ActionResult", "ApplyReport", "Applier", "Scheduler", "Approver", "Step"]
 
 log = logging.getLogger("tenure.apply")
+
+# Ledger statuses that mean "not settled yet": see Applier.resume.
+OPEN_STATUSES = ("pending", "started", "failed")
 
 # Audit action names by plan action kind.
 AUDIT_ACTIONS: dict[ActionKind, str] = {
@@ -137,8 +142,9 @@ class Applier:
             self.auditor.record_many(self._audit(a, Outcome.PLANNED, a.reason) for a in plan.actions)
             report.results = [ActionResult(a, Outcome.PLANNED) for a in plan.actions]
             return report
-        self.recover(plan)
-        for action in plan.actions:
+        actions = [*plan.actions, *self.resume(plan)]
+        self._mark_pending(actions)
+        for action in actions:
             if account is None and action.kind not in (
                 ActionKind.CREATE_ACCOUNT, ActionKind.OPEN_TICKET, ActionKind.SCHEDULE, ActionKind.REQUEST_APPROVAL
             ):
@@ -152,9 +158,7 @@ class Applier:
     async def apply_action(self, action: Action, account: Account | None) -> tuple[ActionResult, Account | None]:
         """One step: ledger ``started`` → connector call → ledger ``applied`` + audit row, atomically."""
         with session_scope(self.auditor.database_url) as session:
-            session.merge(LedgerEntry(key=action.key, employee_id=action.employee_id, kind=action.kind.value,
-                                      target=action.target, status="started", result=action.model_dump(mode="json"),
-                                      flow_run_id=self.auditor.correlation_id))
+            session.merge(self._entry(action, "started"))
             session.commit()
         try:
             outcome, detail, account, target_id = await self._execute(action, account)
@@ -165,29 +169,61 @@ class Applier:
         self._finish(action, outcome, detail, target_id, status="applied" if outcome is Outcome.APPLIED else "skipped")
         return ActionResult(action, outcome, detail), account
 
-    def recover(self, plan: Plan) -> list[LedgerEntry]:
-        """Audit ``started`` ledger entries of this employee that the new plan no longer contains: they took
-        effect before a crash (the IdP state shows it) but their audit row was never written."""
+    def resume(self, plan: Plan) -> list[Action]:
+        """Settle what an earlier, interrupted or failed run of this employee left open in the ledger.
+
+        - a ticket still owed (pending, started or failed) is carried into this run: tickets are idempotent by
+          reference, and the account state cannot show whether one was opened;
+        - an account change left ``started`` that the new plan no longer contains took effect before the
+          interruption (the IdP state shows it): its missing audit row is written now;
+        - anything else the new plan no longer contains is superseded by the current state.
+        """
         planned = {a.key for a in plan.actions}
         with session_scope(self.auditor.database_url) as session:
-            from sqlmodel import select
+            from sqlmodel import col, select
 
-            stale = session.exec(
-                select(LedgerEntry).where(LedgerEntry.employee_id == plan.employee_id, LedgerEntry.status == "started")
+            open_entries = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.employee_id == plan.employee_id, col(LedgerEntry.status).in_(OPEN_STATUSES)
+                )
             ).all()
-        recovered = [entry for entry in stale if entry.key not in planned]
-        for entry in recovered:
+        carried: list[Action] = []
+        for entry in open_entries:
+            if entry.key in planned:
+                continue
             action = Action.model_validate(entry.result)
-            self._finish(action, Outcome.APPLIED, "completed before an interruption; confirmed by re-planning",
-                         None, status="applied")
-        return recovered
+            if action.kind is ActionKind.OPEN_TICKET:
+                carried.append(action)
+            elif entry.status == "started" and action.kind in ACCOUNT_KINDS:
+                self._finish(action, Outcome.APPLIED, "completed before an interruption; confirmed by re-planning",
+                             None, status="applied")
+            else:
+                self._set_status(entry.key, "superseded")
+        return carried
+
+    def _mark_pending(self, actions: list[Action]) -> None:
+        with session_scope(self.auditor.database_url) as session:
+            for action in actions:
+                session.merge(self._entry(action, "pending"))
+            session.commit()
+
+    def _set_status(self, key: str, status: str) -> None:
+        with session_scope(self.auditor.database_url) as session:
+            entry = session.get(LedgerEntry, key)
+            if entry is not None:
+                entry.status = status
+                session.add(entry)
+                session.commit()
+
+    def _entry(self, action: Action, status: str) -> LedgerEntry:
+        return LedgerEntry(key=action.key, employee_id=action.employee_id, kind=action.kind.value,
+                           target=action.target, status=status, result=action.model_dump(mode="json"),
+                           flow_run_id=self.auditor.correlation_id)
 
     def _finish(self, action: Action, outcome: Outcome, detail: str, target_id: str | None, *, status: str) -> None:
         event = self._audit(action, outcome, detail, target_id=target_id)
         with session_scope(self.auditor.database_url) as session:
-            session.merge(LedgerEntry(key=action.key, employee_id=action.employee_id, kind=action.kind.value,
-                                      target=action.target, status=status, result=action.model_dump(mode="json"),
-                                      flow_run_id=self.auditor.correlation_id))
+            session.merge(self._entry(action, status))
             record_many(session=session, events=[event])  # commits the ledger entry with the audit row
 
     def _audit(self, action: Action, outcome: Outcome, detail: str, *, target_id: str | None = None) -> AuditEventBase:

@@ -18,6 +18,7 @@ from lifecycle.policy import Policy, PolicyError, load_policy
 from models.audit import iter_events, verify
 from models.db import DatabaseUnavailable, session_scope
 from tenure.commands.review import kpi_command, review_app
+from tenure.commands.sync import sync_command
 from tenure.settings import Settings, load_settings
 
 __all__ = ["app", "main", "load_config", "fail"]
@@ -29,8 +30,17 @@ audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-cha
 config_app = typer.Typer(no_args_is_help=True, help="Check settings and the policy file.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
+
+
+def _register_subcommands() -> None:
+    from deployments.webhook_cli import app as webhook_app
+
+    app.add_typer(webhook_app, name="webhook", help="The signed HRIS webhook receiver.")
+
+
 app.add_typer(review_app, name="review")
 app.command("kpi")(kpi_command)
+app.command("sync")(sync_command)
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -219,6 +229,9 @@ def apply_command(
         out.print(f"{employee_id}: nothing to change" + (f" ({report.skipped_reason})" if report.skipped_reason else ""))
     if report.failed:
         fail(f"{len(report.failed)} step(s) failed for {employee_id}", EXIT_FAILED)
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -62,13 +62,17 @@ class Durations:
             return cls(0, waiting)
         hours = sorted(lag.total_seconds() / 3600 for lag in lags)
         p90 = hours[min(len(hours) - 1, max(0, int(round(0.9 * len(hours))) - 1))]
-        return cls(len(hours), waiting, round(statistics.median(hours), 2), round(p90, 2), round(hours[-1], 2))
+        return cls(
+            len(hours), waiting, round(statistics.median(hours), 2), round(p90, 2), round(hours[-1], 2)
+        )
 
     def cell(self) -> str:
         if not self.count:
             return f"no data ({self.waiting} waiting)"
-        return (f"median {self.median_hours} h, p90 {self.p90_hours} h, max {self.max_hours} h "
-                f"(n={self.count}, {self.waiting} waiting)")
+        return (
+            f"median {self.median_hours} h, p90 {self.p90_hours} h, max {self.max_hours} h "
+            f"(n={self.count}, {self.waiting} waiting)"
+        )
 
 
 @dataclass
@@ -109,12 +113,22 @@ class KPIReport:
             ("open review campaigns", str(self.open_campaigns)),
             ("orphan accounts (last review)", show(self.orphan_accounts)),
             ("dormant accounts (last review)", show(self.dormant_accounts)),
-            ("failed actions", f"{self.failed_actions}" + (
-                " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.failed_by_action.items())) + ")"
-                if self.failed_by_action else "")),
+            (
+                "failed actions",
+                f"{self.failed_actions}"
+                + (
+                    " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.failed_by_action.items())) + ")"
+                    if self.failed_by_action
+                    else ""
+                ),
+            ),
         ]
-        lines = [f"### Tenure KPIs, last {self.window_days} days ({self.generated_at:%Y-%m-%d %H:%M} UTC)", "",
-                 "| KPI | value |", "|---|---|"]
+        lines = [
+            f"### Tenure KPIs, last {self.window_days} days ({self.generated_at:%Y-%m-%d %H:%M} UTC)",
+            "",
+            "| KPI | value |",
+            "|---|---|",
+        ]
         lines += [f"| {name} | {value} |" for name, value in rows]
         return "\n".join(lines)
 
@@ -124,12 +138,24 @@ def _access_events(database_url: str) -> tuple[dict[str, list[datetime]], dict[s
     access: dict[str, list[datetime]] = {}
     disables: dict[str, list[datetime]] = {}
     with session_scope(database_url) as session:
-        rows = session.exec(select(AuditEvent).where(col(AuditEvent.action).in_(ACCESS_ACTIONS),
-                                                     AuditEvent.outcome == Outcome.APPLIED.value)).all()
-        creates = {f"{r.employee_id}:create_account:{(r.details or {}).get('target')}"
-                   for r in rows if r.action == "idp.user.create"}
-        ledger = {e.key: e for e in session.exec(select(LedgerEntry).where(col(LedgerEntry.key).in_(creates))).all()
-                  } if creates else {}
+        rows = session.exec(
+            select(AuditEvent).where(
+                col(AuditEvent.action).in_(ACCESS_ACTIONS), AuditEvent.outcome == Outcome.APPLIED.value
+            )
+        ).all()
+        creates = {
+            f"{r.employee_id}:create_account:{(r.details or {}).get('target')}"
+            for r in rows
+            if r.action == "idp.user.create"
+        }
+        ledger = (
+            {
+                e.key: e
+                for e in session.exec(select(LedgerEntry).where(col(LedgerEntry.key).in_(creates))).all()
+            }
+            if creates
+            else {}
+        )
     for row in rows:
         at = _aware(row.occurred_at)
         if not row.employee_id or at is None:
@@ -191,29 +217,49 @@ def compute_kpis(
 def _review_kpis(report: KPIReport, database_url: str, since: datetime, now: datetime) -> None:
     with session_scope(database_url) as session:
         campaigns = session.exec(select(ReviewCampaign).where(ReviewCampaign.created_at >= since)).all()
-        report.open_campaigns = len(session.exec(select(ReviewCampaign.id).where(ReviewCampaign.status == "open")).all())
+        report.open_campaigns = len(
+            session.exec(select(ReviewCampaign.id).where(ReviewCampaign.status == "open")).all()
+        )
         ids = [c.id for c in campaigns]
-        items = session.exec(select(ReviewItem).where(col(ReviewItem.campaign_id).in_(ids),
-                                                      col(ReviewItem.auto).is_(False))).all() if ids else []
+        items = (
+            session.exec(
+                select(ReviewItem).where(
+                    col(ReviewItem.campaign_id).in_(ids), col(ReviewItem.auto).is_(False)
+                )
+            ).all()
+            if ids
+            else []
+        )
     by_person = [i for i in items if i.decision and not (i.decided_by or "").startswith("policy:")]
     report.review_items, report.review_decided = len(items), len(by_person)
     if items:
         report.review_completion_rate = round(len(by_person) / len(items), 4)
-    ages = [((_aware(i.decided_at) or now) - (_aware(i.created_at) or now)).total_seconds() / 86400
-            for i in by_person]
+    ages = [
+        ((_aware(i.decided_at) or now) - (_aware(i.created_at) or now)).total_seconds() / 86400
+        for i in by_person
+    ]
     if ages:
         report.review_median_decision_days = round(statistics.median(ages), 2)
-    open_ages = [(now - (_aware(i.created_at) or now)).total_seconds() / 86400 for i in items if not i.decision]
+    open_ages = [
+        (now - (_aware(i.created_at) or now)).total_seconds() / 86400 for i in items if not i.decision
+    ]
     if open_ages:
         report.review_oldest_open_days = round(max(open_ages), 2)
 
 
 def _audit_kpis(report: KPIReport, database_url: str, since: datetime) -> None:
     with session_scope(database_url) as session:
-        last_run = session.exec(select(AuditEvent).where(AuditEvent.action == "review.run")
-                                .order_by(col(AuditEvent.seq).desc()).limit(1)).first()
-        failed = session.exec(select(AuditEvent.action).where(AuditEvent.outcome == Outcome.FAILED.value,
-                                                              AuditEvent.occurred_at >= since)).all()
+        last_run = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "review.run")
+            .order_by(col(AuditEvent.seq).desc())
+            .limit(1)
+        ).first()
+        failed = session.exec(
+            select(AuditEvent.action).where(
+                AuditEvent.outcome == Outcome.FAILED.value, AuditEvent.occurred_at >= since
+            )
+        ).all()
     if last_run is not None:
         counts = (last_run.details or {}).get("counts", {})
         report.orphan_accounts = int(counts.get("orphan", 0))

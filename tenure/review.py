@@ -63,9 +63,25 @@ APPROVAL_ACTIONS = ("approval.request", "review.recertify")
 StepFactory = Callable[[Applier], Step]
 
 EXPORT_FIELDS = (
-    "campaign", "item", "kind", "employee_id", "account_id", "user_name", "group", "reviewer", "decision",
-    "decided_by", "decided_at", "reason", "flagged", "action_taken", "action_outcome", "action_at",
-    "created_at", "deadline_at", "detail",
+    "campaign",
+    "item",
+    "kind",
+    "employee_id",
+    "account_id",
+    "user_name",
+    "group",
+    "reviewer",
+    "decision",
+    "decided_by",
+    "decided_at",
+    "reason",
+    "flagged",
+    "action_taken",
+    "action_outcome",
+    "action_at",
+    "created_at",
+    "deadline_at",
+    "detail",
 )
 
 
@@ -130,8 +146,9 @@ def load_approvals(database_url: str) -> dict[str, dict[str, datetime]]:
     approvals: dict[str, dict[str, datetime]] = defaultdict(dict)
     with session_scope(database_url) as session:
         rows = session.exec(
-            select(AuditEvent).where(col(AuditEvent.action).in_(APPROVAL_ACTIONS),
-                                     AuditEvent.outcome == Outcome.APPLIED.value)
+            select(AuditEvent).where(
+                col(AuditEvent.action).in_(APPROVAL_ACTIONS), AuditEvent.outcome == Outcome.APPLIED.value
+            )
         ).all()
     for row in rows:
         group = (row.details or {}).get("target")
@@ -176,22 +193,41 @@ class ReviewRun:
 
     def summary_rows(self) -> list[dict[str, str]]:
         """One row per finding for the table artifact: ids, kinds and groups only (no names, no emails)."""
-        return [{"finding": f.id, "kind": f.kind.value, "employee_id": f.employee_id or "",
-                 "account_id": f.account_id, "group": f.group or "", "handling": self.handling(f)}
-                for f in self.findings]
+        return [
+            {
+                "finding": f.id,
+                "kind": f.kind.value,
+                "employee_id": f.employee_id or "",
+                "account_id": f.account_id,
+                "group": f.group or "",
+                "handling": self.handling(f),
+            }
+            for f in self.findings
+        ]
 
     def markdown(self) -> str:
-        lines = [f"### Access review {self.campaign_id or '(no campaign)'}", "",
-                 f"{self.accounts} accounts, {self.memberships} memberships, {len(self.findings)} findings, "
-                 f"{len(self.auto)} auto-remediated ({len(self.failed)} failed), "
-                 f"{len(self.reviewers)} for {len(set(self.reviewers.values()))} reviewer(s).", "",
-                 "| kind | findings |", "|---|---|"]
+        lines = [
+            f"### Access review {self.campaign_id or '(no campaign)'}",
+            "",
+            f"{self.accounts} accounts, {self.memberships} memberships, {len(self.findings)} findings, "
+            f"{len(self.auto)} auto-remediated ({len(self.failed)} failed), "
+            f"{len(self.reviewers)} for {len(set(self.reviewers.values()))} reviewer(s).",
+            "",
+            "| kind | findings |",
+            "|---|---|",
+        ]
         lines += [f"| {kind} | {n} |" for kind, n in self.counts.items()]
         return "\n".join(lines)
 
 
-def _applier(idp: IdentityProvider, ticketing: Ticketing | None, auditor: Auditor, *, dry_run: bool = False,
-             step_factory: StepFactory | None = None) -> Applier:
+def _applier(
+    idp: IdentityProvider,
+    ticketing: Ticketing | None,
+    auditor: Auditor,
+    *,
+    dry_run: bool = False,
+    step_factory: StepFactory | None = None,
+) -> Applier:
     applier = Applier(idp=idp, ticketing=ticketing, auditor=auditor, dry_run=dry_run)
     if step_factory is not None:
         applier.step = step_factory(applier)
@@ -201,8 +237,12 @@ def _applier(idp: IdentityProvider, ticketing: Ticketing | None, auditor: Audito
 def _account_for(finding_or_item: Finding | ReviewItem) -> Account:
     """Enough of the account for the Applier (it acts by account id); saves a lookup per revocation."""
     group = finding_or_item.revoke_group
-    return Account(id=finding_or_item.account_id, user_name=finding_or_item.user_name,
-                   employee_id=finding_or_item.employee_id or "", groups=frozenset({group} if group else ()))
+    return Account(
+        id=finding_or_item.account_id,
+        user_name=finding_or_item.user_name,
+        employee_id=finding_or_item.employee_id or "",
+        groups=frozenset({group} if group else ()),
+    )
 
 
 async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, ActionResult]:
@@ -240,9 +280,16 @@ async def run_review(
     planned and creates no campaign, no tickets and no finding rows."""
     now = now or datetime.now(UTC)
     inventory = await collect_inventory(hris, idp)
-    findings = find(inventory.employees, inventory.accounts, load_approvals(auditor.database_url), now, policy)
-    run = ReviewRun(findings=findings, accounts=len(inventory.accounts), memberships=inventory.memberships,
-                    invalid_records=inventory.invalid_records, dry_run=dry_run)
+    findings = find(
+        inventory.employees, inventory.accounts, load_approvals(auditor.database_url), now, policy
+    )
+    run = ReviewRun(
+        findings=findings,
+        accounts=len(inventory.accounts),
+        memberships=inventory.memberships,
+        invalid_records=inventory.invalid_records,
+        dry_run=dry_run,
+    )
     auto_kinds = {FindingKind(k) for k in policy.review.auto_remediate}
     auto = [f for f in findings if f.kind in auto_kinds]
     manual = [f for f in findings if f.kind not in auto_kinds]
@@ -254,41 +301,76 @@ async def run_review(
     run.campaign_id = campaign_id
     run.reviewers = route_reviewers(manual, inventory.employees, inventory.accounts, policy)
     auditor.record_many(
-        auditor.event(action="review.finding", target_system="tenure", target_id=f.account_id,
-                      employee_id=f.employee_id, outcome=Outcome.APPLIED, reason=f.detail,
-                      details={"finding": f.id, "kind": f.kind.value, "group": f.group, "campaign": campaign_id,
-                               "handling": run.handling(f)})
+        auditor.event(
+            action="review.finding",
+            target_system="tenure",
+            target_id=f.account_id,
+            employee_id=f.employee_id,
+            outcome=Outcome.APPLIED,
+            reason=f.detail,
+            details={
+                "finding": f.id,
+                "kind": f.kind.value,
+                "group": f.group,
+                "campaign": campaign_id,
+                "handling": run.handling(f),
+            },
+        )
         for f in findings
     )
     if campaign_id is not None:
         deadline = _store_campaign(campaign_id, run, policy, auditor, now)
         run.tickets = await _open_tickets(campaign_id, run, ticketing, auditor, deadline)
-    auditor.record(action="review.run", target_system="tenure", target_id=campaign_id, outcome=Outcome.APPLIED,
-                   reason=f"{len(findings)} findings, {len(auto)} auto-remediated, {len(manual)} for review",
-                   details={"campaign": campaign_id, "counts": run.counts, "accounts": run.accounts,
-                            "memberships": run.memberships, "invalid_records": run.invalid_records,
-                            "auto_failed": len(run.failed)})
+    auditor.record(
+        action="review.run",
+        target_system="tenure",
+        target_id=campaign_id,
+        outcome=Outcome.APPLIED,
+        reason=f"{len(findings)} findings, {len(auto)} auto-remediated, {len(manual)} for review",
+        details={
+            "campaign": campaign_id,
+            "counts": run.counts,
+            "accounts": run.accounts,
+            "memberships": run.memberships,
+            "invalid_records": run.invalid_records,
+            "auto_failed": len(run.failed),
+        },
+    )
     return run
 
 
-def _store_campaign(campaign_id: str, run: ReviewRun, policy: Policy, auditor: Auditor, now: datetime) -> datetime:
+def _store_campaign(
+    campaign_id: str, run: ReviewRun, policy: Policy, auditor: Auditor, now: datetime
+) -> datetime:
     """Store the campaign, its items (auto-remediated ones decided) and assignments; returns the deadline."""
     review = policy.review
     manual = [f for f in run.findings if f.id in run.reviewers]
     campaign = ReviewCampaign(
-        id=campaign_id, created_at=now, remind_at=now + timedelta(days=review.remind_after_days),
+        id=campaign_id,
+        created_at=now,
+        remind_at=now + timedelta(days=review.remind_after_days),
         escalate_at=now + timedelta(days=review.escalate_after_days),
-        deadline_at=now + timedelta(days=review.deadline_days), on_deadline=review.on_deadline,
+        deadline_at=now + timedelta(days=review.deadline_days),
+        on_deadline=review.on_deadline,
         correlation_id=auditor.correlation_id,
-        status=CampaignStatus.OPEN if manual else CampaignStatus.CLOSED, closed_at=None if manual else now,
+        status=CampaignStatus.OPEN if manual else CampaignStatus.CLOSED,
+        closed_at=None if manual else now,
     )
     items = []
     for finding in run.findings:
-        item = ReviewItem(campaign_id=campaign_id, id=finding.id, kind=finding.kind.value,
-                          employee_id=finding.employee_id, account_id=finding.account_id,
-                          user_name=finding.user_name, group=finding.group, revoke_group=finding.revoke_group,
-                          detail=finding.detail, reviewer=run.reviewers.get(finding.id, AUTO_REVIEWER),
-                          created_at=now)
+        item = ReviewItem(
+            campaign_id=campaign_id,
+            id=finding.id,
+            kind=finding.kind.value,
+            employee_id=finding.employee_id,
+            account_id=finding.account_id,
+            user_name=finding.user_name,
+            group=finding.group,
+            revoke_group=finding.revoke_group,
+            detail=finding.detail,
+            reviewer=run.reviewers.get(finding.id, AUTO_REVIEWER),
+            created_at=now,
+        )
         result = run.auto.get(finding.id)
         if result is not None:
             item.auto = True
@@ -301,31 +383,55 @@ def _store_campaign(campaign_id: str, run: ReviewRun, policy: Policy, auditor: A
         session.add(campaign)
         session.flush()
         session.add_all(items)
-        session.add_all(ReviewAssignment(campaign_id=campaign_id, reviewer=reviewer,
-                                         reference=campaign_reference(campaign_id, reviewer))
-                        for reviewer in sorted(set(run.reviewers.values())))
+        session.add_all(
+            ReviewAssignment(
+                campaign_id=campaign_id,
+                reviewer=reviewer,
+                reference=campaign_reference(campaign_id, reviewer),
+            )
+            for reviewer in sorted(set(run.reviewers.values()))
+        )
         session.commit()
-    auditor.record(action="review.campaign.create", target_system="tenure", target_id=campaign_id,
-                   outcome=Outcome.APPLIED, reason=f"{len(manual)} item(s) for {len(set(run.reviewers.values()))} "
-                   f"reviewer(s), deadline {campaign.deadline_at.isoformat()}",
-                   details={"campaign": campaign_id, "items": len(manual), "auto": len(run.auto),
-                            "deadline_at": campaign.deadline_at.isoformat()})
+    auditor.record(
+        action="review.campaign.create",
+        target_system="tenure",
+        target_id=campaign_id,
+        outcome=Outcome.APPLIED,
+        reason=f"{len(manual)} item(s) for {len(set(run.reviewers.values()))} "
+        f"reviewer(s), deadline {campaign.deadline_at.isoformat()}",
+        details={
+            "campaign": campaign_id,
+            "items": len(manual),
+            "auto": len(run.auto),
+            "deadline_at": campaign.deadline_at.isoformat(),
+        },
+    )
     return campaign.deadline_at
 
 
 def _ticket_body(campaign_id: str, reviewer: str, items: Iterable[Finding], deadline: datetime) -> str:
-    lines = [f"Access review {campaign_id}: please decide keep or revoke for each item by "
-             f"{deadline:%Y-%m-%d %H:%M} UTC. Undecided items follow the policy at the deadline.", ""]
+    lines = [
+        f"Access review {campaign_id}: please decide keep or revoke for each item by "
+        f"{deadline:%Y-%m-%d %H:%M} UTC. Undecided items follow the policy at the deadline.",
+        "",
+    ]
     for f in items:
-        lines.append(f"- {f.id} [{f.kind.value}] account {f.user_name}"
-                     + (f" group {f.group}" if f.group else "") + f": {f.detail}")
-    lines += ["", f"Decide: tenure review decide {campaign_id} ITEM keep|revoke --by {reviewer} --reason TEXT",
-              "or in the Prefect UI: run the review-decide/tenure deployment with the same fields."]
+        lines.append(
+            f"- {f.id} [{f.kind.value}] account {f.user_name}"
+            + (f" group {f.group}" if f.group else "")
+            + f": {f.detail}"
+        )
+    lines += [
+        "",
+        f"Decide: tenure review decide {campaign_id} ITEM keep|revoke --by {reviewer} --reason TEXT",
+        "or in the Prefect UI: run the review-decide/tenure deployment with the same fields.",
+    ]
     return "\n".join(lines)
 
 
-async def _open_tickets(campaign_id: str, run: ReviewRun, ticketing: Ticketing | None, auditor: Auditor,
-                        deadline: datetime) -> dict[str, str | None]:
+async def _open_tickets(
+    campaign_id: str, run: ReviewRun, ticketing: Ticketing | None, auditor: Auditor, deadline: datetime
+) -> dict[str, str | None]:
     """One ticket per reviewer listing their items; idempotent by reference. Failures are audited."""
     per_reviewer: dict[str, list[Finding]] = defaultdict(list)
     for finding in run.findings:
@@ -336,20 +442,33 @@ async def _open_tickets(campaign_id: str, run: ReviewRun, ticketing: Ticketing |
         reference = campaign_reference(campaign_id, reviewer)
         if ticketing is None:
             tickets[reviewer] = None
-            auditor.record(action="review.ticket", target_system="tenure", target_id=reference,
-                           outcome=Outcome.SKIPPED, reason="no ticketing system configured",
-                           details={"campaign": campaign_id, "reviewer": reviewer, "items": len(items)})
+            auditor.record(
+                action="review.ticket",
+                target_system="tenure",
+                target_id=reference,
+                outcome=Outcome.SKIPPED,
+                reason="no ticketing system configured",
+                details={"campaign": campaign_id, "reviewer": reviewer, "items": len(items)},
+            )
             continue
-        request = TicketRequest(reference=reference, purpose=TICKET_PURPOSE,
-                                title=f"Access review {campaign_id}: {len(items)} item(s) for {reviewer}",
-                                body=_ticket_body(campaign_id, reviewer, items, deadline))
+        request = TicketRequest(
+            reference=reference,
+            purpose=TICKET_PURPOSE,
+            title=f"Access review {campaign_id}: {len(items)} item(s) for {reviewer}",
+            body=_ticket_body(campaign_id, reviewer, items, deadline),
+        )
         try:
             ticket = await ticketing.create_ticket(request)
         except ConnectorError as exc:
             tickets[reviewer] = None
-            auditor.record(action="review.ticket", target_system=ticketing.source, target_id=reference,
-                           outcome=Outcome.FAILED, reason=str(exc),
-                           details={"campaign": campaign_id, "reviewer": reviewer, "items": len(items)})
+            auditor.record(
+                action="review.ticket",
+                target_system=ticketing.source,
+                target_id=reference,
+                outcome=Outcome.FAILED,
+                reason=str(exc),
+                details={"campaign": campaign_id, "reviewer": reviewer, "items": len(items)},
+            )
             continue
         tickets[reviewer] = ticket.id
         with session_scope(auditor.database_url) as session:
@@ -358,9 +477,14 @@ async def _open_tickets(campaign_id: str, run: ReviewRun, ticketing: Ticketing |
                 assignment.ticket_id = ticket.id
                 session.add(assignment)
                 session.commit()
-        auditor.record(action="review.ticket", target_system=ticketing.source, target_id=ticket.id,
-                       outcome=Outcome.APPLIED, reason=f"{len(items)} item(s)",
-                       details={"campaign": campaign_id, "reviewer": reviewer, "reference": reference})
+        auditor.record(
+            action="review.ticket",
+            target_system=ticketing.source,
+            target_id=ticket.id,
+            outcome=Outcome.APPLIED,
+            reason=f"{len(items)} item(s)",
+            details={"campaign": campaign_id, "reviewer": reviewer, "reference": reference},
+        )
     return tickets
 
 
@@ -383,7 +507,9 @@ def _item_auditor(auditor: Auditor, campaign_id: str, item_id: str) -> Auditor:
     applied-change key is per item, not shared with unrelated CLI runs)."""
     if auditor.correlation_id:
         return auditor
-    return Auditor(auditor.database_url, actor=auditor.actor, correlation_id=f"review:{campaign_id}:{item_id}")
+    return Auditor(
+        auditor.database_url, actor=auditor.actor, correlation_id=f"review:{campaign_id}:{item_id}"
+    )
 
 
 async def decide(
@@ -426,16 +552,35 @@ async def decide(
         if decision == Decision.KEEP:
             item.action_taken, item.action_outcome, item.action_at = "none", None, None
         _save(database_url, item)
-        details = {"campaign": campaign_id, "item": item_id, "kind": item.kind, "group": item.group,
-                   "decision": decision, "reviewer": item.reviewer, "by": by, "flagged": flagged}
-        auditor.record(action="review.decision", target_system="tenure", target_id=item.account_id,
-                       employee_id=item.employee_id, outcome=Outcome.APPLIED,
-                       reason=reason or f"{decision} by {by}", details=details)
+        details = {
+            "campaign": campaign_id,
+            "item": item_id,
+            "kind": item.kind,
+            "group": item.group,
+            "decision": decision,
+            "reviewer": item.reviewer,
+            "by": by,
+            "flagged": flagged,
+        }
+        auditor.record(
+            action="review.decision",
+            target_system="tenure",
+            target_id=item.account_id,
+            employee_id=item.employee_id,
+            outcome=Outcome.APPLIED,
+            reason=reason or f"{decision} by {by}",
+            details=details,
+        )
         if decision == Decision.KEEP and item.employee_id and item.revoke_group in policy.privileged_names:
-            auditor.record(action="review.recertify", target_system="tenure", target_id=item.account_id,
-                           employee_id=item.employee_id, outcome=Outcome.APPLIED,
-                           reason=f"privileged group kept in review {campaign_id} by {by}",
-                           details={"target": item.revoke_group, "campaign": campaign_id, "item": item_id})
+            auditor.record(
+                action="review.recertify",
+                target_system="tenure",
+                target_id=item.account_id,
+                employee_id=item.employee_id,
+                outcome=Outcome.APPLIED,
+                reason=f"privileged group kept in review {campaign_id} by {by}",
+                details={"target": item.revoke_group, "campaign": campaign_id, "item": item_id},
+            )
     if decision == Decision.REVOKE:
         if idp is None:
             raise ReviewError("revoking needs the identity provider")
@@ -443,24 +588,48 @@ async def decide(
     return item
 
 
-async def _revoke(item: ReviewItem, idp: IdentityProvider, ticketing: Ticketing | None, auditor: Auditor,
-                  now: datetime, step_factory: StepFactory | None) -> None:
-    finding = Finding(id=item.id, kind=FindingKind(item.kind), account_id=item.account_id,
-                      user_name=item.user_name, employee_id=item.employee_id, group=item.group,
-                      revoke_group=item.revoke_group, detail=item.detail)
+async def _revoke(
+    item: ReviewItem,
+    idp: IdentityProvider,
+    ticketing: Ticketing | None,
+    auditor: Auditor,
+    now: datetime,
+    step_factory: StepFactory | None,
+) -> None:
+    finding = Finding(
+        id=item.id,
+        kind=FindingKind(item.kind),
+        account_id=item.account_id,
+        user_name=item.user_name,
+        employee_id=item.employee_id,
+        group=item.group,
+        revoke_group=item.revoke_group,
+        detail=item.detail,
+    )
     action = remediation(finding)
     applier = _applier(idp, ticketing, auditor, step_factory=step_factory)
-    report = await applier.apply(Plan(employee_id=action.employee_id, event="none", actions=[action]),
-                                 _account_for(item))
+    report = await applier.apply(
+        Plan(employee_id=action.employee_id, event="none", actions=[action]), _account_for(item)
+    )
     result = report.results[0]
     item.action_taken = f"{action.kind.value} {action.target}"
     item.action_outcome, item.action_at = result.outcome.value, now
     _save(auditor.database_url, item)
-    auditor.record(action="review.revoke", target_system=idp.source, target_id=item.account_id,
-                   employee_id=item.employee_id, outcome=result.outcome,
-                   reason=result.detail or action.reason,
-                   details={"campaign": item.campaign_id, "item": item.id, "kind": item.kind,
-                            "action": action.kind.value, "target": action.target})
+    auditor.record(
+        action="review.revoke",
+        target_system=idp.source,
+        target_id=item.account_id,
+        employee_id=item.employee_id,
+        outcome=result.outcome,
+        reason=result.detail or action.reason,
+        details={
+            "campaign": item.campaign_id,
+            "item": item.id,
+            "kind": item.kind,
+            "action": action.kind.value,
+            "target": action.target,
+        },
+    )
 
 
 def _save(database_url: str, item: ReviewItem) -> None:
@@ -480,12 +649,16 @@ class DeadlineReport:
     closed: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        return (f"### Review deadlines\n\n{len(self.reminded)} reminder(s), {len(self.escalated)} escalation(s), "
-                f"{len(self.deadline_items)} item(s) settled by the deadline rule, "
-                f"{len(self.closed)} campaign(s) closed: {', '.join(self.closed) or '-'}")
+        return (
+            f"### Review deadlines\n\n{len(self.reminded)} reminder(s), {len(self.escalated)} escalation(s), "
+            f"{len(self.deadline_items)} item(s) settled by the deadline rule, "
+            f"{len(self.closed)} campaign(s) closed: {', '.join(self.closed) or '-'}"
+        )
 
 
-async def _comment(ticketing: Ticketing | None, assignment: ReviewAssignment, text: str) -> tuple[Outcome, str]:
+async def _comment(
+    ticketing: Ticketing | None, assignment: ReviewAssignment, text: str
+) -> tuple[Outcome, str]:
     if ticketing is None or not assignment.ticket_id:
         return Outcome.SKIPPED, "no ticket to comment on"
     try:
@@ -509,13 +682,19 @@ async def process_deadlines(
     now = now or datetime.now(UTC)
     report = DeadlineReport()
     with session_scope(database_url) as session:
-        campaigns = session.exec(select(ReviewCampaign).where(ReviewCampaign.status == CampaignStatus.OPEN)).all()
+        campaigns = session.exec(
+            select(ReviewCampaign).where(ReviewCampaign.status == CampaignStatus.OPEN)
+        ).all()
     for campaign in campaigns:
         with session_scope(database_url) as session:
-            undecided = session.exec(select(ReviewItem).where(
-                ReviewItem.campaign_id == campaign.id, col(ReviewItem.decision).is_(None))).all()
-            assignments = session.exec(select(ReviewAssignment).where(
-                ReviewAssignment.campaign_id == campaign.id)).all()
+            undecided = session.exec(
+                select(ReviewItem).where(
+                    ReviewItem.campaign_id == campaign.id, col(ReviewItem.decision).is_(None)
+                )
+            ).all()
+            assignments = session.exec(
+                select(ReviewAssignment).where(ReviewAssignment.campaign_id == campaign.id)
+            ).all()
         open_by_reviewer: dict[str, int] = defaultdict(int)
         for item in undecided:
             open_by_reviewer[item.reviewer] += 1
@@ -531,47 +710,92 @@ async def process_deadlines(
         for item in undecided:
             keep = campaign.on_deadline == "keep_and_flag"
             settled = await decide(
-                database_url=database_url, campaign_id=campaign.id, item_id=item.id,
-                decision=Decision.KEEP if keep else Decision.REVOKE, by=DEADLINE_ACTOR,
+                database_url=database_url,
+                campaign_id=campaign.id,
+                item_id=item.id,
+                decision=Decision.KEEP if keep else Decision.REVOKE,
+                by=DEADLINE_ACTOR,
                 reason=f"no decision by the deadline; policy on_deadline={campaign.on_deadline}",
-                idp=idp, ticketing=ticketing, policy=policy, auditor=auditor, now=now, flagged=keep,
-                step_factory=step_factory)
-            auditor.record(action="review.deadline", target_system="tenure", target_id=item.account_id,
-                           employee_id=item.employee_id, outcome=Outcome.APPLIED,
-                           reason=f"deadline passed: {settled.decision}" + (" (flagged)" if keep else ""),
-                           details={"campaign": campaign.id, "item": item.id, "decision": settled.decision,
-                                    "action_outcome": settled.action_outcome})
-            report.deadline_items.append((campaign.id, item.id, settled.action_outcome or settled.decision or ""))
+                idp=idp,
+                ticketing=ticketing,
+                policy=policy,
+                auditor=auditor,
+                now=now,
+                flagged=keep,
+                step_factory=step_factory,
+            )
+            auditor.record(
+                action="review.deadline",
+                target_system="tenure",
+                target_id=item.account_id,
+                employee_id=item.employee_id,
+                outcome=Outcome.APPLIED,
+                reason=f"deadline passed: {settled.decision}" + (" (flagged)" if keep else ""),
+                details={
+                    "campaign": campaign.id,
+                    "item": item.id,
+                    "decision": settled.decision,
+                    "action_outcome": settled.action_outcome,
+                },
+            )
+            report.deadline_items.append(
+                (campaign.id, item.id, settled.action_outcome or settled.decision or "")
+            )
         await _close(campaign, assignments, ticketing, auditor, now)
         report.closed.append(campaign.id)
     return report
 
 
-async def _remind_or_escalate(campaign: ReviewCampaign, assignment: ReviewAssignment, pending: int,
-                              ticketing: Ticketing | None, policy: Policy, auditor: Auditor, now: datetime,
-                              report: DeadlineReport) -> None:
+async def _remind_or_escalate(
+    campaign: ReviewCampaign,
+    assignment: ReviewAssignment,
+    pending: int,
+    ticketing: Ticketing | None,
+    policy: Policy,
+    auditor: Auditor,
+    now: datetime,
+    report: DeadlineReport,
+) -> None:
     escalate_at, remind_at = _aware(campaign.escalate_at), _aware(campaign.remind_at)
     assert escalate_at is not None and remind_at is not None
     deadline = f"{_aware(campaign.deadline_at):%Y-%m-%d %H:%M} UTC"
     if now >= escalate_at and assignment.escalated_at is None:
         fallback = policy.review.fallback_reviewer
-        text = (f"Escalation: {pending} item(s) of access review {campaign.id} are still undecided by "
-                f"{assignment.reviewer}; escalated to {fallback}. At {deadline} they follow on_deadline="
-                f"{campaign.on_deadline}.")
+        text = (
+            f"Escalation: {pending} item(s) of access review {campaign.id} are still undecided by "
+            f"{assignment.reviewer}; escalated to {fallback}. At {deadline} they follow on_deadline="
+            f"{campaign.on_deadline}."
+        )
         outcome, detail = await _comment(ticketing, assignment, text)
-        auditor.record(action="review.escalate", target_system=ticketing.source if ticketing else "tenure",
-                       target_id=assignment.ticket_id or assignment.reference, outcome=outcome, reason=detail,
-                       details={"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": pending,
-                                "escalated_to": fallback})
+        auditor.record(
+            action="review.escalate",
+            target_system=ticketing.source if ticketing else "tenure",
+            target_id=assignment.ticket_id or assignment.reference,
+            outcome=outcome,
+            reason=detail,
+            details={
+                "campaign": campaign.id,
+                "reviewer": assignment.reviewer,
+                "pending": pending,
+                "escalated_to": fallback,
+            },
+        )
         assignment.escalated_at = now
         assignment.reminded_at = assignment.reminded_at or now
         report.escalated.append((campaign.id, assignment.reviewer))
     elif now >= remind_at and assignment.reminded_at is None:
-        text = f"Reminder: {pending} item(s) of access review {campaign.id} await your decision by {deadline}."
+        text = (
+            f"Reminder: {pending} item(s) of access review {campaign.id} await your decision by {deadline}."
+        )
         outcome, detail = await _comment(ticketing, assignment, text)
-        auditor.record(action="review.remind", target_system=ticketing.source if ticketing else "tenure",
-                       target_id=assignment.ticket_id or assignment.reference, outcome=outcome, reason=detail,
-                       details={"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": pending})
+        auditor.record(
+            action="review.remind",
+            target_system=ticketing.source if ticketing else "tenure",
+            target_id=assignment.ticket_id or assignment.reference,
+            outcome=outcome,
+            reason=detail,
+            details={"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": pending},
+        )
         assignment.reminded_at = now
         report.reminded.append((campaign.id, assignment.reviewer))
     else:
@@ -581,8 +805,13 @@ async def _remind_or_escalate(campaign: ReviewCampaign, assignment: ReviewAssign
         session.commit()
 
 
-async def _close(campaign: ReviewCampaign, assignments: Iterable[ReviewAssignment], ticketing: Ticketing | None,
-                 auditor: Auditor, now: datetime) -> None:
+async def _close(
+    campaign: ReviewCampaign,
+    assignments: Iterable[ReviewAssignment],
+    ticketing: Ticketing | None,
+    auditor: Auditor,
+    now: datetime,
+) -> None:
     campaign.status, campaign.closed_at = CampaignStatus.CLOSED, now
     with session_scope(auditor.database_url) as session:
         session.merge(campaign)
@@ -592,11 +821,22 @@ async def _close(campaign: ReviewCampaign, assignments: Iterable[ReviewAssignmen
             try:
                 await ticketing.close_ticket(assignment.ticket_id)
             except ConnectorError as exc:
-                auditor.record(action="review.ticket.close", target_system=ticketing.source,
-                               target_id=assignment.ticket_id, outcome=Outcome.FAILED, reason=str(exc),
-                               details={"campaign": campaign.id, "reviewer": assignment.reviewer})
-    auditor.record(action="review.campaign.close", target_system="tenure", target_id=campaign.id,
-                   outcome=Outcome.APPLIED, reason="deadline reached", details={"campaign": campaign.id})
+                auditor.record(
+                    action="review.ticket.close",
+                    target_system=ticketing.source,
+                    target_id=assignment.ticket_id,
+                    outcome=Outcome.FAILED,
+                    reason=str(exc),
+                    details={"campaign": campaign.id, "reviewer": assignment.reviewer},
+                )
+    auditor.record(
+        action="review.campaign.close",
+        target_system="tenure",
+        target_id=campaign.id,
+        outcome=Outcome.APPLIED,
+        reason="deadline reached",
+        details={"campaign": campaign.id},
+    )
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -613,13 +853,32 @@ def export_rows(database_url: str, campaign_id: str) -> list[dict[str, Any]]:
         campaign = session.get(ReviewCampaign, campaign_id)
         if campaign is None:
             raise ReviewError(f"no review campaign {campaign_id!r}")
-        items = session.exec(select(ReviewItem).where(ReviewItem.campaign_id == campaign_id)
-                             .order_by(col(ReviewItem.auto).desc(), col(ReviewItem.reviewer), col(ReviewItem.id))).all()
-    return [{
-        "campaign": campaign_id, "item": i.id, "kind": i.kind, "employee_id": i.employee_id or "",
-        "account_id": i.account_id, "user_name": i.user_name, "group": i.group or "", "reviewer": i.reviewer,
-        "decision": i.decision or "", "decided_by": i.decided_by or "", "decided_at": _iso(i.decided_at),
-        "reason": i.reason or "", "flagged": i.flagged, "action_taken": i.action_taken or "",
-        "action_outcome": i.action_outcome or "", "action_at": _iso(i.action_at),
-        "created_at": _iso(i.created_at), "deadline_at": _iso(campaign.deadline_at), "detail": i.detail,
-    } for i in items]
+        items = session.exec(
+            select(ReviewItem)
+            .where(ReviewItem.campaign_id == campaign_id)
+            .order_by(col(ReviewItem.auto).desc(), col(ReviewItem.reviewer), col(ReviewItem.id))
+        ).all()
+    return [
+        {
+            "campaign": campaign_id,
+            "item": i.id,
+            "kind": i.kind,
+            "employee_id": i.employee_id or "",
+            "account_id": i.account_id,
+            "user_name": i.user_name,
+            "group": i.group or "",
+            "reviewer": i.reviewer,
+            "decision": i.decision or "",
+            "decided_by": i.decided_by or "",
+            "decided_at": _iso(i.decided_at),
+            "reason": i.reason or "",
+            "flagged": i.flagged,
+            "action_taken": i.action_taken or "",
+            "action_outcome": i.action_outcome or "",
+            "action_at": _iso(i.action_at),
+            "created_at": _iso(i.created_at),
+            "deadline_at": _iso(campaign.deadline_at),
+            "detail": i.detail,
+        }
+        for i in items
+    ]

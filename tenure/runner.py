@@ -82,6 +82,13 @@ async def taken_user_names(idp: IdentityProvider, employee: Employee, policy: Po
     return frozenset(taken)
 
 
+async def with_memberships(idp: IdentityProvider, account: Account) -> Account:
+    """The account with its group names read from the groups' member lists, for directories whose user
+    resource does not carry its groups (SCIM's read-only ``groups`` is optional, RFC 7643 §4.1.2)."""
+    groups = frozenset(g.name for g in await idp.list_groups() if account.id in g.member_ids)
+    return account.model_copy(update={"groups": groups})
+
+
 async def plan_employee(
     employee_id: str, *, connectors: Connectors, policy: Policy, database_url: str, now: datetime | None = None
 ) -> tuple[Plan, Account | None]:
@@ -92,7 +99,9 @@ async def plan_employee(
     except NotFoundError:
         employee = None
     account = await connectors.idp.find_user_by_employee_id(employee_id)
-    taken = frozenset()
+    if account is not None and not account.groups:
+        account = await with_memberships(connectors.idp, account)
+    taken: frozenset[str] = frozenset()
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
     result = plan(employee, account, policy, now, taken_user_names=taken,

@@ -23,8 +23,9 @@ One run:
    a crash or a failure re-reads those changes next time rather than skipping them.
 
 ``partition``/``partitions`` split the employees by a stable hash of the employee id, so several workers
-can each take a disjoint share; each share keeps its own cursor. Two shares may race for one new userName;
-the loser fails with a conflict and gets the next free name on the next run.
+can each take a disjoint share; each share keeps its own cursor. Two shares may race for one new userName
+(the loser fails with a conflict and gets the next free name on the next run), and a joiner whose manager
+is created by another share afterwards gets the manager reference on the next run.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ class SyncReport:
             ("accounts read", self.accounts_read),
             ("planned", self.planned),
             ("planned actions", self.planned_actions),
+            ("batches", self.batches),
             ("changed", self.changed),
             ("changes", self.changes),
             ("writes", "n/a" if self.idp_writes is None else self.idp_writes),

@@ -1,7 +1,7 @@
 """BambooHR as the HRIS, over its REST API v1 (https://documentation.bamboohr.com/reference).
 
-Base URL ``https://api.bamboohr.com/api/gateway.php/{companyDomain}/v1/``; HTTP Basic auth with the API key as the
-user name and any string (we send ``x``) as the password; ``Accept: application/json`` (the API answers XML
+Base URL ``https://api.bamboohr.com/api/gateway.php/{companyDomain}/v1/``; HTTP Basic auth with the API key as
+the user name and any string (we send ``x``) as the password; ``Accept: application/json`` (the API answers XML
 otherwise). Endpoints used, as documented by BambooHR:
 
 - ``POST /v1/reports/custom?format=JSON&onlyCurrent=false`` with ``{"fields": [...]}`` ("Request a custom
@@ -9,7 +9,8 @@ otherwise). Endpoints used, as documented by BambooHR:
   fields we need in one request. ``onlyCurrent=false`` keeps future-dated hires (our pending joiners) and
   terminated employees in the report. (``GET /v1/employees/directory`` is not used for the listing: it holds
   only current employees and no status or dates.)
-- ``GET /v1/employees/{id}/?fields=a,b,c`` ("Get Employee") → ``{"id": "123", "firstName": ...}``; 404 if unknown.
+- ``GET /v1/employees/{id}/?fields=a,b,c`` ("Get Employee") → ``{"id": "123", "firstName": ...}``; 404 if
+  unknown.
 - ``GET /v1/employees/changed/?since=2026-01-01T00:00:00Z`` ("Gets all updated employee IDs", optional
   ``type=inserted|updated|deleted``) → ``{"latest": ts, "employees": {"3": {"id": "3", "action":
   "Inserted|Updated|Deleted", "lastChanged": ts}}}``. ``latest`` becomes our next cursor.
@@ -78,7 +79,8 @@ def bamboohr_status(payload: Mapping[str, Any], *, today: date) -> EmployeeStatu
     if word != "active":
         raise RecordProblem("unknown status")
     derived = derive_status(hire_date, termination_date, today=today)
-    if derived is EmployeeStatus.ACTIVE and "leave" in (clean(payload.get("employmentHistoryStatus")) or "").lower():
+    employment = (clean(payload.get("employmentHistoryStatus")) or "").lower()
+    if derived is EmployeeStatus.ACTIVE and "leave" in employment:
         return EmployeeStatus.LEAVE
     return derived
 
@@ -174,7 +176,8 @@ class BambooHRHRIS:
             yield self.to_employee(payload, today=today)
 
     async def get_employee(self, employee_id: str) -> Employee:
-        """``GET employees/{id}/?fields=...``; NotFoundError (404) if unknown, InvalidRecordError if unusable."""
+        """``GET employees/{id}/?fields=...``; NotFoundError (404) if unknown, InvalidRecordError if
+        unusable."""
         body = await self.api.request_json(
             "GET", f"employees/{employee_id}/", params={"fields": ",".join(REPORT_FIELDS)}
         )
@@ -191,7 +194,8 @@ class BambooHRHRIS:
         time we asked), so no change between two polls is lost."""
         asked_at = self._now()
         if cursor is None:
-            ids = [str(p["id"]) for p in await self._report() if isinstance(p, Mapping) and clean(p.get("id"))]
+            report = await self._report()
+            ids = [str(p["id"]) for p in report if isinstance(p, Mapping) and clean(p.get("id"))]
             return ChangeSet(employee_ids=ids, next_cursor=asked_at)
         body = await self.api.request_json("GET", "employees/changed/", params={"since": _iso_utc(cursor)})
         entries = self._changed_entries(body)

@@ -92,7 +92,8 @@ class CSVExportHRIS:
         except UnicodeDecodeError as exc:
             raise ResponseValidationError(f"export file {self.path} is not UTF-8", source=SOURCE) from exc
         except csv.Error as exc:
-            raise ResponseValidationError(f"export file {self.path} is not valid CSV: {exc}", source=SOURCE) from exc
+            raise ResponseValidationError(f"export file {self.path} is not valid CSV: {exc}",
+                                          source=SOURCE) from exc
         return results
 
     def _check_header(self, header: list[str] | None) -> None:
@@ -122,7 +123,8 @@ class CSVExportHRIS:
         raise NotFoundError(f"employee {employee_id} is not in the export", source=SOURCE)
 
     async def changed_since(self, cursor: datetime | None) -> ChangeSet:
-        """All ids in the file if it was modified after ``cursor`` (or no cursor), else none; cursor = mtime."""
+        """All ids in the file if it was modified after ``cursor`` (or no cursor), else none;
+        next_cursor = the file's mtime."""
         try:
             mtime = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
         except FileNotFoundError:

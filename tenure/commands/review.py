@@ -13,7 +13,9 @@ import typer
 
 __all__ = ["review_app", "kpi_command"]
 
-review_app = typer.Typer(no_args_is_help=True, help="Access reviews: findings, campaigns, decisions, evidence.")
+review_app = typer.Typer(
+    no_args_is_help=True, help="Access reviews: findings, campaigns, decisions, evidence."
+)
 
 
 class DecisionChoice(str, Enum):
@@ -28,11 +30,13 @@ class ExportFormat(str, Enum):
 
 @review_app.command("run")
 def review_run(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="show findings; audit auto-remediation as planned")]
-    = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show findings; audit auto-remediation as planned")
+    ] = False,
 ) -> None:
-    """Find orphan, leaver, dormant, outside-policy, SoD and re-certification findings; auto-remediate what the
-    policy says, open a campaign (one ticket per reviewer) for the rest. Exit 1 if a remediation failed."""
+    """Find orphan, leaver, dormant, outside-policy, SoD and re-certification findings; auto-remediate what
+    the policy says, open a campaign (one ticket per reviewer) for the rest. Exit 1 if a remediation
+    failed."""
     from tenure.auditor import Auditor
     from tenure.cli import EXIT_FAILED, _run_async, fail, load_config, out
     from tenure.review import run_review
@@ -47,20 +51,32 @@ def review_run(
                 connectors = await stack.enter_async_context(open_connectors(settings))
             except ValueError as exc:
                 fail(f"invalid configuration: {exc}")
-            return await run_review(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
-                                    policy=policy, auditor=Auditor(settings.database_url), dry_run=dry_run)
+            return await run_review(
+                hris=connectors.hris,
+                idp=connectors.idp,
+                ticketing=connectors.ticketing,
+                policy=policy,
+                auditor=Auditor(settings.database_url),
+                dry_run=dry_run,
+            )
 
     run = _run_async(_run())
-    out.print(f"{run.accounts} accounts, {run.memberships} memberships, {len(run.findings)} findings"
-              + (f", {run.invalid_records} unreadable HR records" if run.invalid_records else ""))
+    out.print(
+        f"{run.accounts} accounts, {run.memberships} memberships, {len(run.findings)} findings"
+        + (f", {run.invalid_records} unreadable HR records" if run.invalid_records else "")
+    )
     for kind, count in run.counts.items():
         out.print(f"  {kind:<18} {count}")
     for row in run.summary_rows():
-        out.print(f"{row['finding']}  {row['kind']:<18} {row['employee_id'] or '-':<10} {row['group'] or '-':<24} "
-                  f"{row['handling']}")
+        out.print(
+            f"{row['finding']}  {row['kind']:<18} {row['employee_id'] or '-':<10} {row['group'] or '-':<24} "
+            f"{row['handling']}"
+        )
     if run.campaign_id:
-        out.print(f"campaign {run.campaign_id}: {len(run.reviewers)} item(s) for "
-                  f"{len(set(run.reviewers.values()))} reviewer(s)")
+        out.print(
+            f"campaign {run.campaign_id}: {len(run.reviewers)} item(s) for "
+            f"{len(set(run.reviewers.values()))} reviewer(s)"
+        )
     if run.failed:
         fail(f"{len(run.failed)} auto-remediation(s) failed", EXIT_FAILED)
 
@@ -71,7 +87,9 @@ def review_decide(
     item: str,
     decision: DecisionChoice,
     by: Annotated[str, typer.Option("--by", help="who decided (the reviewer's name)")],
-    reason: Annotated[str, typer.Option("--reason", help="why (kept in the audit trail and the export)")] = "",
+    reason: Annotated[
+        str, typer.Option("--reason", help="why (kept in the audit trail and the export)")
+    ] = "",
 ) -> None:
     """Record keep or revoke for one campaign item; a revoke is applied at once. Exit 1 if it failed."""
     from tenure.auditor import Auditor
@@ -90,20 +108,32 @@ def review_decide(
                     connectors = await stack.enter_async_context(open_connectors(settings))
                 except ValueError as exc:
                     fail(f"invalid configuration: {exc}")
-            return await decide(database_url=settings.database_url, campaign_id=campaign, item_id=item,
-                                decision=decision.value, by=by, reason=reason,
-                                idp=connectors.idp if connectors else None,
-                                ticketing=connectors.ticketing if connectors else None,
-                                policy=policy, auditor=Auditor(settings.database_url))
+            return await decide(
+                database_url=settings.database_url,
+                campaign_id=campaign,
+                item_id=item,
+                decision=decision.value,
+                by=by,
+                reason=reason,
+                idp=connectors.idp if connectors else None,
+                ticketing=connectors.ticketing if connectors else None,
+                policy=policy,
+                auditor=Auditor(settings.database_url),
+            )
 
     try:
         result = _run_async(_decide())
     except ReviewError as exc:
         fail(str(exc))
-    out.print(f"{campaign} {item}: {result.decision} by {result.decided_by}"
-              + (f"; {result.action_taken}: {result.action_outcome}" if result.action_outcome else ""))
+    out.print(
+        f"{campaign} {item}: {result.decision} by {result.decided_by}"
+        + (f"; {result.action_taken}: {result.action_outcome}" if result.action_outcome else "")
+    )
     if result.action_outcome == "failed":
-        fail(f"the revocation of {item} failed (see the audit trail); run the same command to retry", EXIT_FAILED)
+        fail(
+            f"the revocation of {item} failed (see the audit trail); run the same command to retry",
+            EXIT_FAILED,
+        )
 
 
 @review_app.command("deadline")
@@ -123,9 +153,13 @@ def review_deadline() -> None:
                 connectors = await stack.enter_async_context(open_connectors(settings))
             except ValueError as exc:
                 fail(f"invalid configuration: {exc}")
-            return await process_deadlines(database_url=settings.database_url, idp=connectors.idp,
-                                           ticketing=connectors.ticketing, policy=policy,
-                                           auditor=Auditor(settings.database_url))
+            return await process_deadlines(
+                database_url=settings.database_url,
+                idp=connectors.idp,
+                ticketing=connectors.ticketing,
+                policy=policy,
+                auditor=Auditor(settings.database_url),
+            )
 
     out.print(_run_async(_deadline()).markdown())
 
@@ -135,7 +169,7 @@ def review_export(
     campaign: str,
     format: Annotated[ExportFormat, typer.Option("--format", help="csv or json")] = ExportFormat.csv,
 ) -> None:
-    """Write the campaign's evidence (every item, decision, who, when, why, action taken) to standard output."""
+    """Write the campaign's evidence (each item, decision, who, when, why, action taken) to stdout."""
     from tenure.cli import fail, load_config
     from tenure.review import EXPORT_FIELDS, ReviewError, export_rows
 
@@ -168,7 +202,9 @@ def kpi_command(
     async def _roster() -> dict[str, Any]:
         hris = build_hris(settings.hris)
         try:
-            return {e.employee_id: e async for e in hris.iter_employees() if not isinstance(e, InvalidRecordError)}
+            return {
+                e.employee_id: e async for e in hris.iter_employees() if not isinstance(e, InvalidRecordError)
+            }
         finally:
             close = getattr(hris, "aclose", None)
             if close is not None:
@@ -181,7 +217,9 @@ def kpi_command(
     except (ConnectorError, ValueError, OSError) as exc:
         console.print(f"warning: HR roster unavailable, hire/termination KPIs skipped: {exc}")
         employees = {}
-    report = compute_kpis(database_url=settings.database_url, policy=policy, employees=employees, window_days=days)
+    report = compute_kpis(
+        database_url=settings.database_url, policy=policy, employees=employees, window_days=days
+    )
     if as_json:
         out.print_json(json.dumps(report.as_dict(), default=str))
     else:

@@ -315,3 +315,64 @@ def test_partition_assignment_is_stable_and_complete() -> None:
     assert shares == [partition_of(i, 4) for i in ids]
     assert set(shares) == {0, 1, 2, 3} and all(150 < shares.count(p) < 350 for p in range(4))
     assert {partition_of(i, 1) for i in ids} == {0}
+
+
+def _cli_env(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the ``tenure`` command at the world's tenant, CSV, database and a policy file."""
+    import yaml
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY.model_dump(mode="json")), encoding="utf-8")
+    for key, value in {
+        "TENURE_DATABASE_URL": world.database_url, "TENURE_POLICY_FILE": str(policy_file),
+        "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": world.base_url, "TENURE_IDP__TOKEN": world.token,
+        "TENURE_IDP__REQUESTS_PER_SECOND": "1000", "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(world.csv_path), "TENURE_TICKETING__KIND": "none",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+async def test_cli_sync_applies_dry_runs_and_exits_1_on_the_brake(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tenure sync` runs the engine locally: exit 0 when applied, 0 for a dry run, 1 when the brake refuses."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+
+    _cli_env(world, tmp_path, monkeypatch)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(app, ["sync", *args], catch_exceptions=False)
+
+    dry = await asyncio.to_thread(invoke, "--full", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert await world.accounts() == {}
+    applied = await asyncio.to_thread(invoke, "--full")
+    assert applied.exit_code == 0, applied.output
+    assert "employees seen" in applied.output and len(await world.accounts()) == N
+    for row in world.rows[:12]:
+        row.update(status="terminated", termination_date=(TODAY - timedelta(days=2)).isoformat())
+    world.write()
+    braked = await asyncio.to_thread(invoke)
+    assert braked.exit_code == 1 and "mass-change brake refused" in braked.output
+    assert all(a.active for a in (await world.accounts()).values())
+    overridden = await asyncio.to_thread(invoke, "--override-brake")
+    assert overridden.exit_code == 0, overridden.output
+    assert sum(1 for a in (await world.accounts()).values() if not a.active) == 12
+
+
+def test_cli_sync_config_error_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing policy file is a configuration error: exit 2, nothing read or written."""
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+
+    monkeypatch.setenv("TENURE_POLICY_FILE", str(tmp_path / "missing.yaml"))
+    monkeypatch.setenv("TENURE_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    result = CliRunner().invoke(app, ["sync"])
+    assert result.exit_code == 2 and "not found" in result.output
+    assert not (tmp_path / "db.sqlite").exists()

@@ -115,15 +115,15 @@ def _scim_users_with_external_id(settings: Settings, employee_id: str) -> int:
 
 
 async def _tickets(settings: Settings, reference: str) -> int:
-    from connectors.ticketing.factory import build_ticketing
+    """How many RT tickets carry this reference (counted in RT itself, not through the connector)."""
+    from connectors.ticketing.rt import reference_query
 
-    ticketing = build_ticketing(settings.ticketing)
-    assert ticketing is not None
-    try:
-        found = await ticketing.find_ticket(reference)
-    finally:
-        await ticketing.aclose()  # type: ignore[attr-defined]
-    return 0 if found is None else 1
+    assert settings.ticketing.password is not None
+    async with httpx.AsyncClient(auth=(settings.ticketing.username or "", settings.ticketing.password.get_secret_value())) as client:
+        response = await client.get(f"{settings.ticketing.base_url}REST/2.0/tickets",
+                                    params={"query": reference_query(reference), "per_page": 100})
+    response.raise_for_status()
+    return int(response.json()["total"])
 
 
 def _audit(settings: Settings, employee_id: str, action: str) -> list[AuditEvent]:

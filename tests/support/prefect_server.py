@@ -144,5 +144,7 @@ def start_prefect_server(
             pass
         if time.monotonic() > deadline:
             handle.stop()
-            raise PrefectServerError(f"prefect server not healthy after {timeout:.0f} s:\n{handle.log_tail()}")
+            raise PrefectServerError(
+                f"prefect server not healthy after {timeout:.0f} s:\n{handle.log_tail()}"
+            )
         time.sleep(0.25)

@@ -44,6 +44,7 @@ Set($LogToSyslog, undef);
 Set($LogToFile, undef);
 Set($LogToSTDERR, 'error');
 Set($MailCommand, 'testfile');
+Set($BcryptCost, 4);  # test-only: RT's default 12 costs ~250 ms of bcrypt on every Basic-auth request
 $RT::MasonDataDir = '{mason}';
 $RT::MasonSessionDir = '{sessions}';
 1;

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from deployments import webhook_cli
 from deployments.webhook import (
     PrefectRunStarter,
+    ReplayGuard,
     RunRequest,
     RunStartUnavailable,
     create_app,
@@ -193,6 +194,24 @@ async def test_replay_answers_original_run_and_starts_nothing() -> None:
     assert again.json()["flow_run_id"] == first.json()["flow_run_id"]
     assert again.json()["duplicate"] is True
     assert len(recorder.requests) == 1 and len(recorder.events) == 1
+
+
+async def test_replay_guard_forgets_after_ttl() -> None:
+    """The replay window is a TTL: within it a key is a duplicate, after it the start runs again."""
+    now = [0.0]
+    guard = ReplayGuard(ttl=600, clock=lambda: now[0])
+    starts: list[str] = []
+
+    async def start() -> str:
+        starts.append("run")
+        return f"run-{len(starts)}"
+
+    assert await guard.run_once("generic:e1", start) == ("run-1", False)
+    now[0] = 599.0
+    assert await guard.run_once("generic:e1", start) == ("run-1", True)
+    now[0] = 601.0
+    assert await guard.run_once("generic:e1", start) == ("run-2", False)
+    assert len(starts) == 2
 
 
 async def test_concurrent_twins_start_one_run() -> None:

@@ -1,0 +1,130 @@
+"""Access review flows: ``access-review`` (findings → auto-remediation → campaign), ``review-deadline``
+(reminders, escalation, deadline rule) and ``review-decide`` (one decision).
+
+Decisions in the Prefect UI: run the ``review-decide/tenure`` deployment ("Custom run"); its parameter form
+(campaign, item, keep/revoke, by, reason) is the input form. A deployment form needs no paused run, so a
+campaign of hundreds of items does not hold hundreds of paused flow runs; the CLI
+(``tenure review decide``) does the same through the same engine.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed, Failed, State
+
+from flows.lifecycle import apply_action
+from lifecycle.policy import load_policy
+from models.domain import Employee
+from tenure.apply import Applier
+from tenure.auditor import Auditor
+from tenure.kpi import compute_kpis
+from tenure.review import decide, process_deadlines, run_review
+from tenure.runner import open_connectors
+from tenure.settings import load_settings
+
+__all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]
+
+MAX_TABLE_ROWS = 1000  # the findings table artifact; the full list is in the audit trail and the export
+
+
+def _task_step(applier: Applier):  # type: ignore[no-untyped-def]
+    return lambda action, account: apply_action(applier, action, account)
+
+
+@flow(name="access-review", flow_run_name="access-review", log_prints=False)
+async def access_review(dry_run: bool = False) -> State:
+    """Find access problems; auto-remediate the policy's kinds, open a campaign for the rest; KPI artifact."""
+    logger = get_run_logger()
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    auditor = Auditor(settings.database_url)
+    async with open_connectors(settings) as connectors:
+        run = await run_review(
+            hris=connectors.hris,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=auditor,
+            dry_run=dry_run,
+            step_factory=_task_step,
+        )
+        employees: dict[str, Employee] = {}
+        async for record in connectors.hris.iter_employees():
+            if isinstance(record, Employee):
+                employees[record.employee_id] = record
+    rows = run.summary_rows()
+    await create_table_artifact(
+        table=rows[:MAX_TABLE_ROWS],
+        key="access-review-findings",
+        description=f"{len(rows)} findings"
+        + (f" (first {MAX_TABLE_ROWS})" if len(rows) > MAX_TABLE_ROWS else "")
+        + f"; campaign {run.campaign_id or '-'}",
+    )
+    await create_markdown_artifact(
+        markdown=run.markdown(), key="access-review-summary", description="access review summary"
+    )
+    kpis = compute_kpis(database_url=settings.database_url, policy=policy, employees=employees)
+    await create_markdown_artifact(markdown=kpis.markdown(), key="tenure-kpis", description="Tenure KPIs")
+    summary = (
+        f"{len(run.findings)} findings, {len(run.auto)} auto-remediated ({len(run.failed)} failed), "
+        f"campaign {run.campaign_id or '-'}"
+    )
+    logger.info(summary)
+    if run.failed:
+        return Failed(message=summary)
+    return Completed(message=summary)
+
+
+@flow(name="review-deadline", flow_run_name="review-deadline")
+async def review_deadline() -> State:
+    """Daily: remind after remind_after_days, escalate after escalate_after_days, settle at the deadline."""
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    async with open_connectors(settings) as connectors:
+        report = await process_deadlines(
+            database_url=settings.database_url,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=Auditor(settings.database_url),
+            step_factory=_task_step,
+        )
+    await create_markdown_artifact(
+        markdown=report.markdown(),
+        key="review-deadlines",
+        description="review reminders, escalations, deadline decisions",
+    )
+    failed = [item for _, item, outcome in report.deadline_items if outcome == "failed"]
+    if failed:
+        return Failed(message=f"{len(failed)} deadline revocation(s) failed: {', '.join(failed)}")
+    return Completed(message=report.markdown().splitlines()[-1])
+
+
+@flow(name="review-decide", flow_run_name="review-decide-{campaign_id}-{item_id}")
+async def review_decide(
+    campaign_id: str, item_id: str, decision: Literal["keep", "revoke"], by: str, reason: str = ""
+) -> State:
+    """One reviewer decision (the Prefect UI form); a revoke is applied through the Applier."""
+    settings = load_settings()
+    policy = load_policy(settings.policy_file)
+    async with open_connectors(settings) as connectors:
+        item = await decide(
+            database_url=settings.database_url,
+            campaign_id=campaign_id,
+            item_id=item_id,
+            decision=decision,
+            by=by,
+            reason=reason,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=Auditor(settings.database_url),
+            step_factory=_task_step,
+        )
+    message = f"{item_id}: {item.decision} by {item.decided_by}" + (
+        f"; {item.action_taken}: {item.action_outcome}" if item.action_outcome else ""
+    )
+    return Failed(message=message) if item.action_outcome == "failed" else Completed(message=message)

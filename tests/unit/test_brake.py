@@ -1,0 +1,79 @@
+"""The mass-change brake (lifecycle.brake): counts, percentages, limits and the override."""
+
+from __future__ import annotations
+
+import pytest
+
+from lifecycle.actions import Action, ActionKind, Plan
+from lifecycle.brake import check_brake, disabling_employees
+from lifecycle.policy import MassChangeBrake
+
+BRAKE = MassChangeBrake(max_disable_count=25, max_disable_percent=5.0)
+
+
+def leaver(n: int, *kinds: ActionKind) -> Plan:
+    kinds = kinds or (ActionKind.DISABLE_ACCOUNT, ActionKind.REMOVE_MEMBERSHIP)
+    return Plan(employee_id=f"E{n}", event="leaver",
+                actions=[Action(kind=k, employee_id=f"E{n}", target="g", reason="test") for k in kinds])
+
+
+def mover(n: int) -> Plan:
+    return Plan(employee_id=f"E{n}", event="mover", actions=[
+        Action(kind=ActionKind.UPDATE_ACCOUNT, employee_id=f"E{n}", target="u", reason="test"),
+        Action(kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=f"E{n}", target="sales", reason="test"),
+    ])
+
+
+def test_counts_each_employee_once_for_disable_and_delete() -> None:
+    """An employee with both a disable and a delete counts once; movers and schedules do not count."""
+    plans = [leaver(1, ActionKind.DISABLE_ACCOUNT, ActionKind.DELETE_ACCOUNT), leaver(2, ActionKind.DELETE_ACCOUNT),
+             mover(3), leaver(4, ActionKind.SCHEDULE), Plan(employee_id="E5", event="none")]
+    assert disabling_employees(plans) == ["E1", "E2"]
+
+
+@pytest.mark.parametrize(
+    ("disables", "active", "tripped"),
+    [(0, 1000, False), (25, 1000, False), (26, 1000, True), (5, 100, False), (6, 100, True), (1, 10, True)],
+    ids=["none", "count-at-limit", "count-over", "percent-at-limit", "percent-over", "small-company"],
+)
+def test_limits_are_exceeded_not_reached(disables: int, active: int, tripped: bool) -> None:
+    """Exactly at either limit passes; one more than the count or the percentage trips."""
+    decision = check_brake([leaver(i) for i in range(disables)] + [mover(9999)], active, BRAKE)
+    assert decision.tripped is tripped and decision.refused is tripped
+    assert decision.disables == disables and decision.percent == pytest.approx(100 * disables / active)
+
+
+def test_override_lets_a_tripped_brake_through_and_says_so() -> None:
+    """With the override the run is not refused, but the decision still records that the brake tripped."""
+    plans = [leaver(i) for i in range(80)]
+    refused = check_brake(plans, 100, BRAKE)
+    overridden = check_brake(plans, 100, BRAKE, override=True)
+    assert refused.refused and "refused" in refused.message and "80 account(s)" in refused.message
+    assert overridden.tripped and overridden.overridden and not overridden.refused
+    assert "OVERRIDDEN" in overridden.message
+
+
+def test_override_of_an_untripped_brake_is_not_recorded_as_overridden() -> None:
+    """Passing the override when nothing trips changes nothing."""
+    decision = check_brake([leaver(1)], 1000, BRAKE, override=True)
+    assert not decision.tripped and not decision.overridden and "not tripped" in decision.message
+
+
+def test_no_active_accounts() -> None:
+    """With no active account, nothing to disable is 0%, and any delete is 100% (it is irreversible)."""
+    assert check_brake([], 0, BRAKE).percent == 0.0 and not check_brake([], 0, BRAKE).tripped
+    decision = check_brake([leaver(1, ActionKind.DELETE_ACCOUNT)], 0, BRAKE)
+    assert decision.percent == 100.0 and decision.refused
+
+
+def test_zero_limits_refuse_any_disable() -> None:
+    """A policy of zero tolerance refuses the first disable."""
+    strict = MassChangeBrake(max_disable_count=0, max_disable_percent=0)
+    assert check_brake([leaver(1)], 10_000, strict).refused
+    assert not check_brake([mover(1)], 10_000, strict).tripped
+
+
+def test_negative_active_count_is_a_programming_error() -> None:
+    """A negative account count is rejected rather than producing a nonsense percentage."""
+    with pytest.raises(ValueError, match="must not be negative"):
+        check_brake([], -1, BRAKE)
