@@ -54,9 +54,25 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_idp(base_url: str, token: str) -> SCIMIdentityProvider:
+class TimingTransport(httpx.AsyncHTTPTransport):
+    """Adds up the time spent waiting for the server, per HTTP method (to tell our cost from the peer's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        response = await super().handle_async_request(request)
+        await response.aread()
+        self.seconds[request.method] = self.seconds.get(request.method, 0.0) + time.perf_counter() - started
+        return response
+
+
+def make_idp(base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None) -> SCIMIdentityProvider:
     return SCIMIdentityProvider.from_settings(IdPSettings(
-        base_url=base_url, token=SecretStr(token), requests_per_second=10_000, max_concurrency=16))
+        base_url=base_url, token=SecretStr(token), requests_per_second=10_000, max_concurrency=16),
+        transport=transport)
 
 
 def engine(csv_path: Path, idp: SCIMIdentityProvider, policy: Policy, database_url: str, **options: Any) -> SyncEngine:
@@ -151,7 +167,8 @@ def drift(rows: list[dict[str, str]], fraction: float, seed: int) -> dict[str, i
 def show(title: str, report: SyncReport) -> None:
     minimum = report.pages_read + report.changes
     print(f"\n== {title}")
-    print(f"   wall time           {report.duration_seconds:8.2f} s")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in report.phase_seconds.items())
+    print(f"   wall time           {report.duration_seconds:8.2f} s   ({phases})")
     print(f"   employees seen      {report.employees_seen:8d}   (invalid {report.invalid_records})")
     print(f"   accounts read       {report.accounts_read:8d}   in {report.pages_read} pages (users + groups)")
     print(f"   planned / changed   {report.planned:8d} / {report.changed}")
@@ -180,11 +197,17 @@ async def main(count: int, fraction: float, seed: int) -> int:
         write_csv(csv_path, rows)
         print(f"drift: {kinds}")
 
-        idp = make_idp(base_url, server.token)
+        timing = TimingTransport()
+        idp = make_idp(base_url, server.token, timing)
         try:
             rss_before = peak_rss_mib()
             drifted = await engine(csv_path, idp, policy, database_url).run()
             show(f"full sync, {count} employees, {fraction:.0%} drift", drifted)
+            waited = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(timing.seconds.items()))
+            print(f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s   ({waited}; summed over concurrent calls)")
+            print(f"   IdP calls by method {dict(sorted(idp.api.calls.items()))}")
+            timing.seconds.clear()
+            calls_before = dict(idp.api.calls)
             print(f"   peak RSS            {peak_rss_mib():8.0f} MiB (before the sync: {rss_before:.0f} MiB)")
 
             tracemalloc.start()
@@ -192,6 +215,9 @@ async def main(count: int, fraction: float, seed: int) -> int:
             _, heap_peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             show("full sync again, no drift (tracemalloc on: slower)", steady)
+            print(f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s")
+            print(f"   IdP calls by method "
+                  f"{ {m: n - calls_before.get(m, 0) for m, n in sorted(idp.api.calls.items())} }")
             print(f"   Python heap peak    {heap_peak / 2**20:8.0f} MiB")
         finally:
             await idp.aclose()

@@ -246,7 +246,7 @@ class Applier:
             reason=action.reason if outcome in (Outcome.APPLIED, Outcome.PLANNED) else f"{action.reason}: {detail}",
             details=details,
             # one audit row per applied change, however often the step is retried
-            idempotency_key=f"{action.key}:{self.auditor.correlation_id or 'cli'}:applied"
+            idempotency_key=f"{action.key}:{self.auditor.correlation_id}:applied"
             if outcome is Outcome.APPLIED else None,
         )
 

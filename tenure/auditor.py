@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,8 +13,9 @@ from models.db import session_scope
 __all__ = ["Auditor", "run_context"]
 
 
-def run_context() -> tuple[str, str | None]:
-    """(actor, correlation id): the Prefect flow run when inside one, else the CLI user."""
+def run_context() -> tuple[str, str]:
+    """(actor, correlation id): the Prefect flow run when inside one, else the CLI user and a fresh run id
+    (``cli-run:<uuid>``) so that each CLI invocation's changes are told apart."""
     try:
         from prefect.runtime import deployment, flow_run
 
@@ -27,7 +29,7 @@ def run_context() -> tuple[str, str | None]:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"cli:{user}", None
+    return f"cli:{user}", f"cli-run:{uuid.uuid4()}"
 
 
 class Auditor:
@@ -37,7 +39,7 @@ class Auditor:
         default_actor, default_correlation = run_context()
         self.database_url = database_url
         self.actor = actor or default_actor
-        self.correlation_id = correlation_id if correlation_id is not None else default_correlation
+        self.correlation_id = correlation_id or default_correlation
 
     def event(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from prefect.input import RunInput
@@ -56,6 +57,11 @@ class ApprovalDecision(RunInput):
     reason: str = ""
 
 
+def _run_input_key(text: str) -> str:
+    """Prefect run-input keys allow lowercase letters, numbers and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
 async def approve_in_ui(action: Action) -> tuple[bool, str, str]:
     """Pause this flow run until an approver answers in the Prefect UI; no answer in time = denied."""
     from prefect.exceptions import FlowPauseTimeout
@@ -69,7 +75,7 @@ async def approve_in_ui(action: Action) -> tuple[bool, str, str]:
                 f"Approvers: {', '.join(action.params.get('approvers', [])) or 'any'}."
             ),
             timeout=int(hours * 3600),
-            key=f"approval-{action.employee_id}-{action.target}",
+            key=_run_input_key(f"approval-{action.employee_id}-{action.target}"),
         )
     except FlowPauseTimeout:
         return False, "timeout", f"no decision within {hours:g} h"

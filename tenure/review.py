@@ -502,16 +502,6 @@ def _load_item(database_url: str, campaign_id: str, item_id: str) -> tuple[Revie
     return campaign, item
 
 
-def _item_auditor(auditor: Auditor, campaign_id: str, item_id: str) -> Auditor:
-    """Outside a flow run, revocations are correlated by campaign and item (so the Applier's one-row-per-
-    applied-change key is per item, not shared with unrelated CLI runs)."""
-    if auditor.correlation_id:
-        return auditor
-    return Auditor(
-        auditor.database_url, actor=auditor.actor, correlation_id=f"review:{campaign_id}:{item_id}"
-    )
-
-
 async def decide(
     *,
     database_url: str,
@@ -584,7 +574,7 @@ async def decide(
     if decision == Decision.REVOKE:
         if idp is None:
             raise ReviewError("revoking needs the identity provider")
-        await _revoke(item, idp, ticketing, _item_auditor(auditor, campaign_id, item_id), now, step_factory)
+        await _revoke(item, idp, ticketing, auditor, now, step_factory)
     return item
 
 

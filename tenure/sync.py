@@ -73,7 +73,7 @@ log = logging.getLogger("tenure.sync")
 SYNC_CURSOR = "hris"
 DEFAULT_BATCH_SIZE = 250
 FETCH_ONE_BY_ONE_LIMIT = 200
-PAGE_SIZE = 200
+PAGE_SIZE = 500  # users per IdP page; providers that allow fewer send fewer (RFC 7644 §3.4.2.4)
 SIDE_EFFECT_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE})
 MAX_WAVES = 64
 
@@ -169,6 +169,7 @@ class SyncReport:
     idp_calls: int | None = None  # requests sent to the IdP, where its client counts them
     idp_writes: int | None = None
     duration_seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # read / plan / apply wall time
     brake: BrakeDecision | None = None
     cursor_before: datetime | None = None
     cursor_after: datetime | None = None
@@ -426,12 +427,16 @@ class SyncEngine:
 
     async def prepare(self) -> None:
         """Read both sides, plan every employee, check the brake and cut the work into batches."""
+        started = time.monotonic()
         read_hris = self._read_all() if self.options.full else self._read_changed()
         employees, (accounts, taken, duplicates) = await asyncio.gather(read_hris, self._read_idp())
+        self.report.phase_seconds["read"] = time.monotonic() - started
+        started = time.monotonic()
         self.report.employees_seen = len(employees) + self.report.invalid_records
         approvals = approvals_by_employee(self.auditor.database_url)
         settled = _settled_side_effects(self.auditor.database_url, ticketing=self.ticketing is not None)
         works = await asyncio.to_thread(self._plan_all, employees, accounts, taken, duplicates, approvals, settled)
+        self.report.phase_seconds["plan"] = time.monotonic() - started
         self.report.planned = len(works)
         self.report.planned_actions = sum(len(w.plan.actions) for w in works)
         self.report.brake = check_brake((w.plan for w in works), self.report.active_accounts, self.policy.brake,
@@ -576,11 +581,13 @@ class SyncEngine:
         runner = batch_runner or self.apply_batch
         total = sum(len(b) for b in self.batches)
         done = 0
+        started = time.monotonic()
         await _maybe_await(on_progress, done, total)
         for number, batch in enumerate(self.batches):
             await runner(number)
             done += len(batch)
             await _maybe_await(on_progress, done, total)
+        self.report.phase_seconds["apply"] = time.monotonic() - started
         return self.finish()
 
 

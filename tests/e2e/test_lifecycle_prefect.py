@@ -1,0 +1,122 @@
+"""The lifecycle flows on a real Prefect server: named runs, per-action task runs, artifacts, audit rows linked to
+the flow run, future-dated steps booked as scheduled flow runs, and approvals through a pause form."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import FlowRunSort
+from sqlmodel import select
+
+from flows.lifecycle import joiner, reconcile_employee
+from lifecycle.actions import Action, ActionKind
+from lifecycle.policy import load_policy
+from models.audit import AuditEvent
+from models.db import session_scope
+from tenure.orchestration import approve_in_ui, schedule_reconcile
+from tests.support.hris_data import COLUMNS, write_csv
+from tests.support.scim_server import create_group, running_scim_server
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def scim() -> Iterator[object]:
+    with running_scim_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def tenure_env(scim, prefect_server, tmp_path: Path, fresh_sqlite_url: str,  # type: ignore[no-untyped-def]
+                     monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    base_url = scim.tenant_url()
+    for group in load_policy(REPO / "examples" / "policy.yaml").managed_groups:
+        await create_group(base_url, scim.token, group)
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(employee_id="E7", first_name="Ada", last_name="Lovelace", department="Engineering",
+               title="Engineer", location="London", employment_type="employee", status="active",
+               hire_date="2021-04-01")
+    write_csv(tmp_path / "hris.csv", [row])
+    for key, value in {
+        "TENURE_DATABASE_URL": fresh_sqlite_url, "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml"),
+        "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": base_url, "TENURE_IDP__TOKEN": scim.token,
+        "TENURE_HRIS__KIND": "csv", "TENURE_HRIS__PATH": str(tmp_path / "hris.csv"), "TENURE_TICKETING__KIND": "none",
+    }.items():
+        monkeypatch.setenv(key, value)
+    yield fresh_sqlite_url
+
+
+async def test_joiner_flow_run_is_named_audited_and_leaves_an_artifact(tenure_env: str) -> None:
+    """joiner("E7") completes as run "joiner-E7"; each action is a task run; audit rows carry the run id."""
+    state = await joiner("E7", return_state=True)
+    assert state.is_completed(), state.message
+    async with get_client() as client:
+        runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
+        run = next(r for r in runs if r.name == "joiner-E7")
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                                            limit=50)
+        artifact = await client.read_latest_artifacts(limit=50)
+    names = {t.name for t in tasks}
+    assert "create_account-ada.lovelace" in names and "add_membership-engineering" in names
+    assert any(a.key == "lifecycle-e7" for a in artifact)
+    with session_scope(tenure_env) as session:
+        rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
+    assert rows and {r.correlation_id for r in rows} == {str(run.id)}
+    assert {r.action for r in rows} >= {"idp.user.create", "idp.membership.add"}
+    assert "Lovelace" not in str([r.details for r in rows])  # ids and group names only, no names
+
+    again = await reconcile_employee("E7", return_state=True)
+    assert again.is_completed() and "0 applied" in (again.message or ""), again.message
+
+
+async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> None:  # type: ignore[no-untyped-def]
+    """A SCHEDULE action books one Scheduled run of reconcile-employee/tenure at its instant, however often."""
+    async with get_client() as client:
+        flow_id = await client.create_flow(reconcile_employee)
+        await client.create_deployment(flow_id=flow_id, name="tenure", entrypoint="flows/lifecycle.py:reconcile_employee")
+    at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    action = Action(kind=ActionKind.SCHEDULE, employee_id=f"E-{uuid.uuid4().hex[:6]}", target="enable",
+                    reason="enable on the hire day", params={"event": "enable", "at": at.isoformat()})
+    first, second = await schedule_reconcile(action), await schedule_reconcile(action)
+    assert first == second
+    async with get_client() as client:
+        run = await client.read_flow_run(uuid.UUID(first))
+    assert run.state is not None and run.state.is_scheduled()
+    assert run.next_scheduled_start_time == at and run.parameters == {"employee_id": action.employee_id}
+
+
+@flow(name="approval-probe")
+async def approval_probe(hours: float) -> tuple[bool, str, str]:
+    return await approve_in_ui(Action(kind=ActionKind.REQUEST_APPROVAL, employee_id="E9", target="prod-admin",
+                                      reason="privileged", params={"timeout_hours": hours, "approvers": ["lead"]}))
+
+
+async def test_approval_form_grants_and_timeout_denies(prefect_server) -> None:  # type: ignore[no-untyped-def]
+    """A paused approval resumes with the approver's answer; no answer before the timeout means denied."""
+    from prefect.flow_runs import resume_flow_run
+
+    running = asyncio.create_task(approval_probe(0.05))
+    paused = None
+    async with get_client() as client:
+        for _ in range(120):
+            runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=20)
+            paused = next((r for r in runs if r.state and r.state.is_paused()), None)
+            if paused:
+                break
+            await asyncio.sleep(0.5)
+    assert paused is not None, "the approval run never paused"
+    await resume_flow_run(paused.id, run_input={"approve": True, "approver": "lead", "reason": "on-call rota"})
+    assert await asyncio.wait_for(running, 120) == (True, "lead", "on-call rota")
+
+    approved, approver, _ = await approval_probe(1 / 3600)  # one second, nobody answers
+    assert (approved, approver) == (False, "timeout")
+

@@ -1,0 +1,265 @@
+"""Secrets never leak: distinctive secrets (SCIM token, RT password, BambooHR key, webhook secret) are configured,
+representative operations run (a sync through faults, RT calls, BambooHR with a 429, failing authentication, the
+CLI), and every log record (DEBUG on root, ``prefect``, ``httpx``), exception str/repr, CLI output, audit export and
+report markdown is scanned for each secret, plain, URL-encoded and base64-encoded (Basic auth).
+
+Also: hostile userNames against a real scim2-server (filter injection) and tampering with a real run's audit
+trail, detected by ``tenure audit verify``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from connectors.errors import AuthenticationError, ConnectorError
+from connectors.hris.factory import build_hris
+from connectors.hris.csv_export import CSVExportHRIS
+from connectors.idp.scim import SCIMIdentityProvider
+from connectors.ticketing.factory import build_ticketing
+from lifecycle.policy import Policy
+from models.domain import TicketRequest
+from tenure.auditor import Auditor
+from tenure.cli import app
+from tenure.settings import HRISSettings, IdPSettings, TicketingSettings
+from tenure.sync import SyncEngine, SyncOptions
+from tests.reliability.helpers import REPO, audit_verify_cli
+from tests.support.fault_proxy import FaultProxy
+from tests.support.hris_data import fake_people, write_csv
+from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer, start_rt
+from tests.support.scim_server import SCIMServer, create_group, running_scim_server
+
+pytestmark = pytest.mark.slow
+
+SCIM_TOKEN = "scimTOKEN-q7Zr2Lx9-neverlog"
+BAMBOO_KEY = "bhrKEY-Vw3s8Jq1-neverlog"
+WEBHOOK_SECRET = "whSECRET-Mm4t0Pc6-neverlog"
+WRONG_TOKEN = "wrongTOKEN-Xy5Ee3-neverlog"
+WRONG_RT_PASSWORD = "wrongRTpw-Hh8Kk2-neverlog"
+POLICY = Policy.model_validate({"naming": {"username": "{given}.{last}", "email_domain": "example.com"},
+                                "birthright": [{"groups": ["all-staff"]}],
+                                "brake": {"max_disable_count": 1000, "max_disable_percent": 100}})
+
+
+def forms(secret: str, user: str | None = None) -> set[str]:
+    """The secret as it could leak: plain, URL-encoded, base64 (alone and as Basic ``user:secret``)."""
+    found = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode().rstrip("=")}
+    if user is not None:
+        found.add(base64.b64encode(f"{user}:{secret}".encode()).decode().rstrip("="))
+        found.add(base64.b64encode(f"{secret}:{user}".encode()).decode().rstrip("="))
+    return found
+
+
+SECRET_FORMS = (forms(SCIM_TOKEN) | forms(BAMBOO_KEY, "x") | forms(WEBHOOK_SECRET) | forms(WRONG_TOKEN)
+                | forms(RT_ROOT_PASSWORD, RT_ROOT_USER) | forms(WRONG_RT_PASSWORD, RT_ROOT_USER))
+
+
+@pytest.fixture(scope="module")
+def scim_server() -> Iterator[SCIMServer]:
+    """A scim2-server whose bearer token is the distinctive secret."""
+    with running_scim_server(token=SCIM_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RTServer]:
+    server = start_rt(tmp_path_factory.mktemp("rt"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Haystack:
+    """Everything produced that a secret could leak into."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[str, str]] = []
+
+    def add(self, where: str, text: object) -> None:
+        self.texts.append((where, str(text)))
+
+    def exception(self, where: str, exc: BaseException) -> None:
+        self.add(f"{where} str", exc)
+        self.add(f"{where} repr", repr(exc))
+        self.add(f"{where} args", exc.args)
+        if exc.__cause__ is not None:
+            self.exception(f"{where} cause", exc.__cause__)
+
+    def leaks(self) -> list[str]:
+        return [f"{where}: …{text[max(0, text.find(s) - 40):text.find(s) + 40]}…"
+                for where, text in self.texts for s in SECRET_FORMS if s in text]
+
+
+@pytest.fixture
+def capture(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[Haystack, pytest.LogCaptureFixture]]:
+    """Every log record at DEBUG on root, ``prefect``, ``httpx`` and ``httpcore``."""
+    caplog.set_level(logging.DEBUG)
+    extra = [logging.getLogger(n) for n in ("prefect", "httpx", "httpcore")]
+    saved = [(lg, lg.level) for lg in extra]
+    for lg in extra:
+        lg.setLevel(logging.DEBUG)
+        if caplog.handler not in lg.handlers:
+            lg.addHandler(caplog.handler)
+    yield Haystack(), caplog
+    for lg, level in saved:
+        lg.setLevel(level)
+        lg.removeHandler(caplog.handler)
+
+
+async def test_no_secret_in_logs_errors_outputs_or_audit(
+    scim_server: SCIMServer, rt: RTServer, tmp_path: Path, capture: tuple[Haystack, pytest.LogCaptureFixture],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sync through faults, RT, BambooHR with a 429, failed logins, ``config check`` and ``audit export``:
+    no secret, in any encoding, anywhere."""
+    hay, caplog = capture
+    base_url = scim_server.tenant_url()
+    await create_group(base_url, SCIM_TOKEN, "all-staff")
+    csv_path, database_url = tmp_path / "hris.csv", f"sqlite:///{tmp_path / 'audit.db'}"
+    rows = fake_people(12, seed=5)
+    write_csv(csv_path, rows)
+
+    # A sync through a proxy faulting 30% of calls, with a short timeout.
+    async with FaultProxy(upstream=f"http://127.0.0.1:{scim_server.port}", rate=0.3, seed=1, slow_seconds=1.5) as proxy:
+        idp = SCIMIdentityProvider.from_settings(
+            IdPSettings(base_url=proxy.proxied(base_url), token=SecretStr(SCIM_TOKEN), timeout_seconds=1.0,
+                        max_attempts=2), backoff_base=0.01)
+        hay.add("idp repr", repr(idp))
+        for _ in range(2):
+            report = await SyncEngine(hris=CSVExportHRIS(csv_path), idp=idp, ticketing=None, policy=POLICY,
+                                      auditor=Auditor(database_url), options=SyncOptions(full=True)).run()
+            hay.add("sync summary", report.summary())
+            hay.add("sync table", report.table())
+            hay.add("sync failures", report.failures)
+        await idp.aclose()
+        assert sum(proxy.faults.values()) > 0
+
+    # Failing authentication against SCIM.
+    bad = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(WRONG_TOKEN), max_attempts=1))
+    with pytest.raises(AuthenticationError) as refused:
+        await bad.find_user_by_employee_id("E00001")
+    hay.exception("scim auth", refused.value)
+    await bad.aclose()
+
+    # RT: a ticket, then a wrong password.
+    rt_settings = TicketingSettings(kind="rt", base_url=rt.base_url, username=RT_ROOT_USER,
+                                    password=SecretStr(RT_ROOT_PASSWORD), max_attempts=2)
+    ticketing = build_ticketing(rt_settings)
+    assert ticketing is not None
+    hay.add("rt repr", repr(ticketing))
+    ticket = await ticketing.create_ticket(TicketRequest(reference="tenure:S1:laptop", purpose="laptop",
+                                                         title="Laptop", body="for S1", queue="General"))
+    hay.add("rt ticket", ticket.model_dump())
+    await ticketing.aclose()  # type: ignore[attr-defined]
+    wrong_rt = build_ticketing(rt_settings.model_copy(update={"password": SecretStr(WRONG_RT_PASSWORD)}))
+    assert wrong_rt is not None
+    with pytest.raises(ConnectorError) as rt_refused:
+        await wrong_rt.find_ticket("tenure:S1:laptop")
+    hay.exception("rt auth", rt_refused.value)
+    await wrong_rt.aclose()  # type: ignore[attr-defined]
+
+    # BambooHR: a 429 with Retry-After, then the report; then a 401.
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}),
+                    httpx.Response(200, json={"employees": [{"id": "1", "firstName": "A", "lastName": "B",
+                                                             "status": "Active", "hireDate": "2020-01-01"}]}),
+                    httpx.Response(401, json={"error": "bad key"})])
+    hris = build_hris(HRISSettings(kind="bamboohr", subdomain="acme", api_key=SecretStr(BAMBOO_KEY)),
+                      transport=httpx.MockTransport(lambda request: next(answers)))
+    hay.add("bamboohr repr", repr(hris))
+    assert [e async for e in hris.iter_employees()]
+    with pytest.raises(AuthenticationError) as bamboo_refused:
+        await hris.get_employee("1")
+    hay.exception("bamboohr auth", bamboo_refused.value)
+    await hris.api.aclose()  # type: ignore[attr-defined]
+
+    # The CLI: config check and audit export with every secret in the environment.
+    for name, value in {"TENURE_DATABASE_URL": database_url, "TENURE_POLICY_FILE": str(REPO / "examples/policy.yaml"),
+                        "TENURE_IDP__TOKEN": SCIM_TOKEN, "TENURE_HRIS__KIND": "bamboohr",
+                        "TENURE_HRIS__SUBDOMAIN": "acme", "TENURE_HRIS__API_KEY": BAMBOO_KEY,
+                        "TENURE_TICKETING__KIND": "rt", "TENURE_TICKETING__BASE_URL": rt.base_url,
+                        "TENURE_TICKETING__PASSWORD": RT_ROOT_PASSWORD,
+                        "TENURE_WEBHOOK__SECRET": WEBHOOK_SECRET}.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    for args in (["config", "check"], ["audit", "export", "--format", "jsonl"], ["audit", "export", "--format", "csv"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        hay.add(f"cli {' '.join(args)}", result.output)
+    assert "idp.user.create" in hay.texts[-1][1]
+
+    for record in caplog.records:
+        hay.add(f"log {record.name}", record.getMessage())
+        if record.exc_info:
+            hay.add(f"log {record.name} exc", logging.Formatter().formatException(record.exc_info))
+    hay.add("log text", caplog.text)
+    assert len(caplog.records) > 20
+    assert hay.leaks() == []
+
+
+@pytest.mark.parametrize("hostile", [
+    'x" or userName pr or userName eq "y',
+    'a\\" or externalId pr or "',
+    "o'brien) or (userName pr",
+    'victim.user" and active eq true',
+    "*",
+    "victim.user%22%20or%20userName%20pr",
+], ids=["quote-or", "escaped-quote", "parens", "and-clause", "star", "url-encoded"])
+async def test_hostile_user_names_match_only_themselves(scim_server: SCIMServer, hostile: str) -> None:
+    """Hostile userNames/employee ids in SCIM filters find only an exact match, never another account."""
+    base_url = scim_server.tenant_url()
+    async with httpx.AsyncClient(headers=scim_server.headers()) as client:
+        for user_name, external_id in (("victim.user", "V1"), (hostile, "H1")):
+            created = await client.post(f"{base_url}Users", json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name,
+                "externalId": external_id})
+            assert created.status_code == 201, created.text
+    idp = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
+    try:
+        found = await idp.find_user_by_username(hostile)
+        assert found is not None and found.employee_id == "H1"
+        assert await idp.find_user_by_employee_id(hostile) is None
+        assert await idp.find_user_by_username(hostile + " ") is None or hostile == "*"
+    finally:
+        await idp.aclose()
+
+
+async def test_tampering_with_a_real_runs_audit_trail_is_detected(scim_server: SCIMServer, tmp_path: Path) -> None:
+    """After a real sync, editing, deleting or forging one audit row makes ``tenure audit verify`` exit 1."""
+    base_url = scim_server.tenant_url()
+    await create_group(base_url, SCIM_TOKEN, "all-staff")
+    csv_path = tmp_path / "hris.csv"
+    rows = fake_people(6, seed=3)
+    for row in rows:
+        row.update(status="active", termination_date="",
+                   hire_date=(datetime.now(UTC).date() - timedelta(days=30)).isoformat())
+    write_csv(csv_path, rows)
+    idp = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
+    tampers = {
+        "edit": "UPDATE audit_event SET outcome = 'failed' WHERE seq = 3",
+        "delete": "DELETE FROM audit_event WHERE seq = 4",
+        "forge": "UPDATE audit_event SET reason = 'nothing to see', hash = 'ab' || substr(hash, 3) WHERE seq = 2",
+    }
+    try:
+        for kind, statement in tampers.items():
+            database = tmp_path / f"{kind}.db"
+            url = f"sqlite:///{database}"
+            await SyncEngine(hris=CSVExportHRIS(csv_path), idp=idp, ticketing=None, policy=POLICY,
+                             auditor=Auditor(url), options=SyncOptions(full=True, dry_run=True)).run()
+            assert audit_verify_cli(url).returncode == 0
+            with sqlite3.connect(database) as connection:
+                assert connection.execute(statement).rowcount == 1
+            result = audit_verify_cli(url)
+            assert result.returncode == 1, (kind, result.stdout)
+    finally:
+        await idp.aclose()
