@@ -6,7 +6,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PYTEST_ARGS ?=
 
-.PHONY: install peers postgres test test-fast demo demo-stop stress bench clean
+.PHONY: install peers postgres test test-fast demo demo-stop ui-check stress bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,11 +28,17 @@ test: install peers postgres  ## the whole suite: unit, contract (real peers) an
 test-fast: install  ## unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-demo: install peers  ## a day in the life on the embedded default (SQLite, local Prefect, scim2-server)
-	$(PY) -m sandbox.demo
+stress: install peers postgres  ## the reliability harness at full size (faults, crashes, fuzzing: TENURE_STRESS=1)
+	TENURE_STRESS=1 $(PY) -m pytest tests/reliability -s $(PYTEST_ARGS)
+
+demo: install peers  ## a day in the life: local Prefect server + UI, worker, scim2-server, RT; DEMO_ARGS=--once to stop at the end
+	$(PY) -m sandbox.demo $(DEMO_ARGS)
 
 demo-stop:  ## stop what `make demo` started
 	-$(PY) -m sandbox.demo --stop
+
+ui-check:  ## headless Chromium checks the Prefect UI shows the demo's runs (screenshot in test-artifacts/)
+	$(PY) scripts/ui_check.py $(UI_CHECK_ARGS)
 
 clean:
 	rm -rf .tenure .pytest_cache .hypothesis

@@ -80,7 +80,9 @@ def engine(csv_path: Path, idp: SCIMIdentityProvider, policy: Policy, database_u
                       auditor=Auditor(database_url, actor="bench"), options=SyncOptions(full=True, **options))
 
 
-async def seed_idp(server: SCIMServer, base_url: str, csv_path: Path, policy: Policy, database_url: str) -> dict[str, int]:
+async def seed_idp(
+    server: SCIMServer, base_url: str, csv_path: Path, policy: Policy, database_url: str
+) -> dict[str, int]:
     """Put the accounts and memberships the planner wants into the server: plan against the empty directory
     (a dry run, nothing written to it), then send the creates as Bulk requests and each group as one POST."""
     idp = make_idp(base_url, server.token)
@@ -204,7 +206,8 @@ async def main(count: int, fraction: float, seed: int) -> int:
             drifted = await engine(csv_path, idp, policy, database_url).run()
             show(f"full sync, {count} employees, {fraction:.0%} drift", drifted)
             waited = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(timing.seconds.items()))
-            print(f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s   ({waited}; summed over concurrent calls)")
+            print(f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s   "
+                  f"({waited}; summed over concurrent calls)")
             print(f"   IdP calls by method {dict(sorted(idp.api.calls.items()))}")
             timing.seconds.clear()
             calls_before = dict(idp.api.calls)

@@ -32,6 +32,11 @@ The state machine, with every instant computed in the employee's time zone
   employee at ``at``"; a stale schedule (HR moved the date) then plans nothing harmful.
 * No HR record (``employee=None``): an orphan account; nothing is planned, the access review owns it.
 
+Tickets (:mod:`lifecycle.tickets`) carry the reference ``tenure:<employee_id>:<purpose>:<occasion>``; the
+occasion is the hire date (joiner, rehire), the termination date (leaver; ``terminated`` without one) or
+the first 8 hex digits of sha256("<department>|<title>") of the new record (mover). A re-run of the same
+occasion finds its ticket; a rehire or a second move is a new occasion and opens a new one.
+
 Ordering: create → update → enable → add memberships → (remove memberships) → approvals → tickets →
 schedules; leavers: disable → remove memberships → tickets → delete.
 """
@@ -46,10 +51,11 @@ from zoneinfo import ZoneInfo
 from lifecycle.actions import Action, ActionKind, Plan, PlanEvent
 from lifecycle.birthright import Entitlements, entitlements
 from lifecycle.naming import email_for, unique_user_name
-from lifecycle.policy import TEMPLATE_FIELDS, Policy, TicketTemplate
+from lifecycle.policy import Policy, TicketTemplate
+from lifecycle.tickets import TicketEvent, ticket_for
 from models.domain import Account, AccountAttributes, Employee, EmployeeStatus
 
-__all__ = ["Timeline", "timeline", "plan", "desired_attributes", "render_ticket"]
+__all__ = ["Timeline", "timeline", "plan", "desired_attributes"]
 
 
 @dataclass(frozen=True)
@@ -100,39 +106,6 @@ def desired_attributes(
     )
 
 
-def render_ticket(template: TicketTemplate, employee: Employee, user_name: str) -> dict[str, Any]:
-    """OPEN_TICKET params from a template, rendered with ONLY ``TEMPLATE_FIELDS`` (missing values: "n/a").
-
-    The reference ``tenure:<employee_id>:<purpose>`` makes ticket creation idempotent (see
-    ``models.domain.TicketRequest``)."""
-
-    def text(value: object) -> str:
-        if value is None or value == "":
-            return "n/a"
-        return value.isoformat() if isinstance(value, date) else str(value)
-
-    fields = {
-        "employee_id": employee.employee_id,
-        "display_name": employee.display_name,
-        "user_name": user_name,
-        "department": employee.department,
-        "title": employee.title,
-        "location": employee.location,
-        "manager_id": employee.manager_id,
-        "hire_date": employee.hire_date,
-        "termination_date": employee.termination_date,
-        "purpose": template.purpose,
-    }
-    assert fields.keys() == TEMPLATE_FIELDS, "render_ticket and TEMPLATE_FIELDS disagree"
-    values = {key: text(value) for key, value in fields.items()}
-    return {
-        "title": template.title.format_map(values),
-        "body": template.body.format_map(values),
-        "queue": template.queue,
-        "reference": f"tenure:{employee.employee_id}:{template.purpose}",
-    }
-
-
 @dataclass(frozen=True)
 class _Context:
     employee: Employee
@@ -150,11 +123,13 @@ class _Context:
     def schedule(self, event: str, at: datetime, reason: str) -> Action:
         return self.action(ActionKind.SCHEDULE, event, reason, event=event, at=at.astimezone(UTC).isoformat())
 
-    def tickets(self, event: str, user_name: str) -> list[Action]:
+    def tickets(self, event: TicketEvent, user_name: str) -> list[Action]:
+        """OPEN_TICKET per ``event`` template (a rehire uses "joiner"), via :mod:`lifecycle.tickets`."""
         templates: list[TicketTemplate] = getattr(self.policy.tickets, event)
         return [
             self.action(ActionKind.OPEN_TICKET, t.purpose, f"{event} ticket '{t.purpose}'",
-                        **render_ticket(t, self.employee, user_name))
+                        **ticket_for(event, t, self.employee, user_name=user_name).model_dump(
+                            include={"title", "body", "queue", "reference"}))
             for t in templates
         ]
 

@@ -116,7 +116,13 @@ class TicketStatus(str, enum.Enum):
 
 
 class TicketRequest(BaseModel):
-    """A ticket to open; ``reference`` (``tenure:<employee_id>:<purpose>``) makes creation idempotent."""
+    """A ticket to open; ``reference`` makes creation idempotent per occasion.
+
+    ``reference`` is ``tenure:<employee_id>:<purpose>:<occasion>`` (:func:`lifecycle.tickets.reference_for`):
+    the occasion is the hire date (joiner/rehire), the termination date or ``terminated`` (leaver), or the
+    first 8 hex digits of sha256("<department>|<title>") of the new record (mover). A retry of the same
+    occasion finds the existing ticket; a rehire or a second move opens a new one.
+    """
 
     reference: str
     purpose: str

@@ -204,6 +204,8 @@ def start_prefect_server(
     api_url = f"http://127.0.0.1:{port}/api"
     env = prefect_env(api_url, home=home, PREFECT_UI_ENABLED="true" if ui else "false")
     env.pop("PREFECT_API_URL")  # the server itself must not point at an API
+    # The UI is a static app that calls back to the API: tell it where (it defaults to 127.0.0.1:4200).
+    env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_API_URL=api_url)
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     started = spawn(

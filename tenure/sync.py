@@ -465,8 +465,13 @@ class SyncEngine:
                 continue
             account = accounts.get(employee_id)
             near = frozenset() if account is not None else taken.near(base_user_name(employee, self.policy.naming))
-            result = plan(employee, account, self.policy, self.now, taken_user_names=near,
-                          approvals=approvals.get(employee_id, frozenset()))
+            try:
+                result = plan(employee, account, self.policy, self.now, taken_user_names=near,
+                              approvals=approvals.get(employee_id, frozenset()))
+            except Exception as exc:  # noqa: BLE001 - one unplannable record must not stop 10,000 others
+                log.exception("planning failed for employee %s", employee_id)
+                self._fail(employee_id, f"planning failed: {type(exc).__name__}")
+                continue
             for action in result.of_kind(ActionKind.CREATE_ACCOUNT):
                 taken.add(action.target)  # the next joiner with the same name gets the next suffix
             planned.append((result, account, employee))
@@ -541,7 +546,15 @@ class SyncEngine:
             async with semaphore:
                 return await self.applier.apply(work.plan, work.account)
 
-        for report in await asyncio.gather(*(one(w) for w in self.batches[number])):
+        tasks = [asyncio.ensure_future(one(w)) for w in self.batches[number]]
+        try:
+            reports = await asyncio.gather(*tasks)
+        except BaseException:  # a crash (not an API error: those are audited) stops the whole batch
+            for pending in tasks:
+                pending.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for report in reports:
             result.add(report)
         self._absorb(result)
         return result

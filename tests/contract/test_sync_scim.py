@@ -288,6 +288,38 @@ async def test_failed_change_keeps_the_cursor(scim_server: SCIMServer, tmp_path:
         await world.idp.aclose()
 
 
+class _PowerCut:
+    """The world's IdP, except that the tenth group-membership write crashes the process (not an API error)."""
+
+    def __init__(self, idp: SCIMIdentityProvider) -> None:
+        self._idp, self._adds = idp, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._idp, name)
+
+    async def add_member(self, group_id: str, account_id: str) -> None:
+        self._adds += 1
+        if self._adds == 10:
+            raise RuntimeError("power cut")
+        await self._idp.add_member(group_id, account_id)
+
+
+async def test_crash_mid_run_leaves_the_cursor_so_the_next_run_re_reads(world: World) -> None:
+    """A run that dies half-way keeps the cursor; the next run re-reads, finishes the work and creates no twin."""
+    crashing = world.engine()
+    crashing.idp = crashing.applier.idp = _PowerCut(world.idp)  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match="power cut"):
+        await crashing.run()
+    with session_scope(world.database_url) as session:
+        assert cursor_get(session=session, name=SYNC_CURSOR) is None
+    resumed = await world.sync()
+    accounts = await world.accounts()
+    assert resumed.ok and resumed.cursor_before is None and resumed.cursor_moved
+    assert resumed.employees_seen == N and len(accounts) == N
+    assert all(accounts[r["employee_id"]].groups == expected_groups(r) for r in world.rows)
+    assert (await world.sync(full=True)).idp_writes == 0
+
+
 async def test_partitions_split_the_employees_disjointly(world: World) -> None:
     """Two partitions together create every account exactly once; neither touches the other's employees."""
     first = await world.sync(full=True, partition=0, partitions=2)

@@ -444,7 +444,7 @@ async def test_bad_token_is_authentication_error(fake: FakeJSM) -> None:
     connector = _connector(fake, password="wrong-token-value")
     try:
         with pytest.raises(AuthenticationError) as info:
-            await connector.find_ticket("tenure:E1:laptop")
+            await connector.find_ticket("tenure:E1:laptop:2027-03-01")
     finally:
         await connector.aclose()
     assert "wrong-token-value" not in str(info.value)

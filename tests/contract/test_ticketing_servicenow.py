@@ -341,7 +341,7 @@ async def test_bad_password_is_authentication_error(fake: FakeServiceNow) -> Non
     connector = _connector(fake, password="wrong-snow-pw")
     try:
         with pytest.raises(AuthenticationError) as info:
-            await connector.find_ticket("tenure:E1:laptop")
+            await connector.find_ticket("tenure:E1:laptop:2027-03-01")
     finally:
         await connector.aclose()
     assert "wrong-snow-pw" not in str(info.value)

@@ -29,12 +29,16 @@ class TicketingPeer(Protocol):
 
 
 def new_request(
-    purpose: str = "laptop", *, queue: str | None = None, employee_id: str | None = None
+    purpose: str = "laptop",
+    *,
+    queue: str | None = None,
+    employee_id: str | None = None,
+    occasion: str = "2027-03-01",
 ) -> TicketRequest:
-    """A ticket request with a reference no other test uses."""
+    """A request with a reference no other test uses: ``tenure:<employee>:<purpose>:<occasion>``."""
     employee_id = employee_id or f"E{uuid.uuid4().hex[:10]}"
     return TicketRequest(
-        reference=f"tenure:{employee_id}:{purpose}",
+        reference=f"tenure:{employee_id}:{purpose}:{occasion}",
         purpose=purpose,
         title=f"Prepare a laptop for {employee_id}",
         body=f"Joiner {employee_id} starts Monday.\nDepartment: Engineering",
@@ -83,6 +87,20 @@ class TicketingContract:
         assert found.id == created.id != other.id
         assert found.reference == request.reference
         assert found.status is TicketStatus.OPEN
+
+    async def test_new_occasion_is_a_new_ticket(
+        self, ticketing: Ticketing, ticketing_peer: TicketingPeer
+    ) -> None:
+        """References differing only in the occasion (a rehire's new hire date) are separate tickets."""
+        first = new_request()
+        rehire = new_request(employee_id=first.reference.split(":")[1], occasion="2027-09-01")
+        created = await ticketing.create_ticket(first)
+        again = await ticketing.create_ticket(rehire)
+        assert again.id != created.id
+        for request, ticket in ((first, created), (rehire, again)):
+            found = await ticketing.find_ticket(request.reference)
+            assert found is not None and found.id == ticket.id
+            assert await ticketing_peer.count_with_reference(request.reference) == 1
 
     async def test_unknown_reference_is_none(self, ticketing: Ticketing) -> None:
         """An unknown reference is None, not an error."""

@@ -273,6 +273,35 @@ async def test_signed_webhook_runs_joiner_on_a_worker(stack: Stack) -> None:
         assert verify(session=session).ok
 
 
+async def test_enabled_hris_trigger_passes_employee_id_from_the_event(stack: Stack) -> None:
+    """Once enabled, the joiner trigger from prefect.yaml turns an `hris.employee.hired` event about
+    `tenure.employee.<id>` into a joiner/tenure run whose employee_id is rendered from the event."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    employee_id = next(p["employee_id"] for p in reversed(stack.people) if p["status"] == "active")
+    async with prefect_client(stack) as client:
+        deployment = await client.read_deployment_by_name("joiner/tenure")
+        (automation,) = await client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+        await client.resume_automation(automation.id)
+        try:
+            await asyncio.sleep(2)  # let the triggers service load the enabled automation
+            _cli(stack.env, "event", "emit", "hris.employee.hired", "--resource-id", f"tenure.employee.{employee_id}")
+            deadline = time.monotonic() + 60
+            while True:
+                runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[deployment.id])))
+                triggered = [r for r in runs if r.parameters.get("employee_id") == employee_id]
+                if triggered:
+                    break
+                assert time.monotonic() < deadline, "the enabled trigger started no joiner run"
+                await asyncio.sleep(1)
+        finally:
+            await client.pause_automation(automation.id)
+        run = await wait_final(client, triggered[0].id)
+    assert run.parameters == {"employee_id": employee_id}
+    assert run.state.is_completed(), f"{run.state.message}\n{stack.worker_logs()}"
+
+
 def _run_filter(ids: list[str]) -> Any:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

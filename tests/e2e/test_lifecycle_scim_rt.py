@@ -152,7 +152,7 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
     assert report.ok, report.markdown()
     account, groups = await _account(settings)
     assert account.active is True and groups == everyone
-    assert await _tickets(settings, "tenure:E1:laptop") == 1
+    assert await _tickets(settings, "tenure:E1:laptop:2027-03-01") == 1
 
     # The same run again changes nothing: zero writes.
     report, writes = await _reconcile(settings, BERLIN_MIDNIGHT + timedelta(hours=2))
@@ -185,14 +185,16 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
     account, groups = await _account(settings)
     assert account.active is False
     assert groups == {"manual-grant"}  # managed groups removed, the manual grant is not Tenure's to remove
-    assert await _tickets(settings, "tenure:E1:equipment-return") == 1
+    assert await _tickets(settings, "tenure:E1:equipment-return:2027-06-30") == 1
     _, writes = await _reconcile(settings, datetime(2027, 6, 30, 17, 0, tzinfo=UTC))
     assert writes == 0
 
-    # Rehire: the same account is enabled again; never a second one.
+    # Rehire: the same account is enabled again; never a second one. The HR record keeps the earlier
+    # termination date: a termination before the hire date is the planner's evidence of a rehire (SCIM
+    # carries no last sign-in), which re-emits the joiner tickets for the new occasion.
     first_id = account.id
     _write(hris_csv, _row(status="active", department="Sales", title="Account Executive",
-                          hire_date="2027-09-01"))
+                          hire_date="2027-09-01", termination_date=last_day.isoformat()))
     report, _ = await _reconcile(settings, datetime(2027, 9, 1, 8, 0, tzinfo=UTC))
     assert report.ok, report.markdown()
     account, groups = await _account(settings)
@@ -200,6 +202,8 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
     assert {"all-staff", "sales", "crm-users"} <= groups
     assert _scim_users_with_external_id(settings, "E1") == 1
     assert len(_audit(settings, "E1", "idp.user.create")) == 1
+    assert await _tickets(settings, "tenure:E1:laptop:2027-09-01") == 1  # a new occasion: a new laptop ticket
+    assert await _tickets(settings, "tenure:E1:laptop:2027-03-01") == 1  # the first tenure's ticket untouched
     with session_scope(settings.database_url) as session:
         assert verify(session=session).ok
 
@@ -264,7 +268,7 @@ async def test_killed_between_actions_then_rerun_converges(setup: tuple[Settings
     assert account is not None and account.active is True
     assert groups == {"all-staff", "engineering", "github-users", "office-berlin"}
     assert _scim_users_with_external_id(settings, "E2") == 1
-    assert await _tickets(settings, "tenure:E2:laptop") == 1
+    assert await _tickets(settings, "tenure:E2:laptop:2020-01-06") == 1
     assert len(_audit(settings, "E2", "idp.user.create")) == 1
     for group in groups:
         adds = [e for e in _audit(settings, "E2", "idp.membership.add") if e.target_id and group in str(e.details)]

@@ -43,6 +43,8 @@ GROUPS = {
     "leaver": set(),
 }
 TICKETS = {"joiner": ("laptop", "badge"), "mover": (), "leaver": ("equipment-return",)}
+HIRE, LAST_DAY = TODAY - timedelta(days=200), TODAY - timedelta(days=2)
+OCCASION = {"joiner": HIRE.isoformat(), "leaver": LAST_DAY.isoformat()}  # tenure:<id>:<purpose>:<occasion>
 
 CRASHING_APPLY = textwrap.dedent(
     """
@@ -82,11 +84,11 @@ def _row(employee_id: str, stage: str) -> dict[str, str]:
     row = dict.fromkeys(COLUMNS, "")
     row.update(employee_id=employee_id, first_name="Crash", last_name=f"Test{employee_id[1:]}",
                department="Engineering", title="Engineer", location="Berlin", employment_type="employee",
-               status="active", hire_date=(TODAY - timedelta(days=200)).isoformat())
+               status="active", hire_date=HIRE.isoformat())
     if stage in ("mover", "leaver"):
         row.update(department="Sales", title="Account Executive")
     if stage == "leaver":
-        row.update(status="terminated", termination_date=(TODAY - timedelta(days=2)).isoformat())
+        row.update(status="terminated", termination_date=LAST_DAY.isoformat())
     return row
 
 
@@ -143,7 +145,8 @@ async def test_killed_runs_converge_without_duplicates(scim_server: SCIMServer, 
         assert holds == GROUPS[stage], (run, stage, crash_at, phase)
         for done in STAGES[: STAGES.index(stage) + 1]:
             for purpose in TICKETS[done]:
-                assert _tickets(rt, f"tenure:{employee_id}:{purpose}") == 1, (run, done, purpose, crash_at, phase)
+                reference = f"tenure:{employee_id}:{purpose}:{OCCASION[done]}"
+                assert _tickets(rt, reference) == 1, (run, done, purpose, crash_at, phase)
 
     audited = applied_changes(database_url, prefix="")
     assert {k: n for k, n in audited.items() if n > 1} == {}, "a change audited twice"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 
 import pytest
 
 from lifecycle.actions import Action, ActionKind, Plan
-from lifecycle.planner import plan, render_ticket, timeline
+from lifecycle.planner import plan, timeline
 from lifecycle.policy import (
     BirthrightRule,
     LeaverPolicy,
@@ -111,6 +112,7 @@ def test_prehire_window_creates_disabled_account_in_order() -> None:
     assert create["employee_id"] == "E1"
     assert p.actions[1].params["at"] == "2025-03-02T23:00:00+00:00"  # 2025-03-03 00:00 Europe/Berlin
     assert p.actions[2].reason == "entitled: birthright rule 1 (everyone)"
+    assert p.actions[-1].params["reference"] == "tenure:E1:laptop:2025-03-03"  # occasion: the hire date
 
 
 def test_exactly_at_window_opening_creates() -> None:
@@ -192,6 +194,22 @@ def test_mover_updates_changed_attributes_and_groups() -> None:
     assert p.actions[0].params == {"changes": {"department": "Sales", "title": "Account Executive"}}
     assert p.actions[0].reason == "attributes changed: department, title"
     assert p.actions[-1].params["title"] == "Moved: E1 to Sales"
+    assert p.actions[-1].params["reference"] == "tenure:E1:access-review:" + hashlib.sha256(
+        b"Sales|Account Executive").hexdigest()[:8]
+
+
+def test_second_move_gets_its_own_ticket_reference() -> None:
+    """A second move opens a new mover ticket; re-planning the same move repeats the same reference."""
+    first = employee(department="Sales", title="Account Executive")
+    second = employee(department="Ops", title="Account Executive")
+    def reference(emp: Employee, acc: Account, now: datetime) -> str:
+        return str(only(plan(emp, acc, POLICY, now), K.OPEN_TICKET).params["reference"])
+
+    ref1 = reference(first, account_for(employee()), utc(2025, 6, 1))
+    ref1_again = reference(first, account_for(employee()), utc(2025, 6, 2))
+    ref2 = reference(second, account_for(first), utc(2025, 9, 1))
+    assert ref1 == ref1_again != ref2
+    assert ref2.startswith("tenure:E1:access-review:")
 
 
 def test_mover_without_department_or_title_change_opens_no_ticket() -> None:
@@ -276,7 +294,7 @@ def test_leaver_before_termination_time_schedules_disable() -> None:
     assert p.event == "leaver"
     assert kinds(p) == [(K.SCHEDULE, "disable"), (K.OPEN_TICKET, "equipment-return")]
     assert p.actions[0].params["at"] == "2025-07-31T16:00:00+00:00"  # 18:00 CEST
-    assert p.actions[1].params["reference"] == "tenure:E1:equipment-return"
+    assert p.actions[1].params["reference"] == "tenure:E1:equipment-return:2025-07-31"
 
 
 def test_leaver_after_termination_time_disables_then_cleans_up() -> None:
@@ -374,6 +392,8 @@ def test_rehire_enables_the_same_account() -> None:
         (K.ADD_MEMBERSHIP, "github-users"),
         (K.OPEN_TICKET, "laptop"),
     ]
+    # a new occasion: the rehire's laptop ticket is not the first tenure's (hire date 2025-03-03)
+    assert p.actions[-1].params["reference"] == "tenure:E1:laptop:2026-01-05"
 
 
 def test_rehire_before_start_schedules_enable() -> None:
@@ -420,12 +440,15 @@ def test_reasons_carry_no_personal_data() -> None:
 
 
 def test_ticket_renders_only_template_fields() -> None:
-    """Ticket text uses the allowed fields; missing ones show as n/a; the reference is stable."""
+    """Ticket text uses the allowed fields; missing ones show as n/a; the reference names the occasion."""
     template = TicketTemplate(purpose="badge", title="Badge {display_name} {location} {termination_date}",
                               body="{user_name}/{manager_id}/{hire_date}/{purpose}")
-    params = render_ticket(template, employee(manager_id=None), "john.smith")
-    assert params == {"title": "Badge John Smith Berlin n/a", "body": "john.smith/n/a/2025-03-03/badge",
-                      "queue": None, "reference": "tenure:E1:badge"}
+    policy = POLICY.model_copy(update={"tickets": TicketPolicy(joiner=[template])})
+    p = plan(employee(manager_id=None), None, policy, utc(2025, 3, 3, 12))
+    (ticket,) = p.of_kind(K.OPEN_TICKET)
+    assert ticket.target == "badge"
+    assert ticket.params == {"title": "Badge John Smith Berlin n/a", "body": "john.smith/n/a/2025-03-03/badge",
+                             "queue": None, "reference": "tenure:E1:badge:2025-03-03"}
 
 
 def test_timeline_in_employee_time_zone() -> None:

@@ -1,4 +1,5 @@
-"""Rendering policy ticket templates: only TEMPLATE_FIELDS, clear errors, no reaching into values."""
+"""Rendering policy ticket templates (lifecycle.tickets): only TEMPLATE_FIELDS, clear errors, no reaching into
+values, and references that tell occasions apart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from connectors.ticketing.templates import TemplateError, reference_for, render_ticket, template_fields
+from lifecycle.tickets import (
+    TemplateError,
+    occasion_for,
+    reference_for,
+    render_ticket,
+    template_fields,
+    ticket_for,
+)
 from lifecycle.policy import TicketTemplate
 from models.domain import Employee, EmployeeStatus
 
@@ -41,9 +49,11 @@ def test_renders_allowed_fields() -> None:
         queue="Hardware",
     )
     request = render_ticket(
-        template, template_fields(ADA, user_name="addie.lovelace"), employee_id=ADA.employee_id
+        template, template_fields(ADA, user_name="addie.lovelace"), employee_id=ADA.employee_id,
+        occasion="2026-12-01",
     )
-    assert request.reference == "tenure:E1001:laptop" == reference_for("E1001", "laptop")
+    assert request.reference == "tenure:E1001:laptop:2026-12-01"
+    assert request.reference == reference_for("E1001", "laptop", "2026-12-01")
     assert request.purpose == "laptop"
     assert request.title == "Laptop for Addie Lovelace (E1001)"
     assert request.body == "Dept Engineering, starts 2026-12-01, user addie.lovelace, for laptop"
@@ -51,28 +61,31 @@ def test_renders_allowed_fields() -> None:
 
 
 def test_date_format_spec() -> None:
-    """A date field honours a strftime spec; a missing date with a spec renders empty instead of failing."""
+    """A date field honours a strftime spec; a missing date with a spec renders n/a instead of failing."""
     template = TicketTemplate(
         purpose="badge", title="Badge from {hire_date:%d.%m.%Y} until {termination_date:%Y}"
     )
-    request = render_ticket(template, template_fields(ADA), employee_id="E1001")
-    assert request.title == "Badge from 01.12.2026 until"
+    request = render_ticket(template, template_fields(ADA), employee_id="E1001", occasion="2026-12-01")
+    assert request.title == "Badge from 01.12.2026 until n/a"
 
 
-def test_missing_and_none_render_empty() -> None:
-    """Allowed fields the caller did not supply (or supplied as None) render as empty text."""
-    template = TicketTemplate(purpose="desk", title="Desk in {location}", body="[{department}] [{title}]")
-    request = render_ticket(template, {"department": None}, employee_id="E7")
-    assert request.title == "Desk in"
-    assert request.body == "[] []"
+def test_missing_none_and_empty_render_na() -> None:
+    """Allowed fields the caller did not supply (or supplied as None or "") render as n/a; employee_id falls
+    back to the one the ticket is for."""
+    template = TicketTemplate(purpose="desk", title="Desk in {location}",
+                              body="[{department}] [{title}] [{employee_id}]")
+    request = render_ticket(template, {"department": None, "title": ""}, employee_id="E7", occasion="hired")
+    assert request.title == "Desk in n/a"
+    assert request.body == "[n/a] [n/a] [E7]"
 
 
 def test_extra_fields_never_reach_the_ticket() -> None:
     """Keys outside TEMPLATE_FIELDS in the supplied dict are ignored, even if a template names them."""
     fields = template_fields(ADA) | {"personal_email": "ada@home.example"}
     with pytest.raises(TemplateError, match=r"unknown field \{personal_email\}"):
-        render_ticket(_unchecked("Mail {personal_email}"), fields, employee_id="E1001")
-    request = render_ticket(TicketTemplate(purpose="x", title="{display_name}"), fields, employee_id="E1001")
+        render_ticket(_unchecked("Mail {personal_email}"), fields, employee_id="E1001", occasion="o")
+    request = render_ticket(TicketTemplate(purpose="x", title="{display_name}"), fields, employee_id="E1001",
+                            occasion="o")
     assert "ada@home.example" not in request.model_dump_json()
 
 
@@ -92,13 +105,15 @@ def test_policy_rejects_unknown_field_at_load() -> None:
         ("{}", "unknown field|malformed"),
         ("{0}", "unknown field|malformed"),
         ("{display_name", "malformed"),
+        ("{display_name:%d}", "malformed"),
     ],
-    ids=["unknown", "attribute", "index", "repr", "positional-empty", "positional-number", "unbalanced"],
+    ids=["unknown", "attribute", "index", "repr", "positional-empty", "positional-number", "unbalanced",
+         "bad-spec"],
 )
 def test_render_rejects_bad_templates(title: str, message: str) -> None:
     """render_ticket raises a TemplateError naming the problem in a template validation would refuse."""
     with pytest.raises(TemplateError, match=message):
-        render_ticket(_unchecked(title), template_fields(ADA), employee_id="E1001")
+        render_ticket(_unchecked(title), template_fields(ADA), employee_id="E1001", occasion="o")
 
 
 def test_template_error_is_value_error() -> None:
@@ -113,3 +128,40 @@ def test_template_fields_carry_no_personal_contact_data() -> None:
     fields = template_fields(ADA, user_name="addie.lovelace")
     assert set(fields) | {"purpose"} == TEMPLATE_FIELDS
     assert "ada@home.example" not in map(str, fields.values())
+
+
+def test_occasions() -> None:
+    """Joiner: hire date; leaver: termination date or "terminated"; mover: sha256 of new department|title."""
+    import hashlib
+
+    left = ADA.model_copy(update={"termination_date": date(2027, 6, 30)})
+    assert occasion_for("joiner", ADA) == "2026-12-01"
+    assert occasion_for("joiner", ADA.model_copy(update={"hire_date": None})) == "hired"
+    assert occasion_for("leaver", left) == "2027-06-30"
+    assert occasion_for("leaver", ADA) == "terminated"
+    assert occasion_for("mover", ADA) == hashlib.sha256(b"Engineering|Engineer").hexdigest()[:8]
+    assert len(occasion_for("mover", ADA)) == 8
+
+
+def test_references_tell_occasions_apart() -> None:
+    """A rehire and a second move get new references; the same occasion rendered twice gets the same one."""
+    laptop = TicketTemplate(purpose="laptop", title="Laptop for {display_name}")
+    rehired = ADA.model_copy(update={"hire_date": date(2027, 9, 1)})
+    first, again = (ticket_for("joiner", laptop, ADA, user_name="a") for _ in range(2))
+    assert first.reference == again.reference == "tenure:E1001:laptop:2026-12-01"
+    assert ticket_for("joiner", laptop, rehired, user_name="a").reference == "tenure:E1001:laptop:2027-09-01"
+    review = TicketTemplate(purpose="access-review", title="Moved {employee_id}")
+    to_sales = ADA.model_copy(update={"department": "Sales", "title": "Account Executive"})
+    to_ops = ADA.model_copy(update={"department": "Ops", "title": "Account Executive"})
+    moves = (ADA, to_sales, to_ops, to_sales)
+    refs = {ticket_for("mover", review, e, user_name=None).reference for e in moves}
+    assert len(refs) == 3
+    assert all(r.startswith("tenure:E1001:access-review:") for r in refs)
+
+
+def test_leaver_reference_never_uses_now() -> None:
+    """A leaver without a termination date gets the fixed occasion "terminated", identical on every run."""
+    ret = TicketTemplate(purpose="equipment-return", title="Return {employee_id} on {termination_date}")
+    request = ticket_for("leaver", ret, ADA, user_name=None)
+    assert request.reference == "tenure:E1001:equipment-return:terminated"
+    assert request.title == "Return E1001 on n/a"
