@@ -72,10 +72,14 @@ class Action(BaseModel):
 
         A SCHEDULE also carries its instant (``...:schedule:enable:2025-03-01T00:00:00+00:00``): if
         HR moves a date, the new schedule is a new ledger entry instead of being taken as already done.
+        An OPEN_TICKET carries its occasion (the last part of its reference), so a ticket still owed from an
+        earlier occasion is not overwritten by the next one.
         """
         base = f"{self.employee_id}:{self.kind.value}:{self.target}"
         if self.kind is ActionKind.SCHEDULE:
             return f"{base}:{self.params.get('at', '')}"
+        if self.kind is ActionKind.OPEN_TICKET:  # one entry per occasion (the reference's last part)
+            return f"{base}:{str(self.params.get('reference', '')).rsplit(':', 1)[-1]}"
         return base
 
 

@@ -6,7 +6,7 @@ docs.bestpractical.com/rt/5.0.3/RT/REST2.html):
 ``PUT /ticket/:id`` (update, e.g. Status) and ``POST /ticket/:id/comment``; ``GET /queue/:name`` resolves
 a queue.
 
-The Tenure reference rides in the subject as a tag, ``[tenure:E1:laptop] Laptop for Ada``: it needs no custom
+The Tenure reference rides in the subject as a tag, ``[tenure:E1:laptop:2027-03-01] Laptop for Ada``: it needs no custom
 field (so no admin setup in RT) and is searched with ``Subject STARTSWITH '[ref]'``, then matched exactly here
 (SQL ``LIKE`` treats ``_`` and ``%`` as wildcards). Creation is idempotent through
 :func:`connectors.http.create_idempotently`: look up first, and again after an ambiguous failure.
