@@ -126,6 +126,20 @@ async def worlds(scim_server: SCIMServer, fault_proxy: FaultProxy, tmp_path: Pat
     reset_engines()
 
 
+def _changed(database_url: str, keys: Counter[tuple[str, str, str]]) -> list[list[str]]:
+    """The changed attributes of the applied user updates named by ``keys``."""
+    from sqlmodel import select
+
+    from models.audit import AuditEvent
+    from models.db import session_scope
+
+    with session_scope(database_url) as session:
+        rows = session.exec(select(AuditEvent).where(AuditEvent.action == "idp.user.update",
+                                                     AuditEvent.outcome == Outcome.APPLIED.value)).all()
+    wanted = {(k[0], k[2]) for k in keys}
+    return [list(r.details.get("changed", [])) for r in rows if (r.employee_id, r.details.get("target")) in wanted]
+
+
 def _runs(reports: list[SyncReport]) -> str:
     return f"{len(reports)} run(s): " + " | ".join(
         f"planned {r.planned}, changes {r.changes}, failed {r.failed}" for r in reports)
@@ -158,7 +172,11 @@ async def test_joiners_and_leavers_under_20_percent_faults_converge_exactly(
     audited = applied_changes(faulted.database_url)
     assert {k: n for k, n in audited.items() if n > 1} == {}, "a change audited twice"
     wanted = applied_changes(reference.database_url)
-    assert audited - wanted == Counter(), "applied audit rows for changes a fault-free run does not make"
+    extra = audited - wanted
+    # Allowed extra: a joiner created while their manager's creation had failed gets the manager set by a later
+    # run (the IdP cannot point at an account that does not exist yet): one more update, of manager_id only.
+    assert {k[1] for k in extra} <= {"idp.user.update"}, extra
+    assert all(changed == ["manager_id"] for changed in _changed(faulted.database_url, extra)), extra
     unanswered = wanted - audited
     # KNOWN BUG (test_membership_applied_but_unanswered_is_audited_once): a write the IdP applied but never
     # answered on any attempt keeps only its failed row. Until it is fixed, such a gap must at least have that row.
