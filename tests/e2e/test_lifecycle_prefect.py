@@ -120,3 +120,18 @@ async def test_approval_form_grants_and_timeout_denies(prefect_server) -> None: 
     approved, approver, _ = await approval_probe(1 / 3600)  # one second, nobody answers
     assert (approved, approver) == (False, "timeout")
 
+
+
+async def test_secret_may_come_from_a_prefect_secret_block(prefect_server) -> None:  # type: ignore[no-untyped-def]
+    """A setting of the form prefect-block:NAME is read from that Prefect Secret block at the moment of use."""
+    from prefect.blocks.system import Secret
+    from pydantic import SecretStr
+
+    from tenure.settings import IdPSettings, reveal
+
+    name = f"tenure-idp-token-{uuid.uuid4().hex[:8]}"
+    await Secret(value="block-held-token-123").save(name)
+    settings = IdPSettings(token=SecretStr(f"prefect-block:{name}"))
+    assert "block-held-token-123" not in repr(settings)
+    value = await asyncio.to_thread(reveal, settings.token)
+    assert value == "block-held-token-123"
