@@ -9,6 +9,9 @@
   redaction of secrets in every log line, exception and repr. Non-idempotent requests (POST) are not retried
   here: see :func:`create_idempotently`, which looks the object up before trying again.
 - :func:`next_link` and :class:`LoopGuard`: pagination helpers with loop detection.
+- Connector plumbing: :func:`api_client_from` (an :class:`APIClient` from a settings object's HTTP tuning),
+  :func:`parse_model` (a response body into a pydantic model, or ResponseValidationError) and :class:`ClosesAPI`
+  (``aclose`` and ``async with`` for a connector holding ``self.api``).
 
 Redaction covers three places: our own messages (explicit ``Redactor`` calls), every exception we raise
 (message and ``args``), and the records of the ``httpx``/``httpcore`` loggers (httpx logs each request's full URL,
@@ -27,10 +30,11 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from connectors.errors import (
@@ -61,6 +65,10 @@ __all__ = [
     "create_idempotently",
     "next_link",
     "LoopGuard",
+    "HTTPTuningLike",
+    "api_client_from",
+    "parse_model",
+    "ClosesAPI",
 ]
 
 log = logging.getLogger("tenure.http")
@@ -84,6 +92,7 @@ _THIRD_PARTY_LOGGERS = (
     "tenure.http",
 )
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 # 501 Not Implemented / 505 HTTP Version Not Supported (RFC 9110 §15.6.2, §15.6.6) will not get better by waiting.
 _PERMANENT_5XX = frozenset({501, 505})
 
@@ -489,3 +498,74 @@ class LoopGuard:
         if len(self._seen) >= self.max_pages:
             raise ResponseValidationError(f"pagination exceeded {self.max_pages} pages", source=self.source)
         self._seen.add(key)
+
+
+# --------------------------------------------------------------------------------------------- connector plumbing
+
+
+class HTTPTuningLike(Protocol):
+    """What :func:`api_client_from` reads: the fields of :class:`tenure.settings.HTTPTuning` (named structurally
+    so this module does not import the settings)."""
+
+    timeout_seconds: float
+    max_attempts: int
+    requests_per_second: float
+    max_concurrency: int
+    verify_tls: bool
+
+
+def api_client_from(
+    tuning: HTTPTuningLike,
+    *,
+    base_url: str,
+    source: str,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    secrets: Iterable[str | None] = (),
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: dict[str, str] | None = None,
+    **api_options: Any,
+) -> APIClient:
+    """An :class:`APIClient` for one target, its client built by :func:`build_client` with the timeout and TLS
+    check of ``tuning`` and sending with its attempts, rate and concurrency. ``secrets`` are registered for
+    redaction; ``api_options`` (``sleep``, ``backoff_base``) go to the APIClient."""
+    client = build_client(
+        base_url,
+        auth=auth,
+        headers=headers,
+        timeout=tuning.timeout_seconds,
+        verify=tuning.verify_tls,
+        transport=transport,
+    )
+    return APIClient(
+        client,
+        source=source,
+        max_attempts=tuning.max_attempts,
+        requests_per_second=tuning.requests_per_second,
+        max_concurrency=tuning.max_concurrency,
+        secrets=secrets,
+        **api_options,
+    )
+
+
+def parse_model(model: type[M], data: Any, *, source: str, vendor: str, what: str) -> M:
+    """``data`` validated as ``model``; a mismatch is ResponseValidationError "<vendor> answered an unexpected
+    <what>" with the pydantic error as ``__cause__``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ResponseValidationError(f"{vendor} answered an unexpected {what}", source=source) from exc
+
+
+class ClosesAPI:
+    """``aclose`` and ``async with`` for a connector that talks through ``self.api`` (an :class:`APIClient`)."""
+
+    api: APIClient
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

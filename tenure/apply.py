@@ -31,7 +31,13 @@ __all__ = ["AUDIT_ACTIONS", "ActionResult", "ApplyReport", "Applier", "Scheduler
 log = logging.getLogger("tenure.apply")
 
 # Ledger statuses that mean "not settled yet": see Applier.resume.
-OPEN_STATUSES = ("pending", "started", "failed")
+OPEN_STATUSES = ("pending", "started", "uncertain", "failed")
+
+# Why a change is audited as applied by a later run (Applier.resume), by the ledger status it was left in.
+RECOVERED = {
+    "started": "completed before an interruption; confirmed by re-planning",
+    "uncertain": "took effect although its request went unanswered; confirmed by re-planning",
+}
 
 # Audit action names by plan action kind.
 AUDIT_ACTIONS: dict[ActionKind, str] = {
@@ -164,7 +170,8 @@ class Applier:
             outcome, detail, account, target_id = await self._execute(action, account)
         except ConnectorError as exc:
             log.warning("%s %s for %s failed: %s", action.kind.value, action.target, action.employee_id, exc)
-            self._finish(action, Outcome.FAILED, str(exc), None, status="failed")
+            # a retryable failure (timeout, 5xx, 429) may still have taken effect: "uncertain", settled by resume()
+            self._finish(action, Outcome.FAILED, str(exc), None, status="uncertain" if exc.retryable else "failed")
             return ActionResult(action, Outcome.FAILED, str(exc)), account
         self._finish(action, outcome, detail, target_id, status="applied" if outcome is Outcome.APPLIED else "skipped")
         return ActionResult(action, outcome, detail), account
@@ -174,8 +181,9 @@ class Applier:
 
         - a ticket still owed (pending, started or failed) is carried into this run: tickets are idempotent by
           reference, and the account state cannot show whether one was opened;
-        - an account change left ``started`` that the new plan no longer contains took effect before the
-          interruption (the IdP state shows it): its missing audit row is written now;
+        - an account change left ``started`` (interrupted) or ``uncertain`` (its request went unanswered) that
+          the new plan no longer contains took effect after all (the IdP state shows it): its missing audit row
+          is written now;
         - anything else the new plan no longer contains is superseded by the current state.
         """
         planned = {a.key for a in plan.actions}
@@ -194,9 +202,8 @@ class Applier:
             action = Action.model_validate(entry.result)
             if action.kind is ActionKind.OPEN_TICKET:
                 carried.append(action)
-            elif entry.status == "started" and action.kind in ACCOUNT_KINDS:
-                self._finish(action, Outcome.APPLIED, "completed before an interruption; confirmed by re-planning",
-                             None, status="applied")
+            elif entry.status in ("started", "uncertain") and action.kind in ACCOUNT_KINDS:
+                self._finish(action, Outcome.APPLIED, RECOVERED[entry.status], None, status="applied")
             else:
                 self._set_status(entry.key, "superseded")
         return carried

@@ -53,7 +53,7 @@ from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
 from models.state import LedgerEntry, cursor_get, cursor_put
-from tenure.apply import Applier, ApplyReport, Scheduler
+from tenure.apply import OPEN_STATUSES, Applier, ApplyReport, Scheduler
 from tenure.auditor import Auditor
 
 __all__ = [
@@ -258,6 +258,15 @@ def _settled_side_effects(database_url: str, *, ticketing: bool) -> set[str]:
     return settled
 
 
+def _unsettled_employees(database_url: str) -> set[str]:
+    """Employees whose ledger holds entries an earlier run left open (see tenure.apply.Applier.resume)."""
+    with session_scope(database_url) as session:
+        rows = session.exec(
+            select(LedgerEntry.employee_id).where(col(LedgerEntry.status).in_(OPEN_STATUSES)).distinct()
+        ).all()
+    return set(rows)
+
+
 def _stem(name: str, domain: str) -> str:
     """A userName reduced to what its collision candidates share (``ada.lovelace3@x`` → ``ada.lovelace``)."""
     return name.lower().removesuffix(f"@{domain}").rstrip("0123456789")
@@ -394,7 +403,9 @@ class SyncEngine:
         self.report.cursor_before = cursor
         changes = await self.hris.changed_since(cursor)
         self._next_cursor = changes.next_cursor
-        ids = list(dict.fromkeys(eid for eid in changes.employee_ids if self.options.mine(eid)))
+        # employees an earlier run left unsettled are re-read too, so their ledger is settled (Applier.resume)
+        unsettled = sorted(_unsettled_employees(self.auditor.database_url))
+        ids = list(dict.fromkeys(eid for eid in [*changes.employee_ids, *unsettled] if self.options.mine(eid)))
         if len(ids) > FETCH_ONE_BY_ONE_LIMIT:
             return await self._read_all(set(ids))
         semaphore = asyncio.Semaphore(self.options.max_concurrency)
@@ -476,11 +487,12 @@ class SyncEngine:
                 taken.add(action.target)  # the next joiner with the same name gets the next suffix
             planned.append((result, account, employee))
         creating = {p.employee_id: e for p, _, e in planned if p.of_kind(ActionKind.CREATE_ACCOUNT)}
+        unsettled = _unsettled_employees(self.auditor.database_url)
         works: list[_Work] = []
         for result, account, employee in planned:
             actions = [kept for a in result.actions
                        if (kept := self._needed(a, creating, settled)) is not None]
-            if actions:
+            if actions or result.employee_id in unsettled:  # an empty plan still settles an earlier run's ledger
                 trimmed = result.model_copy(update={"actions": actions})
                 works.append(_Work(trimmed, account, self._wave(employee, creating)))
         return works

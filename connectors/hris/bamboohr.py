@@ -35,7 +35,7 @@ from typing import Any
 
 from connectors.errors import InvalidRecordError, ResponseValidationError
 from connectors.hris.parsing import RecordProblem, build_employee, clean, derive_status, parse_date
-from connectors.http import APIClient
+from connectors.http import APIClient, ClosesAPI
 from models.domain import ChangeSet, Employee, EmployeeStatus
 
 __all__ = ["BambooHRHRIS", "FIELD_MAP", "REPORT_FIELDS", "bamboohr_status", "to_record"]
@@ -107,7 +107,7 @@ def _parse_timestamp(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class BambooHRHRIS:
+class BambooHRHRIS(ClosesAPI):
     """Employees from BambooHR; satisfies :class:`connectors.protocols.HRIS`.
 
     ``api`` is an :class:`~connectors.http.APIClient` whose client's base URL ends in ``/{company}/v1/`` and

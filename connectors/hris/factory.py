@@ -6,7 +6,7 @@ import httpx
 
 from connectors.hris.bamboohr import BambooHRHRIS
 from connectors.hris.csv_export import CSVExportHRIS
-from connectors.http import APIClient, build_client
+from connectors.http import api_client_from
 from connectors.protocols import HRIS
 from tenure.settings import HRISSettings, reveal
 
@@ -29,20 +29,13 @@ def build_hris(settings: HRISSettings, *, transport: httpx.AsyncBaseTransport | 
         api_key = reveal(settings.api_key)
         if not api_key:
             raise ValueError("hris.api_key is required for kind=bamboohr")
-        client = build_client(
-            bamboohr_base_url(settings),
-            auth=(api_key, "x"),
-            timeout=settings.timeout_seconds,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
-        api = APIClient(
-            client,
+        api = api_client_from(
+            settings,
+            base_url=bamboohr_base_url(settings),
             source="bamboohr",
-            max_attempts=settings.max_attempts,
-            requests_per_second=settings.requests_per_second,
-            max_concurrency=settings.max_concurrency,
+            auth=(api_key, "x"),
             secrets=[api_key],
+            transport=transport,
         )
         return BambooHRHRIS(api)
     raise ValueError(f"unknown HRIS kind {settings.kind!r}")  # pragma: no cover - Literal guards it

@@ -51,9 +51,10 @@ from connectors.errors import (
 )
 from connectors.http import (
     APIClient,
+    ClosesAPI,
     LoopGuard,
     TokenAuth,
-    build_client,
+    api_client_from,
     create_idempotently,
     json_body,
     next_link,
@@ -128,7 +129,7 @@ def account_from_okta(user: Any, *, source: str = "okta") -> Account:
     )
 
 
-class OktaIdentityProvider:
+class OktaIdentityProvider(ClosesAPI):
     """:class:`connectors.protocols.IdentityProvider` over the Okta management API."""
 
     def __init__(
@@ -149,32 +150,16 @@ class OktaIdentityProvider:
         from tenure.settings import reveal
 
         token = reveal(settings.token)
-        client = build_client(
-            settings.base_url,
-            auth=TokenAuth(token, "SSWS") if token else None,
-            timeout=settings.timeout_seconds,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
-        api = APIClient(
-            client,
+        api = api_client_from(
+            settings,
+            base_url=settings.base_url,
             source="okta",
-            max_attempts=settings.max_attempts,
-            requests_per_second=settings.requests_per_second,
-            max_concurrency=settings.max_concurrency,
+            auth=TokenAuth(token, "SSWS") if token else None,
             secrets=[token],
+            transport=transport,
             **api_options,
         )
         return cls(api)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
-    async def __aenter__(self) -> OktaIdentityProvider:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ----------------------------------------------------------------------------------------- transport
 

@@ -76,9 +76,10 @@ from connectors.errors import (
 )
 from connectors.http import (
     APIClient,
+    ClosesAPI,
     LoopGuard,
     TokenAuth,
-    build_client,
+    api_client_from,
     create_idempotently,
     json_body,
     raise_for_status,
@@ -343,7 +344,7 @@ def _scim_type(exc: ConnectorError) -> str | None:
 # --------------------------------------------------------------------------------------------- the connector
 
 
-class SCIMIdentityProvider:
+class SCIMIdentityProvider(ClosesAPI):
     """:class:`connectors.protocols.IdentityProvider` over SCIM 2.0."""
 
     def __init__(self, api: APIClient, *, source: str = "scim") -> None:
@@ -366,33 +367,17 @@ class SCIMIdentityProvider:
         from tenure.settings import reveal
 
         token = reveal(settings.token)
-        client = build_client(
-            settings.base_url,
-            auth=TokenAuth(token, "Bearer") if token else None,
-            headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
-            timeout=settings.timeout_seconds,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
-        api = APIClient(
-            client,
+        api = api_client_from(
+            settings,
+            base_url=settings.base_url,
             source="scim",
-            max_attempts=settings.max_attempts,
-            requests_per_second=settings.requests_per_second,
-            max_concurrency=settings.max_concurrency,
+            auth=TokenAuth(token, "Bearer") if token else None,
             secrets=[token],
+            transport=transport,
+            headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
             **api_options,
         )
         return cls(api)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
-    async def __aenter__(self) -> SCIMIdentityProvider:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ----------------------------------------------------------------------------------------- transport
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import httpx
 
-from connectors.http import APIClient, build_client
+from connectors.http import api_client_from
 from connectors.protocols import Ticketing
 from connectors.ticketing.jira import JiraServiceManagement
 from connectors.ticketing.rt import RTTicketing
@@ -65,21 +65,14 @@ def build_ticketing(
     base_url = (
         rt_rest_url(settings.base_url) if settings.kind == "rt" else settings.base_url.rstrip("/") + "/"
     )
-    client = build_client(
-        base_url,
-        auth=auth,
-        headers=headers,
-        timeout=settings.timeout_seconds,
-        verify=settings.verify_tls,
-        transport=transport,
-    )
-    api = APIClient(
-        client,
+    api = api_client_from(
+        settings,
+        base_url=base_url,
         source=settings.kind,
-        max_attempts=settings.max_attempts,
-        requests_per_second=settings.requests_per_second,
-        max_concurrency=settings.max_concurrency,
+        auth=auth,
         secrets=secrets,
+        transport=transport,
+        headers=headers,
     )
     if settings.kind == "rt":
         return RTTicketing(api, queue=settings.queue)

@@ -18,13 +18,14 @@ Labels cannot hold spaces, so whitespace in a reference becomes ``_`` (:func:`la
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.errors import ConnectorError, NotFoundError, PermanentAPIError, ResponseValidationError
-from connectors.http import APIClient, LoopGuard, create_idempotently, json_body
+from connectors.errors import ConnectorError, NotFoundError, PermanentAPIError
+from connectors.http import APIClient, ClosesAPI, LoopGuard, create_idempotently, json_body, parse_model
 from models.domain import Ticket, TicketRequest, TicketStatus
 
 __all__ = [
@@ -109,14 +110,8 @@ class _Transitions(_Loose):
     transitions: list[_Transition] = Field(default_factory=list)
 
 
-_M = TypeVar("_M", bound=_Loose)
-
-
-def _parse(model: type[_M], data: Any, what: str) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ResponseValidationError(f"Jira answered an unexpected {what}", source=SOURCE) from exc
+# "Jira answered an unexpected <what>" (ResponseValidationError, pydantic error as __cause__)
+_parse = partial(parse_model, source=SOURCE, vendor="Jira")
 
 
 def label_for(reference: str) -> str:
@@ -152,7 +147,7 @@ def create_payload(request: TicketRequest, *, service_desk_id: str, request_type
     }
 
 
-class JiraServiceManagement:
+class JiraServiceManagement(ClosesAPI):
     """Requests in one JSM service desk. ``api`` wraps a client on the site root (``https://x.atlassian.net/``);
     ``request_type`` (id or name) is used when a ticket request names none; ``close_transition`` picks a
     transition by name (default: the first whose target status is in the DONE category and not a decline)."""
@@ -170,9 +165,6 @@ class JiraServiceManagement:
 
     def __repr__(self) -> str:
         return f"JiraServiceManagement({self.api!r}, service_desk_id={self.service_desk_id!r})"
-
-    async def aclose(self) -> None:
-        await self.api.client.aclose()
 
     def web_url(self, key: str) -> str:
         return f"{str(self.api.client.base_url).rstrip('/')}/browse/{key}"
@@ -194,7 +186,7 @@ class JiraServiceManagement:
                     f"{SERVICEDESK}/servicedesk/{quote(self.service_desk_id, safe='')}/requesttype",
                     params={"start": start, "limit": 50},
                 ),
-                "request type page",
+                what="request type page",
             )
             for request_type in page.values:
                 if request_type.name.casefold() == name_or_id.casefold():
@@ -217,7 +209,7 @@ class JiraServiceManagement:
 
         async def create() -> Ticket:
             response = await self.api.request("POST", f"{SERVICEDESK}/request", json=payload)
-            created = _parse(_Request, json_body(response, source=SOURCE), "create response")
+            created = _parse(_Request, json_body(response, source=SOURCE), what="create response")
             status = map_status(created.current_status.status_category, created.current_status.status)
             return Ticket(
                 id=created.issue_key,
@@ -247,7 +239,7 @@ class JiraServiceManagement:
             page = _parse(
                 _SearchPage,
                 await self.api.request_json("GET", f"{PLATFORM}/search/jql", params=params),
-                "search result",
+                what="search result",
             )
             for issue in page.issues:
                 if label in issue.fields.labels:
@@ -274,7 +266,7 @@ class JiraServiceManagement:
 
     async def _current_status(self, ticket_id: str) -> _CurrentStatus:
         data = await self.api.request_json("GET", f"{SERVICEDESK}/request/{quote(ticket_id, safe='')}")
-        return _parse(_Request, data, "request").current_status
+        return _parse(_Request, data, what="request").current_status
 
     async def get_status(self, ticket_id: str) -> TicketStatus:
         current = await self._current_status(ticket_id)
@@ -286,7 +278,7 @@ class JiraServiceManagement:
             return
         path = f"{PLATFORM}/issue/{quote(ticket_id, safe='')}/transitions"
         options = _parse(
-            _Transitions, await self.api.request_json("GET", path), "transition list"
+            _Transitions, await self.api.request_json("GET", path), what="transition list"
         ).transitions
         chosen = next((t for t in options if self._closes(t)), None)
         if chosen is None:

@@ -14,13 +14,14 @@ field (so no admin setup in RT) and is searched with ``Subject STARTSWITH '[ref]
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from connectors.errors import NotFoundError, ResponseValidationError
-from connectors.http import APIClient, create_idempotently, json_body
+from connectors.errors import NotFoundError
+from connectors.http import APIClient, ClosesAPI, create_idempotently, json_body, parse_model
 from models.domain import Ticket, TicketRequest, TicketStatus
 
 __all__ = [
@@ -72,14 +73,8 @@ class _TicketRecord(_Loose):
     Status: str
 
 
-_M = TypeVar("_M", bound=_Loose)
-
-
-def _parse(model: type[_M], data: Any, what: str) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ResponseValidationError(f"RT answered an unexpected {what}", source=SOURCE) from exc
+# "RT answered an unexpected <what>" (ResponseValidationError, pydantic error as __cause__)
+_parse = partial(parse_model, source=SOURCE, vendor="RT")
 
 
 def ticket_sql_string(value: str) -> str:
@@ -114,7 +109,7 @@ def create_payload(request: TicketRequest, queue: str) -> dict[str, Any]:
     }
 
 
-class RTTicketing:
+class RTTicketing(ClosesAPI):
     """Tickets in Request Tracker 5. ``api`` wraps a client whose base URL is the REST2 root
     (``https://rt.example.com/rt/REST/2.0/``); ``queue`` is used when a request names none."""
 
@@ -127,9 +122,6 @@ class RTTicketing:
 
     def __repr__(self) -> str:
         return f"RTTicketing({self.api!r}, queue={self.queue!r})"
-
-    async def aclose(self) -> None:
-        await self.api.client.aclose()
 
     def web_url(self, ticket_id: str) -> str:
         """The ticket's page in RT's web UI (the REST2 root minus ``REST/2.0/``)."""
@@ -163,7 +155,7 @@ class RTTicketing:
 
         async def create() -> Ticket:
             response = await self.api.request("POST", "ticket", json=create_payload(request, queue))
-            created = _parse(_Created, json_body(response, source=SOURCE), "create response")
+            created = _parse(_Created, json_body(response, source=SOURCE), what="create response")
             return self._ticket(created.id, request.reference, subject_for(request), "new")
 
         return await create_idempotently(
@@ -183,7 +175,7 @@ class RTTicketing:
             "per_page": "100",
         }
         page = _parse(
-            _SearchPage, await self.api.request_json("GET", "tickets", params=params), "search result"
+            _SearchPage, await self.api.request_json("GET", "tickets", params=params), what="search result"
         )
         for item in page.items:
             if reference_matches(item.Subject, reference):
@@ -200,7 +192,7 @@ class RTTicketing:
 
     async def get_status(self, ticket_id: str) -> TicketStatus:
         data = await self.api.request_json("GET", f"ticket/{quote(ticket_id, safe='')}")
-        return map_status(_parse(_TicketRecord, data, "ticket").Status)
+        return map_status(_parse(_TicketRecord, data, what="ticket").Status)
 
     async def close_ticket(self, ticket_id: str) -> None:
         """Set Status=resolved (idempotent: RT accepts the current value again)."""

@@ -14,13 +14,14 @@ State values (``state`` choice list): incident 1 New, 2 In Progress, 3 On Hold, 
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from connectors.errors import InvalidRecordError, ResponseValidationError
-from connectors.http import APIClient, create_idempotently, json_body
+from connectors.errors import InvalidRecordError
+from connectors.http import APIClient, ClosesAPI, create_idempotently, json_body, parse_model
 from models.domain import Ticket, TicketRequest, TicketStatus
 
 __all__ = ["ServiceNowTicketing", "reference_query", "map_status", "close_fields", "create_payload"]
@@ -54,14 +55,8 @@ class _Many(BaseModel):
     result: list[_Record]
 
 
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _parse(model: type[_M], data: Any, what: str) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ResponseValidationError(f"ServiceNow answered an unexpected {what}", source=SOURCE) from exc
+# "ServiceNow answered an unexpected <what>" (ResponseValidationError, pydantic error as __cause__)
+_parse = partial(parse_model, source=SOURCE, vendor="ServiceNow")
 
 
 def reference_query(reference: str) -> str:
@@ -100,7 +95,7 @@ def create_payload(request: TicketRequest) -> dict[str, str]:
     return payload
 
 
-class ServiceNowTicketing:
+class ServiceNowTicketing(ClosesAPI):
     """Records in one ServiceNow task table (``incident`` by default, or ``sc_request``...). ``api`` wraps a
     client on the instance root (``https://x.service-now.com/``); a ticket's id is its ``sys_id``."""
 
@@ -121,9 +116,6 @@ class ServiceNowTicketing:
 
     def __repr__(self) -> str:
         return f"ServiceNowTicketing({self.api!r}, table={self.table!r})"
-
-    async def aclose(self) -> None:
-        await self.api.client.aclose()
 
     @property
     def _path(self) -> str:
@@ -153,9 +145,8 @@ class ServiceNowTicketing:
                 json=create_payload(request),
                 params={"sysparm_fields": FIELDS, "sysparm_exclude_reference_link": "true"},
             )
-            return self._ticket(
-                _parse(_One, json_body(response, source=SOURCE), "insert response").result, request.reference
-            )
+            created = _parse(_One, json_body(response, source=SOURCE), what="insert response")
+            return self._ticket(created.result, request.reference)
 
         return await create_idempotently(
             create,
@@ -170,7 +161,9 @@ class ServiceNowTicketing:
             "sysparm_fields": FIELDS,
             "sysparm_limit": "20",
         }
-        records = _parse(_Many, await self.api.request_json("GET", self._path, params=params), "query result")
+        records = _parse(
+            _Many, await self.api.request_json("GET", self._path, params=params), what="query result"
+        )
         match = next((r for r in records.result if r.correlation_id == reference), None)
         return self._ticket(match, reference) if match else None
 
@@ -188,7 +181,7 @@ class ServiceNowTicketing:
         data = await self.api.request_json(
             "GET", self._record_path(ticket_id), params={"sysparm_fields": FIELDS}
         )
-        return map_status(self.table, _parse(_One, data, "record").result.state)
+        return map_status(self.table, _parse(_One, data, what="record").result.state)
 
     async def close_ticket(self, ticket_id: str) -> None:
         """PATCH the closing state (idempotent: setting the same values again changes nothing)."""

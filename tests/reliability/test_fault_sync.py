@@ -178,23 +178,17 @@ async def test_joiners_and_leavers_under_20_percent_faults_converge_exactly(
     assert {k[1] for k in extra} <= {"idp.user.update"}, extra
     assert all(changed == ["manager_id"] for changed in _changed(faulted.database_url, extra)), extra
     unanswered = wanted - audited
-    # KNOWN BUG (test_membership_applied_but_unanswered_is_audited_once): a write the IdP applied but never
-    # answered on any attempt keeps only its failed row. Until it is fixed, such a gap must at least have that row.
-    failed = applied_changes(faulted.database_url, outcome=Outcome.FAILED)
-    assert all(key in failed for key in unanswered), f"changes without any audit row: {unanswered - failed}"
-    assert len(unanswered) <= 3, unanswered
+    # Regression (test_membership_applied_but_unanswered_is_audited_once): a write the IdP applied but never
+    # answered is recorded "uncertain" and confirmed as applied by the next run, so no change lacks its row.
+    assert not unanswered, unanswered
     verified = audit_verify_cli(faulted.database_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert sum(fault_proxy.faults.values()) > 0.1 * sum(fault_proxy.requests.values())
     with capsys.disabled():
         print(f"\n[fault sync] N={N}: joiners {log['joiners']}; leavers {log['leavers']}; "
-              f"applied but unanswered (known bug): {sorted(unanswered)}; "
               f"faults {dict(fault_proxy.faults)} of {sum(fault_proxy.requests.values())} requests")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (tenure/apply.py): a write applied by the IdP whose every attempt "
-                   "went unanswered is ledgered 'failed'; Applier.recover only confirms 'started' entries, so the "
-                   "applied change never gets its applied audit row")
 async def test_membership_applied_but_unanswered_is_audited_once(
     worlds: tuple[World, World], fault_proxy: FaultProxy
 ) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+from connectors.hris.parsing import EMPLOYEE_FIELDS
+
 __all__ = [
     "COLUMNS",
     "BREAKAGES",
@@ -29,22 +31,8 @@ __all__ = [
     "line_of",
 ]
 
-COLUMNS: tuple[str, ...] = (
-    "employee_id",
-    "first_name",
-    "last_name",
-    "preferred_name",
-    "work_email",
-    "personal_email",
-    "department",
-    "title",
-    "manager_id",
-    "location",
-    "employment_type",
-    "status",
-    "hire_date",
-    "termination_date",
-)
+# The CSV export connector's default columns: our field names, in one place.
+COLUMNS: tuple[str, ...] = EMPLOYEE_FIELDS
 
 FIRST_NAMES = (
     "Ada", "Alan", "Amara", "Anders", "Aroha", "Beatriz", "Bongani", "Camille", "Chen", "Chiara", "Dagny",
