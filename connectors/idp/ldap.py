@@ -463,8 +463,7 @@ class LDAPIdentityProvider:
             users_ou=settings.users_ou,
             groups_ou=settings.groups_ou,
             disabled_ou=settings.disabled_ou,
-            # IdPSettings has no deactivation_method field yet: "move" unless one is added
-            deactivation_method=getattr(settings, "deactivation_method", "move"),
+            deactivation_method=settings.deactivation_method,
             allow_delete=settings.allow_delete,
             timeout_seconds=settings.timeout_seconds,
             verify_tls=settings.verify_tls,

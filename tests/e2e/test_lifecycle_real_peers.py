@@ -1,4 +1,5 @@
-"""A whole tenure against real peers: scim2-server as the IdP, Request Tracker 5 for tickets, a CSV HRIS.
+"""A whole tenure against real peers: scim2-server or OpenLDAP (slapd) as the IdP, Request Tracker 5 for
+tickets, a CSV HRIS.
 
 hire → disabled before day one → enabled on the day with birthright groups and a laptop ticket; move → groups
 diffed (a manual grant survives); leave → disabled at the termination time, groups removed, equipment ticket;
@@ -8,12 +9,13 @@ is killed between two actions to show the re-run converges without duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from tenure.settings import HRISSettings, IdPSettings, Settings, TicketingSettin
 from tests.support.hris_data import COLUMNS
 from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, start_rt
 from tests.support.scim_server import create_group, running_scim_server
+from tests.support.slapd import SlapdHandle, start_slapd
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +47,15 @@ BERLIN_MIDNIGHT = datetime(2027, 2, 28, 23, 0, tzinfo=UTC)  # 2027-03-01 00:00 E
 def scim() -> Iterator[object]:
     with running_scim_server() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdHandle]:
+    handle = start_slapd(tmp_path_factory.mktemp("slapd"))
+    try:
+        yield handle
+    finally:
+        handle.stop()
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +83,38 @@ def _write(path: Path, *rows: dict[str, str]) -> None:
         writer.writerows(rows)
 
 
-@pytest.fixture
-async def setup(scim, rt, tmp_path: Path, fresh_sqlite_url: str) -> AsyncIterator[tuple[Settings, Path]]:  # type: ignore[no-untyped-def]
-    base_url = scim.tenant_url()
-    for group in sorted(POLICY.managed_groups | {"manual-grant"}):
-        await create_group(base_url, scim.token, group)
+async def _idp_settings(kind: str, request: pytest.FixtureRequest) -> IdPSettings:
+    """A fresh, empty directory of the given kind holding the policy's groups and a hand-made one."""
+    groups = sorted(POLICY.managed_groups | {"manual-grant"})
+    if kind == "scim":
+        scim = request.getfixturevalue("scim")
+        base_url = scim.tenant_url()
+        for group in groups:
+            await create_group(base_url, scim.token, group)
+        return IdPSettings(kind="scim", base_url=base_url, token=SecretStr(scim.token))
+    slapd: SlapdHandle = request.getfixturevalue("slapd")
+    slapd.clear()
+    settings = IdPSettings(kind="ldap", base_url=slapd.url, bind_dn=slapd.admin_dn,
+                           password=SecretStr(slapd.admin_password), base_dn=slapd.base_dn, allow_delete=True)
+    from connectors.idp.ldap import LDAPIdentityProvider
+
+    ldap = LDAPIdentityProvider.from_settings(settings)
+    try:
+        for group in groups:
+            await ldap.create_group(group)
+    finally:
+        await ldap.aclose()
+    return settings
+
+
+@pytest.fixture(params=["scim", "ldap"])
+async def setup(request: pytest.FixtureRequest, rt, tmp_path: Path,  # type: ignore[no-untyped-def]
+                fresh_sqlite_url: str) -> AsyncIterator[tuple[Settings, Path]]:
     hris_csv = tmp_path / "hris.csv"
     settings = Settings(
         database_url=fresh_sqlite_url,
         policy_file=REPO / "examples" / "policy.yaml",
-        idp=IdPSettings(kind="scim", base_url=base_url, token=SecretStr(scim.token)),
+        idp=await _idp_settings(request.param, request),
         hris=HRISSettings(kind="csv", path=hris_csv),
         ticketing=TicketingSettings(kind="rt", base_url=rt.base_url, username=RT_ROOT_USER,
                                     password=SecretStr(RT_ROOT_PASSWORD), queue="General"),
@@ -88,15 +122,48 @@ async def setup(scim, rt, tmp_path: Path, fresh_sqlite_url: str) -> AsyncIterato
     yield settings, hris_csv
 
 
-def _writes(connectors: Connectors) -> int:
-    return connectors.idp.api.writes + (connectors.ticketing.api.writes if connectors.ticketing else 0)  # type: ignore[attr-defined]
+WRITE_METHODS = frozenset({"create_user", "update_user", "deactivate_user", "reactivate_user", "delete_user",
+                           "add_member", "remove_member"})
+
+
+class CountingIdP:
+    """Passes every call through to the real connector and counts the protocol's write calls."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.inner, name)
+        if name not in WRITE_METHODS:
+            return attr
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            self.writes += 1
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+@contextlib.asynccontextmanager
+async def _counting(settings: Settings) -> AsyncIterator[tuple[Connectors, Callable[[], int]]]:
+    """The configured connectors with the IdP's write calls counted, plus the HTTP writes where there is an
+    HTTP layer (SCIM; RT for tickets)."""
+    async with open_connectors(settings) as real:
+        idp = CountingIdP(real.idp)
+
+        def writes() -> int:
+            http = [getattr(part, "api", None) for part in (real.idp, real.ticketing)]
+            return idp.writes + sum(api.writes for api in http if api is not None)
+
+        yield Connectors(hris=real.hris, idp=idp, ticketing=real.ticketing), writes  # type: ignore[arg-type]
 
 
 async def _reconcile(settings: Settings, now: datetime, employee_id: str = "E1") -> tuple[object, int]:
-    async with open_connectors(settings) as connectors:
+    async with _counting(settings) as (connectors, writes):
         report = await reconcile(employee_id, connectors=connectors, policy=POLICY,
                                  auditor=Auditor(settings.database_url), now=now)
-        return report, _writes(connectors)
+        return report, writes()
 
 
 async def _account(settings: Settings, employee_id: str = "E1"):  # type: ignore[no-untyped-def]
@@ -106,12 +173,13 @@ async def _account(settings: Settings, employee_id: str = "E1"):  # type: ignore
         return account, groups
 
 
-def _scim_users_with_external_id(settings: Settings, employee_id: str) -> int:
-    response = httpx.get(
-        f"{settings.idp.base_url}Users", params={"filter": f'externalId eq "{employee_id}"'},
-        headers={"Authorization": f"Bearer {settings.idp.token.get_secret_value()}"},  # type: ignore[union-attr]
-    )
-    return int(response.json()["totalResults"])
+async def _accounts_of(settings: Settings, employee_id: str) -> int:
+    """How many accounts in the whole directory carry this employee id (a duplicate would show as 2)."""
+    found = 0
+    async with open_connectors(settings) as connectors:
+        async for page in connectors.idp.iter_users(page_size=50):
+            found += sum(1 for account in page if account.employee_id == employee_id)
+    return found
 
 
 async def _tickets(settings: Settings, reference: str) -> int:
@@ -119,7 +187,8 @@ async def _tickets(settings: Settings, reference: str) -> int:
     from connectors.ticketing.rt import reference_query
 
     assert settings.ticketing.password is not None
-    async with httpx.AsyncClient(auth=(settings.ticketing.username or "", settings.ticketing.password.get_secret_value())) as client:
+    auth = (settings.ticketing.username or "", settings.ticketing.password.get_secret_value())
+    async with httpx.AsyncClient(auth=auth) as client:
         response = await client.get(f"{settings.ticketing.base_url}REST/2.0/tickets",
                                     params={"query": reference_query(reference), "per_page": 100})
     response.raise_for_status()
@@ -134,7 +203,7 @@ def _audit(settings: Settings, employee_id: str, action: str) -> list[AuditEvent
 
 
 async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
-    """The whole tenure, each step idempotent, against scim2-server and Request Tracker 5."""
+    """The whole tenure, each step idempotent, against scim2-server or OpenLDAP and Request Tracker 5."""
     settings, hris_csv = setup
     everyone = {"all-staff", "engineering", "github-users", "office-berlin"}
 
@@ -200,7 +269,7 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
     account, groups = await _account(settings)
     assert account.id == first_id and account.active is True
     assert {"all-staff", "sales", "crm-users"} <= groups
-    assert _scim_users_with_external_id(settings, "E1") == 1
+    assert await _accounts_of(settings, "E1") == 1
     assert len(_audit(settings, "E1", "idp.user.create")) == 1
     assert await _tickets(settings, "tenure:E1:laptop:2027-09-01") == 1  # a new occasion: a new laptop ticket
     assert await _tickets(settings, "tenure:E1:laptop:2027-03-01") == 1  # the first tenure's ticket untouched
@@ -233,14 +302,16 @@ CRASHING_APPLY = textwrap.dedent(
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    assert settings.idp.token and settings.ticketing.password
-    return {
+    assert settings.ticketing.password
+    idp = settings.idp
+    secret = (idp.token or idp.password)
+    assert secret is not None
+    env = {
         **os.environ,
         "TENURE_DATABASE_URL": settings.database_url,
         "TENURE_POLICY_FILE": str(settings.policy_file),
-        "TENURE_IDP__KIND": "scim",
-        "TENURE_IDP__BASE_URL": settings.idp.base_url,
-        "TENURE_IDP__TOKEN": settings.idp.token.get_secret_value(),
+        "TENURE_IDP__KIND": idp.kind,
+        "TENURE_IDP__BASE_URL": idp.base_url,
         "TENURE_HRIS__KIND": "csv",
         "TENURE_HRIS__PATH": str(settings.hris.path),
         "TENURE_TICKETING__KIND": "rt",
@@ -248,6 +319,12 @@ def _env(settings: Settings) -> dict[str, str]:
         "TENURE_TICKETING__USERNAME": settings.ticketing.username or "",
         "TENURE_TICKETING__PASSWORD": settings.ticketing.password.get_secret_value(),
     }
+    if idp.kind == "scim":
+        env["TENURE_IDP__TOKEN"] = secret.get_secret_value()
+    else:
+        env.update(TENURE_IDP__BIND_DN=idp.bind_dn or "", TENURE_IDP__PASSWORD=secret.get_secret_value(),
+                   TENURE_IDP__BASE_DN=idp.base_dn or "")
+    return env
 
 
 @pytest.mark.parametrize("crash_after", [1, 3])
@@ -267,7 +344,7 @@ async def test_killed_between_actions_then_rerun_converges(setup: tuple[Settings
     account, groups = await _account(settings, "E2")
     assert account is not None and account.active is True
     assert groups == {"all-staff", "engineering", "github-users", "office-berlin"}
-    assert _scim_users_with_external_id(settings, "E2") == 1
+    assert await _accounts_of(settings, "E2") == 1
     assert await _tickets(settings, "tenure:E2:laptop:2020-01-06") == 1
     assert len(_audit(settings, "E2", "idp.user.create")) == 1
     for group in groups:
