@@ -6,7 +6,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PYTEST_ARGS ?=
 
-.PHONY: install peers postgres test test-fast demo demo-stop ui-check stress bench clean
+.PHONY: install peers postgres test test-fast demo demo-stop ui-check stress bench bench-webhook clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,6 +39,9 @@ demo-stop:  ## stop what `make demo` started
 
 ui-check:  ## headless Chromium checks the Prefect UI shows the demo's runs (screenshot in test-artifacts/)
 	$(PY) scripts/ui_check.py $(UI_CHECK_ARGS)
+
+bench-webhook: install  ## webhook → account active latency through a real Prefect server + worker (BENCH_ARGS=--hires 10 --poll-seconds 1,10)
+	$(PY) bench/webhook_latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .tenure .pytest_cache .hypothesis
