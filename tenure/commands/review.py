@@ -6,10 +6,17 @@ import contextlib
 import csv
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from lifecycle.policy import Policy
+    from tenure.auditor import Auditor
+    from tenure.runner import Connectors
+    from tenure.settings import Settings
 
 __all__ = ["review_app", "kpi_command"]
 
@@ -28,6 +35,45 @@ class ExportFormat(str, Enum):
     json = "json"
 
 
+T = TypeVar("T")
+
+
+def _load_config() -> tuple[Settings, Policy]:
+    """Settings and policy, or exit 2 (``load_config``)."""
+    from tenure.cli import load_config
+
+    settings, policy = load_config()
+    assert policy is not None
+    return settings, policy
+
+
+def _run_engine(
+    settings: Settings,
+    work: Callable[[Connectors | None, Auditor], Awaitable[T]],
+    *,
+    connect: bool = True,
+) -> T:
+    """Run ``work(connectors, auditor)`` with the configured connectors open (``None`` when ``connect`` is
+    false) and closed afterwards. A factory refusing its settings exits 2, a connector failure exits 1,
+    an unreachable database exits 2 (``_run_async``)."""
+    from tenure.auditor import Auditor
+    from tenure.cli import _run_async, fail
+    from tenure.runner import open_connectors
+
+    async def _run() -> T:
+        async with contextlib.AsyncExitStack() as stack:
+            connectors = None
+            if connect:
+                try:
+                    connectors = await stack.enter_async_context(open_connectors(settings))
+                except ValueError as exc:  # a factory refused the configuration (missing URL, key, ...)
+                    fail(f"invalid configuration: {exc}")
+            return await work(connectors, Auditor(settings.database_url))
+
+    result: T = _run_async(_run())
+    return result
+
+
 @review_app.command("run")
 def review_run(
     dry_run: Annotated[
@@ -37,30 +83,22 @@ def review_run(
     """Find orphan, leaver, dormant, outside-policy, SoD and re-certification findings; auto-remediate what
     the policy says, open a campaign (one ticket per reviewer) for the rest. Exit 1 if a remediation
     failed."""
-    from tenure.auditor import Auditor
-    from tenure.cli import EXIT_FAILED, _run_async, fail, load_config, out
+    from tenure.cli import EXIT_FAILED, fail, out
     from tenure.review import run_review
-    from tenure.runner import open_connectors
 
-    settings, policy = load_config()
-    assert policy is not None
+    settings, policy = _load_config()
 
-    async def _run() -> Any:
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                connectors = await stack.enter_async_context(open_connectors(settings))
-            except ValueError as exc:
-                fail(f"invalid configuration: {exc}")
-            return await run_review(
-                hris=connectors.hris,
-                idp=connectors.idp,
-                ticketing=connectors.ticketing,
-                policy=policy,
-                auditor=Auditor(settings.database_url),
-                dry_run=dry_run,
-            )
+    async def _run(connectors: Any, auditor: Auditor) -> Any:
+        return await run_review(
+            hris=connectors.hris,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=auditor,
+            dry_run=dry_run,
+        )
 
-    run = _run_async(_run())
+    run = _run_engine(settings, _run)
     out.print(
         f"{run.accounts} accounts, {run.memberships} memberships, {len(run.findings)} findings"
         + (f", {run.invalid_records} unreadable HR records" if run.invalid_records else "")
@@ -92,37 +130,27 @@ def review_decide(
     ] = "",
 ) -> None:
     """Record keep or revoke for one campaign item; a revoke is applied at once. Exit 1 if it failed."""
-    from tenure.auditor import Auditor
-    from tenure.cli import EXIT_FAILED, _run_async, fail, load_config, out
+    from tenure.cli import EXIT_FAILED, fail, out
     from tenure.review import ReviewError, decide
-    from tenure.runner import open_connectors
 
-    settings, policy = load_config()
-    assert policy is not None
+    settings, policy = _load_config()
 
-    async def _decide() -> Any:
-        async with contextlib.AsyncExitStack() as stack:
-            connectors = None
-            if decision is DecisionChoice.revoke:
-                try:
-                    connectors = await stack.enter_async_context(open_connectors(settings))
-                except ValueError as exc:
-                    fail(f"invalid configuration: {exc}")
-            return await decide(
-                database_url=settings.database_url,
-                campaign_id=campaign,
-                item_id=item,
-                decision=decision.value,
-                by=by,
-                reason=reason,
-                idp=connectors.idp if connectors else None,
-                ticketing=connectors.ticketing if connectors else None,
-                policy=policy,
-                auditor=Auditor(settings.database_url),
-            )
+    async def _decide(connectors: Connectors | None, auditor: Auditor) -> Any:
+        return await decide(
+            database_url=settings.database_url,
+            campaign_id=campaign,
+            item_id=item,
+            decision=decision.value,
+            by=by,
+            reason=reason,
+            idp=connectors.idp if connectors else None,
+            ticketing=connectors.ticketing if connectors else None,
+            policy=policy,
+            auditor=auditor,
+        )
 
     try:
-        result = _run_async(_decide())
+        result = _run_engine(settings, _decide, connect=decision is DecisionChoice.revoke)
     except ReviewError as exc:
         fail(str(exc))
     out.print(
@@ -139,29 +167,21 @@ def review_decide(
 @review_app.command("deadline")
 def review_deadline() -> None:
     """Send due reminders and escalations; settle undecided items of campaigns past their deadline."""
-    from tenure.auditor import Auditor
-    from tenure.cli import _run_async, fail, load_config, out
+    from tenure.cli import out
     from tenure.review import process_deadlines
-    from tenure.runner import open_connectors
 
-    settings, policy = load_config()
-    assert policy is not None
+    settings, policy = _load_config()
 
-    async def _deadline() -> Any:
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                connectors = await stack.enter_async_context(open_connectors(settings))
-            except ValueError as exc:
-                fail(f"invalid configuration: {exc}")
-            return await process_deadlines(
-                database_url=settings.database_url,
-                idp=connectors.idp,
-                ticketing=connectors.ticketing,
-                policy=policy,
-                auditor=Auditor(settings.database_url),
-            )
+    async def _deadline(connectors: Any, auditor: Auditor) -> Any:
+        return await process_deadlines(
+            database_url=settings.database_url,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=auditor,
+        )
 
-    out.print(_run_async(_deadline()).markdown())
+    out.print(_run_engine(settings, _deadline).markdown())
 
 
 @review_app.command("export")
@@ -193,11 +213,10 @@ def kpi_command(
     """Time to access for joiners, time to disable for leavers, review completion, orphans, failures."""
     from connectors.errors import ConnectorError, InvalidRecordError
     from connectors.hris.factory import build_hris
-    from tenure.cli import console, load_config, out
+    from tenure.cli import console, out
     from tenure.kpi import compute_kpis
 
-    settings, policy = load_config()
-    assert policy is not None
+    settings, policy = _load_config()
 
     async def _roster() -> dict[str, Any]:
         hris = build_hris(settings.hris)

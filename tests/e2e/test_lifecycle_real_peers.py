@@ -355,3 +355,39 @@ async def test_killed_between_actions_then_rerun_converges(setup: tuple[Settings
     assert writes == 0
     with session_scope(settings.database_url) as session:
         assert verify(session=session).ok
+
+
+async def test_plan_and_dry_run_change_nothing(setup: tuple[Settings, Path]) -> None:
+    """`tenure plan --json` prints the plan and writes nothing; `tenure apply --dry-run` audits it as planned
+    and changes nothing in the IdP or RT; the real apply then does exactly what was planned."""
+    import json
+
+    settings, hris_csv = setup
+    emp = f"E3-{settings.idp.kind}"  # RT is shared by the module: one employee per directory kind
+    _write(hris_csv, _row(employee_id=emp, first_name="Mae", last_name="Jemison", status="active",
+                          hire_date="2021-06-01"))
+    env = _env(settings)
+    planned = subprocess.run([sys.executable, "-m", "tenure.cli", "plan", emp, "--json"], env=env,
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    kinds = [a["kind"] for a in plan["actions"]]
+    assert plan["event"] == "joiner" and kinds[0] == "create_account" and "open_ticket" in kinds
+    with session_scope(settings.database_url) as session:
+        assert session.exec(select(AuditEvent)).first() is None  # plan writes nothing
+
+    dry = subprocess.run([sys.executable, "-m", "tenure.cli", "apply", emp, "--dry-run"], env=env,
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert dry.returncode == 0, dry.stderr
+    with session_scope(settings.database_url) as session:
+        rows = session.exec(select(AuditEvent)).all()
+    assert len(rows) == len(kinds) and {r.outcome for r in rows} == {Outcome.PLANNED.value}
+    assert await _accounts_of(settings, emp) == 0
+    assert await _tickets(settings, f"tenure:{emp}:laptop:2021-06-01") == 0
+
+    applied = subprocess.run([sys.executable, "-m", "tenure.cli", "apply", emp], env=env,
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert len(_audit(settings, emp, "idp.membership.add")) == kinds.count("add_membership")
+    assert await _accounts_of(settings, emp) == 1
+    assert await _tickets(settings, f"tenure:{emp}:laptop:2021-06-01") == 1
