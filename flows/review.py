@@ -9,21 +9,21 @@ campaign of hundreds of items does not hold hundreds of paused flow runs; the CL
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.lifecycle import apply_action
-from lifecycle.policy import load_policy
+from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
 from tenure.apply import Applier
 from tenure.auditor import Auditor
 from tenure.kpi import compute_kpis
 from tenure.review import decide, process_deadlines, run_review
-from tenure.runner import open_connectors
-from tenure.settings import load_settings
+from tenure.runner import Connectors, open_connectors
+from tenure.settings import Settings, load_settings
 
 __all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]
 
@@ -34,22 +34,31 @@ def _task_step(applier: Applier):  # type: ignore[no-untyped-def]
     return lambda action, account: apply_action(applier, action, account)
 
 
+def _config() -> tuple[Settings, Policy]:
+    settings = load_settings()
+    return settings, load_policy(settings.policy_file)
+
+
+def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> dict[str, Any]:
+    """What every review engine call takes in a flow: the connectors, the policy, an auditor linked to
+    this flow run, and each action applied as an ``apply-action`` task."""
+    return {
+        "idp": connectors.idp,
+        "ticketing": connectors.ticketing,
+        "policy": policy,
+        "auditor": Auditor(settings.database_url),
+        "step_factory": _task_step,
+    }
+
+
 @flow(name="access-review", flow_run_name="access-review", log_prints=False)
 async def access_review(dry_run: bool = False) -> State:
     """Find access problems; auto-remediate the policy's kinds, open a campaign for the rest; KPI artifact."""
     logger = get_run_logger()
-    settings = load_settings()
-    policy = load_policy(settings.policy_file)
-    auditor = Auditor(settings.database_url)
+    settings, policy = _config()
     async with open_connectors(settings) as connectors:
         run = await run_review(
-            hris=connectors.hris,
-            idp=connectors.idp,
-            ticketing=connectors.ticketing,
-            policy=policy,
-            auditor=auditor,
-            dry_run=dry_run,
-            step_factory=_task_step,
+            hris=connectors.hris, dry_run=dry_run, **_engine_args(settings, policy, connectors)
         )
         employees: dict[str, Employee] = {}
         async for record in connectors.hris.iter_employees():
@@ -81,16 +90,10 @@ async def access_review(dry_run: bool = False) -> State:
 @flow(name="review-deadline", flow_run_name="review-deadline")
 async def review_deadline() -> State:
     """Daily: remind after remind_after_days, escalate after escalate_after_days, settle at the deadline."""
-    settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    settings, policy = _config()
     async with open_connectors(settings) as connectors:
         report = await process_deadlines(
-            database_url=settings.database_url,
-            idp=connectors.idp,
-            ticketing=connectors.ticketing,
-            policy=policy,
-            auditor=Auditor(settings.database_url),
-            step_factory=_task_step,
+            database_url=settings.database_url, **_engine_args(settings, policy, connectors)
         )
     await create_markdown_artifact(
         markdown=report.markdown(),
@@ -108,8 +111,7 @@ async def review_decide(
     campaign_id: str, item_id: str, decision: Literal["keep", "revoke"], by: str, reason: str = ""
 ) -> State:
     """One reviewer decision (the Prefect UI form); a revoke is applied through the Applier."""
-    settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    settings, policy = _config()
     async with open_connectors(settings) as connectors:
         item = await decide(
             database_url=settings.database_url,
@@ -118,11 +120,7 @@ async def review_decide(
             decision=decision,
             by=by,
             reason=reason,
-            idp=connectors.idp,
-            ticketing=connectors.ticketing,
-            policy=policy,
-            auditor=Auditor(settings.database_url),
-            step_factory=_task_step,
+            **_engine_args(settings, policy, connectors),
         )
     message = f"{item_id}: {item.decision} by {item.decided_by}" + (
         f"; {item.action_taken}: {item.action_outcome}" if item.action_outcome else ""

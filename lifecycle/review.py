@@ -10,8 +10,9 @@ cleanup. Per enabled account:
   ``leaver.termination_time`` local) reached. Only this finding is raised: disabling answers everything.
   A leaver whose termination time lies ahead is not a finding (the leaver flow disables it on time).
 * **dormant** — ``last_sign_in`` older than ``review.dormant_days``. An account whose provider records no
-  sign-in (``last_sign_in`` None: SCIM core and LDAP do not) is *not* dormant — absence of evidence is not
-  evidence of disuse, and flagging every such account would drown the campaign.
+  sign-in (``last_sign_in`` None: SCIM core has none, LDAP only with a lastbind overlay or AD's
+  ``lastLogonTimestamp``) is *not* dormant — absence of evidence is not evidence of disuse, and flagging
+  every such account would drown the campaign.
 * **outside_policy** — a membership in a group of ``policy.managed_groups`` the employee is not entitled
   to (not birthright for them), or in a privileged group without a recorded approval. Groups outside
   ``managed_groups`` are granted by hand and are not judged here.

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from connectors.errors import ConnectorError, InvalidRecordError
 from connectors.protocols import HRIS, IdentityProvider, Ticketing
@@ -98,6 +98,31 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def campaign_reference(campaign_id: str, reviewer: str) -> str:
     return f"tenure:review:{campaign_id}:{reviewer}"
+
+
+# the fields a campaign item keeps of its finding (kind is stored as its value)
+_FINDING_FIELDS = frozenset(
+    {"id", "account_id", "user_name", "employee_id", "group", "revoke_group", "detail"}
+)
+
+
+def _finding_of(item: ReviewItem) -> Finding:
+    """The finding a campaign item was made from (what a revocation remediates)."""
+    return Finding(kind=FindingKind(item.kind), **{name: getattr(item, name) for name in _FINDING_FIELDS})
+
+
+def _get_campaign(session: Session, campaign_id: str) -> ReviewCampaign:
+    campaign = session.get(ReviewCampaign, campaign_id)
+    if campaign is None:
+        raise ReviewError(f"no review campaign {campaign_id!r}")
+    return campaign
+
+
+def _merge(database_url: str, row: ReviewCampaign | ReviewItem | ReviewAssignment) -> None:
+    """Write back a row read in an earlier (closed) session."""
+    with session_scope(database_url) as session:
+        session.merge(row)
+        session.commit()
 
 
 # ------------------------------------------------------------------------------------------------ fetch
@@ -360,16 +385,10 @@ def _store_campaign(
     for finding in run.findings:
         item = ReviewItem(
             campaign_id=campaign_id,
-            id=finding.id,
             kind=finding.kind.value,
-            employee_id=finding.employee_id,
-            account_id=finding.account_id,
-            user_name=finding.user_name,
-            group=finding.group,
-            revoke_group=finding.revoke_group,
-            detail=finding.detail,
             reviewer=run.reviewers.get(finding.id, AUTO_REVIEWER),
             created_at=now,
+            **finding.model_dump(include=_FINDING_FIELDS),
         )
         result = run.auto.get(finding.id)
         if result is not None:
@@ -493,9 +512,7 @@ async def _open_tickets(
 
 def _load_item(database_url: str, campaign_id: str, item_id: str) -> tuple[ReviewCampaign, ReviewItem]:
     with session_scope(database_url) as session:
-        campaign = session.get(ReviewCampaign, campaign_id)
-        if campaign is None:
-            raise ReviewError(f"no review campaign {campaign_id!r}")
+        campaign = _get_campaign(session, campaign_id)
         item = session.get(ReviewItem, (campaign_id, item_id))
         if item is None:
             raise ReviewError(f"campaign {campaign_id} has no item {item_id!r}")
@@ -541,7 +558,7 @@ async def decide(
         item.reason, item.flagged = reason or None, flagged
         if decision == Decision.KEEP:
             item.action_taken, item.action_outcome, item.action_at = "none", None, None
-        _save(database_url, item)
+        _merge(database_url, item)
         details = {
             "campaign": campaign_id,
             "item": item_id,
@@ -586,17 +603,7 @@ async def _revoke(
     now: datetime,
     step_factory: StepFactory | None,
 ) -> None:
-    finding = Finding(
-        id=item.id,
-        kind=FindingKind(item.kind),
-        account_id=item.account_id,
-        user_name=item.user_name,
-        employee_id=item.employee_id,
-        group=item.group,
-        revoke_group=item.revoke_group,
-        detail=item.detail,
-    )
-    action = remediation(finding)
+    action = remediation(_finding_of(item))
     applier = _applier(idp, ticketing, auditor, step_factory=step_factory)
     report = await applier.apply(
         Plan(employee_id=action.employee_id, event="none", actions=[action]), _account_for(item)
@@ -604,7 +611,7 @@ async def _revoke(
     result = report.results[0]
     item.action_taken = f"{action.kind.value} {action.target}"
     item.action_outcome, item.action_at = result.outcome.value, now
-    _save(auditor.database_url, item)
+    _merge(auditor.database_url, item)
     auditor.record(
         action="review.revoke",
         target_system=idp.source,
@@ -620,12 +627,6 @@ async def _revoke(
             "target": action.target,
         },
     )
-
-
-def _save(database_url: str, item: ReviewItem) -> None:
-    with session_scope(database_url) as session:
-        session.merge(item)
-        session.commit()
 
 
 # ------------------------------------------------------------------------------------------------ deadlines
@@ -749,50 +750,38 @@ async def _remind_or_escalate(
     escalate_at, remind_at = _aware(campaign.escalate_at), _aware(campaign.remind_at)
     assert escalate_at is not None and remind_at is not None
     deadline = f"{_aware(campaign.deadline_at):%Y-%m-%d %H:%M} UTC"
-    if now >= escalate_at and assignment.escalated_at is None:
+    details: dict[str, Any] = {"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": pending}
+    escalate = now >= escalate_at and assignment.escalated_at is None
+    if escalate:
         fallback = policy.review.fallback_reviewer
+        action, done = "review.escalate", report.escalated
+        details["escalated_to"] = fallback
         text = (
             f"Escalation: {pending} item(s) of access review {campaign.id} are still undecided by "
             f"{assignment.reviewer}; escalated to {fallback}. At {deadline} they follow on_deadline="
             f"{campaign.on_deadline}."
         )
-        outcome, detail = await _comment(ticketing, assignment, text)
-        auditor.record(
-            action="review.escalate",
-            target_system=ticketing.source if ticketing else "tenure",
-            target_id=assignment.ticket_id or assignment.reference,
-            outcome=outcome,
-            reason=detail,
-            details={
-                "campaign": campaign.id,
-                "reviewer": assignment.reviewer,
-                "pending": pending,
-                "escalated_to": fallback,
-            },
-        )
-        assignment.escalated_at = now
-        assignment.reminded_at = assignment.reminded_at or now
-        report.escalated.append((campaign.id, assignment.reviewer))
     elif now >= remind_at and assignment.reminded_at is None:
+        action, done = "review.remind", report.reminded
         text = (
             f"Reminder: {pending} item(s) of access review {campaign.id} await your decision by {deadline}."
         )
-        outcome, detail = await _comment(ticketing, assignment, text)
-        auditor.record(
-            action="review.remind",
-            target_system=ticketing.source if ticketing else "tenure",
-            target_id=assignment.ticket_id or assignment.reference,
-            outcome=outcome,
-            reason=detail,
-            details={"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": pending},
-        )
-        assignment.reminded_at = now
-        report.reminded.append((campaign.id, assignment.reviewer))
     else:
         return
-    with session_scope(auditor.database_url) as session:
-        session.merge(assignment)
-        session.commit()
+    outcome, detail = await _comment(ticketing, assignment, text)
+    auditor.record(
+        action=action,
+        target_system=ticketing.source if ticketing else "tenure",
+        target_id=assignment.ticket_id or assignment.reference,
+        outcome=outcome,
+        reason=detail,
+        details=details,
+    )
+    if escalate:
+        assignment.escalated_at = now
+    assignment.reminded_at = assignment.reminded_at or now
+    done.append((campaign.id, assignment.reviewer))
+    _merge(auditor.database_url, assignment)
 
 
 async def _close(
@@ -803,9 +792,7 @@ async def _close(
     now: datetime,
 ) -> None:
     campaign.status, campaign.closed_at = CampaignStatus.CLOSED, now
-    with session_scope(auditor.database_url) as session:
-        session.merge(campaign)
-        session.commit()
+    _merge(auditor.database_url, campaign)
     for assignment in assignments:
         if ticketing is not None and assignment.ticket_id:
             try:
@@ -840,9 +827,7 @@ def _iso(moment: datetime | None) -> str:
 def export_rows(database_url: str, campaign_id: str) -> list[dict[str, Any]]:
     """The campaign's evidence: one row per item (fields :data:`EXPORT_FIELDS`), in item order."""
     with session_scope(database_url) as session:
-        campaign = session.get(ReviewCampaign, campaign_id)
-        if campaign is None:
-            raise ReviewError(f"no review campaign {campaign_id!r}")
+        campaign = _get_campaign(session, campaign_id)
         items = session.exec(
             select(ReviewItem)
             .where(ReviewItem.campaign_id == campaign_id)

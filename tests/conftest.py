@@ -1,4 +1,11 @@
-"""Shared fixtures: throwaway audit databases on SQLite and on the real local PostgreSQL."""
+"""Shared fixtures: throwaway audit databases on SQLite and on the real local PostgreSQL, and the real peers
+(scim2-server, slapd, Request Tracker 5).
+
+Each peer fixture is module-scoped: every test module that asks for one gets its own fresh process on
+127.0.0.1 (a free port), stopped by PID (terminate, then kill) when the module is done. A module that needs
+the peer set up differently overrides the fixture under the same name (pytest passes the parent fixture in
+when the override asks for its own name).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.rt_server import RTServer
+    from tests.support.scim_server import SCIMServer
+    from tests.support.slapd import SlapdHandle
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -59,3 +72,37 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """An empty audit database, once on SQLite and once on PostgreSQL."""
     fixture = "fresh_sqlite_url" if request.param == "sqlite" else "fresh_pg_url"
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture(scope="module")
+def scim_server() -> Iterator[SCIMServer]:
+    """One real scim2-server for the module (each test takes its own tenant), stopped by PID at teardown."""
+    from tests.support.scim_server import running_scim_server
+
+    with running_scim_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdHandle]:
+    """One real slapd on 127.0.0.1 for the module, stopped by PID at teardown."""
+    from tests.support.slapd import start_slapd
+
+    handle = start_slapd(tmp_path_factory.mktemp("slapd"))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RTServer]:
+    """One real Request Tracker 5 (fresh SQLite database, free port) for the module, stopped by PID at
+    teardown."""
+    from tests.support.rt_server import start_rt
+
+    server = start_rt(tmp_path_factory.mktemp("rt"))
+    try:
+        yield server
+    finally:
+        server.stop()

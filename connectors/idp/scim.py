@@ -602,10 +602,17 @@ class SCIMIdentityProvider(ClosesAPI):
             if not ops:
                 user, extra = await self._get_user(account.id)
                 return await self._account(user, extra)
-            return await self._patch_user(account.id, ops)
+            patched = await self._patch_user(account.id, ops, read_back=True)
+            assert patched is not None
+            return patched
         return await self._replace_user(account.id, changes, manager)
 
-    async def _patch_user(self, account_id: str, operations: list[dict[str, Any]]) -> Account:
+    async def _patch_user(
+        self, account_id: str, operations: list[dict[str, Any]], *, read_back: bool
+    ) -> Account | None:
+        """PATCH the user and return the account as the server now holds it. A 204 without a body (RFC 7644
+        §3.5.2 allows it) is read back only when ``read_back``: enabling or disabling needs no answer, which
+        saves one call per leaver and joiner."""
         body = patch_body(operations)
         for attempt in (1, 2):
             try:
@@ -617,11 +624,14 @@ class SCIMIdentityProvider(ClosesAPI):
                 if exc.status_code != 412 or attempt == 2:
                     raise
                 await self._get_user(account_id)  # refresh the version, then try once more
-        if data is None:  # 204 No Content (scim2-server): read the result back
+        if data is None:  # 204 No Content (scim2-server)
+            if not read_back:
+                self._versions.pop(account_id, None)  # the version we knew is stale now
+                return None
             user, extra = await self._get_user(account_id)
-        else:
-            user, extra = parse_user(data, source=self.source)
-            self._remember_version(user.id, response, user)
+            return await self._account(user, extra)
+        user, extra = parse_user(data, source=self.source)
+        self._remember_version(user.id, response, user)
         return await self._account(user, extra)
 
     async def _replace_user(self, account_id: str, changes: dict[str, Any], manager: str | None) -> Account:
@@ -655,7 +665,8 @@ class SCIMIdentityProvider(ClosesAPI):
 
     async def _set_active(self, account_id: str, active: bool) -> None:
         if await self._patch_supported():
-            await self._patch_user(account_id, [{"op": "replace", "path": "active", "value": active}])
+            operation = {"op": "replace", "path": "active", "value": active}
+            await self._patch_user(account_id, [operation], read_back=False)
         else:
             await self._replace_user(account_id, {"active": active}, None)
 

@@ -1,26 +1,14 @@
-"""LDAP fixtures for the contract tests: one throwaway slapd per module, a connector per test.
-
-(Other peers' fixtures live in their own modules; keep this file to LDAP.)
-"""
+"""LDAP fixtures for the contract tests: a connector per test on the module's slapd (the ``slapd`` fixture
+of tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from connectors.idp.ldap import LDAPIdentityProvider
-from tests.support.slapd import SlapdHandle, start_slapd
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdHandle]:
-    """A real slapd on 127.0.0.1 for the module, stopped by PID at teardown."""
-    handle = start_slapd(tmp_path_factory.mktemp("slapd"))
-    try:
-        yield handle
-    finally:
-        handle.stop()
+from tests.support.slapd import SlapdHandle
 
 
 @pytest.fixture

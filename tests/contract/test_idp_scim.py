@@ -60,13 +60,6 @@ def make_idp(base_url: str, token: str, *, sleeps: list[float] | None = None, **
     return SCIMIdentityProvider.from_settings(settings, sleep=sleep)
 
 
-@pytest.fixture(scope="module")
-def scim_server() -> Iterator[SCIMServer]:
-    """One real scim2-server for the module, stopped by PID at teardown."""
-    with running_scim_server() as server:
-        yield server
-
-
 @pytest.mark.slow
 class TestSCIM(IdentityProviderContract):
     """The shared IdentityProvider contract on scim2-server (each test on a fresh tenant)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +31,7 @@ from tenure.auditor import Auditor
 from tenure.review import run_review
 from tenure.settings import IdPSettings
 from tests.support.hris_data import fake_people, write_csv
-from tests.support.scim_server import SCIMServer, create_group, running_scim_server
+from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = pytest.mark.slow
 
@@ -68,13 +67,6 @@ SEED: dict[str, tuple[str, str, int | None, tuple[str, ...]]] = {
     ),  # SoD
     "E00005": ("Engineering", "active", None, ("all-staff", "engineering", "prod-admin")),  # recertification
 }
-
-
-@pytest.fixture(scope="module")
-def scim_server() -> Iterator[SCIMServer]:
-    """One real scim2-server for the module, stopped by PID at teardown."""
-    with running_scim_server() as server:
-        yield server
 
 
 def make_idp(base_url: str, token: str) -> SCIMIdentityProvider:

@@ -4,7 +4,7 @@ dry runs, invalid rows, the incremental cursor and partitions."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from tenure.auditor import Auditor
 from tenure.settings import IdPSettings
 from tenure.sync import SYNC_CURSOR, SyncEngine, SyncOptions, SyncReport
 from tests.support.hris_data import DEPARTMENTS, fake_people, line_of, write_csv
-from tests.support.scim_server import SCIMServer, create_group, running_scim_server
+from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = pytest.mark.slow
 
@@ -102,13 +102,6 @@ class World:
     def events(self) -> list[AuditEvent]:
         with session_scope(self.database_url) as session:
             return list(iter_events(session=session))
-
-
-@pytest.fixture(scope="module")
-def scim_server() -> Iterator[SCIMServer]:
-    """One real scim2-server for the module; every test gets its own tenant."""
-    with running_scim_server() as server:
-        yield server
 
 
 async def make_world(server: SCIMServer, tmp_path: Path, database_url: str,

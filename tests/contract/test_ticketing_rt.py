@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ from connectors.http import APIClient, build_client
 from connectors.ticketing.rt import RTTicketing, reference_matches, reference_query
 from models.domain import TicketStatus
 from tests.contract.ticketing_suite import TicketingContract, new_request
-from tests.support.rt_server import RTServer, start_rt
+from tests.support.rt_server import RTServer
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +27,10 @@ async def _no_sleep(_: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RTServer]:
-    """A real RT 5 with a fresh SQLite database on a free port, stopped by PID at teardown."""
-    server = start_rt(Path(tmp_path_factory.mktemp("rt")))
-    try:
-        server.create_user(NO_RIGHTS_USER, NO_RIGHTS_PASSWORD)
-        yield server
-    finally:
-        server.stop()
+def rt(rt: RTServer) -> RTServer:
+    """The module's RT 5 (tests/conftest.py) with a user that has no rights on any queue."""
+    rt.create_user(NO_RIGHTS_USER, NO_RIGHTS_PASSWORD)
+    return rt
 
 
 def _connector(

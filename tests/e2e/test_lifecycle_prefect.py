@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,24 +23,18 @@ from models.audit import AuditEvent
 from models.db import session_scope
 from tenure.orchestration import approve_in_ui, schedule_reconcile
 from tests.support.hris_data import COLUMNS, write_csv
-from tests.support.scim_server import create_group, running_scim_server
+from tests.support.scim_server import create_group
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def scim() -> Iterator[object]:
-    with running_scim_server() as server:
-        yield server
-
-
 @pytest.fixture
-async def tenure_env(scim, prefect_server, tmp_path: Path, fresh_sqlite_url: str,  # type: ignore[no-untyped-def]
+async def tenure_env(scim_server, prefect_server, tmp_path: Path, fresh_sqlite_url: str,  # type: ignore[no-untyped-def]
                      monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    base_url = scim.tenant_url()
+    base_url = scim_server.tenant_url()
     for group in load_policy(REPO / "examples" / "policy.yaml").managed_groups:
-        await create_group(base_url, scim.token, group)
+        await create_group(base_url, scim_server.token, group)
     row = dict.fromkeys(COLUMNS, "")
     row.update(employee_id="E7", first_name="Ada", last_name="Lovelace", department="Engineering",
                title="Engineer", location="London", employment_type="employee", status="active",
@@ -48,7 +42,7 @@ async def tenure_env(scim, prefect_server, tmp_path: Path, fresh_sqlite_url: str
     write_csv(tmp_path / "hris.csv", [row])
     for key, value in {
         "TENURE_DATABASE_URL": fresh_sqlite_url, "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml"),
-        "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": base_url, "TENURE_IDP__TOKEN": scim.token,
+        "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": base_url, "TENURE_IDP__TOKEN": scim_server.token,
         "TENURE_HRIS__KIND": "csv", "TENURE_HRIS__PATH": str(tmp_path / "hris.csv"), "TENURE_TICKETING__KIND": "none",
     }.items():
         monkeypatch.setenv(key, value)

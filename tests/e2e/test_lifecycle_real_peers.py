@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -31,9 +31,9 @@ from tenure.auditor import Auditor
 from tenure.runner import Connectors, open_connectors, reconcile
 from tenure.settings import HRISSettings, IdPSettings, Settings, TicketingSettings
 from tests.support.hris_data import COLUMNS
-from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, start_rt
-from tests.support.scim_server import create_group, running_scim_server
-from tests.support.slapd import SlapdHandle, start_slapd
+from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER
+from tests.support.scim_server import create_group
+from tests.support.slapd import SlapdHandle
 
 pytestmark = pytest.mark.slow
 
@@ -41,30 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 POLICY = load_policy(REPO / "examples" / "policy.yaml")
 HIRE = date(2027, 3, 1)
 BERLIN_MIDNIGHT = datetime(2027, 2, 28, 23, 0, tzinfo=UTC)  # 2027-03-01 00:00 Europe/Berlin
-
-
-@pytest.fixture(scope="module")
-def scim() -> Iterator[object]:
-    with running_scim_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdHandle]:
-    handle = start_slapd(tmp_path_factory.mktemp("slapd"))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    server = start_rt(tmp_path_factory.mktemp("rt"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _row(**overrides: str) -> dict[str, str]:
@@ -87,7 +63,7 @@ async def _idp_settings(kind: str, request: pytest.FixtureRequest) -> IdPSetting
     """A fresh, empty directory of the given kind holding the policy's groups and a hand-made one."""
     groups = sorted(POLICY.managed_groups | {"manual-grant"})
     if kind == "scim":
-        scim = request.getfixturevalue("scim")
+        scim = request.getfixturevalue("scim_server")
         base_url = scim.tenant_url()
         for group in groups:
             await create_group(base_url, scim.token, group)

@@ -4,7 +4,6 @@ per batch (not per employee), progress and summary artifacts without personal da
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from flows.sync import sync
 from lifecycle.policy import Policy
 from tests.support.hris_data import fake_people, write_csv
 from tests.support.prefect_server import PrefectServerHandle
-from tests.support.scim_server import SCIMServer, create_group, running_scim_server
+from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +26,6 @@ POLICY = Policy.model_validate({
     "birthright": [{"groups": ["all-staff"]}, {"match": {"department": "Sales"}, "groups": ["sales"]}],
     "brake": {"max_disable_count": 5, "max_disable_percent": 30},
 })
-
-
-@pytest.fixture(scope="module")
-def scim_server() -> Iterator[SCIMServer]:
-    with running_scim_server() as server:
-        yield server
 
 
 def _rows(count: int) -> list[dict[str, str]]:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from connectors.ticketing.rt import reference_matches, reference_query
 from tests.reliability.conftest import size
 from tests.reliability.helpers import REPO, applied_changes, audit_verify_cli, snapshot
 from tests.support.hris_data import COLUMNS
-from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer, start_rt
+from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer
 from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -68,16 +67,6 @@ CRASHING_APPLY = textwrap.dedent(
     main()
     """
 )
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RTServer]:
-    """A real Request Tracker 5 for the module, stopped by PID."""
-    server = start_rt(tmp_path_factory.mktemp("rt"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _row(employee_id: str, stage: str) -> dict[str, str]:

@@ -36,7 +36,7 @@ from tenure.sync import SyncEngine, SyncOptions
 from tests.reliability.helpers import REPO, audit_verify_cli
 from tests.support.fault_proxy import FaultProxy
 from tests.support.hris_data import fake_people, write_csv
-from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer, start_rt
+from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer
 from tests.support.scim_server import SCIMServer, create_group, running_scim_server
 
 pytestmark = pytest.mark.slow
@@ -69,15 +69,6 @@ def scim_server() -> Iterator[SCIMServer]:
     """A scim2-server whose bearer token is the distinctive secret."""
     with running_scim_server(token=SCIM_TOKEN) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RTServer]:
-    server = start_rt(tmp_path_factory.mktemp("rt"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Haystack:
