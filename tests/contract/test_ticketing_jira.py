@@ -20,11 +20,11 @@ import httpx
 import pytest
 import respx
 
-from connectors.errors import AuthenticationError, NotFoundError, PermanentAPIError, ResponseValidationError
+from connectors.errors import NotFoundError, PermanentAPIError, ResponseValidationError
 from connectors.http import APIClient, build_client
 from connectors.ticketing.jira import JiraServiceManagement, jql_string, label_for
 from models.domain import TicketStatus
-from tests.contract.ticketing_suite import TicketingContract, new_request
+from tests.contract.ticketing_suite import Sleeps, TicketingContract, new_request
 
 BASE = "https://tenure-test.atlassian.net/"
 SERVICE_DESK = "4"
@@ -245,11 +245,6 @@ class FakeJSM:
         return httpx.Response(204)
 
 
-class Sleeps(list[float]):
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
 def _connector(
     fake: FakeJSM,
     sleeps: Sleeps | None = None,
@@ -296,6 +291,13 @@ async def ticketing(fake: FakeJSM) -> AsyncIterator[JiraServiceManagement]:
 @pytest.fixture
 def ticketing_peer(fake: FakeJSM) -> JSMPeer:
     return JSMPeer(fake)
+
+
+@pytest.fixture
+async def wrong_secret_ticketing(fake: FakeJSM) -> AsyncIterator[tuple[JiraServiceManagement, str]]:
+    connector = _connector(fake, password="wrong-token-value")
+    yield connector, "wrong-token-value"
+    await connector.aclose()
 
 
 class TestJiraContract(TicketingContract):
@@ -437,17 +439,6 @@ async def test_wrong_shape_is_response_validation_error(
     with pytest.raises(ResponseValidationError) as info:
         await ticketing.find_ticket(new_request().reference)
     assert info.value.__cause__ is not None
-
-
-async def test_bad_token_is_authentication_error(fake: FakeJSM) -> None:
-    """A wrong API token gives AuthenticationError; neither the token nor its Basic encoding leaks."""
-    connector = _connector(fake, password="wrong-token-value")
-    try:
-        with pytest.raises(AuthenticationError) as info:
-            await connector.find_ticket("tenure:E1:laptop:2027-03-01")
-    finally:
-        await connector.aclose()
-    assert "wrong-token-value" not in str(info.value)
 
 
 async def test_search_follows_next_page_token(fake: FakeJSM, ticketing: JiraServiceManagement) -> None:

@@ -1,8 +1,9 @@
 """The shared contract every :class:`connectors.protocols.Ticketing` implementation must pass.
 
-Subclass :class:`TicketingContract` in a ``test_ticketing_<vendor>.py`` module and provide two async fixtures:
-``ticketing`` (the connector under test, talking to its real local peer or a stateful fake) and
-``ticketing_peer`` (a :class:`TicketingPeer` that inspects the peer directly, not through the connector).
+Subclass :class:`TicketingContract` in a ``test_ticketing_<vendor>.py`` module and provide three fixtures:
+``ticketing`` (the connector under test, talking to its real local peer or a stateful fake),
+``ticketing_peer`` (a :class:`TicketingPeer` that inspects the peer directly, not through the connector) and
+``wrong_secret_ticketing`` (a connector to the same peer with a wrong password/token, and that secret).
 Every test uses a fresh reference, so one peer can serve the whole module.
 """
 
@@ -13,11 +14,11 @@ from typing import Protocol
 
 import pytest
 
-from connectors.errors import ConnectorError
+from connectors.errors import AuthenticationError, ConnectorError
 from connectors.protocols import Ticketing
 from models.domain import Ticket, TicketRequest, TicketStatus
 
-__all__ = ["TicketingContract", "TicketingPeer", "new_request"]
+__all__ = ["TicketingContract", "TicketingPeer", "Sleeps", "new_request"]
 
 
 class TicketingPeer(Protocol):
@@ -26,6 +27,13 @@ class TicketingPeer(Protocol):
     async def count_with_reference(self, reference: str) -> int: ...
 
     async def comments(self, ticket_id: str) -> list[str]: ...
+
+
+class Sleeps(list[float]):
+    """A zero-wait ``sleep`` for connectors that records each wait it was asked for."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
 
 
 def new_request(
@@ -122,6 +130,16 @@ class TicketingContract:
         assert await ticketing.get_status(ticket.id) is TicketStatus.RESOLVED
         found = await ticketing.find_ticket(ticket.reference)
         assert found is not None and found.status is TicketStatus.RESOLVED
+
+    async def test_wrong_secret_is_authentication_error(
+        self, wrong_secret_ticketing: tuple[Ticketing, str]
+    ) -> None:
+        """Wrong credentials give 401, raised as AuthenticationError whose text and repr hold no secret."""
+        ticketing, secret = wrong_secret_ticketing
+        with pytest.raises(AuthenticationError) as info:
+            await ticketing.find_ticket("tenure:E1:laptop:2027-03-01")
+        assert info.value.status_code == 401
+        assert secret not in str(info.value) + repr(info.value)
 
     async def test_unknown_ticket_status_is_typed_error(self, ticketing: Ticketing) -> None:
         """Asking for a ticket that does not exist raises a ConnectorError, not a KeyError or httpx error."""
