@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
@@ -21,9 +23,14 @@ from tenure.commands.review import kpi_command, review_app
 from tenure.commands.sync import sync_command
 from tenure.settings import Settings, load_settings
 
-__all__ = ["app", "main", "load_config", "fail"]
+if TYPE_CHECKING:
+    from tenure.auditor import Auditor
+    from tenure.runner import Connectors
+
+__all__ = ["app", "main", "load_config", "fail", "run_with_connectors"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tenure: HR-driven identity lifecycle on Prefect.")
 audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-chained audit trail.")
@@ -173,25 +180,48 @@ def _run_async(coro: Any) -> Any:
         fail(str(exc))
 
 
+def run_with_connectors(
+    settings: Settings, work: Callable[[Connectors | None, Auditor], Awaitable[T]], *, connect: bool = True
+) -> T:
+    """Run ``work(connectors, auditor)`` with the configured connectors open (``None`` when ``connect`` is false)
+    and closed afterwards. A factory refusing its settings exits 2, a connector failure exits 1, an unreachable
+    database exits 2."""
+    from tenure.auditor import Auditor
+    from tenure.runner import open_connectors
+
+    async def _run() -> T:
+        async with contextlib.AsyncExitStack() as stack:
+            connectors = None
+            if connect:
+                try:
+                    connectors = await stack.enter_async_context(open_connectors(settings))
+                except ValueError as exc:  # a factory refused the configuration (missing URL, key, ...)
+                    fail(f"invalid configuration: {exc}")
+            return await work(connectors, Auditor(settings.database_url))
+
+    result: T = _run_async(_run())
+    return result
+
+
 @app.command("plan")
 def plan_command(
     employee_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
     """Print what Tenure would do for one employee (changes nothing, writes nothing)."""
-    from tenure.runner import open_connectors, plan_employee
+    from tenure.runner import plan_employee
 
     settings, policy = load_config()
     assert policy is not None
 
-    async def _plan() -> Any:
-        async with open_connectors(settings) as connectors:
-            plan, _ = await plan_employee(
-                employee_id, connectors=connectors, policy=policy, database_url=settings.database_url
-            )
-            return plan
+    async def _plan(connectors: Connectors | None, _: Auditor) -> Any:
+        assert connectors is not None
+        plan, _account = await plan_employee(
+            employee_id, connectors=connectors, policy=policy, database_url=settings.database_url
+        )
+        return plan
 
-    plan = _run_async(_plan())
+    plan = run_with_connectors(settings, _plan)
     if as_json:
         out.print_json(plan.model_dump_json())
         return
@@ -208,18 +238,16 @@ def apply_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")] = False,
 ) -> None:
     """Plan and apply for one employee; every step audited. Exit 1 if any step failed."""
-    from tenure.auditor import Auditor
-    from tenure.runner import open_connectors, reconcile
+    from tenure.runner import reconcile
 
     settings, policy = load_config()
     assert policy is not None
 
-    async def _apply() -> Any:
-        async with open_connectors(settings) as connectors:
-            return await reconcile(employee_id, connectors=connectors, policy=policy,
-                                   auditor=Auditor(settings.database_url), dry_run=dry_run)
+    async def _apply(connectors: Connectors | None, auditor: Auditor) -> Any:
+        assert connectors is not None
+        return await reconcile(employee_id, connectors=connectors, policy=policy, auditor=auditor, dry_run=dry_run)
 
-    report = _run_async(_apply())
+    report = run_with_connectors(settings, _apply)
     for result in report.results:
         out.print(f"{result.outcome.value:<8} {result.action.kind.value:<18} {result.action.target:<28} "
                   f"{result.detail or result.action.reason}")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,9 +33,6 @@ class ExportFormat(str, Enum):
     json = "json"
 
 
-T = TypeVar("T")
-
-
 def _load_config() -> tuple[Settings, Policy]:
     """Settings and policy, or exit 2 (``load_config``)."""
     from tenure.cli import load_config
@@ -45,33 +40,6 @@ def _load_config() -> tuple[Settings, Policy]:
     settings, policy = load_config()
     assert policy is not None
     return settings, policy
-
-
-def _run_engine(
-    settings: Settings,
-    work: Callable[[Connectors | None, Auditor], Awaitable[T]],
-    *,
-    connect: bool = True,
-) -> T:
-    """Run ``work(connectors, auditor)`` with the configured connectors open (``None`` when ``connect`` is
-    false) and closed afterwards. A factory refusing its settings exits 2, a connector failure exits 1,
-    an unreachable database exits 2 (``_run_async``)."""
-    from tenure.auditor import Auditor
-    from tenure.cli import _run_async, fail
-    from tenure.runner import open_connectors
-
-    async def _run() -> T:
-        async with contextlib.AsyncExitStack() as stack:
-            connectors = None
-            if connect:
-                try:
-                    connectors = await stack.enter_async_context(open_connectors(settings))
-                except ValueError as exc:  # a factory refused the configuration (missing URL, key, ...)
-                    fail(f"invalid configuration: {exc}")
-            return await work(connectors, Auditor(settings.database_url))
-
-    result: T = _run_async(_run())
-    return result
 
 
 @review_app.command("run")
@@ -83,7 +51,7 @@ def review_run(
     """Find orphan, leaver, dormant, outside-policy, SoD and re-certification findings; auto-remediate what
     the policy says, open a campaign (one ticket per reviewer) for the rest. Exit 1 if a remediation
     failed."""
-    from tenure.cli import EXIT_FAILED, fail, out
+    from tenure.cli import EXIT_FAILED, fail, out, run_with_connectors
     from tenure.review import run_review
 
     settings, policy = _load_config()
@@ -98,7 +66,7 @@ def review_run(
             dry_run=dry_run,
         )
 
-    run = _run_engine(settings, _run)
+    run = run_with_connectors(settings, _run)
     out.print(
         f"{run.accounts} accounts, {run.memberships} memberships, {len(run.findings)} findings"
         + (f", {run.invalid_records} unreadable HR records" if run.invalid_records else "")
@@ -130,7 +98,7 @@ def review_decide(
     ] = "",
 ) -> None:
     """Record keep or revoke for one campaign item; a revoke is applied at once. Exit 1 if it failed."""
-    from tenure.cli import EXIT_FAILED, fail, out
+    from tenure.cli import EXIT_FAILED, fail, out, run_with_connectors
     from tenure.review import ReviewError, decide
 
     settings, policy = _load_config()
@@ -150,7 +118,7 @@ def review_decide(
         )
 
     try:
-        result = _run_engine(settings, _decide, connect=decision is DecisionChoice.revoke)
+        result = run_with_connectors(settings, _decide, connect=decision is DecisionChoice.revoke)
     except ReviewError as exc:
         fail(str(exc))
     out.print(
@@ -167,7 +135,7 @@ def review_decide(
 @review_app.command("deadline")
 def review_deadline() -> None:
     """Send due reminders and escalations; settle undecided items of campaigns past their deadline."""
-    from tenure.cli import out
+    from tenure.cli import out, run_with_connectors
     from tenure.review import process_deadlines
 
     settings, policy = _load_config()
@@ -181,7 +149,7 @@ def review_deadline() -> None:
             auditor=auditor,
         )
 
-    out.print(_run_engine(settings, _deadline).markdown())
+    out.print(run_with_connectors(settings, _deadline).markdown())
 
 
 @review_app.command("export")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -23,8 +22,8 @@ def sync_command(
     from rich.table import Table
 
     from tenure.auditor import Auditor
-    from tenure.cli import EXIT_FAILED, _run_async, console, fail, load_config, out
-    from tenure.runner import open_connectors
+    from tenure.cli import EXIT_FAILED, console, fail, load_config, out, run_with_connectors
+    from tenure.runner import Connectors
     from tenure.sync import SyncEngine, SyncOptions, SyncReport
 
     settings, policy = load_config()
@@ -32,27 +31,23 @@ def sync_command(
     options = SyncOptions(full=full, dry_run=dry_run, override_brake=override_brake,
                           max_concurrency=settings.idp.max_concurrency)
 
-    async def _sync() -> SyncReport:
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                connectors = await stack.enter_async_context(open_connectors(settings))
-            except ValueError as exc:  # a factory refused the configuration (missing URL, key, ...)
-                fail(f"invalid configuration: {exc}")
-            engine = SyncEngine(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
-                                policy=policy, auditor=Auditor(settings.database_url), options=options)
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console) as progress:
-                reading = progress.add_task("reading HRIS and IdP", total=None)
-                await engine.prepare()
-                progress.update(reading, total=1, completed=1)
-                applying = progress.add_task("applying", total=max(engine.report.planned, 1))
+    async def _sync(connectors: Connectors | None, auditor: Auditor) -> SyncReport:
+        assert connectors is not None
+        engine = SyncEngine(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
+                            policy=policy, auditor=auditor, options=options)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            reading = progress.add_task("reading HRIS and IdP", total=None)
+            await engine.prepare()
+            progress.update(reading, total=1, completed=1)
+            applying = progress.add_task("applying", total=max(engine.report.planned, 1))
 
-                def on_progress(done: int, total: int) -> None:
-                    progress.update(applying, completed=done, total=max(total, 1))
+            def on_progress(done: int, total: int) -> None:
+                progress.update(applying, completed=done, total=max(total, 1))
 
-                return await engine.run(on_progress=on_progress)
+            return await engine.run(on_progress=on_progress)
 
-    report: Any = _run_async(_sync())
+    report: Any = run_with_connectors(settings, _sync)
     table = Table(title="tenure sync", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
