@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from tenure.apply import Applier, ApplyReport, Approver, Scheduler, Step
 from tenure.auditor import Auditor
 from tenure.settings import Settings
 
-__all__ = ["Connectors", "open_connectors", "approvals_for", "taken_user_names", "plan_employee", "reconcile"]
+__all__ = ["Connectors", "open_connectors", "approvals_by_employee", "taken_user_names", "plan_employee", "reconcile"]
 
 MAX_NAME_PROBES = 25
 
@@ -57,17 +58,18 @@ async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
                 await close()
 
 
-def approvals_for(database_url: str, employee_id: str) -> frozenset[str]:
-    """Privileged groups this employee holds a recorded approval for."""
+def approvals_by_employee(database_url: str, employee_id: str | None = None) -> dict[str, frozenset[str]]:
+    """Privileged groups each employee (or just ``employee_id``) holds a recorded approval for, in one query."""
+    found: dict[str, set[str]] = defaultdict(set)
+    query = select(LedgerEntry.employee_id, LedgerEntry.target).where(
+        LedgerEntry.kind == ActionKind.REQUEST_APPROVAL.value, LedgerEntry.status == "applied"
+    )
+    if employee_id is not None:
+        query = query.where(LedgerEntry.employee_id == employee_id)
     with session_scope(database_url) as session:
-        rows = session.exec(
-            select(LedgerEntry).where(
-                LedgerEntry.employee_id == employee_id,
-                LedgerEntry.kind == ActionKind.REQUEST_APPROVAL.value,
-                LedgerEntry.status == "applied",
-            )
-        ).all()
-    return frozenset(row.target for row in rows)
+        for owner, group in session.exec(query).all():
+            found[owner].add(group)
+    return {owner: frozenset(groups) for owner, groups in found.items()}
 
 
 async def taken_user_names(idp: IdentityProvider, employee: Employee, policy: Policy) -> frozenset[str]:
@@ -105,7 +107,7 @@ async def plan_employee(
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
     result = plan(employee, account, policy, now, taken_user_names=taken,
-                  approvals=approvals_for(database_url, employee_id))
+                  approvals=approvals_by_employee(database_url, employee_id).get(employee_id, frozenset()))
     return result, account
 
 

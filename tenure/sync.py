@@ -54,6 +54,7 @@ from models.db import session_scope
 from models.domain import Account, Employee
 from models.state import LedgerEntry, cursor_get, cursor_put
 from tenure.apply import OPEN_STATUSES, Applier, ApplyReport, Scheduler
+from tenure.runner import approvals_by_employee
 from tenure.auditor import Auditor
 
 __all__ = [
@@ -65,7 +66,6 @@ __all__ = [
     "BatchResult",
     "SyncEngine",
     "partition_of",
-    "approvals_by_employee",
 ]
 
 log = logging.getLogger("tenure.sync")
@@ -221,21 +221,6 @@ class _Work:
     plan: Plan
     account: Account | None
     wave: int = 0
-
-
-def approvals_by_employee(database_url: str) -> dict[str, frozenset[str]]:
-    """Every employee's recorded approvals (privileged group names), in one query (bulk
-    :func:`tenure.runner.approvals_for`)."""
-    found: dict[str, set[str]] = defaultdict(set)
-    with session_scope(database_url) as session:
-        rows = session.exec(
-            select(LedgerEntry.employee_id, LedgerEntry.target).where(
-                LedgerEntry.kind == ActionKind.REQUEST_APPROVAL.value, LedgerEntry.status == "applied"
-            )
-        ).all()
-    for employee_id, target in rows:
-        found[employee_id].add(target)
-    return {k: frozenset(v) for k, v in found.items()}
 
 
 def _settled_side_effects(database_url: str, *, ticketing: bool) -> set[str]:
