@@ -4,6 +4,7 @@ the flow run, future-dated steps booked as scheduled flow runs, and approvals th
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,34 @@ async def test_joiner_flow_run_is_named_audited_and_leaves_an_artifact(tenure_en
 
     again = await reconcile_employee("E7", return_state=True)
     assert again.is_completed() and "0 applied" in (again.message or ""), again.message
+
+
+async def test_failed_step_fails_the_run_and_the_next_run_completes_it(tenure_env: str, scim_server,  # type: ignore[no-untyped-def]
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that fails (its group is missing in the IdP) is audited, does not undo the others, and ends the run
+    Failed with a summary naming it; once the group exists, the next run completes exactly what was left."""
+    import httpx
+
+    base_url = os.environ["TENURE_IDP__BASE_URL"]
+    headers = {"Authorization": f"Bearer {scim_server.token}"}
+    groups = httpx.get(f"{base_url}Groups", headers=headers).json()["Resources"]
+    github = next(g["id"] for g in groups if g["displayName"] == "github-users")
+    assert httpx.delete(f"{base_url}Groups/{github}", headers=headers).status_code in (200, 204)
+
+    state = await joiner("E7", return_state=True)
+    assert state.is_failed()
+    assert "1 failed" in (state.message or "") and "add_membership github-users" in (state.message or "")
+    with session_scope(tenure_env) as session:
+        rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
+    outcomes = {(r.action, r.target_id if r.action != "idp.membership.add" else r.details.get("target"), r.outcome)
+                for r in rows}
+    assert ("idp.membership.add", "github-users", "failed") in outcomes
+    assert ("idp.membership.add", "engineering", "applied") in outcomes  # the other steps stand
+
+    await create_group(base_url, scim_server.token, "github-users")
+    again = await reconcile_employee("E7", return_state=True)
+    assert again.is_completed(), again.message
+    assert (again.message or "").split(": ", 1)[1].startswith("1 applied"), again.message
 
 
 async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> None:  # type: ignore[no-untyped-def]
