@@ -15,7 +15,8 @@ The state machine, with every instant computed in the employee's time zone
 * **active** and **leave**: the account exists, is enabled, its attributes equal the HR record and it
   holds its entitlements (:mod:`lifecycle.birthright`). Leave keeps the account enabled and maintained
   (a policy switch to suspend on leave can come later). A disabled account is enabled; with evidence of
-  an earlier tenure (a termination date before the hire date, or a past sign-in) that is a **rehire**:
+  an earlier tenure (a termination date before the hire date, a past sign-in, or ``left_before``: Tenure
+  disabled the account as a leaver) that is a **rehire**:
   the same account is enabled (never a second one created) and the joiner tickets are emitted again.
 * **mover**: UPDATE with only the changed attributes, ADD missing entitlements, REMOVE managed groups
   (``policy.managed_groups``) the employee is no longer granted. Groups outside policy (granted by
@@ -115,6 +116,7 @@ class _Context:
     timeline: Timeline
     approvals: frozenset[str]
     taken_user_names: frozenset[str]
+    left_before: bool = False
 
     def action(self, kind: ActionKind, target: str, reason: str, **params: Any) -> Action:
         return Action(kind=kind, employee_id=self.employee.employee_id, target=target, reason=reason,
@@ -167,11 +169,14 @@ def plan(
     *,
     taken_user_names: frozenset[str] = frozenset(),
     approvals: frozenset[str] = frozenset(),
+    left_before: bool = False,
 ) -> Plan:
     """Plan the actions that bring ``account`` in line with ``employee`` under ``policy`` at ``now``.
 
     ``taken_user_names``: user names of OTHER accounts (collision suffixes). ``approvals``: privileged
-    group names this employee holds a recorded approval for. ``now`` must be timezone-aware.
+    group names this employee holds a recorded approval for. ``left_before``: Tenure once disabled this
+    employee's account as a leaver (the ledger says so), evidence of a rehire even when the HRIS cleared the
+    termination date. ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -185,7 +190,7 @@ def plan(
                          f"not {employee.employee_id}")
     ctx = _Context(employee=employee, account=account, policy=policy, now=now.astimezone(UTC),
                    timeline=timeline(employee, policy), approvals=frozenset(approvals),
-                   taken_user_names=frozenset(taken_user_names))
+                   taken_user_names=frozenset(taken_user_names), left_before=left_before)
     if _is_leaver(ctx):
         return _plan_leaver(ctx)
     ents = entitlements(employee, policy, ctx.approvals)
@@ -252,7 +257,7 @@ def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
         actions.append(ctx.action(ActionKind.UPDATE_ACCOUNT, account.user_name,
                                   f"attributes changed: {', '.join(sorted(changes))}", changes=changes))
     enabling = not account.active
-    rehire = enabling and (_terminated_before_start(e) or account.last_sign_in is not None)
+    rehire = enabling and (_terminated_before_start(e) or account.last_sign_in is not None or ctx.left_before)
     label = "rehire" if rehire else "joiner"
     if enabling and _has_started(ctx):
         actions.append(ctx.action(ActionKind.ENABLE_ACCOUNT, account.user_name,

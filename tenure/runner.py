@@ -25,7 +25,15 @@ from tenure.apply import Applier, ApplyReport, Approver, Scheduler, Step
 from tenure.auditor import Auditor
 from tenure.settings import Settings
 
-__all__ = ["Connectors", "open_connectors", "approvals_by_employee", "taken_user_names", "plan_employee", "reconcile"]
+__all__ = [
+    "Connectors",
+    "open_connectors",
+    "approvals_by_employee",
+    "disabled_as_leavers",
+    "taken_user_names",
+    "plan_employee",
+    "reconcile",
+]
 
 MAX_NAME_PROBES = 25
 
@@ -72,6 +80,17 @@ def approvals_by_employee(database_url: str, employee_id: str | None = None) -> 
     return {owner: frozenset(groups) for owner, groups in found.items()}
 
 
+def disabled_as_leavers(database_url: str, employee_id: str | None = None) -> set[str]:
+    """Employees (or just ``employee_id``) whose account Tenure once disabled: a later enable is a rehire."""
+    query = select(LedgerEntry.employee_id).where(
+        LedgerEntry.kind == ActionKind.DISABLE_ACCOUNT.value, LedgerEntry.status == "applied"
+    )
+    if employee_id is not None:
+        query = query.where(LedgerEntry.employee_id == employee_id)
+    with session_scope(database_url) as session:
+        return set(session.exec(query.distinct()).all())
+
+
 async def taken_user_names(idp: IdentityProvider, employee: Employee, policy: Policy) -> frozenset[str]:
     """User names (base, base2, base3, ...) other accounts already hold, probed until the first free one."""
     taken: set[str] = set()
@@ -107,7 +126,8 @@ async def plan_employee(
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
     result = plan(employee, account, policy, now, taken_user_names=taken,
-                  approvals=approvals_by_employee(database_url, employee_id).get(employee_id, frozenset()))
+                  approvals=approvals_by_employee(database_url, employee_id).get(employee_id, frozenset()),
+                  left_before=employee_id in disabled_as_leavers(database_url, employee_id))
     return result, account
 
 

@@ -54,7 +54,7 @@ from models.db import session_scope
 from models.domain import Account, Employee
 from models.state import LedgerEntry, cursor_get, cursor_put
 from tenure.apply import OPEN_STATUSES, Applier, ApplyReport, Scheduler
-from tenure.runner import approvals_by_employee
+from tenure.runner import approvals_by_employee, disabled_as_leavers
 from tenure.auditor import Auditor
 
 __all__ = [
@@ -431,7 +431,9 @@ class SyncEngine:
         self.report.employees_seen = len(employees) + self.report.invalid_records
         approvals = approvals_by_employee(self.auditor.database_url)
         settled = _settled_side_effects(self.auditor.database_url, ticketing=self.ticketing is not None)
-        works = await asyncio.to_thread(self._plan_all, employees, accounts, taken, duplicates, approvals, settled)
+        left_before = disabled_as_leavers(self.auditor.database_url)
+        works = await asyncio.to_thread(self._plan_all, employees, accounts, taken, duplicates, approvals, settled,
+                                        left_before)
         self.report.phase_seconds["plan"] = time.monotonic() - started
         self.report.planned = len(works)
         self.report.planned_actions = sum(len(w.plan.actions) for w in works)
@@ -451,6 +453,7 @@ class SyncEngine:
         duplicates: set[str],
         approvals: dict[str, frozenset[str]],
         settled: set[str],
+        left_before: set[str],
     ) -> list[_Work]:
         planned: list[tuple[Plan, Account | None, Employee]] = []
         for employee_id, employee in employees:
@@ -463,7 +466,8 @@ class SyncEngine:
             near = frozenset() if account is not None else taken.near(base_user_name(employee, self.policy.naming))
             try:
                 result = plan(employee, account, self.policy, self.now, taken_user_names=near,
-                              approvals=approvals.get(employee_id, frozenset()))
+                              approvals=approvals.get(employee_id, frozenset()),
+                              left_before=employee_id in left_before)
             except Exception as exc:  # noqa: BLE001 - one unplannable record must not stop 10,000 others
                 log.exception("planning failed for employee %s", employee_id)
                 self._fail(employee_id, f"planning failed: {type(exc).__name__}")

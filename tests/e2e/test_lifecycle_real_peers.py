@@ -234,12 +234,12 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
     _, writes = await _reconcile(settings, datetime(2027, 6, 30, 17, 0, tzinfo=UTC))
     assert writes == 0
 
-    # Rehire: the same account is enabled again; never a second one. The HR record keeps the earlier
-    # termination date: a termination before the hire date is the planner's evidence of a rehire (SCIM
-    # carries no last sign-in), which re-emits the joiner tickets for the new occasion.
+    # Rehire: the same account is enabled again; never a second one. The HRIS cleared the termination date:
+    # the ledger's record that Tenure disabled this account as a leaver is the evidence of a rehire, which
+    # re-emits the joiner tickets for the new occasion.
     first_id = account.id
     _write(hris_csv, _row(status="active", department="Sales", title="Account Executive",
-                          hire_date="2027-09-01", termination_date=last_day.isoformat()))
+                          hire_date="2027-09-01"))
     report, _ = await _reconcile(settings, datetime(2027, 9, 1, 8, 0, tzinfo=UTC))
     assert report.ok, report.markdown()
     account, groups = await _account(settings)

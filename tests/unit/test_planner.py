@@ -396,6 +396,19 @@ def test_rehire_enables_the_same_account() -> None:
     assert p.actions[-1].params["reference"] == "tenure:E1:laptop:2026-01-05"
 
 
+def test_rehire_recognised_from_the_ledger_when_hr_cleared_the_termination_date() -> None:
+    """A disabled account Tenure once disabled as a leaver is a rehire even without a termination date;
+    a disabled account without that evidence (disabled by hand) is enabled without joiner tickets."""
+    emp = employee(hire_date=date(2026, 1, 5), termination_date=None)
+    acc = account_for(emp, active=False, groups={"all-staff", "engineering", "github-users"})
+    rehired = plan(emp, acc, POLICY, utc(2026, 1, 5, 9), left_before=True)
+    assert rehired.event == "rehire"
+    assert kinds(rehired) == [(K.ENABLE_ACCOUNT, "john.smith"), (K.OPEN_TICKET, "laptop")]
+    assert rehired.actions[-1].params["reference"] == "tenure:E1:laptop:2026-01-05"
+    by_hand = plan(emp, acc, POLICY, utc(2026, 1, 5, 9))
+    assert by_hand.event == "joiner" and kinds(by_hand) == [(K.ENABLE_ACCOUNT, "john.smith")]
+
+
 def test_rehire_before_start_schedules_enable() -> None:
     """A rehire whose new hire day lies ahead keeps the account disabled until then."""
     emp = employee(status=EmployeeStatus.PENDING, hire_date=date(2026, 1, 5),
