@@ -512,27 +512,37 @@ class SCIMIdentityProvider(ClosesAPI):
         return await self._account(*pick) if pick else None
 
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
-        """Every user, one page at a time (RFC 7644 §3.4.2.4)."""
+        """Every user exactly once, page by page (RFC 7644 §3.4.2.4). A user whose manager was not seen yet is
+        held back and yielded in a last page, when every account id is known: resolving ``manager.value``
+        then costs no extra GET per manager who happens to sit on a later page."""
         guard = LoopGuard(self.source)
         seen: set[str] = set()
+        held_back: list[tuple[Any, dict[str, Any]]] = []
         start = 1
         while True:
             guard.check(start)
             _, data = await self._call("GET", "Users", params={"startIndex": start, "count": page_size})
             users = self._page_users(data)
             if not users:
-                return
+                break
             ids = {str(u.id) for u, _ in users}
             if ids <= seen:  # a provider ignoring startIndex would hand the same page back for ever
                 raise ResponseValidationError(
                     f"pagination loop: startIndex={start} returned only users already seen", source=self.source
                 )
             seen |= ids
-            yield [await self._account(u, x) for u, x in users]
+            ready = []
+            for user, extra in users:
+                manager = _manager_account_id(user)
+                (held_back if manager and manager not in self._employee_ids else ready).append((user, extra))
+            if ready:
+                yield [await self._account(u, x) for u, x in ready]
             start += len(users)
             total = data.get("totalResults")
             if isinstance(total, int) and start > total:
-                return
+                break
+        if held_back:
+            yield [await self._account(u, x) for u, x in held_back]
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
