@@ -29,8 +29,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from lifecycle.policy import load_policy  # noqa: E402
 from sync_bench import drift, engine, make_idp, seed_idp  # noqa: E402
+
+from lifecycle.policy import load_policy  # noqa: E402
 from tests.support.fault_proxy import FaultProxy  # noqa: E402
 from tests.support.hris_data import fake_people, write_csv  # noqa: E402
 from tests.support.scim_server import running_scim_server  # noqa: E402

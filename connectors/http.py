@@ -389,7 +389,7 @@ class APIClient:
         try:
             raise_for_status(response, source=self.source, detail=self._error_detail(response))
         except ConnectorError as exc:
-            raise self.scrub(exc)
+            raise self.scrub(exc) from None  # the same error, its secrets scrubbed
         return response
 
     def scrub(self, exc: ConnectorError) -> ConnectorError:

@@ -10,7 +10,16 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.errors import InvalidRecordError
-from models.domain import Account, AccountAttributes, ChangeSet, Employee, Group, Ticket, TicketRequest, TicketStatus
+from models.domain import (
+    Account,
+    AccountAttributes,
+    ChangeSet,
+    Employee,
+    Group,
+    Ticket,
+    TicketRequest,
+    TicketStatus,
+)
 
 __all__ = ["HRIS", "IdentityProvider", "Ticketing"]
 

@@ -54,8 +54,8 @@ from models.db import session_scope
 from models.domain import Account, Employee
 from models.state import LedgerEntry, cursor_get, cursor_put
 from tenure.apply import OPEN_STATUSES, Applier, ApplyReport, Scheduler
-from tenure.runner import approvals_by_employee, disabled_as_leavers
 from tenure.auditor import Auditor
+from tenure.runner import approvals_by_employee, disabled_as_leavers
 
 __all__ = [
     "SYNC_CURSOR",

@@ -23,8 +23,8 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from connectors.errors import AuthenticationError, ConnectorError
-from connectors.hris.factory import build_hris
 from connectors.hris.csv_export import CSVExportHRIS
+from connectors.hris.factory import build_hris
 from connectors.idp.scim import SCIMIdentityProvider
 from connectors.ticketing.factory import build_ticketing
 from lifecycle.policy import Policy

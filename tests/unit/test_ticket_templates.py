@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
+from lifecycle.policy import TicketTemplate
 from lifecycle.tickets import (
     TemplateError,
     occasion_for,
@@ -16,7 +17,6 @@ from lifecycle.tickets import (
     template_fields,
     ticket_for,
 )
-from lifecycle.policy import TicketTemplate
 from models.domain import Employee, EmployeeStatus
 
 ADA = Employee(
