@@ -44,7 +44,16 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
 import sandbox.demo as demo_module  # noqa: E402
-from sandbox.demo import Demo, cli, make_people, new_hire, send_webhook, start_idp, write_hris  # noqa: E402
+from sandbox.demo import (  # noqa: E402
+    Demo,
+    cli,
+    make_people,
+    new_hire,
+    send_webhook,
+    start_idp,
+    start_sandbox_ticketing,
+    write_hris,
+)
 from sandbox.processes import (  # noqa: E402
     Started,
     StateFile,
@@ -102,13 +111,8 @@ def start_stack(demo: Demo) -> None:
     demo.keep(server)
     say(f"  Prefect    server at {demo.api_url} (SQLite under {BENCH_DIR.relative_to(ROOT)})")
     start_idp(demo)  # logs under sandbox.demo.DEMO_DIR, pointed at BENCH_DIR by main()
-    password = secrets.token_urlsafe(12)
-    port = free_port()
-    ticketing = demo.keep(spawn("sandbox-ticketing", [sys.executable, "-m", "sandbox.ticketing", "--port", str(port),
-                                                      "--user", "root", "--password", password],
-                                log_path=BENCH_DIR / "logs/ticketing.log", cwd=ROOT))
-    demo.ticket_url = f"http://127.0.0.1:{port}/rt/"
-    wait_for_http(f"{demo.ticket_url}REST/2.0/queue/General", timeout=30, started=ticketing, ok=(200, 401))
+    start_sandbox_ticketing(demo)  # logs under sandbox.demo.DEMO_DIR, pointed at BENCH_DIR by main()
+    password = demo.ticket_auth[1]
     say(f"  Tickets    sandbox ticketing API at {demo.ticket_url}")
     demo.people = make_people()
     write_hris(demo)

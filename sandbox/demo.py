@@ -125,6 +125,12 @@ def start_ticketing(demo: Demo) -> None:
             demo.ticket_auth = (RT_ROOT_USER, RT_ROOT_PASSWORD)
             say(f"  Tickets    Request Tracker 5 at {rt.base_url} (user {RT_ROOT_USER})")
             return
+    start_sandbox_ticketing(demo)
+    say(f"  Tickets    sandbox ticketing API at {demo.ticket_url} (Request Tracker is not installed)")
+
+
+def start_sandbox_ticketing(demo: Demo) -> None:
+    """The RT-shaped sandbox ticketing API (logs under DEMO_DIR), with a fresh root password."""
     password = secrets.token_urlsafe(12)
     port = free_port()
     started = demo.keep(spawn("sandbox-ticketing", [sys.executable, "-m", "sandbox.ticketing", "--port", str(port),
@@ -133,7 +139,6 @@ def start_ticketing(demo: Demo) -> None:
     demo.ticket_url = f"http://127.0.0.1:{port}/rt/"
     wait_for_http(f"{demo.ticket_url}REST/2.0/queue/General", timeout=30, started=started, ok=(200, 401))
     demo.ticketing, demo.ticket_auth = "sandbox ticketing (RT-shaped)", ("root", password)
-    say(f"  Tickets    sandbox ticketing API at {demo.ticket_url} (Request Tracker is not installed)")
 
 
 def write_hris(demo: Demo) -> None:
