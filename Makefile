@@ -6,7 +6,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PYTEST_ARGS ?=
 
-.PHONY: install peers postgres test test-fast demo demo-stop ui-check stress bench bench-webhook clean
+.PHONY: install lint peers postgres test test-fast demo demo-stop ui-check stress bench bench-webhook clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,13 +16,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install Tenure with its test extras
 
+lint: install  ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 peers:  ## install the real local peers the tests run against (slapd, Request Tracker 5, Chromium)
 	@bash scripts/install-peers.sh
 
 postgres:  ## make sure the local PostgreSQL is up
 	@bash scripts/ensure-postgres.sh
 
-test: install peers postgres  ## the whole suite: unit, contract (real peers) and end-to-end (real Prefect server)
+test: install lint peers postgres  ## the whole suite: unit, contract (real peers) and end-to-end (real Prefect server)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## unit tests only

@@ -44,7 +44,9 @@ async def naive(base_url: str, token: str, employee_ids: list[str]) -> float:
     started = time.perf_counter()
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
         for employee_id in employee_ids:
-            found = (await client.get(f"{base_url}Users", params={"filter": f'externalId eq "{employee_id}"'})).json()
+            found = (
+                await client.get(f"{base_url}Users", params={"filter": f'externalId eq "{employee_id}"'})
+            ).json()
             for user in found.get("Resources", [])[:1]:
                 user.pop("meta", None)
                 await client.put(f"{base_url}Users/{user['id']}", json=user)
@@ -53,9 +55,11 @@ async def naive(base_url: str, token: str, employee_ids: list[str]) -> float:
 
 async def main(count: int, latency: float, fraction: float, sample: int, seed: int) -> int:
     policy = load_policy(ROOT / "examples" / "policy.yaml")
-    print(f"machine: {os.cpu_count()} CPUs, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM; "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; N={count}, latency {latency * 1000:.0f} ms, drift {fraction:.1%}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; N={count}, latency {latency * 1000:.0f} ms, drift {fraction:.1%}"
+    )
     with tempfile.TemporaryDirectory(prefix="tenure-bench-") as tmp, running_scim_server() as server:
         csv_path, database_url = Path(tmp) / "hris.csv", f"sqlite:///{tmp}/tenure.db"
         rows = fake_people(count, seed=seed, today=datetime.now(UTC).date())
@@ -63,8 +67,10 @@ async def main(count: int, latency: float, fraction: float, sample: int, seed: i
         base_url = server.tenant_url("bench")
         started = time.perf_counter()
         seeded = await seed_idp(server, base_url, csv_path, policy, database_url)
-        print(f"seeded {seeded['accounts']} accounts, {seeded['memberships']} memberships in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"seeded {seeded['accounts']} accounts, {seeded['memberships']} memberships in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
         kinds = drift(rows, fraction, seed)
         write_csv(csv_path, rows)
         print(f"drift: {kinds}")
@@ -78,28 +84,36 @@ async def main(count: int, latency: float, fraction: float, sample: int, seed: i
                 minimum = report.pages_read + report.changes
                 bound = calls * latency / CONCURRENCY
                 print("\n== full sync with drift, through the proxy")
-                print(f"   wall time       {report.duration_seconds:9.1f} s   bound calls×latency÷concurrency "
-                      f"{bound:.1f} s (read phase is sequential paging: {report.pages_read} pages × latency = "
-                      f"{report.pages_read * latency:.1f} s)")
-                print(f"   API calls       {calls:9d}   minimum (pages + one write per change) {minimum}; "
-                      f"writes {proxy.forwarded_writes} for {report.changes} changes")
+                print(
+                    f"   wall time       {report.duration_seconds:9.1f} s   bound calls×latency÷concurrency "
+                    f"{bound:.1f} s (read phase is sequential paging: {report.pages_read} pages × latency = "
+                    f"{report.pages_read * latency:.1f} s)"
+                )
+                print(
+                    f"   API calls       {calls:9d}   minimum (pages + one write per change) {minimum}; "
+                    f"writes {proxy.forwarded_writes} for {report.changes} changes"
+                )
                 print(f"   by endpoint     {dict(sorted(proxy.requests.items()))}")
                 print(f"   failed          {report.failed:9d}")
                 sync_seconds = report.duration_seconds
                 proxy.reset_counts()
                 steady = await engine(csv_path, idp, policy, database_url).run()
                 print("\n== full sync again, no drift")
-                print(f"   wall time       {steady.duration_seconds:9.1f} s   API calls {sum(proxy.requests.values())}"
-                      f" (pages {steady.pages_read}); writes {proxy.forwarded_writes}")
+                print(
+                    f"   wall time       {steady.duration_seconds:9.1f} s   API calls {sum(proxy.requests.values())}"
+                    f" (pages {steady.pages_read}); writes {proxy.forwarded_writes}"
+                )
             finally:
                 await idp.aclose()
             ids = [r["employee_id"] for r in rows[:sample]]
             naive_seconds = await naive(proxy.proxied(base_url), server.token, ids)
             per = naive_seconds / max(1, len(ids))
             print(f"\n== naive sequential script (GET + PUT per employee), {len(ids)} employees")
-            print(f"   wall time       {naive_seconds:9.1f} s   → {per * 1000:.1f} ms per employee, "
-                  f"{per * len(rows):.0f} s extrapolated to {len(rows)}; the sync is "
-                  f"{per * len(rows) / sync_seconds:.1f}× faster")
+            print(
+                f"   wall time       {naive_seconds:9.1f} s   → {per * 1000:.1f} ms per employee, "
+                f"{per * len(rows):.0f} s extrapolated to {len(rows)}; the sync is "
+                f"{per * len(rows) / sync_seconds:.1f}× faster"
+            )
     return 0
 
 

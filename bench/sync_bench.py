@@ -69,15 +69,28 @@ class TimingTransport(httpx.AsyncHTTPTransport):
         return response
 
 
-def make_idp(base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None) -> SCIMIdentityProvider:
-    return SCIMIdentityProvider.from_settings(IdPSettings(
-        base_url=base_url, token=SecretStr(token), requests_per_second=10_000, max_concurrency=16),
-        transport=transport)
+def make_idp(
+    base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None
+) -> SCIMIdentityProvider:
+    return SCIMIdentityProvider.from_settings(
+        IdPSettings(
+            base_url=base_url, token=SecretStr(token), requests_per_second=10_000, max_concurrency=16
+        ),
+        transport=transport,
+    )
 
 
-def engine(csv_path: Path, idp: SCIMIdentityProvider, policy: Policy, database_url: str, **options: Any) -> SyncEngine:
-    return SyncEngine(hris=CSVExportHRIS(csv_path), idp=idp, ticketing=None, policy=policy,
-                      auditor=Auditor(database_url, actor="bench"), options=SyncOptions(full=True, **options))
+def engine(
+    csv_path: Path, idp: SCIMIdentityProvider, policy: Policy, database_url: str, **options: Any
+) -> SyncEngine:
+    return SyncEngine(
+        hris=CSVExportHRIS(csv_path),
+        idp=idp,
+        ticketing=None,
+        policy=policy,
+        auditor=Auditor(database_url, actor="bench"),
+        options=SyncOptions(full=True, **options),
+    )
 
 
 async def seed_idp(
@@ -101,7 +114,7 @@ async def seed_idp(
         chunk = min(int(bulk.get("maxOperations") or 1000), 1000) if bulk.get("supported") else 0
         creates = [(w, a) for w in works for a in w.plan.of_kind(ActionKind.CREATE_ACCOUNT)]
         for start in range(0, len(creates), chunk or len(creates) or 1):
-            part = creates[start:start + (chunk or len(creates))]
+            part = creates[start : start + (chunk or len(creates))]
             in_part = {w.plan.employee_id for w, _ in part}
             operations = []
             for work, action in part:
@@ -109,9 +122,13 @@ async def seed_idp(
                 manager = attributes.manager_id
                 ref = ids.get(manager or "") or (f"bulkId:{manager}" if manager in in_part else None)
                 data = user_payload(user_resource(attributes, manager_account_id=ref))
-                operations.append({"method": "POST", "path": "/Users", "bulkId": work.plan.employee_id, "data": data})
+                operations.append(
+                    {"method": "POST", "path": "/Users", "bulkId": work.plan.employee_id, "data": data}
+                )
             if chunk:
-                response = await client.post("Bulk", json={"schemas": [BULK_REQUEST], "Operations": operations})
+                response = await client.post(
+                    "Bulk", json={"schemas": [BULK_REQUEST], "Operations": operations}
+                )
                 response.raise_for_status()
                 for outcome in response.json()["Operations"]:
                     if not str(outcome.get("status", "")).startswith("201"):
@@ -128,11 +145,13 @@ async def seed_idp(
             for action in work.plan.of_kind(ActionKind.ADD_MEMBERSHIP):
                 members.setdefault(action.target, []).append(ids[work.plan.employee_id])
         for group in sorted(policy.managed_groups):
-            body = {"schemas": [GROUP_SCHEMA], "displayName": group,
-                    "members": [{"value": i} for i in members.get(group, [])]}
+            body = {
+                "schemas": [GROUP_SCHEMA],
+                "displayName": group,
+                "members": [{"value": i} for i in members.get(group, [])],
+            }
             (await client.post("Groups", json=body)).raise_for_status()
-    return {"accounts": len(ids), "memberships": sum(len(m) for m in members.values()),
-            "bulk_chunk": chunk}
+    return {"accounts": len(ids), "memberships": sum(len(m) for m in members.values()), "bulk_chunk": chunk}
 
 
 def drift(rows: list[dict[str, str]], fraction: float, seed: int) -> dict[str, int]:
@@ -151,7 +170,9 @@ def drift(rows: list[dict[str, str]], fraction: float, seed: int) -> dict[str, i
             row.update(department=department, title=rng.choice(DEPARTMENTS[department]))
             kinds["mover_department"] += 1
         elif share < 0.70:
-            row["title"] = rng.choice([t for t in DEPARTMENTS[row["department"]] if t != row["title"]] or ["Lead"])
+            row["title"] = rng.choice(
+                [t for t in DEPARTMENTS[row["department"]] if t != row["title"]] or ["Lead"]
+            )
             kinds["mover_title"] += 1
         elif share < 0.85:
             row.update(status="terminated", termination_date=(today - timedelta(days=1)).isoformat())
@@ -160,8 +181,12 @@ def drift(rows: list[dict[str, str]], fraction: float, seed: int) -> dict[str, i
             kinds["joiner"] += 1
     joiners = fake_people(kinds["joiner"], seed=seed + 1, today=today, id_prefix="J")
     for row in joiners:
-        row.update(status="active", termination_date="", hire_date=(today - timedelta(days=1)).isoformat(),
-                   manager_id=rows[0]["employee_id"])
+        row.update(
+            status="active",
+            termination_date="",
+            hire_date=(today - timedelta(days=1)).isoformat(),
+            manager_id=rows[0]["employee_id"],
+        )
     rows += joiners
     return kinds
 
@@ -175,8 +200,12 @@ def show(title: str, report: SyncReport) -> None:
     print(f"   accounts read       {report.accounts_read:8d}   in {report.pages_read} pages (users + groups)")
     print(f"   planned / changed   {report.planned:8d} / {report.changed}")
     print(f"   changes (writes)    {report.changes:8d}   IdP write calls: {report.idp_writes}")
-    print(f"   IdP calls           {report.idp_calls!s:>8}   minimum (pages + one write per change): {minimum}")
-    print(f"   failed              {report.failed:8d}   brake: {report.brake.message if report.brake else '-'}")
+    print(
+        f"   IdP calls           {report.idp_calls!s:>8}   minimum (pages + one write per change): {minimum}"
+    )
+    print(
+        f"   failed              {report.failed:8d}   brake: {report.brake.message if report.brake else '-'}"
+    )
 
 
 async def main(count: int, fraction: float, seed: int) -> int:
@@ -191,9 +220,11 @@ async def main(count: int, fraction: float, seed: int) -> int:
 
         started = time.perf_counter()
         seeded = await seed_idp(server, base_url, csv_path, policy, database_url)
-        print(f"seeded {seeded['accounts']} accounts and {seeded['memberships']} memberships in "
-              f"{time.perf_counter() - started:.1f} s (bulk chunk {seeded['bulk_chunk'] or 'unsupported'}); "
-              f"peak RSS so far {peak_rss_mib():.0f} MiB")
+        print(
+            f"seeded {seeded['accounts']} accounts and {seeded['memberships']} memberships in "
+            f"{time.perf_counter() - started:.1f} s (bulk chunk {seeded['bulk_chunk'] or 'unsupported'}); "
+            f"peak RSS so far {peak_rss_mib():.0f} MiB"
+        )
 
         kinds = drift(rows, fraction, seed)
         write_csv(csv_path, rows)
@@ -206,8 +237,10 @@ async def main(count: int, fraction: float, seed: int) -> int:
             drifted = await engine(csv_path, idp, policy, database_url).run()
             show(f"full sync, {count} employees, {fraction:.0%} drift", drifted)
             waited = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(timing.seconds.items()))
-            print(f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s   "
-                  f"({waited}; summed over concurrent calls)")
+            print(
+                f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s   "
+                f"({waited}; summed over concurrent calls)"
+            )
             print(f"   IdP calls by method {dict(sorted(idp.api.calls.items()))}")
             timing.seconds.clear()
             calls_before = dict(idp.api.calls)
@@ -219,8 +252,10 @@ async def main(count: int, fraction: float, seed: int) -> int:
             tracemalloc.stop()
             show("full sync again, no drift (tracemalloc on: slower)", steady)
             print(f"   waiting on the IdP  {sum(timing.seconds.values()):8.1f} s")
-            print(f"   IdP calls by method "
-                  f"{ {m: n - calls_before.get(m, 0) for m, n in sorted(idp.api.calls.items())} }")
+            print(
+                f"   IdP calls by method "
+                f"{ {m: n - calls_before.get(m, 0) for m, n in sorted(idp.api.calls.items())} }"
+            )
             print(f"   Python heap peak    {heap_peak / 2**20:8.0f} MiB")
         finally:
             await idp.aclose()
@@ -233,7 +268,9 @@ async def main(count: int, fraction: float, seed: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("count", nargs="?", type=int, default=10_000, help="employees (default 10,000)")
-    parser.add_argument("--drift", type=float, default=0.01, help="fraction of employees changed (default 0.01)")
+    parser.add_argument(
+        "--drift", type=float, default=0.01, help="fraction of employees changed (default 0.01)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.count, args.drift, args.seed)))

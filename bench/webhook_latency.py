@@ -71,12 +71,55 @@ BENCH_DIR = ROOT / ".tenure" / "bench-webhook"
 POOL = "tenure-process"
 HIRE_TIMEOUT = 300.0
 SCIM_POLL_SECONDS = 0.05
-FIRST = ["Ada", "Grace", "Alan", "Barbara", "Edsger", "Frances", "Donald", "Margaret", "Ken", "Radia",
-         "Dennis", "Hedy", "John", "Karen", "Leslie", "Mary", "Niklaus", "Shafi", "Tim", "Vint"]
-LAST = ["Lovelace", "Hopper", "Turing", "Liskov", "Dijkstra", "Allen", "Knuth", "Hamilton", "Thompson",
-        "Perlman", "Ritchie", "Lamarr", "Backus", "Jones", "Lamport", "Keller", "Wirth", "Goldwasser", "Berners",
-        "Cerf"]
-DEPARTMENTS = [("Engineering", "Software Engineer"), ("Finance", "Accountant"), ("Sales", "Account Executive")]
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Barbara",
+    "Edsger",
+    "Frances",
+    "Donald",
+    "Margaret",
+    "Ken",
+    "Radia",
+    "Dennis",
+    "Hedy",
+    "John",
+    "Karen",
+    "Leslie",
+    "Mary",
+    "Niklaus",
+    "Shafi",
+    "Tim",
+    "Vint",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Liskov",
+    "Dijkstra",
+    "Allen",
+    "Knuth",
+    "Hamilton",
+    "Thompson",
+    "Perlman",
+    "Ritchie",
+    "Lamarr",
+    "Backus",
+    "Jones",
+    "Lamport",
+    "Keller",
+    "Wirth",
+    "Goldwasser",
+    "Berners",
+    "Cerf",
+]
+DEPARTMENTS = [
+    ("Engineering", "Software Engineer"),
+    ("Finance", "Accountant"),
+    ("Sales", "Account Executive"),
+]
 
 
 def say(text: str = "") -> None:
@@ -118,13 +161,19 @@ def start_stack(demo: Demo) -> None:
     write_hris(demo)
     demo.webhook_secret = secrets.token_urlsafe(24)
     demo.env = prefect_env(
-        demo.api_url, home=BENCH_DIR / "prefect-client",
+        demo.api_url,
+        home=BENCH_DIR / "prefect-client",
         TENURE_DATABASE_URL=f"sqlite:///{BENCH_DIR / 'tenure.db'}",
         TENURE_POLICY_FILE=str(ROOT / "examples/policy.yaml"),
-        TENURE_IDP__KIND="scim", TENURE_IDP__BASE_URL=demo.idp_url, TENURE_IDP__TOKEN=demo.idp_token,
-        TENURE_HRIS__KIND="csv", TENURE_HRIS__PATH=str(demo.hris_path),
-        TENURE_TICKETING__KIND="rt", TENURE_TICKETING__BASE_URL=demo.ticket_url,
-        TENURE_TICKETING__USERNAME="root", TENURE_TICKETING__PASSWORD=password,
+        TENURE_IDP__KIND="scim",
+        TENURE_IDP__BASE_URL=demo.idp_url,
+        TENURE_IDP__TOKEN=demo.idp_token,
+        TENURE_HRIS__KIND="csv",
+        TENURE_HRIS__PATH=str(demo.hris_path),
+        TENURE_TICKETING__KIND="rt",
+        TENURE_TICKETING__BASE_URL=demo.ticket_url,
+        TENURE_TICKETING__USERNAME="root",
+        TENURE_TICKETING__PASSWORD=password,
         TENURE_WEBHOOK__SECRET=demo.webhook_secret,
     )
     for key in ("PREFECT_API_URL", "PREFECT_HOME", "TENURE_DATABASE_URL"):
@@ -132,13 +181,29 @@ def start_stack(demo: Demo) -> None:
     cli(demo, "work-pool", "create", POOL, "--type", "process", "--overwrite")
     cli(demo, "--no-prompt", "deploy", "--all")
     paused = asyncio.run(_pause_all_but_joiner())
-    say(f"  Deployed   prefect.yaml on work pool {POOL}; paused the {paused} others (their schedules would add "
-        "runs)")
+    say(
+        f"  Deployed   prefect.yaml on work pool {POOL}; paused the {paused} others (their schedules would add "
+        "runs)"
+    )
     hook_port = free_port()
-    receiver = demo.keep(spawn("webhook-receiver", [sys.executable, "-c",
-                                                    "from deployments.webhook_cli import app; app()",
-                                                    "serve", "--host", "127.0.0.1", "--port", str(hook_port)],
-                               log_path=BENCH_DIR / "logs/webhook.log", env=demo.env, cwd=ROOT))
+    receiver = demo.keep(
+        spawn(
+            "webhook-receiver",
+            [
+                sys.executable,
+                "-c",
+                "from deployments.webhook_cli import app; app()",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(hook_port),
+            ],
+            log_path=BENCH_DIR / "logs/webhook.log",
+            env=demo.env,
+            cwd=ROOT,
+        )
+    )
     demo.webhook_url = f"http://127.0.0.1:{hook_port}"
     wait_for_http(f"{demo.webhook_url}/healthz", timeout=60, started=receiver)
     say(f"  Webhooks   receiver at {demo.webhook_url}/webhooks/generic")
@@ -161,8 +226,15 @@ def start_worker(demo: Demo, query_seconds: float) -> Started:
     """One process worker polling every ``query_seconds``; returns once the server lists it as online."""
     name = f"bench-worker-{query_seconds:g}s"
     env = {**demo.env, "PREFECT_WORKER_QUERY_SECONDS": f"{query_seconds:g}"}
-    worker = demo.keep(spawn(name, [prefect_executable(), "worker", "start", "--pool", POOL, "--name", name],
-                             log_path=BENCH_DIR / f"logs/{name}.log", env=env, cwd=ROOT))
+    worker = demo.keep(
+        spawn(
+            name,
+            [prefect_executable(), "worker", "start", "--pool", POOL, "--name", name],
+            log_path=BENCH_DIR / f"logs/{name}.log",
+            env=env,
+            cwd=ROOT,
+        )
+    )
     asyncio.run(_wait_worker_online(name, worker))
     return worker
 
@@ -274,14 +346,22 @@ def nearest_rank(values: list[float], q: float) -> float:
 def report(query_seconds: float, timings: list[HireTiming]) -> str:
     """Markdown: one row per hire, then min/median/p95/max per column (milliseconds)."""
     header = "| hire | " + " | ".join(name for name, _ in COLUMNS) + " | final |"
-    lines = [f"### Worker polling every {query_seconds:g} s (`PREFECT_WORKER_QUERY_SECONDS={query_seconds:g}`), "
-             f"{len(timings)} sequential hires, milliseconds", "", header,
-             "|" + "---|" * (len(COLUMNS) + 2)]
+    lines = [
+        f"### Worker polling every {query_seconds:g} s (`PREFECT_WORKER_QUERY_SECONDS={query_seconds:g}`), "
+        f"{len(timings)} sequential hires, milliseconds",
+        "",
+        header,
+        "|" + "---|" * (len(COLUMNS) + 2),
+    ]
     for timing in timings:
         cells = " | ".join(_ms(get(timing)) for _, get in COLUMNS)
         lines.append(f"| {timing.employee_id} | {cells} | {timing.final_state} |")
-    for label, stat in (("min", min), ("median", statistics.median), ("p95", lambda v: nearest_rank(v, 0.95)),
-                        ("max", max)):
+    for label, stat in (
+        ("min", min),
+        ("median", statistics.median),
+        ("p95", lambda v: nearest_rank(v, 0.95)),
+        ("max", max),
+    ):
         cells = []
         for _, get in COLUMNS:
             values = [v for v in (get(t) for t in timings) if v is not None]
@@ -292,9 +372,11 @@ def report(query_seconds: float, timings: list[HireTiming]) -> str:
 
 def machine() -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} CPUs (`nproc` = {len(os.sched_getaffinity(0))}), {memory:.1f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    return (
+        f"{os.cpu_count()} CPUs (`nproc` = {len(os.sched_getaffinity(0))}), {memory:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+    )
 
 
 # -- main ----------------------------------------------------------------------------------------------------
@@ -307,8 +389,11 @@ def _terminate(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/webhook_latency.py", description=__doc__.split("\n")[0])
     parser.add_argument("--hires", type=int, default=10, help="sequential hires per polling interval (10)")
-    parser.add_argument("--poll-seconds", default="1,10",
-                        help="comma-separated PREFECT_WORKER_QUERY_SECONDS values, one series each (1,10)")
+    parser.add_argument(
+        "--poll-seconds",
+        default="1,10",
+        help="comma-separated PREFECT_WORKER_QUERY_SECONDS values, one series each (1,10)",
+    )
     args = parser.parse_args(argv)
     intervals = [float(v) for v in args.poll_seconds.split(",") if v.strip()]
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -334,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
                 timing = hire(demo, index)
                 index += 1
                 timings.append(timing)
-                say(f"  {timing.employee_id}: 2xx {_ms(timing.answered - timing.sent)} ms, account active "
-                    f"{_ms(timing.since_sent(timing.active))} ms, run {timing.final_state}")
+                say(
+                    f"  {timing.employee_id}: 2xx {_ms(timing.answered - timing.sent)} ms, account active "
+                    f"{_ms(timing.since_sent(timing.active))} ms, run {timing.final_state}"
+                )
             stop_worker(demo, worker)
             reports.append(report(query_seconds, timings))
             say("\n" + reports[-1])

@@ -62,7 +62,12 @@ class RetryableAPIError(ConnectorError):
     retryable = True
 
     def __init__(
-        self, message: str, *, source: str = "", status_code: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        source: str = "",
+        status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, source=source, status_code=status_code)
         self.retry_after = retry_after

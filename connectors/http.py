@@ -141,7 +141,10 @@ def redact_url(url: str | httpx.URL) -> str:
     parts = urlsplit(str(url))
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = urlencode(
-        [(k, "***" if _SENSITIVE_QUERY.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        [
+            (k, "***" if _SENSITIVE_QUERY.search(k) else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
@@ -162,7 +165,9 @@ class Redactor:
                 values.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
                 values.add(base64.b64encode(secret.encode()).decode().rstrip("="))
         self._pattern = (
-            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
+            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+            if values
+            else None
         )
 
     def __bool__(self) -> bool:
@@ -221,7 +226,9 @@ class RedactingFilter(logging.Filter):
 _GLOBAL_FILTER = RedactingFilter()
 
 
-def install_log_redaction(redactor: Redactor | None = None, *, loggers: Iterable[str] = ()) -> RedactingFilter:
+def install_log_redaction(
+    redactor: Redactor | None = None, *, loggers: Iterable[str] = ()
+) -> RedactingFilter:
     """Registers ``redactor`` with the process-wide filter and makes sure that filter sits on the httpx/httpcore
     loggers (and on ``loggers``). Idempotent; returns the filter."""
     if redactor is not None:
@@ -249,9 +256,15 @@ def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -
             except (TypeError, ValueError, IndexError):
                 seconds = None
     if seconds is None:
-        remaining = response.headers.get("X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining"))
+        remaining = response.headers.get(
+            "X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining")
+        )
         reset = response.headers.get("X-Rate-Limit-Reset", response.headers.get("X-RateLimit-Reset"))
-        if reset and reset.isdigit() and (remaining is None or remaining.strip() == "0" or response.status_code == 429):
+        if (
+            reset
+            and reset.isdigit()
+            and (remaining is None or remaining.strip() == "0" or response.status_code == 429)
+        ):
             seconds = float(reset) - now
     if seconds is None:
         return None
@@ -266,7 +279,9 @@ def raise_for_status(response: httpx.Response, *, source: str, detail: str = "")
     where = f"{response.request.method} {redact_url(response.request.url)}"
     message = f"{where} failed{': ' + detail if detail else ''}"
     if code == 429 or (code >= 500 and code not in _PERMANENT_5XX):
-        raise RetryableAPIError(message, source=source, status_code=code, retry_after=retry_after_seconds(response))
+        raise RetryableAPIError(
+            message, source=source, status_code=code, retry_after=retry_after_seconds(response)
+        )
     if code in (401, 403):
         raise AuthenticationError(message, source=source, status_code=code)
     if code == 404:
@@ -374,15 +389,21 @@ class APIClient:
                 response = await self.client.request(method, url, **kwargs)
             except httpx.TimeoutException:
                 raise NetworkError(
-                    self.redact(f"{method} {redact_url(self.client.base_url.join(url))} timed out"), source=self.source
+                    self.redact(f"{method} {redact_url(self.client.base_url.join(url))} timed out"),
+                    source=self.source,
                 ) from None  # httpx's own text can carry the full URL: never chain it
             except httpx.TransportError as exc:
                 raise NetworkError(
-                    self.redact(f"{method} {redact_url(self.client.base_url.join(url))} failed: {type(exc).__name__}"),
+                    self.redact(
+                        f"{method} {redact_url(self.client.base_url.join(url))} failed: {type(exc).__name__}"
+                    ),
                     source=self.source,
                 ) from None
         log.debug(
-            "%s %s -> %s in %.0f ms", method, self.redact(redact_url(response.request.url)), response.status_code,
+            "%s %s -> %s in %.0f ms",
+            method,
+            self.redact(redact_url(response.request.url)),
+            response.status_code,
             (time.monotonic() - started) * 1000,
         )
         self._note_quota(response)
@@ -399,13 +420,17 @@ class APIClient:
         return exc
 
     def _note_quota(self, response: httpx.Response) -> None:
-        remaining = response.headers.get("X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining"))
+        remaining = response.headers.get(
+            "X-Rate-Limit-Remaining", response.headers.get("X-RateLimit-Remaining")
+        )
         if response.status_code < 400 and remaining is not None and remaining.strip() == "0":
             wait = retry_after_seconds(response)
             if wait:
                 self._paused_until = time.time() + wait
 
-    async def request(self, method: str, url: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self, method: str, url: str, *, retry: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """Send with retries for retryable failures. POST is sent once unless ``retry=True`` is given by a
         caller that knows the request is idempotent (e.g. a search expressed as POST)."""
         method = method.upper()
@@ -472,7 +497,11 @@ async def create_idempotently(
                 return found
             if attempt == attempts:
                 raise
-            wait = exc.retry_after if isinstance(exc, RetryableAPIError) and exc.retry_after is not None else None
+            wait = (
+                exc.retry_after
+                if isinstance(exc, RetryableAPIError) and exc.retry_after is not None
+                else None
+            )
             await sleep(wait if wait is not None else _backoff(attempt, base=backoff_base))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -494,7 +523,9 @@ class LoopGuard:
     def check(self, token: object) -> None:
         key = str(token)
         if key in self._seen:
-            raise ResponseValidationError(f"pagination loop: page {redact_url(key)} returned twice", source=self.source)
+            raise ResponseValidationError(
+                f"pagination loop: page {redact_url(key)} returned twice", source=self.source
+            )
         if len(self._seen) >= self.max_pages:
             raise ResponseValidationError(f"pagination exceeded {self.max_pages} pages", source=self.source)
         self._seen.add(key)

@@ -233,9 +233,12 @@ def _bamboohr_kind(action: Any, changed_fields: Any) -> EventKind:
     if not isinstance(action, str) or action.lower() not in BAMBOOHR_ACTIONS:
         raise WebhookRejected(422, "unknown event type")
     kind = BAMBOOHR_ACTIONS[action.lower()]
-    if kind == "changed" and isinstance(changed_fields, list):
-        if any(isinstance(f, str) and f.strip().lower() in TERMINATION_FIELDS for f in changed_fields):
-            return "terminated"
+    if (
+        kind == "changed"
+        and isinstance(changed_fields, list)
+        and any(isinstance(f, str) and f.strip().lower() in TERMINATION_FIELDS for f in changed_fields)
+    ):
+        return "terminated"
     return kind
 
 
@@ -328,8 +331,13 @@ class ReplayGuard:
 class PrefectRunStarter:
     """Creates the flow run through the Prefect API, retrying transport failures with exponential backoff."""
 
-    def __init__(self, *, attempts: int = 3, backoff_seconds: float = 0.5,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        attempts: int = 3,
+        backoff_seconds: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
@@ -364,8 +372,9 @@ class PrefectRunStarter:
                 if status is not None and status < 500 and status != 429:
                     raise RunStartUnavailable(f"Prefect API refused the run (HTTP {status})") from None
                 last = exc
-                log.warning("Prefect API attempt %d/%d failed: %s", attempt, self.attempts,
-                            type(exc).__name__)
+                log.warning(
+                    "Prefect API attempt %d/%d failed: %s", attempt, self.attempts, type(exc).__name__
+                )
                 if attempt < self.attempts:
                     await self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         raise RunStartUnavailable(
@@ -464,19 +473,33 @@ def create_app(
         if duplicate:
             log.info("replayed %s event %s: flow run %s already exists", event.source, event.event_id, run_id)
         else:
-            log.info("%s event %s (%s, employee %s) started %s as flow run %s",
-                     event.source, event.event_id, event.kind, event.employee_id, request.deployment, run_id)
+            log.info(
+                "%s event %s (%s, employee %s) started %s as flow run %s",
+                event.source,
+                event.event_id,
+                event.kind,
+                event.employee_id,
+                request.deployment,
+                run_id,
+            )
             _emit_event(event, run_id)
-        return {"event_id": event.event_id, "kind": event.kind, "employee_id": event.employee_id,
-                "deployment": request.deployment, "flow_run_id": run_id, "duplicate": duplicate}
+        return {
+            "event_id": event.event_id,
+            "kind": event.kind,
+            "employee_id": event.employee_id,
+            "deployment": request.deployment,
+            "flow_run_id": run_id,
+            "duplicate": duplicate,
+        }
 
     def _emit_event(event: HRISEvent, run_id: str) -> None:
         try:
             emitter(
                 event=f"hris.employee.{event.kind}",
                 resource={"prefect.resource.id": f"tenure.employee.{event.employee_id}"},
-                related=[{"prefect.resource.id": f"prefect.flow-run.{run_id}",
-                          "prefect.resource.role": "flow-run"}],
+                related=[
+                    {"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}
+                ],
                 payload={"source": event.source, "event_id": event.event_id},
                 id=uuid.uuid5(uuid.NAMESPACE_URL, event.idempotency_key),
             )
@@ -496,8 +519,11 @@ def create_app(
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status_code)
         except RunStartUnavailable as exc:
             log.error("%s webhook not processed, answering 503: %s", source, exc)
-            return JSONResponse({"error": "flow runs cannot be started now; retry later"}, status_code=503,
-                                headers={"Retry-After": "30"})
+            return JSONResponse(
+                {"error": "flow runs cannot be started now; retry later"},
+                status_code=503,
+                headers={"Retry-After": "30"},
+            )
         except Exception:
             log.exception("%s webhook failed unexpectedly, answering 503", source)
             return JSONResponse({"error": "internal error; retry later"}, status_code=503)
@@ -529,10 +555,12 @@ def create_app(
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    app = Starlette(routes=[
-        Route("/webhooks/bamboohr", bamboohr, methods=["POST"]),
-        Route("/webhooks/generic", generic, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/webhooks/bamboohr", bamboohr, methods=["POST"]),
+            Route("/webhooks/generic", generic, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
     app.state.replay_guard = guard
     return app

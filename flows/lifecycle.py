@@ -36,9 +36,17 @@ def _not_a_connector_error(task: Any, task_run: Any, state: State) -> bool:
     return False
 
 
-@task(name="apply-action", task_run_name="{action.kind.value}-{action.target}", cache_policy=NONE,
-      retries=2, retry_delay_seconds=1, retry_condition_fn=_not_a_connector_error)
-async def apply_action(applier: Applier, action: Action, account: Account | None) -> tuple[ActionResult, Account | None]:
+@task(
+    name="apply-action",
+    task_run_name="{action.kind.value}-{action.target}",
+    cache_policy=NONE,
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_not_a_connector_error,
+)
+async def apply_action(
+    applier: Applier, action: Action, account: Account | None
+) -> tuple[ActionResult, Account | None]:
     """One audited, idempotent step."""
     return await applier.apply_action(action, account)
 
@@ -68,7 +76,8 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     if report.event not in (event, "none") and event != "reconcile":
         logger.info("asked for %s, but the HR record makes this a %s", event, report.event)
     await create_markdown_artifact(
-        markdown=report.markdown(), key=_artifact_key(employee_id),
+        markdown=report.markdown(),
+        key=_artifact_key(employee_id),
         description=f"{event} {employee_id}: what changed",
     )
     summary = (

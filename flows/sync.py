@@ -79,31 +79,49 @@ async def sync(
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
-    options = SyncOptions(full=full, dry_run=dry_run, override_brake=override_brake, partition=partition,
-                          partitions=partitions, batch_size=batch_size,
-                          max_concurrency=settings.idp.max_concurrency)
+    options = SyncOptions(
+        full=full,
+        dry_run=dry_run,
+        override_brake=override_brake,
+        partition=partition,
+        partitions=partitions,
+        batch_size=batch_size,
+        max_concurrency=settings.idp.max_concurrency,
+    )
     async with open_connectors(settings) as connectors:
         engine = SyncEngine(
-            hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing, policy=policy,
-            auditor=Auditor(settings.database_url), options=options,
+            hris=connectors.hris,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=Auditor(settings.database_url),
+            options=options,
             scheduler=schedule_reconcile if in_deployment() else None,
         )
         progress_id: UUID = await acreate_progress_artifact(
-            progress=0.0, key=artifact_key("progress", options),
+            progress=0.0,
+            key=artifact_key("progress", options),
             description=f"sync {options.mode}: employees applied",
         )
         await engine.prepare()
         report = engine.report
-        logger.info("read %d employees (%d invalid) and %d accounts; %d to change in %d batch(es)",
-                    report.employees_seen, report.invalid_records, report.accounts_read, report.planned,
-                    report.batches)
+        logger.info(
+            "read %d employees (%d invalid) and %d accounts; %d to change in %d batch(es)",
+            report.employees_seen,
+            report.invalid_records,
+            report.accounts_read,
+            report.planned,
+            report.batches,
+        )
         if report.brake is not None and report.brake.tripped:
             logger.warning(report.brake.message)
 
         async def on_progress(done: int, total: int) -> None:
             await aupdate_progress_artifact(progress_id, 100.0 * done / total if total else 100.0)
 
-        report = await engine.run(batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress)
+        report = await engine.run(
+            batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress
+        )
     await acreate_table_artifact(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )

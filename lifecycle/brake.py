@@ -46,14 +46,18 @@ class BrakeDecision:
     @property
     def message(self) -> str:
         """One line for logs, artifacts and the audit row (counts only, no names)."""
-        what = (f"{self.disables} account(s) would be disabled or deleted ({self.percent:.1f}% of "
-                f"{self.active_accounts} active; limits {self.max_count} and {self.max_percent:g}%)")
+        what = (
+            f"{self.disables} account(s) would be disabled or deleted ({self.percent:.1f}% of "
+            f"{self.active_accounts} active; limits {self.max_count} and {self.max_percent:g}%)"
+        )
         if not self.tripped:
             return f"brake not tripped: {what}"
         if self.overridden:
             return f"brake tripped and OVERRIDDEN by the operator: {what}"
-        return (f"mass-change brake refused the run: {what}. Nothing was applied. Check the HR data; "
-                f"if the change is real, re-run with override_brake / --override-brake")
+        return (
+            f"mass-change brake refused the run: {what}. Nothing was applied. Check the HR data; "
+            f"if the change is real, re-run with override_brake / --override-brake"
+        )
 
 
 def disabling_employees(plans: Iterable[Plan]) -> list[str]:
@@ -68,10 +72,7 @@ def check_brake(
     if active_accounts < 0:
         raise ValueError("active_accounts must not be negative")
     disables = len(disabling_employees(plans))
-    if active_accounts:
-        percent = 100.0 * disables / active_accounts
-    else:
-        percent = 100.0 if disables else 0.0
+    percent = 100.0 * disables / active_accounts if active_accounts else 100.0 if disables else 0.0
     tripped = disables > brake.max_disable_count or percent > brake.max_disable_percent
     return BrakeDecision(
         disables=disables,

@@ -17,16 +17,45 @@ from lifecycle.policy import NamingPolicy
 from models.domain import Employee
 
 __all__ = [
-    "fold_ascii", "clean_user_name", "base_user_name", "user_name_candidates", "unique_user_name", "email_for",
+    "fold_ascii",
+    "clean_user_name",
+    "base_user_name",
+    "user_name_candidates",
+    "unique_user_name",
+    "email_for",
 ]
 
 # Letters that NFKD leaves alone (they are not "letter + combining mark").
 _FOLD_TABLE = str.maketrans(
     {
-        "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
-        "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
-        "ı": "i", "ħ": "h", "Ħ": "H", "ŋ": "ng", "Ŋ": "NG", "ſ": "s", "ŀ": "l", "Ŀ": "L",
-        "ƒ": "f", "ĸ": "k", "ŧ": "t", "Ŧ": "T",
+        "ß": "ss",
+        "ẞ": "SS",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "TH",
+        "ı": "i",
+        "ħ": "h",
+        "Ħ": "H",
+        "ŋ": "ng",
+        "Ŋ": "NG",
+        "ſ": "s",
+        "ŀ": "l",
+        "Ŀ": "L",
+        "ƒ": "f",
+        "ĸ": "k",
+        "ŧ": "t",
+        "Ŧ": "T",
     }
 )
 _SEPARATORS = "._-"

@@ -119,8 +119,9 @@ class _Context:
     left_before: bool = False
 
     def action(self, kind: ActionKind, target: str, reason: str, **params: Any) -> Action:
-        return Action(kind=kind, employee_id=self.employee.employee_id, target=target, reason=reason,
-                      params=params)
+        return Action(
+            kind=kind, employee_id=self.employee.employee_id, target=target, reason=reason, params=params
+        )
 
     def schedule(self, event: str, at: datetime, reason: str) -> Action:
         return self.action(ActionKind.SCHEDULE, event, reason, event=event, at=at.astimezone(UTC).isoformat())
@@ -129,15 +130,21 @@ class _Context:
         """OPEN_TICKET per ``event`` template (a rehire uses "joiner"), via :mod:`lifecycle.tickets`."""
         templates: list[TicketTemplate] = getattr(self.policy.tickets, event)
         return [
-            self.action(ActionKind.OPEN_TICKET, t.purpose, f"{event} ticket '{t.purpose}'",
-                        **ticket_for(event, t, self.employee, user_name=user_name).model_dump(
-                            include={"title", "body", "queue", "reference"}))
+            self.action(
+                ActionKind.OPEN_TICKET,
+                t.purpose,
+                f"{event} ticket '{t.purpose}'",
+                **ticket_for(event, t, self.employee, user_name=user_name).model_dump(
+                    include={"title", "body", "queue", "reference"}
+                ),
+            )
             for t in templates
         ]
 
     def plan(self, event: PlanEvent, actions: list[Action] | None = None, skipped: str | None = None) -> Plan:
-        return Plan(employee_id=self.employee.employee_id, event=event, actions=actions or [],
-                    skipped_reason=skipped)
+        return Plan(
+            employee_id=self.employee.employee_id, event=event, actions=actions or [], skipped_reason=skipped
+        )
 
 
 def _terminated_before_start(employee: Employee) -> bool:
@@ -183,14 +190,25 @@ def plan(
     if employee is None:
         if account is None:
             raise ValueError("plan needs an employee or an account")
-        return Plan(employee_id=account.employee_id, event="none",
-                    skipped_reason="no HR record for this account (orphan); left to the access review")
+        return Plan(
+            employee_id=account.employee_id,
+            event="none",
+            skipped_reason="no HR record for this account (orphan); left to the access review",
+        )
     if account is not None and account.employee_id != employee.employee_id:
-        raise ValueError(f"account {account.id} belongs to employee {account.employee_id}, "
-                         f"not {employee.employee_id}")
-    ctx = _Context(employee=employee, account=account, policy=policy, now=now.astimezone(UTC),
-                   timeline=timeline(employee, policy), approvals=frozenset(approvals),
-                   taken_user_names=frozenset(taken_user_names), left_before=left_before)
+        raise ValueError(
+            f"account {account.id} belongs to employee {account.employee_id}, not {employee.employee_id}"
+        )
+    ctx = _Context(
+        employee=employee,
+        account=account,
+        policy=policy,
+        now=now.astimezone(UTC),
+        timeline=timeline(employee, policy),
+        approvals=frozenset(approvals),
+        taken_user_names=frozenset(taken_user_names),
+        left_before=left_before,
+    )
     if _is_leaver(ctx):
         return _plan_leaver(ctx)
     ents = entitlements(employee, policy, ctx.approvals)
@@ -210,14 +228,23 @@ def _termination_schedule(ctx: _Context) -> list[Action]:
 def _memberships(ctx: _Context, ents: Entitlements, current: frozenset[str]) -> list[Action]:
     """ADD missing grants, REMOVE managed groups no longer granted, REQUEST_APPROVAL for privileged
     groups a rule names that lack an approval (unless already held: the access review recertifies)."""
-    actions = [ctx.action(ActionKind.ADD_MEMBERSHIP, g, f"entitled: {ents.reasons[g]}")
-               for g in sorted(ents.grants - current)]
-    actions += [ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "managed group no longer granted by policy")
-                for g in sorted((ctx.policy.managed_groups & current) - ents.protected)]
+    actions = [
+        ctx.action(ActionKind.ADD_MEMBERSHIP, g, f"entitled: {ents.reasons[g]}")
+        for g in sorted(ents.grants - current)
+    ]
+    actions += [
+        ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "managed group no longer granted by policy")
+        for g in sorted((ctx.policy.managed_groups & current) - ents.protected)
+    ]
     by_name = {p.name: p for p in ctx.policy.privileged_groups}
     actions += [
-        ctx.action(ActionKind.REQUEST_APPROVAL, g, ents.reasons[g],
-                   approvers=list(by_name[g].approvers), timeout_hours=by_name[g].approval_timeout_hours)
+        ctx.action(
+            ActionKind.REQUEST_APPROVAL,
+            g,
+            ents.reasons[g],
+            approvers=list(by_name[g].approvers),
+            timeout_hours=by_name[g].approval_timeout_hours,
+        )
         for g in sorted(ents.needs_approval - current)
     ]
     return actions
@@ -230,15 +257,24 @@ def _plan_joiner(ctx: _Context, ents: Entitlements) -> Plan:
         return ctx.plan("joiner", skipped="pending hire without a hire date; nothing to schedule")
     started = _has_started(ctx)
     if not started and tl.create_at is not None and ctx.now < tl.create_at:
-        return ctx.plan("joiner", [ctx.schedule("create", tl.create_at,
-                                                "joiner: create the account when the prehire window opens")])
+        return ctx.plan(
+            "joiner",
+            [
+                ctx.schedule(
+                    "create", tl.create_at, "joiner: create the account when the prehire window opens"
+                )
+            ],
+        )
     user_name = unique_user_name(e, ctx.policy.naming, ctx.taken_user_names)
     if not user_name:
         return ctx.plan("joiner", skipped="the name yields an empty userName under the naming template")
     attrs = desired_attributes(e, user_name, email_for(user_name, ctx.policy.naming), active=started)
     state = "enabled (hire day reached)" if started else "disabled until the hire day"
-    actions = [ctx.action(ActionKind.CREATE_ACCOUNT, user_name, f"joiner: new account, {state}",
-                          **attrs.model_dump())]
+    actions = [
+        ctx.action(
+            ActionKind.CREATE_ACCOUNT, user_name, f"joiner: new account, {state}", **attrs.model_dump()
+        )
+    ]
     if not started and tl.enable_at is not None:
         actions.append(ctx.schedule("enable", tl.enable_at, "joiner: enable on the hire day"))
     actions += _memberships(ctx, ents, frozenset())
@@ -254,14 +290,25 @@ def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
     changes = desired.differences(account)
     actions: list[Action] = []
     if changes:
-        actions.append(ctx.action(ActionKind.UPDATE_ACCOUNT, account.user_name,
-                                  f"attributes changed: {', '.join(sorted(changes))}", changes=changes))
+        actions.append(
+            ctx.action(
+                ActionKind.UPDATE_ACCOUNT,
+                account.user_name,
+                f"attributes changed: {', '.join(sorted(changes))}",
+                changes=changes,
+            )
+        )
     enabling = not account.active
     rehire = enabling and (_terminated_before_start(e) or account.last_sign_in is not None or ctx.left_before)
     label = "rehire" if rehire else "joiner"
     if enabling and _has_started(ctx):
-        actions.append(ctx.action(ActionKind.ENABLE_ACCOUNT, account.user_name,
-                                  f"{label}: hire day reached, account is disabled"))
+        actions.append(
+            ctx.action(
+                ActionKind.ENABLE_ACCOUNT,
+                account.user_name,
+                f"{label}: hire day reached, account is disabled",
+            )
+        )
     elif enabling and tl.enable_at is not None:
         actions.append(ctx.schedule("enable", tl.enable_at, f"{label}: enable on the hire day"))
     actions += _memberships(ctx, ents, account.groups)
@@ -286,23 +333,32 @@ def _plan_leaver(ctx: _Context) -> Plan:
     """Disable (now or at the termination instant), strip managed groups, tickets, then delete."""
     e, tl, policy, account = ctx.employee, ctx.timeline, ctx.policy, ctx.account
     if account is None:
-        why = ("terminated before the start date; no account was created" if _terminated_before_start(e)
-               else "leaver without an account; nothing to do")
+        why = (
+            "terminated before the start date; no account was created"
+            if _terminated_before_start(e)
+            else "leaver without an account; nothing to do"
+        )
         return ctx.plan("leaver", skipped=why)
     immediate = policy.leaver.timing == "immediate" and e.status is EmployeeStatus.TERMINATED
     disable_now = immediate or tl.disable_at is None or ctx.now >= tl.disable_at
     actions: list[Action] = []
     if account.active and disable_now:
-        why = ("policy timing is immediate" if immediate
-               else "no termination date" if tl.disable_at is None
-               else "termination time reached")
+        why = (
+            "policy timing is immediate"
+            if immediate
+            else "no termination date"
+            if tl.disable_at is None
+            else "termination time reached"
+        )
         actions.append(ctx.action(ActionKind.DISABLE_ACCOUNT, account.user_name, f"leaver: {why}"))
     elif account.active and tl.disable_at is not None:
         actions.append(ctx.schedule("disable", tl.disable_at, "leaver: disable at the termination time"))
     disabled = disable_now or not account.active
     if disabled and policy.leaver.remove_groups:
-        actions += [ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "leaver: remove managed group")
-                    for g in sorted(policy.managed_groups & account.groups)]
+        actions += [
+            ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "leaver: remove managed group")
+            for g in sorted(policy.managed_groups & account.groups)
+        ]
     actions += ctx.tickets("leaver", account.user_name)
     if disabled and tl.delete_at is not None:
         why = f"leaver: delete {policy.leaver.delete_after_days} days after termination"

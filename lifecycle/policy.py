@@ -30,8 +30,18 @@ __all__ = [
 
 # The only employee fields a ticket template may use: enough for IT to act, no personal data beyond it.
 TEMPLATE_FIELDS = frozenset(
-    {"employee_id", "display_name", "user_name", "department", "title", "location", "manager_id",
-     "hire_date", "termination_date", "purpose"}
+    {
+        "employee_id",
+        "display_name",
+        "user_name",
+        "department",
+        "title",
+        "location",
+        "manager_id",
+        "hire_date",
+        "termination_date",
+        "purpose",
+    }
 )
 NAME_FIELDS = frozenset({"first", "last", "preferred", "given", "first_initial", "employee_id"})
 MATCH_FIELDS = ("department", "title", "location", "employment_type")
@@ -111,7 +121,9 @@ class TicketTemplate(_Strict):
     def _known_fields(self) -> TicketTemplate:
         unknown = (_template_fields(self.title) | _template_fields(self.body)) - TEMPLATE_FIELDS
         if unknown:
-            raise ValueError(f"template names unknown field(s) {sorted(unknown)}; allowed: {sorted(TEMPLATE_FIELDS)}")
+            raise ValueError(
+                f"template names unknown field(s) {sorted(unknown)}; allowed: {sorted(TEMPLATE_FIELDS)}"
+            )
         return self
 
 
@@ -131,8 +143,9 @@ class MassChangeBrake(_Strict):
 class ReviewPolicy(_Strict):
     dormant_days: int = Field(default=90, ge=1)
     sod_conflicts: list[tuple[str, str]] = Field(default_factory=list)
-    auto_remediate: list[Literal["terminated_active", "orphan", "dormant", "outside_policy", "sod_conflict",
-                                 "recertification"]] = Field(default_factory=lambda: ["terminated_active"])
+    auto_remediate: list[
+        Literal["terminated_active", "orphan", "dormant", "outside_policy", "sod_conflict", "recertification"]
+    ] = Field(default_factory=lambda: ["terminated_active"])
     fallback_reviewer: str = "it-security"
     deadline_days: int = Field(default=14, ge=1)
     remind_after_days: int = Field(default=3, ge=1)
@@ -156,8 +169,10 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _valid_timezones(self) -> Policy:
-        for where, tz in [("default_timezone", self.default_timezone),
-                          *((f"location_timezones.{k}", v) for k, v in self.location_timezones.items())]:
+        for where, tz in [
+            ("default_timezone", self.default_timezone),
+            *((f"location_timezones.{k}", v) for k, v in self.location_timezones.items()),
+        ]:
             try:
                 ZoneInfo(tz)
             except (ZoneInfoNotFoundError, ValueError):

@@ -59,7 +59,9 @@ class AuditEventBase(SQLModel):
     reason: str = ""
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     correlation_id: str | None = Field(default=None, index=True)  # the Prefect flow run id
-    idempotency_key: str | None = Field(default=None, sa_column=Column(String(512), unique=True, nullable=True))
+    idempotency_key: str | None = Field(
+        default=None, sa_column=Column(String(512), unique=True, nullable=True)
+    )
 
 
 class AuditEvent(AuditEventBase, table=True):

@@ -12,7 +12,14 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
-__all__ = ["DatabaseUnavailable", "normalize_url", "get_engine", "session_scope", "is_postgres", "reset_engines"]
+__all__ = [
+    "DatabaseUnavailable",
+    "normalize_url",
+    "get_engine",
+    "session_scope",
+    "is_postgres",
+    "reset_engines",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_ID = 72_617_201  # pg_advisory_lock key for schema upgrades

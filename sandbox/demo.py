@@ -96,16 +96,30 @@ def start_idp(demo: Demo) -> None:
     demo.idp_token = f"scim-{secrets.token_urlsafe(16)}"
     port = free_port()
     executable = Path(sys.executable).parent / "scim2-server"
-    started = demo.keep(spawn("scim2-server", [str(executable if executable.exists() else "scim2-server"),
-                                               "--hostname", "127.0.0.1", "--port", str(port),
-                                               "--bearer-token", demo.idp_token],
-                              log_path=DEMO_DIR / "logs/scim2-server.log"))
+    started = demo.keep(
+        spawn(
+            "scim2-server",
+            [
+                str(executable if executable.exists() else "scim2-server"),
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--bearer-token",
+                demo.idp_token,
+            ],
+            log_path=DEMO_DIR / "logs/scim2-server.log",
+        )
+    )
     demo.idp_url = f"http://127.0.0.1:{port}/"
     headers = {"Authorization": f"Bearer {demo.idp_token}"}
     wait_for_http(f"{demo.idp_url}ServiceProviderConfig", timeout=30, started=started, headers=headers)
     for name in policy_groups():
-        response = httpx.post(f"{demo.idp_url}Groups", headers={**headers, "Content-Type": "application/scim+json"},
-                              json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name})
+        response = httpx.post(
+            f"{demo.idp_url}Groups",
+            headers={**headers, "Content-Type": "application/scim+json"},
+            json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name},
+        )
         response.raise_for_status()
     say(f"  IdP        scim2-server at {demo.idp_url} with groups {', '.join(policy_groups())}")
 
@@ -133,9 +147,24 @@ def start_sandbox_ticketing(demo: Demo) -> None:
     """The RT-shaped sandbox ticketing API (logs under DEMO_DIR), with a fresh root password."""
     password = secrets.token_urlsafe(12)
     port = free_port()
-    started = demo.keep(spawn("sandbox-ticketing", [sys.executable, "-m", "sandbox.ticketing", "--port", str(port),
-                                                    "--user", "root", "--password", password],
-                              log_path=DEMO_DIR / "logs/ticketing.log", cwd=ROOT))
+    started = demo.keep(
+        spawn(
+            "sandbox-ticketing",
+            [
+                sys.executable,
+                "-m",
+                "sandbox.ticketing",
+                "--port",
+                str(port),
+                "--user",
+                "root",
+                "--password",
+                password,
+            ],
+            log_path=DEMO_DIR / "logs/ticketing.log",
+            cwd=ROOT,
+        )
+    )
     demo.ticket_url = f"http://127.0.0.1:{port}/rt/"
     wait_for_http(f"{demo.ticket_url}REST/2.0/queue/General", timeout=30, started=started, ok=(200, 401))
     demo.ticketing, demo.ticket_auth = "sandbox ticketing (RT-shaped)", ("root", password)
@@ -162,10 +191,19 @@ def make_people() -> list[dict[str, str]]:
 def cli(demo: Demo, *args: str) -> None:
     import subprocess
 
-    result = subprocess.run([prefect_executable(), *args], cwd=ROOT, env=demo.env, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [prefect_executable(), *args],
+        cwd=ROOT,
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"prefect {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
 
 
 async def run_deployment(demo: Demo, what: str, name: str, parameters: dict[str, Any] | None = None) -> Any:
@@ -202,12 +240,24 @@ def send_webhook(demo: Demo, kind: str, employee_id: str) -> str:
     """A signed generic HRIS webhook, as an HRIS would send it; returns the flow run id it started."""
     from deployments.webhook import sign_generic
 
-    body = json.dumps({"event_id": f"demo-{kind}-{employee_id}-{int(time.time())}", "type": f"employee.{kind}",
-                       "employee_id": employee_id}).encode()
+    body = json.dumps(
+        {
+            "event_id": f"demo-{kind}-{employee_id}-{int(time.time())}",
+            "type": f"employee.{kind}",
+            "employee_id": employee_id,
+        }
+    ).encode()
     timestamp = str(int(time.time()))
-    response = httpx.post(f"{demo.webhook_url}/webhooks/generic", content=body, timeout=30, headers={
-        "Content-Type": "application/json", "X-Tenure-Timestamp": timestamp,
-        "X-Tenure-Signature": sign_generic(demo.webhook_secret, timestamp, body)})
+    response = httpx.post(
+        f"{demo.webhook_url}/webhooks/generic",
+        content=body,
+        timeout=30,
+        headers={
+            "Content-Type": "application/json",
+            "X-Tenure-Timestamp": timestamp,
+            "X-Tenure-Signature": sign_generic(demo.webhook_secret, timestamp, body),
+        },
+    )
     if response.status_code != 202:
         raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:300]}")
     return str(response.json()["flow_run_id"])
@@ -220,10 +270,19 @@ def new_hire(demo: Demo, first: str, last: str, department: str, title: str, day
     employee_id = f"E{90000 + len(demo.people):05d}"
     local = f"{first}.{last}".lower()
     person = {
-        "employee_id": employee_id, "first_name": first, "last_name": last, "preferred_name": "",
-        "work_email": f"{local}@example.com", "personal_email": "", "department": department, "title": title,
-        "manager_id": demo.people[0]["employee_id"], "location": "Berlin", "employment_type": "Full-Time",
-        "status": "active" if days <= 0 else "pending", "hire_date": (date.today() + timedelta(days=days)).isoformat(),
+        "employee_id": employee_id,
+        "first_name": first,
+        "last_name": last,
+        "preferred_name": "",
+        "work_email": f"{local}@example.com",
+        "personal_email": "",
+        "department": department,
+        "title": title,
+        "manager_id": demo.people[0]["employee_id"],
+        "location": "Berlin",
+        "employment_type": "Full-Time",
+        "status": "active" if days <= 0 else "pending",
+        "hire_date": (date.today() + timedelta(days=days)).isoformat(),
         "termination_date": "",
     }
     demo.people.append(person)
@@ -240,10 +299,15 @@ async def plant_findings(demo: Demo, mover_id: str) -> None:
     from models.domain import AccountAttributes
     from tenure.settings import IdPSettings
 
-    idp = build_identity_provider(IdPSettings(kind="scim", base_url=demo.idp_url, token=SecretStr(demo.idp_token)))
+    idp = build_identity_provider(
+        IdPSettings(kind="scim", base_url=demo.idp_url, token=SecretStr(demo.idp_token))
+    )
     try:
-        await idp.create_user(AccountAttributes(user_name="old.contractor", employee_id="C00042",
-                                                given_name="Old", family_name="Contractor"))
+        await idp.create_user(
+            AccountAttributes(
+                user_name="old.contractor", employee_id="C00042", given_name="Old", family_name="Contractor"
+            )
+        )
         account = await idp.find_user_by_employee_id(mover_id)
         groups = {g.name: g.id for g in await idp.list_groups()}
         if account is not None:
@@ -260,7 +324,9 @@ async def play_the_day(demo: Demo) -> None:
 
     say("\n== 09:00  Hire #1 arrives by HRIS webhook (signed, POST /webhooks/generic)")
     ada = new_hire(demo, "Ada", "Lovelace", "Engineering", "Staff Engineer", days=3)
-    say(f"     {ada['employee_id']} Ada Lovelace, Engineering, starts {ada['hire_date']} (account prepared disabled)")
+    say(
+        f"     {ada['employee_id']} Ada Lovelace, Engineering, starts {ada['hire_date']} (account prepared disabled)"
+    )
     await wait_for(demo, "hire by webhook", send_webhook(demo, "hired", ada["employee_id"]))
 
     say("\n== 10:30  Hire #2 entered by HR, started from its deployment (joiner/tenure)")
@@ -269,16 +335,25 @@ async def play_the_day(demo: Demo) -> None:
     await run_deployment(demo, "hire", "joiner/tenure", {"employee_id": grace["employee_id"]})
 
     mover = next(p for p in demo.people if p["department"] == "Sales" and p["status"] == "active")
-    say(f"\n== 13:00  Move: {mover['employee_id']} {mover['first_name']} {mover['last_name']} "
-        "leaves Sales for Engineering (mover/tenure)")
+    say(
+        f"\n== 13:00  Move: {mover['employee_id']} {mover['first_name']} {mover['last_name']} "
+        "leaves Sales for Engineering (mover/tenure)"
+    )
     mover.update(department="Engineering", title="Software Engineer")
     write_hris(demo)
     await run_deployment(demo, "move", "mover/tenure", {"employee_id": mover["employee_id"]})
 
-    leaver = next(p for p in demo.people if p["status"] == "active" and p is not mover and
-                  p["employee_id"] not in (ada["employee_id"], grace["employee_id"]))
-    say(f"\n== 16:00  Leave: {leaver['employee_id']} {leaver['first_name']} {leaver['last_name']} "
-        "was terminated yesterday (leaver/tenure)")
+    leaver = next(
+        p
+        for p in demo.people
+        if p["status"] == "active"
+        and p is not mover
+        and p["employee_id"] not in (ada["employee_id"], grace["employee_id"])
+    )
+    say(
+        f"\n== 16:00  Leave: {leaver['employee_id']} {leaver['first_name']} {leaver['last_name']} "
+        "was terminated yesterday (leaver/tenure)"
+    )
     leaver.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
     await run_deployment(demo, "leave", "leaver/tenure", {"employee_id": leaver["employee_id"]})
@@ -316,7 +391,9 @@ async def report(demo: Demo) -> bool:
         say(f"Review findings ({len(findings)}):")
         for event in findings[:12]:
             kind = event.details.get("kind") or event.reason
-            say(f"  - {kind}: {event.employee_id or event.target_id} {event.reason if kind != event.reason else ''}")
+            say(
+                f"  - {kind}: {event.employee_id or event.target_id} {event.reason if kind != event.reason else ''}"
+            )
     tickets = [e for e in events if e.action == "ticket.create" and e.outcome == "applied"]
     say(f"Tickets opened in {demo.ticketing}: {len(tickets)} (see {demo.ticket_url})")
     say(f"Audit chain: {len(events)} events — {result.describe()}")
@@ -346,14 +423,21 @@ def start(demo: Demo) -> None:
     demo.webhook_secret = secrets.token_urlsafe(24)
     user, password = demo.ticket_auth
     demo.env = prefect_env(
-        demo.api_url, home=DEMO_DIR / "prefect-client",
-        PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="2",
+        demo.api_url,
+        home=DEMO_DIR / "prefect-client",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_WORKER_PREFETCH_SECONDS="2",
         TENURE_DATABASE_URL=f"sqlite:///{DEMO_DIR / 'tenure.db'}",
         TENURE_POLICY_FILE=str(ROOT / "examples/policy.yaml"),
-        TENURE_IDP__KIND="scim", TENURE_IDP__BASE_URL=demo.idp_url, TENURE_IDP__TOKEN=demo.idp_token,
-        TENURE_HRIS__KIND="csv", TENURE_HRIS__PATH=str(demo.hris_path),
-        TENURE_TICKETING__KIND="rt", TENURE_TICKETING__BASE_URL=demo.ticket_url,
-        TENURE_TICKETING__USERNAME=user, TENURE_TICKETING__PASSWORD=password,
+        TENURE_IDP__KIND="scim",
+        TENURE_IDP__BASE_URL=demo.idp_url,
+        TENURE_IDP__TOKEN=demo.idp_token,
+        TENURE_HRIS__KIND="csv",
+        TENURE_HRIS__PATH=str(demo.hris_path),
+        TENURE_TICKETING__KIND="rt",
+        TENURE_TICKETING__BASE_URL=demo.ticket_url,
+        TENURE_TICKETING__USERNAME=user,
+        TENURE_TICKETING__PASSWORD=password,
         TENURE_WEBHOOK__SECRET=demo.webhook_secret,
     )
     # This process is a Prefect client too (it starts and watches runs).
@@ -362,15 +446,35 @@ def start(demo: Demo) -> None:
     say("  Deploying  work pool tenure-process, then `prefect deploy --all` from prefect.yaml")
     cli(demo, "work-pool", "create", POOL, "--type", "process", "--overwrite")
     cli(demo, "--no-prompt", "deploy", "--all")
-    worker = demo.keep(spawn("prefect-worker", [prefect_executable(), "worker", "start", "--pool", POOL,
-                                                "--name", "demo-worker"],
-                             log_path=DEMO_DIR / "logs/worker.log", env=demo.env, cwd=ROOT))
+    worker = demo.keep(
+        spawn(
+            "prefect-worker",
+            [prefect_executable(), "worker", "start", "--pool", POOL, "--name", "demo-worker"],
+            log_path=DEMO_DIR / "logs/worker.log",
+            env=demo.env,
+            cwd=ROOT,
+        )
+    )
     say(f"  Worker     demo-worker on {POOL} (pid {worker.pid})")
     hook_port = free_port()
-    receiver = demo.keep(spawn("webhook-receiver", [sys.executable, "-c",
-                                                    "from deployments.webhook_cli import app; app()",
-                                                    "serve", "--host", "127.0.0.1", "--port", str(hook_port)],
-                               log_path=DEMO_DIR / "logs/webhook.log", env=demo.env, cwd=ROOT))
+    receiver = demo.keep(
+        spawn(
+            "webhook-receiver",
+            [
+                sys.executable,
+                "-c",
+                "from deployments.webhook_cli import app; app()",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(hook_port),
+            ],
+            log_path=DEMO_DIR / "logs/webhook.log",
+            env=demo.env,
+            cwd=ROOT,
+        )
+    )
     demo.webhook_url = f"http://127.0.0.1:{hook_port}"
     wait_for_http(f"{demo.webhook_url}/healthz", timeout=60, started=receiver)
     demo.state.info["webhook_url"] = demo.webhook_url
@@ -392,7 +496,9 @@ def stop() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description="Tenure: a day in the life.")
     parser.add_argument("--stop", action="store_true", help="stop a running demo and exit")
-    parser.add_argument("--once", action="store_true", help="stop everything at the end instead of leaving it up")
+    parser.add_argument(
+        "--once", action="store_true", help="stop everything at the end instead of leaving it up"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

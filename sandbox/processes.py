@@ -8,6 +8,7 @@ started here is a session leader (``start_new_session=True``), so ``os.killpg(pi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -128,17 +129,13 @@ def stop_group(pid: int, *, timeout: float = 10.0, process: subprocess.Popen[byt
         time.sleep(0.1)
     _killpg(pid, signal.SIGKILL)
     if process is not None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL cannot be ignored
             process.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-            pass
 
 
 def _killpg(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def wait_for_http(
@@ -173,8 +170,9 @@ def prefect_executable() -> str:
     return str(candidate) if candidate.exists() else "prefect"
 
 
-def prefect_env(api_url: str, *, home: Path, base: Mapping[str, str] | None = None,
-                **extra: str) -> dict[str, str]:
+def prefect_env(
+    api_url: str, *, home: Path, base: Mapping[str, str] | None = None, **extra: str
+) -> dict[str, str]:
     """An environment for Prefect clients (CLI, worker) that talks to ``api_url`` and keeps its profile
     under ``home``; analytics are off (DO_NOT_TRACK, PREFECT_SERVER_ANALYTICS_ENABLED)."""
     env = dict(os.environ if base is None else base)
@@ -205,7 +203,9 @@ def start_prefect_server(
     env = prefect_env(api_url, home=home, PREFECT_UI_ENABLED="true" if ui else "false")
     env.pop("PREFECT_API_URL")  # the server itself must not point at an API
     # The UI is a static app that calls back to the API: tell it where (it defaults to 127.0.0.1:4200).
-    env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_API_URL=api_url)
+    env.update(
+        PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_API_URL=api_url
+    )
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     started = spawn(

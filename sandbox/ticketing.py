@@ -36,8 +36,9 @@ def _unescape(literal: str) -> str:
     return re.sub(r"\\(.)", r"\1", literal)
 
 
-def create_app(*, user: str, password: str, queues: tuple[str, ...] = ("General",),
-               web_path: str = "/rt") -> Starlette:
+def create_app(
+    *, user: str, password: str, queues: tuple[str, ...] = ("General",), web_path: str = "/rt"
+) -> Starlette:
     """The ASGI app; ``tickets`` (a list of dicts) is exposed as ``app.state.tickets`` for the demo."""
     tickets: dict[int, dict[str, Any]] = {}
     root = f"{web_path}/REST/2.0"
@@ -78,21 +79,39 @@ def create_app(*, user: str, password: str, queues: tuple[str, ...] = ("General"
         if body.get("Queue") not in queues:
             return JSONResponse({"message": "No permission to create tickets in the queue"}, status_code=403)
         ticket_id = len(tickets) + 1
-        tickets[ticket_id] = {"id": ticket_id, "Queue": body["Queue"], "Subject": str(body.get("Subject", "")),
-                              "Status": "new", "Content": str(body.get("Content", "")), "Comments": []}
-        return JSONResponse({"id": ticket_id, "type": "ticket", "_url": f"{request.base_url}{root[1:]}/ticket/"
-                             f"{ticket_id}"}, status_code=201)
+        tickets[ticket_id] = {
+            "id": ticket_id,
+            "Queue": body["Queue"],
+            "Subject": str(body.get("Subject", "")),
+            "Status": "new",
+            "Content": str(body.get("Content", "")),
+            "Comments": [],
+        }
+        return JSONResponse(
+            {"id": ticket_id, "type": "ticket", "_url": f"{request.base_url}{root[1:]}/ticket/{ticket_id}"},
+            status_code=201,
+        )
 
     async def search(request: Request) -> Response:
         match = _STARTSWITH.match(request.query_params.get("query", ""))
         if match is None:
             return JSONResponse({"message": "this sandbox only searches Subject STARTSWITH '…'"}, 400)
         prefix = _unescape(match.group(1)).lower()
-        items = [{"id": t["id"], "type": "ticket", "Subject": t["Subject"], "Status": t["Status"]}
-                 for t in sorted(tickets.values(), key=lambda t: t["id"])
-                 if t["Subject"].lower().startswith(prefix)]
-        return JSONResponse({"items": items, "page": 1, "pages": 1 if items else 0, "per_page": 100,
-                             "count": len(items), "total": len(items)})
+        items = [
+            {"id": t["id"], "type": "ticket", "Subject": t["Subject"], "Status": t["Status"]}
+            for t in sorted(tickets.values(), key=lambda t: t["id"])
+            if t["Subject"].lower().startswith(prefix)
+        ]
+        return JSONResponse(
+            {
+                "items": items,
+                "page": 1,
+                "pages": 1 if items else 0,
+                "per_page": 100,
+                "count": len(items),
+                "total": len(items),
+            }
+        )
 
     async def get_ticket(request: Request) -> Response:
         ticket = ticket_or_404(request)
@@ -118,14 +137,16 @@ def create_app(*, user: str, password: str, queues: tuple[str, ...] = ("General"
         ticket["Comments"].append(str((await request.json()).get("Content", "")))
         return JSONResponse(["Comments added"], status_code=201)
 
-    app = Starlette(routes=[
-        Route(f"{root}/queue/{{name}}", guard(get_queue), methods=["GET"]),
-        Route(f"{root}/ticket", guard(create_ticket), methods=["POST"]),
-        Route(f"{root}/tickets", guard(search), methods=["GET"]),
-        Route(f"{root}/ticket/{{id}}", guard(get_ticket), methods=["GET"]),
-        Route(f"{root}/ticket/{{id}}", guard(update_ticket), methods=["PUT"]),
-        Route(f"{root}/ticket/{{id}}/comment", guard(comment), methods=["POST"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route(f"{root}/queue/{{name}}", guard(get_queue), methods=["GET"]),
+            Route(f"{root}/ticket", guard(create_ticket), methods=["POST"]),
+            Route(f"{root}/tickets", guard(search), methods=["GET"]),
+            Route(f"{root}/ticket/{{id}}", guard(get_ticket), methods=["GET"]),
+            Route(f"{root}/ticket/{{id}}", guard(update_ticket), methods=["PUT"]),
+            Route(f"{root}/ticket/{{id}}/comment", guard(comment), methods=["POST"]),
+        ]
+    )
     app.state.tickets = tickets
     return app
 
@@ -139,8 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", default="root")
     parser.add_argument("--password", required=True)
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(user=args.user, password=args.password), host="127.0.0.1", port=args.port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(user=args.user, password=args.password),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,17 @@ import httpx
 __all__ = ["CHROMIUM_FLAGS", "render", "visible_text", "expected_from_api", "check", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--window-size=1400,900")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1400,900",
+)
 
 
 def chromium() -> str:
@@ -43,15 +51,26 @@ def chromium() -> str:
 def render(url: str, *, screenshot: Path | None = None, budget_ms: int = 15000, timeout: float = 120) -> str:
     """The DOM of ``url`` after the page's scripts ran for ``budget_ms`` of virtual time (and a screenshot)."""
     with tempfile.TemporaryDirectory(prefix="ui-check-") as profile:
-        base = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}"]
-        dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout,
-                             check=False)
+        base = [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+        ]
+        dom = subprocess.run(
+            [*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout, check=False
+        )
         if dom.returncode != 0 or not dom.stdout.strip():
             raise RuntimeError(f"chromium could not render {url} ({dom.returncode}): {dom.stderr[-1000:]}")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([*base, f"--screenshot={screenshot.resolve()}", url], capture_output=True, text=True,
-                           timeout=timeout, check=False)
+            subprocess.run(
+                [*base, f"--screenshot={screenshot.resolve()}", url],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         return dom.stdout
 
 
@@ -64,17 +83,28 @@ def visible_text(dom: str) -> str:
 def expected_from_api(api_url: str, *, runs: int = 5, artifacts: int = 3) -> tuple[list[str], list[str]]:
     """Names of the newest finished flow runs and keys of the newest keyed artifacts."""
     with httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=30) as client:
-        found = client.post("flow_runs/filter", json={
-            "sort": "START_TIME_DESC", "limit": runs,
-            "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}},
-        }).raise_for_status().json()
+        found = (
+            client.post(
+                "flow_runs/filter",
+                json={
+                    "sort": "START_TIME_DESC",
+                    "limit": runs,
+                    "flow_runs": {
+                        "state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}
+                    },
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
         keyed = client.post("artifacts/latest/filter", json={"sort": "CREATED_DESC", "limit": artifacts})
         keys = [a["key"] for a in keyed.raise_for_status().json() if a.get("key")]
     return [run["name"] for run in found], keys
 
 
-def check(ui_url: str, names: list[str], artifact_keys: list[str], *, screenshot: Path | None,
-          attempts: int = 3) -> dict[str, list[str]]:
+def check(
+    ui_url: str, names: list[str], artifact_keys: list[str], *, screenshot: Path | None, attempts: int = 3
+) -> dict[str, list[str]]:
     """Render the runs (and artifacts) pages until everything expected shows or ``attempts`` run out;
     returns ``{"missing_runs": [...], "missing_artifacts": [...]}``."""
     ui_url = ui_url.rstrip("/")

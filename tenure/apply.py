@@ -137,7 +137,9 @@ class Applier:
         if self._group_ids is None or name not in self._group_ids:
             self._group_ids = {g.name: g.id for g in await self.idp.list_groups()}
         if name not in self._group_ids:
-            raise ConnectorError(f"group {name!r} does not exist in the identity provider", source=self.idp.source)
+            raise ConnectorError(
+                f"group {name!r} does not exist in the identity provider", source=self.idp.source
+            )
         return self._group_ids[name]
 
     async def apply(self, plan: Plan, account: Account | None) -> ApplyReport:
@@ -152,16 +154,23 @@ class Applier:
         self._mark_pending(actions)
         for action in actions:
             if account is None and action.kind not in (
-                ActionKind.CREATE_ACCOUNT, ActionKind.OPEN_TICKET, ActionKind.SCHEDULE, ActionKind.REQUEST_APPROVAL
+                ActionKind.CREATE_ACCOUNT,
+                ActionKind.OPEN_TICKET,
+                ActionKind.SCHEDULE,
+                ActionKind.REQUEST_APPROVAL,
             ):
-                result = ActionResult(action, Outcome.SKIPPED, "no account to act on (creation failed or pending)")
+                result = ActionResult(
+                    action, Outcome.SKIPPED, "no account to act on (creation failed or pending)"
+                )
                 self.auditor.record_many([self._audit(action, result.outcome, result.detail)])
             else:
                 result, account = await self.step(action, account)
             report.results.append(result)
         return report
 
-    async def apply_action(self, action: Action, account: Account | None) -> tuple[ActionResult, Account | None]:
+    async def apply_action(
+        self, action: Action, account: Account | None
+    ) -> tuple[ActionResult, Account | None]:
         """One step: ledger ``started`` → connector call → ledger ``applied`` + audit row, atomically."""
         with session_scope(self.auditor.database_url) as session:
             session.merge(self._entry(action, "started"))
@@ -171,9 +180,13 @@ class Applier:
         except ConnectorError as exc:
             log.warning("%s %s for %s failed: %s", action.kind.value, action.target, action.employee_id, exc)
             # a retryable failure (timeout, 5xx, 429) may still have taken effect: "uncertain", settled by resume()
-            self._finish(action, Outcome.FAILED, str(exc), None, status="uncertain" if exc.retryable else "failed")
+            self._finish(
+                action, Outcome.FAILED, str(exc), None, status="uncertain" if exc.retryable else "failed"
+            )
             return ActionResult(action, Outcome.FAILED, str(exc)), account
-        self._finish(action, outcome, detail, target_id, status="applied" if outcome is Outcome.APPLIED else "skipped")
+        self._finish(
+            action, outcome, detail, target_id, status="applied" if outcome is Outcome.APPLIED else "skipped"
+        )
         return ActionResult(action, outcome, detail), account
 
     def resume(self, plan: Plan) -> list[Action]:
@@ -223,19 +236,35 @@ class Applier:
                 session.commit()
 
     def _entry(self, action: Action, status: str) -> LedgerEntry:
-        return LedgerEntry(key=action.key, employee_id=action.employee_id, kind=action.kind.value,
-                           target=action.target, status=status, result=action.model_dump(mode="json"),
-                           flow_run_id=self.auditor.correlation_id)
+        return LedgerEntry(
+            key=action.key,
+            employee_id=action.employee_id,
+            kind=action.kind.value,
+            target=action.target,
+            status=status,
+            result=action.model_dump(mode="json"),
+            flow_run_id=self.auditor.correlation_id,
+        )
 
-    def _finish(self, action: Action, outcome: Outcome, detail: str, target_id: str | None, *, status: str) -> None:
+    def _finish(
+        self, action: Action, outcome: Outcome, detail: str, target_id: str | None, *, status: str
+    ) -> None:
         event = self._audit(action, outcome, detail, target_id=target_id)
         with session_scope(self.auditor.database_url) as session:
             session.merge(self._entry(action, status))
             record_many(session=session, events=[event])  # commits the ledger entry with the audit row
 
-    def _audit(self, action: Action, outcome: Outcome, detail: str, *, target_id: str | None = None) -> AuditEventBase:
-        system = self.ticketing.source if action.kind is ActionKind.OPEN_TICKET and self.ticketing else (
-            "prefect" if action.kind in (ActionKind.SCHEDULE, ActionKind.REQUEST_APPROVAL) else self.idp.source
+    def _audit(
+        self, action: Action, outcome: Outcome, detail: str, *, target_id: str | None = None
+    ) -> AuditEventBase:
+        system = (
+            self.ticketing.source
+            if action.kind is ActionKind.OPEN_TICKET and self.ticketing
+            else (
+                "prefect"
+                if action.kind in (ActionKind.SCHEDULE, ActionKind.REQUEST_APPROVAL)
+                else self.idp.source
+            )
         )
         details: dict[str, Any] = {"target": action.target}
         if action.kind is ActionKind.UPDATE_ACCOUNT:
@@ -250,11 +279,14 @@ class Applier:
             target_id=target_id or action.target,
             employee_id=action.employee_id,
             outcome=outcome,
-            reason=action.reason if outcome in (Outcome.APPLIED, Outcome.PLANNED) else f"{action.reason}: {detail}",
+            reason=action.reason
+            if outcome in (Outcome.APPLIED, Outcome.PLANNED)
+            else f"{action.reason}: {detail}",
             details=details,
             # one audit row per applied change, however often the step is retried
             idempotency_key=f"{action.key}:{self.auditor.correlation_id}:applied"
-            if outcome is Outcome.APPLIED else None,
+            if outcome is Outcome.APPLIED
+            else None,
         )
 
     async def _execute(
@@ -293,14 +325,24 @@ class Applier:
             if self.ticketing is None:
                 return Outcome.SKIPPED, "no ticketing system configured", account, None
             params = action.params
-            ticket = await self.ticketing.create_ticket(TicketRequest(
-                reference=params["reference"], purpose=action.target, title=params["title"],
-                body=params.get("body", ""), queue=params.get("queue"),
-            ))
+            ticket = await self.ticketing.create_ticket(
+                TicketRequest(
+                    reference=params["reference"],
+                    purpose=action.target,
+                    title=params["title"],
+                    body=params.get("body", ""),
+                    queue=params.get("queue"),
+                )
+            )
             return Outcome.APPLIED, f"ticket {ticket.id}", account, ticket.id
         if action.kind is ActionKind.SCHEDULE:
             if self.scheduler is None:
-                return Outcome.SKIPPED, "no scheduler here; the nightly sync re-plans this employee", account, None
+                return (
+                    Outcome.SKIPPED,
+                    "no scheduler here; the nightly sync re-plans this employee",
+                    account,
+                    None,
+                )
             run = await self.scheduler(action)
             return Outcome.APPLIED, f"flow run {run} at {action.params.get('at')}", account, run
         if action.kind is ActionKind.REQUEST_APPROVAL:

@@ -35,7 +35,9 @@ def run_context() -> tuple[str, str]:
 class Auditor:
     """Appends events to the audit chain with the run's actor and correlation id filled in."""
 
-    def __init__(self, database_url: str, *, actor: str | None = None, correlation_id: str | None = None) -> None:
+    def __init__(
+        self, database_url: str, *, actor: str | None = None, correlation_id: str | None = None
+    ) -> None:
         default_actor, default_correlation = run_context()
         self.database_url = database_url
         self.actor = actor or default_actor

@@ -32,7 +32,9 @@ __all__ = ["app", "main", "load_config", "fail", "run_with_connectors"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tenure: HR-driven identity lifecycle on Prefect.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Tenure: HR-driven identity lifecycle on Prefect."
+)
 audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-chained audit trail.")
 config_app = typer.Typer(no_args_is_help=True, help="Check settings and the policy file.")
 app.add_typer(audit_app, name="audit")
@@ -235,7 +237,9 @@ def plan_command(
 @app.command("apply")
 def apply_command(
     employee_id: str,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")
+    ] = False,
 ) -> None:
     """Plan and apply for one employee; every step audited. Exit 1 if any step failed."""
     from tenure.runner import reconcile
@@ -245,16 +249,23 @@ def apply_command(
 
     async def _apply(connectors: Connectors | None, auditor: Auditor) -> Any:
         assert connectors is not None
-        return await reconcile(employee_id, connectors=connectors, policy=policy, auditor=auditor, dry_run=dry_run)
+        return await reconcile(
+            employee_id, connectors=connectors, policy=policy, auditor=auditor, dry_run=dry_run
+        )
 
     report = run_with_connectors(settings, _apply)
     for result in report.results:
-        out.print(f"{result.outcome.value:<8} {result.action.kind.value:<18} {result.action.target:<28} "
-                  f"{result.detail or result.action.reason}")
+        out.print(
+            f"{result.outcome.value:<8} {result.action.kind.value:<18} {result.action.target:<28} "
+            f"{result.detail or result.action.reason}"
+        )
     if report.error:
         fail(f"{employee_id}: {report.error}", EXIT_FAILED)
     if not report.results:
-        out.print(f"{employee_id}: nothing to change" + (f" ({report.skipped_reason})" if report.skipped_reason else ""))
+        out.print(
+            f"{employee_id}: nothing to change"
+            + (f" ({report.skipped_reason})" if report.skipped_reason else "")
+        )
     if report.failed:
         fail(f"{len(report.failed)} step(s) failed for {employee_id}", EXIT_FAILED)
 

@@ -111,7 +111,12 @@ async def with_memberships(idp: IdentityProvider, account: Account) -> Account:
 
 
 async def plan_employee(
-    employee_id: str, *, connectors: Connectors, policy: Policy, database_url: str, now: datetime | None = None
+    employee_id: str,
+    *,
+    connectors: Connectors,
+    policy: Policy,
+    database_url: str,
+    now: datetime | None = None,
 ) -> tuple[Plan, Account | None]:
     """The plan for one employee and their current account. Raises InvalidRecordError for a bad HR record."""
     now = now or datetime.now(UTC)
@@ -125,9 +130,15 @@ async def plan_employee(
     taken: frozenset[str] = frozenset()
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
-    result = plan(employee, account, policy, now, taken_user_names=taken,
-                  approvals=approvals_by_employee(database_url, employee_id).get(employee_id, frozenset()),
-                  left_before=employee_id in disabled_as_leavers(database_url, employee_id))
+    result = plan(
+        employee,
+        account,
+        policy,
+        now,
+        taken_user_names=taken,
+        approvals=approvals_by_employee(database_url, employee_id).get(employee_id, frozenset()),
+        left_before=employee_id in disabled_as_leavers(database_url, employee_id),
+    )
     return result, account
 
 
@@ -149,15 +160,31 @@ async def reconcile(
             employee_id, connectors=connectors, policy=policy, database_url=auditor.database_url, now=now
         )
     except InvalidRecordError as exc:
-        auditor.record(action="hris.record.invalid", target_system=exc.source or connectors.hris.source,
-                       employee_id=employee_id, outcome=Outcome.FAILED, reason=exc.reason,
-                       details={"row": exc.row} if exc.row is not None else {})
+        auditor.record(
+            action="hris.record.invalid",
+            target_system=exc.source or connectors.hris.source,
+            employee_id=employee_id,
+            outcome=Outcome.FAILED,
+            reason=exc.reason,
+            details={"row": exc.row} if exc.row is not None else {},
+        )
         return ApplyReport(employee_id, "none", error=f"invalid HR record: {exc.reason}")
     if the_plan.skipped_reason and not the_plan.actions:
-        auditor.record(action="lifecycle.skip", target_system="tenure", employee_id=employee_id,
-                       outcome=Outcome.SKIPPED, reason=the_plan.skipped_reason)
-    applier = Applier(idp=connectors.idp, ticketing=connectors.ticketing, auditor=auditor, dry_run=dry_run,
-                      scheduler=scheduler, approver=approver)
+        auditor.record(
+            action="lifecycle.skip",
+            target_system="tenure",
+            employee_id=employee_id,
+            outcome=Outcome.SKIPPED,
+            reason=the_plan.skipped_reason,
+        )
+    applier = Applier(
+        idp=connectors.idp,
+        ticketing=connectors.ticketing,
+        auditor=auditor,
+        dry_run=dry_run,
+        scheduler=scheduler,
+        approver=approver,
+    )
     if step_factory is not None:
         applier.step = step_factory(applier)
     return await applier.apply(the_plan, account)

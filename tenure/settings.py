@@ -99,9 +99,15 @@ class WebhookSettings(BaseModel):
     bamboohr_secret: SecretStr | None = None
     # HRIS event kind -> Prefect deployment ("flow-name/deployment-name") started for it.
     event_deployments: dict[str, str] = Field(
-        default_factory=lambda: {"hired": "joiner/tenure", "changed": "mover/tenure", "terminated": "leaver/tenure"}
+        default_factory=lambda: {
+            "hired": "joiner/tenure",
+            "changed": "mover/tenure",
+            "terminated": "leaver/tenure",
+        }
     )
-    start_attempts: int = Field(default=3, ge=1, le=10)  # Prefect API tries (each ~1.5 s when down) before 503
+    start_attempts: int = Field(
+        default=3, ge=1, le=10
+    )  # Prefect API tries (each ~1.5 s when down) before 503
     start_backoff_seconds: float = Field(default=0.5, ge=0)
 
 

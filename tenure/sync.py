@@ -141,8 +141,10 @@ class BatchResult:
         self.changed += 1 if changes else 0
         if not report.ok:
             self.failed += 1
-            self.failures += [f"{report.employee_id}: {r.action.kind.value} {r.action.target}: {r.detail}"
-                              for r in report.failed] or [f"{report.employee_id}: {report.error}"]
+            self.failures += [
+                f"{report.employee_id}: {r.action.kind.value} {r.action.target}: {r.detail}"
+                for r in report.failed
+            ] or [f"{report.employee_id}: {report.error}"]
 
 
 @dataclass
@@ -189,9 +191,11 @@ class SyncReport:
             head += f" partition {self.partition}/{self.partitions}"
         if self.refused and self.brake is not None:
             return f"{head}: {self.brake.message}"
-        return (f"{head}: {self.employees_seen} employees seen, {self.planned} planned, {self.changed} changed "
-                f"({self.changes} changes, {self.idp_writes if self.idp_writes is not None else '?'} IdP writes), "
-                f"{self.failed} failed, {self.invalid_records} invalid records in {self.duration_seconds:.1f} s")
+        return (
+            f"{head}: {self.employees_seen} employees seen, {self.planned} planned, {self.changed} changed "
+            f"({self.changes} changes, {self.idp_writes if self.idp_writes is not None else '?'} IdP writes), "
+            f"{self.failed} failed, {self.invalid_records} invalid records in {self.duration_seconds:.1f} s"
+        )
 
     def table(self) -> list[dict[str, Any]]:
         """Rows for a summary table (Prefect table artifact, CLI)."""
@@ -230,14 +234,19 @@ def _settled_side_effects(database_url: str, *, ticketing: bool) -> set[str]:
     kinds = [k.value for k in SIDE_EFFECT_KINDS]
     with session_scope(database_url) as session:
         rows = session.exec(
-            select(LedgerEntry.key, LedgerEntry.kind, LedgerEntry.status).where(col(LedgerEntry.kind).in_(kinds))
+            select(LedgerEntry.key, LedgerEntry.kind, LedgerEntry.status).where(
+                col(LedgerEntry.kind).in_(kinds)
+            )
         ).all()
     settled: set[str] = set()
     for key, kind, status in rows:
-        if status == "applied":
-            settled.add(key)
-        elif status == "skipped" and (
-            kind == ActionKind.REQUEST_APPROVAL.value or (kind == ActionKind.OPEN_TICKET.value and not ticketing)
+        if (
+            status == "applied"
+            or status == "skipped"
+            and (
+                kind == ActionKind.REQUEST_APPROVAL.value
+                or (kind == ActionKind.OPEN_TICKET.value and not ticketing)
+            )
         ):
             settled.add(key)
     return settled
@@ -297,11 +306,16 @@ class SyncEngine:
         self.now = now or datetime.now(UTC)
         if self.now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        self.report = SyncReport(mode=self.options.mode, dry_run=self.options.dry_run,
-                                 partition=self.options.partition, partitions=self.options.partitions)
+        self.report = SyncReport(
+            mode=self.options.mode,
+            dry_run=self.options.dry_run,
+            partition=self.options.partition,
+            partitions=self.options.partitions,
+        )
         self.batches: list[list[_Work]] = []
-        self.applier = Applier(idp=idp, ticketing=ticketing, auditor=auditor, dry_run=self.options.dry_run,
-                               scheduler=scheduler)
+        self.applier = Applier(
+            idp=idp, ticketing=ticketing, auditor=auditor, dry_run=self.options.dry_run, scheduler=scheduler
+        )
         self._next_cursor: datetime | None = None
         self._cursor_blocked = False  # a change could not be processed: keep the cursor where it is
         self._started = time.monotonic()
@@ -343,8 +357,10 @@ class SyncEngine:
             for member in group.member_ids:
                 member_of[member].add(group.name)
         self.applier._group_ids = {g.name: g.id for g in groups}  # the applier need not list them again
-        accounts = {eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
-                    for eid, a in accounts.items()}
+        accounts = {
+            eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
+            for eid, a in accounts.items()
+        }
         return accounts, taken, duplicates
 
     def _audit_invalid(self, invalid: list[InvalidRecordError]) -> None:
@@ -353,8 +369,11 @@ class SyncEngine:
         self.report.invalid_records += len(invalid)
         self.auditor.record_many(
             self.auditor.event(
-                action="hris.record.invalid", target_system=exc.source or self.hris.source,
-                employee_id=exc.record_id, outcome=Outcome.FAILED, reason=exc.reason,
+                action="hris.record.invalid",
+                target_system=exc.source or self.hris.source,
+                employee_id=exc.record_id,
+                outcome=Outcome.FAILED,
+                reason=exc.reason,
                 details={"row": exc.row} if exc.row is not None else {},
             )
             for exc in invalid
@@ -390,7 +409,9 @@ class SyncEngine:
         self._next_cursor = changes.next_cursor
         # employees an earlier run left unsettled are re-read too, so their ledger is settled (Applier.resume)
         unsettled = sorted(_unsettled_employees(self.auditor.database_url))
-        ids = list(dict.fromkeys(eid for eid in [*changes.employee_ids, *unsettled] if self.options.mine(eid)))
+        ids = list(
+            dict.fromkeys(eid for eid in [*changes.employee_ids, *unsettled] if self.options.mine(eid))
+        )
         if len(ids) > FETCH_ONE_BY_ONE_LIMIT:
             return await self._read_all(set(ids))
         semaphore = asyncio.Semaphore(self.options.max_concurrency)
@@ -432,13 +453,18 @@ class SyncEngine:
         approvals = approvals_by_employee(self.auditor.database_url)
         settled = _settled_side_effects(self.auditor.database_url, ticketing=self.ticketing is not None)
         left_before = disabled_as_leavers(self.auditor.database_url)
-        works = await asyncio.to_thread(self._plan_all, employees, accounts, taken, duplicates, approvals, settled,
-                                        left_before)
+        works = await asyncio.to_thread(
+            self._plan_all, employees, accounts, taken, duplicates, approvals, settled, left_before
+        )
         self.report.phase_seconds["plan"] = time.monotonic() - started
         self.report.planned = len(works)
         self.report.planned_actions = sum(len(w.plan.actions) for w in works)
-        self.report.brake = check_brake((w.plan for w in works), self.report.active_accounts, self.policy.brake,
-                                        override=self.options.override_brake)
+        self.report.brake = check_brake(
+            (w.plan for w in works),
+            self.report.active_accounts,
+            self.policy.brake,
+            override=self.options.override_brake,
+        )
         self._audit_brake(self.report.brake)
         if not self.report.refused or self.options.dry_run:
             self.batches = self._batches(works)
@@ -463,11 +489,21 @@ class SyncEngine:
                 self._fail(employee_id, "several accounts carry this employee id; link them by hand")
                 continue
             account = accounts.get(employee_id)
-            near = frozenset() if account is not None else taken.near(base_user_name(employee, self.policy.naming))
+            near = (
+                frozenset()
+                if account is not None
+                else taken.near(base_user_name(employee, self.policy.naming))
+            )
             try:
-                result = plan(employee, account, self.policy, self.now, taken_user_names=near,
-                              approvals=approvals.get(employee_id, frozenset()),
-                              left_before=employee_id in left_before)
+                result = plan(
+                    employee,
+                    account,
+                    self.policy,
+                    self.now,
+                    taken_user_names=near,
+                    approvals=approvals.get(employee_id, frozenset()),
+                    left_before=employee_id in left_before,
+                )
             except Exception as exc:  # noqa: BLE001 - one unplannable record must not stop 10,000 others
                 log.exception("planning failed for employee %s", employee_id)
                 self._fail(employee_id, f"planning failed: {type(exc).__name__}")
@@ -479,9 +515,12 @@ class SyncEngine:
         unsettled = _unsettled_employees(self.auditor.database_url)
         works: list[_Work] = []
         for result, account, employee in planned:
-            actions = [kept for a in result.actions
-                       if (kept := self._needed(a, creating, settled)) is not None]
-            if actions or result.employee_id in unsettled:  # an empty plan still settles an earlier run's ledger
+            actions = [
+                kept for a in result.actions if (kept := self._needed(a, creating, settled)) is not None
+            ]
+            if (
+                actions or result.employee_id in unsettled
+            ):  # an empty plan still settles an earlier run's ledger
                 trimmed = result.model_copy(update={"actions": actions})
                 works.append(_Work(trimmed, account, self._wave(employee, creating)))
         return works
@@ -499,10 +538,12 @@ class SyncEngine:
                 del changes["manager_id"]  # the IdP cannot point at an account that does not exist yet
                 if not changes:
                     return None
-                return action.model_copy(update={
-                    "params": {**action.params, "changes": changes},
-                    "reason": f"attributes changed: {', '.join(sorted(changes))}",
-                })
+                return action.model_copy(
+                    update={
+                        "params": {**action.params, "changes": changes},
+                        "reason": f"attributes changed: {', '.join(sorted(changes))}",
+                    }
+                )
         return action
 
     @staticmethod
@@ -519,20 +560,32 @@ class SyncEngine:
         batches: list[list[_Work]] = []
         for wave in sorted({w.wave for w in works}):
             members = [w for w in works if w.wave == wave]
-            batches += [members[i:i + size] for i in range(0, len(members), size)]
+            batches += [members[i : i + size] for i in range(0, len(members), size)]
         return batches
 
     def _audit_brake(self, decision: BrakeDecision) -> None:
         if not decision.tripped:
             return
-        outcome = Outcome.PLANNED if self.options.dry_run else (
-            Outcome.APPLIED if decision.overridden else Outcome.FAILED)
+        outcome = (
+            Outcome.PLANNED
+            if self.options.dry_run
+            else (Outcome.APPLIED if decision.overridden else Outcome.FAILED)
+        )
         self.auditor.record(
-            action="sync.brake", target_system=self.idp.source, outcome=outcome, reason=decision.message,
-            details={"disables": decision.disables, "active_accounts": decision.active_accounts,
-                     "percent": round(decision.percent, 2), "max_count": decision.max_count,
-                     "max_percent": decision.max_percent, "overridden": decision.overridden,
-                     "mode": self.options.mode, "partition": f"{self.options.partition}/{self.options.partitions}"},
+            action="sync.brake",
+            target_system=self.idp.source,
+            outcome=outcome,
+            reason=decision.message,
+            details={
+                "disables": decision.disables,
+                "active_accounts": decision.active_accounts,
+                "percent": round(decision.percent, 2),
+                "max_count": decision.max_count,
+                "max_percent": decision.max_percent,
+                "overridden": decision.overridden,
+                "mode": self.options.mode,
+                "partition": f"{self.options.partition}/{self.options.partitions}",
+            },
         )
         log.warning("%s", decision.message)
 
@@ -573,8 +626,13 @@ class SyncEngine:
     def finish(self) -> SyncReport:
         """Move the cursor if everything it covers was processed, and close the report."""
         r = self.report
-        if (not self.options.full and not self.options.dry_run and not r.refused and not self._cursor_blocked
-                and self._next_cursor is not None):
+        if (
+            not self.options.full
+            and not self.options.dry_run
+            and not r.refused
+            and not self._cursor_blocked
+            and self._next_cursor is not None
+        ):
             with session_scope(self.auditor.database_url) as session:
                 cursor_put(session=session, name=self.options.cursor_name, value=self._next_cursor)
             r.cursor_after, r.cursor_moved = self._next_cursor, True
@@ -587,7 +645,9 @@ class SyncEngine:
         r.duration_seconds = time.monotonic() - self._started
         return r
 
-    async def run(self, *, batch_runner: BatchRunner | None = None, on_progress: Progress | None = None) -> SyncReport:
+    async def run(
+        self, *, batch_runner: BatchRunner | None = None, on_progress: Progress | None = None
+    ) -> SyncReport:
         """The whole run. ``batch_runner(number)`` applies one batch (default :meth:`apply_batch`);
         ``on_progress(done_employees, total_employees)`` is called after reading and after every batch."""
         if not self._prepared:
@@ -611,4 +671,3 @@ async def _maybe_await(callback: Progress | None, done: int, total: int) -> None
     outcome = callback(done, total)
     if outcome is not None:
         await outcome
-

@@ -116,8 +116,13 @@ class BambooHRHRIS(ClosesAPI):
 
     source = SOURCE
 
-    def __init__(self, api: APIClient, *, today: Callable[[], date] = _today,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        api: APIClient,
+        *,
+        today: Callable[[], date] = _today,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.api = api
         self._today = today
         self._now = now

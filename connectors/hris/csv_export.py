@@ -82,7 +82,9 @@ class CSVExportHRIS:
                         if employee_id in first_row_of:
                             item = InvalidRecordError(
                                 f"duplicate employee_id (first seen at row {first_row_of[employee_id]})",
-                                source=SOURCE, row=line, record_id=employee_id,
+                                source=SOURCE,
+                                row=line,
+                                record_id=employee_id,
                             )
                         else:
                             first_row_of[employee_id] = line
@@ -92,8 +94,9 @@ class CSVExportHRIS:
         except UnicodeDecodeError as exc:
             raise ResponseValidationError(f"export file {self.path} is not UTF-8", source=SOURCE) from exc
         except csv.Error as exc:
-            raise ResponseValidationError(f"export file {self.path} is not valid CSV: {exc}",
-                                          source=SOURCE) from exc
+            raise ResponseValidationError(
+                f"export file {self.path} is not valid CSV: {exc}", source=SOURCE
+            ) from exc
         return results
 
     def _check_header(self, header: list[str] | None) -> None:

@@ -154,5 +154,6 @@ def build_employee(
         return InvalidRecordError(problem.reason, source=source, row=row, record_id=employee_id)
     except ValidationError as exc:  # pragma: no cover - every field is a str/date by now; kept as a backstop
         fields = sorted({str(err["loc"][0]) for err in exc.errors() if err.get("loc")})
-        return InvalidRecordError(f"invalid {', '.join(fields) or 'record'}", source=source, row=row,
-                                  record_id=employee_id)
+        return InvalidRecordError(
+            f"invalid {', '.join(fields) or 'record'}", source=source, row=row, record_id=employee_id
+        )

@@ -852,10 +852,8 @@ class LDAPIdentityProvider:
 
         def create(conn: ldap3.Connection) -> Group:
             dn = f"cn={escape_rdn(name)},{self.groups_base}"
-            try:
+            with contextlib.suppress(lx.LDAPEntryAlreadyExistsResult):
                 conn.add(dn, ["top", GROUP_OBJECT_CLASS], {"cn": [name], "member": [dn]})
-            except lx.LDAPEntryAlreadyExistsResult:
-                pass
             entry = self._read_entry(conn, dn, ["cn", "member", self.id_attribute])
             if entry is None:
                 raise NotFoundError("group vanished right after creation", source=SOURCE)
@@ -894,14 +892,11 @@ class LDAPIdentityProvider:
         def add(conn: ldap3.Connection) -> None:
             group_dn = str(self._group_entry(conn, group_id)["dn"])
             user_dn = str(self._require_user(conn, account_id)["dn"])
-            try:
+            with contextlib.suppress(lx.LDAPAttributeOrValueExistsResult):
                 conn.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, [user_dn])]})
-            except lx.LDAPAttributeOrValueExistsResult:
-                pass
-            try:  # the group has a real member now: drop the empty-group placeholder if it is there
+            # the group has a real member now: drop the empty-group placeholder if it is there
+            with contextlib.suppress(lx.LDAPNoSuchAttributeResult):
                 conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [group_dn])]})
-            except lx.LDAPNoSuchAttributeResult:
-                pass
 
         await self._call(add, "add member")
 

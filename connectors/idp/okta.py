@@ -105,7 +105,11 @@ def _parse_time(value: Any) -> datetime | None:
 
 def account_from_okta(user: Any, *, source: str = "okta") -> Account:
     """Our Account for an Okta user object."""
-    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not isinstance(user.get("profile"), dict):
+    if (
+        not isinstance(user, dict)
+        or not isinstance(user.get("id"), str)
+        or not isinstance(user.get("profile"), dict)
+    ):
         raise ResponseValidationError("Okta user lacks id or profile", source=source)
     profile = user["profile"]
 
@@ -133,7 +137,11 @@ class OktaIdentityProvider(ClosesAPI):
     """:class:`connectors.protocols.IdentityProvider` over the Okta management API."""
 
     def __init__(
-        self, api: APIClient, *, source: str = "okta", leaver_mode: Literal["deactivate", "suspend"] = "deactivate"
+        self,
+        api: APIClient,
+        *,
+        source: str = "okta",
+        leaver_mode: Literal["deactivate", "suspend"] = "deactivate",
     ) -> None:
         self.api = api
         self.source = source
@@ -207,8 +215,11 @@ class OktaIdentityProvider(ClosesAPI):
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
         """``search=profile.employeeNumber eq "…"`` (search also returns DEPROVISIONED users)."""
-        found = [a for a in await self._search(okta_search_eq("profile.employeeNumber", employee_id))
-                 if a.employee_id == employee_id]
+        found = [
+            a
+            for a in await self._search(okta_search_eq("profile.employeeNumber", employee_id))
+            if a.employee_id == employee_id
+        ]
         if len(found) > 1:
             raise ConflictError(
                 f"{len(found)} Okta users carry one employeeNumber; link them by hand", source=self.source
@@ -240,7 +251,11 @@ class OktaIdentityProvider(ClosesAPI):
 
         async def create() -> Account:
             data = await self._json(
-                "POST", "api/v1/users", params={"activate": str(attributes.active).lower()}, json=body, retry=False
+                "POST",
+                "api/v1/users",
+                params={"activate": str(attributes.active).lower()},
+                json=body,
+                retry=False,
             )
             return account_from_okta(data, source=self.source)
 
@@ -248,7 +263,9 @@ class OktaIdentityProvider(ClosesAPI):
             return await self.find_user_by_employee_id(attributes.employee_id)
 
         try:
-            return await create_idempotently(create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base)
+            return await create_idempotently(
+                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base
+            )
         except PermanentAPIError as exc:
             if exc.status_code not in (400, 409) or DUPLICATE_MARKER not in exc.message:
                 raise
@@ -265,7 +282,9 @@ class OktaIdentityProvider(ClosesAPI):
                 reason = f"login is held by user {holder.id} without an employeeNumber; link it by hand"
             else:
                 reason = f"login is held by user {holder.id} of another employee"
-            raise ConflictError(f"cannot create the user: {reason}", source=self.source, status_code=exc.status_code) from exc
+            raise ConflictError(
+                f"cannot create the user: {reason}", source=self.source, status_code=exc.status_code
+            ) from exc
 
     async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
         """Partial profile update (``POST /api/v1/users/{id}`` changes only the given properties; null clears
@@ -273,7 +292,9 @@ class OktaIdentityProvider(ClosesAPI):
         unknown = set(changes) - set(PROFILE_FIELDS) - {"active"}
         if unknown:
             raise ValueError(f"unknown account attribute: {sorted(unknown)!r}")
-        profile = {PROFILE_FIELDS[k]: (v if v != "" else None) for k, v in changes.items() if k in PROFILE_FIELDS}
+        profile = {
+            PROFILE_FIELDS[k]: (v if v != "" else None) for k, v in changes.items() if k in PROFILE_FIELDS
+        }
         if "active" in changes:
             await (self.reactivate_user if changes["active"] else self.deactivate_user)(account.id)
         if profile:
@@ -284,8 +305,12 @@ class OktaIdentityProvider(ClosesAPI):
         return account_from_okta(await self._user(account.id), source=self.source)
 
     async def _lifecycle(self, account_id: str, operation: str, **params: str) -> None:
-        await self._json("POST", f"api/v1/users/{_segment(account_id)}/lifecycle/{operation}", params=params or None,
-                         retry=False)
+        await self._json(
+            "POST",
+            f"api/v1/users/{_segment(account_id)}/lifecycle/{operation}",
+            params=params or None,
+            retry=False,
+        )
 
     async def deactivate_user(self, account_id: str) -> None:
         """Deactivate (DEPROVISIONED) or, in ``suspend`` mode, suspend; nothing if already inactive."""
@@ -325,7 +350,9 @@ class OktaIdentityProvider(ClosesAPI):
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise ResponseValidationError("Okta group lacks an id", source=self.source)
                 name = (item.get("profile") or {}).get("name") or ""
-                groups.append(Group(id=item["id"], name=name, member_ids=frozenset(await self.list_members(item["id"]))))
+                groups.append(
+                    Group(id=item["id"], name=name, member_ids=frozenset(await self.list_members(item["id"])))
+                )
         return groups
 
     async def list_members(self, group_id: str) -> set[str]:

@@ -261,7 +261,9 @@ def account_from_user(
 
 def _manager_account_id(user: Any) -> str | None:
     enterprise = user[EnterpriseUser]
-    return enterprise.manager.value if enterprise and enterprise.manager and enterprise.manager.value else None
+    return (
+        enterprise.manager.value if enterprise and enterprise.manager and enterprise.manager.value else None
+    )
 
 
 _SIMPLE_PATHS = {
@@ -275,7 +277,9 @@ _SIMPLE_PATHS = {
 }
 
 
-def patch_operations(changes: dict[str, Any], *, manager_account_id: str | None = None) -> list[dict[str, Any]]:
+def patch_operations(
+    changes: dict[str, Any], *, manager_account_id: str | None = None
+) -> list[dict[str, Any]]:
     """PATCH operations (RFC 7644 §3.5.2) writing exactly ``changes``: ``replace`` for a value, ``remove`` for
     None. ``manager_id`` needs the manager's account id, resolved by the caller (skipped when unknown)."""
     ops: list[dict[str, Any]] = []
@@ -331,7 +335,9 @@ def raise_for_scim_error(response: httpx.Response, body: Any, *, source: str) ->
         status, detail = 400, "malformed SCIM Error body"
     status = status if 400 <= status <= 599 else 400
     fake = httpx.Response(status, headers=response.headers, request=response.request)
-    raise_for_status(fake, source=source, detail=f"SCIM error in a {response.status_code} answer: {detail}"[:300])
+    raise_for_status(
+        fake, source=source, detail=f"SCIM error in a {response.status_code} answer: {detail}"[:300]
+    )
     raise PermanentAPIError(detail or "SCIM error", source=source, status_code=status)  # pragma: no cover
 
 
@@ -381,7 +387,9 @@ class SCIMIdentityProvider(ClosesAPI):
 
     # ----------------------------------------------------------------------------------------- transport
 
-    async def _call(self, method: str, path: str, *, body: Any = None, **kwargs: Any) -> tuple[httpx.Response, Any]:
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, **kwargs: Any
+    ) -> tuple[httpx.Response, Any]:
         """Send, then check the body: JSON or nothing (204); a SCIM Error body raises even under 2xx."""
         if body is not None:
             kwargs["content"] = json.dumps(body).encode()
@@ -403,12 +411,16 @@ class SCIMIdentityProvider(ClosesAPI):
             if self._config is None:
                 try:
                     _, data = await self._call("GET", "ServiceProviderConfig")
-                    known, _ = _split_known(data or {}, _known_keys(ServiceProviderConfig), {
-                        "urn:ietf:params:scim:schemas:core:2.0:serviceproviderconfig"
-                    })
+                    known, _ = _split_known(
+                        data or {},
+                        _known_keys(ServiceProviderConfig),
+                        {"urn:ietf:params:scim:schemas:core:2.0:serviceproviderconfig"},
+                    )
                     self._config = ServiceProviderConfig.model_validate(known)
                 except (NotFoundError, ValidationError, ValueError):
-                    log.info("%s: no usable /ServiceProviderConfig; assuming PATCH without ETags", self.source)
+                    log.info(
+                        "%s: no usable /ServiceProviderConfig; assuming PATCH without ETags", self.source
+                    )
                     self._config = ServiceProviderConfig.model_validate(
                         {"patch": {"supported": True}, "etag": {"supported": False}}
                     )
@@ -422,7 +434,9 @@ class SCIMIdentityProvider(ClosesAPI):
         config = await self.service_provider_config()
         return bool(config.etag and config.etag.supported)
 
-    def _remember_version(self, resource_id: str | None, response: httpx.Response | None, resource: Any) -> None:
+    def _remember_version(
+        self, resource_id: str | None, response: httpx.Response | None, resource: Any
+    ) -> None:
         version = (response.headers.get("ETag") if response is not None else None) or (
             resource.meta.version if resource is not None and resource.meta else None
         )
@@ -446,7 +460,9 @@ class SCIMIdentityProvider(ClosesAPI):
         return user, extra
 
     async def _search_users(self, filter_: str, count: int = 10) -> list[tuple[Any, dict[str, Any]]]:
-        _, data = await self._call("GET", "Users", params={"filter": filter_, "startIndex": 1, "count": count})
+        _, data = await self._call(
+            "GET", "Users", params={"filter": filter_, "startIndex": 1, "count": count}
+        )
         return self._page_users(data)
 
     def _page_users(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
@@ -468,7 +484,9 @@ class SCIMIdentityProvider(ClosesAPI):
                 scim_ctx=Context.DEFAULT,
             )
         except ValidationError as exc:
-            raise ResponseValidationError("list response is not a SCIM ListResponse", source=self.source) from exc
+            raise ResponseValidationError(
+                "list response is not a SCIM ListResponse", source=self.source
+            ) from exc
         resources = data.get("Resources")
         if resources is not None and not isinstance(resources, list):
             raise ResponseValidationError("ListResponse.Resources is not a list", source=self.source)
@@ -494,11 +512,15 @@ class SCIMIdentityProvider(ClosesAPI):
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
         """The account whose ``externalId`` is ``employee_id``; ConflictError if several claim it."""
-        found = [(u, x) for u, x in await self._search_users(scim_filter_eq("externalId", employee_id))
-                 if u.external_id == employee_id]
+        found = [
+            (u, x)
+            for u, x in await self._search_users(scim_filter_eq("externalId", employee_id))
+            if u.external_id == employee_id
+        ]
         if len(found) > 1:
             raise ConflictError(
-                f"{len(found)} accounts carry externalId for one employee; link them by hand", source=self.source
+                f"{len(found)} accounts carry externalId for one employee; link them by hand",
+                source=self.source,
             )
         return await self._account(*found[0]) if found else None
 
@@ -528,7 +550,8 @@ class SCIMIdentityProvider(ClosesAPI):
             ids = {str(u.id) for u, _ in users}
             if ids <= seen:  # a provider ignoring startIndex would hand the same page back for ever
                 raise ResponseValidationError(
-                    f"pagination loop: startIndex={start} returned only users already seen", source=self.source
+                    f"pagination loop: startIndex={start} returned only users already seen",
+                    source=self.source,
                 )
             seen |= ids
             ready = []
@@ -573,7 +596,9 @@ class SCIMIdentityProvider(ClosesAPI):
             return await self.find_user_by_employee_id(attributes.employee_id)
 
         try:
-            return await create_idempotently(create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base)
+            return await create_idempotently(
+                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base
+            )
         except ConflictError as exc:
             holder = await self.find_user_by_username(attributes.user_name)
             if holder is not None and holder.employee_id == attributes.employee_id:
@@ -588,8 +613,9 @@ class SCIMIdentityProvider(ClosesAPI):
                 reason = f"userName is held by account {holder.id} without an externalId; link it by hand"
             else:
                 reason = f"userName is held by account {holder.id} of another employee"
-            raise ConflictError(f"cannot create the account: {reason}", source=self.source,
-                                status_code=exc.status_code) from exc
+            raise ConflictError(
+                f"cannot create the account: {reason}", source=self.source, status_code=exc.status_code
+            ) from exc
 
     async def _resolve_manager(self, manager_employee_id: str | None) -> str | None:
         """The manager's account id for their employee id, or None while they have no account."""
@@ -627,7 +653,10 @@ class SCIMIdentityProvider(ClosesAPI):
         for attempt in (1, 2):
             try:
                 response, data = await self._call(
-                    "PATCH", f"Users/{_segment(account_id)}", body=body, headers=await self._if_match(account_id)
+                    "PATCH",
+                    f"Users/{_segment(account_id)}",
+                    body=body,
+                    headers=await self._if_match(account_id),
                 )
                 break
             except PermanentAPIError as exc:
@@ -659,7 +688,10 @@ class SCIMIdentityProvider(ClosesAPI):
             payload["id"] = user.id
             try:
                 response, data = await self._call(
-                    "PUT", f"Users/{_segment(account_id)}", body=payload, headers=await self._if_match(account_id)
+                    "PUT",
+                    f"Users/{_segment(account_id)}",
+                    body=payload,
+                    headers=await self._if_match(account_id),
                 )
             except PermanentAPIError as exc:
                 if exc.status_code != 412 or attempt == 2:
@@ -707,7 +739,10 @@ class SCIMIdentityProvider(ClosesAPI):
         while True:
             guard.check(start)
             _, data = await self._call("GET", "Groups", params={"startIndex": start, "count": page_size})
-            page = [parse_group(item, source=self.source) for item in self._list_response(data).get("Resources") or []]
+            page = [
+                parse_group(item, source=self.source)
+                for item in self._list_response(data).get("Resources") or []
+            ]
             if not page:
                 break
             groups.extend(_group(g) for g in page)
@@ -736,14 +771,19 @@ class SCIMIdentityProvider(ClosesAPI):
             return await self._replace_members(group_id, remove=account_id)
         path = f"members[{scim_filter_eq('value', account_id)}]"
         try:
-            await self._call("PATCH", f"Groups/{_segment(group_id)}",
-                             body=patch_body([{"op": "remove", "path": path}], SCIMGroup))
+            await self._call(
+                "PATCH",
+                f"Groups/{_segment(group_id)}",
+                body=patch_body([{"op": "remove", "path": path}], SCIMGroup),
+            )
         except PermanentAPIError as exc:
             if exc.status_code == 400 and _scim_type(exc) == "noTarget":
                 return
             raise
 
-    async def _replace_members(self, group_id: str, *, add: str | None = None, remove: str | None = None) -> None:
+    async def _replace_members(
+        self, group_id: str, *, add: str | None = None, remove: str | None = None
+    ) -> None:
         """Membership without PATCH: read the group, PUT it back (RFC 7644 §3.5.1) with If-Match when the
         provider has ETags; a 412 (someone else changed the group) re-reads, up to three times."""
         for attempt in (1, 2, 3):
@@ -757,15 +797,23 @@ class SCIMIdentityProvider(ClosesAPI):
             if add is not None:
                 members.append(GroupMember(value=add))
             members = [m for m in members if str(m.value) != remove]
-            replacement = SCIMGroup(id=group.id, display_name=group.display_name, external_id=group.external_id,
-                                    members=members or None)
+            replacement = SCIMGroup(
+                id=group.id,
+                display_name=group.display_name,
+                external_id=group.external_id,
+                members=members or None,
+            )
             payload = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
             payload["id"] = group.id
             if not members:
                 payload["members"] = []
             try:
-                await self._call("PUT", f"Groups/{_segment(group_id)}", body=payload,
-                                 headers=await self._if_match(group_id))
+                await self._call(
+                    "PUT",
+                    f"Groups/{_segment(group_id)}",
+                    body=payload,
+                    headers=await self._if_match(group_id),
+                )
                 return
             except PermanentAPIError as exc:
                 if exc.status_code != 412 or attempt == 3:

@@ -10,9 +10,12 @@ __all__ = ["sync_command"]
 
 
 def sync_command(
-    full: Annotated[bool, typer.Option("--full", help="every employee, not only those changed since the cursor")]
-    = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="every employee, not only those changed since the cursor")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="audit the plan as 'planned'; change nothing")
+    ] = False,
     override_brake: Annotated[
         bool, typer.Option("--override-brake", help="apply even if the mass-change brake trips (audited)")
     ] = False,
@@ -28,15 +31,30 @@ def sync_command(
 
     settings, policy = load_config()
     assert policy is not None
-    options = SyncOptions(full=full, dry_run=dry_run, override_brake=override_brake,
-                          max_concurrency=settings.idp.max_concurrency)
+    options = SyncOptions(
+        full=full,
+        dry_run=dry_run,
+        override_brake=override_brake,
+        max_concurrency=settings.idp.max_concurrency,
+    )
 
     async def _sync(connectors: Connectors | None, auditor: Auditor) -> SyncReport:
         assert connectors is not None
-        engine = SyncEngine(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
-                            policy=policy, auditor=auditor, options=options)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
+        engine = SyncEngine(
+            hris=connectors.hris,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=policy,
+            auditor=auditor,
+            options=options,
+        )
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             reading = progress.add_task("reading HRIS and IdP", total=None)
             await engine.prepare()
             progress.update(reading, total=1, completed=1)
@@ -59,8 +77,12 @@ def sync_command(
     if len(report.failures) > 20:
         console.print(f"... and {len(report.failures) - 20} more (see the audit trail)")
     if report.invalid_records:
-        console.print(f"[yellow]{report.invalid_records} invalid HR record(s) skipped[/yellow] "
-                      "(audited as hris.record.invalid)", markup=True, highlight=False)
+        console.print(
+            f"[yellow]{report.invalid_records} invalid HR record(s) skipped[/yellow] "
+            "(audited as hris.record.invalid)",
+            markup=True,
+            highlight=False,
+        )
     if report.refused:
         fail(report.brake.message, EXIT_FAILED)
     if not report.ok:

@@ -34,8 +34,13 @@ _SEARCH = re.compile(r'^(profile\.\w+|status|id) eq ("(?:[^"\\]|\\.)*")$')
 
 
 def _error(status: int, code: str, summary: str, causes: list[str] | None = None) -> httpx.Response:
-    body = {"errorCode": code, "errorSummary": summary, "errorLink": code, "errorId": "oae-fake",
-            "errorCauses": [{"errorSummary": c} for c in causes or []]}
+    body = {
+        "errorCode": code,
+        "errorSummary": summary,
+        "errorLink": code,
+        "errorId": "oae-fake",
+        "errorCauses": [{"errorSummary": c} for c in causes or []],
+    }
     return httpx.Response(status, json=body)
 
 
@@ -57,7 +62,11 @@ class FakeOkta:
         return f"{prefix}{next(self._ids):017d}"
 
     def add_group(self, name: str) -> dict[str, Any]:
-        group = {"id": self.new_id("00g"), "type": "OKTA_GROUP", "profile": {"name": name, "description": None}}
+        group = {
+            "id": self.new_id("00g"),
+            "type": "OKTA_GROUP",
+            "profile": {"name": name, "description": None},
+        }
         self.groups[group["id"]] = group
         self.members[group["id"]] = []
         return group
@@ -125,7 +134,9 @@ class FakeOkta:
             if len(parts) == 1 and method == "GET":
                 return self.page(request, list(self.groups.values()))
             if len(parts) == 1 and method == "POST":
-                return httpx.Response(200, json=self.add_group(json.loads(request.content)["profile"]["name"]))
+                return httpx.Response(
+                    200, json=self.add_group(json.loads(request.content)["profile"]["name"])
+                )
             if len(parts) >= 2 and parts[1] not in self.groups:
                 return _error(404, "E0000007", f"Not found: Resource not found: {parts[1]} (UserGroup)")
             if len(parts) == 3 and parts[2] == "users" and method == "GET":
@@ -164,17 +175,27 @@ class FakeOkta:
         profile = json.loads(request.content)["profile"]
         login = str(profile.get("login", ""))
         if not login:
-            return _error(400, "E0000001", "Api validation failed: login", ["login: The field cannot be left blank"])
+            return _error(
+                400, "E0000001", "Api validation failed: login", ["login: The field cannot be left blank"]
+            )
         if any(u["profile"]["login"].casefold() == login.casefold() for u in self.users.values()):
-            return _error(400, "E0000001", "Api validation failed: login",
-                          ["login: An object with this field already exists in the current organization"])
+            return _error(
+                400,
+                "E0000001",
+                "Api validation failed: login",
+                ["login: An object with this field already exists in the current organization"],
+            )
         activate = request.url.params.get("activate", "true") == "true"
         stamp = self.now()
         user = {
             "id": self.new_id("00u"),
             "status": "ACTIVE" if activate else "STAGED",
-            "created": stamp, "activated": stamp if activate else None, "statusChanged": stamp,
-            "lastLogin": None, "lastUpdated": stamp, "passwordChanged": None,
+            "created": stamp,
+            "activated": stamp if activate else None,
+            "statusChanged": stamp,
+            "lastLogin": None,
+            "lastUpdated": stamp,
+            "passwordChanged": None,
             "type": {"id": "oty-default"},
             "profile": {k: v for k, v in profile.items() if v is not None},
             "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
@@ -206,8 +227,18 @@ class FakeOkta:
     def lifecycle(self, user: dict[str, Any], operation: str) -> httpx.Response:
         allowed = {
             "activate": ({"STAGED", "DEPROVISIONED"}, "ACTIVE"),
-            "deactivate": ({"STAGED", "PROVISIONED", "ACTIVE", "RECOVERY", "PASSWORD_EXPIRED", "LOCKED_OUT",
-                            "SUSPENDED"}, "DEPROVISIONED"),
+            "deactivate": (
+                {
+                    "STAGED",
+                    "PROVISIONED",
+                    "ACTIVE",
+                    "RECOVERY",
+                    "PASSWORD_EXPIRED",
+                    "LOCKED_OUT",
+                    "SUSPENDED",
+                },
+                "DEPROVISIONED",
+            ),
             "suspend": ({"ACTIVE"}, "SUSPENDED"),
             "unsuspend": ({"SUSPENDED"}, "ACTIVE"),
         }
@@ -215,19 +246,25 @@ class FakeOkta:
             return _error(404, "E0000022", "The endpoint does not support the provided HTTP method")
         sources, target = allowed[operation]
         if user["status"] not in sources:
-            return _error(400, "E0000001", f"Api validation failed: cannot {operation} a {user['status']} user")
+            return _error(
+                400, "E0000001", f"Api validation failed: cannot {operation} a {user['status']} user"
+            )
         user["status"], user["statusChanged"] = target, self.now()
         return httpx.Response(200, json={}) if operation == "activate" else httpx.Response(200, json={})
 
 
-def make_okta(*, sleeps: list[float] | None = None, token: str = OKTA_TOKEN, **options: Any) -> OktaIdentityProvider:
+def make_okta(
+    *, sleeps: list[float] | None = None, token: str = OKTA_TOKEN, **options: Any
+) -> OktaIdentityProvider:
     """An Okta connector from settings at zero wait (recording requested waits)."""
 
     async def sleep(seconds: float) -> None:
         if sleeps is not None:
             sleeps.append(seconds)
 
-    settings = IdPSettings(kind="okta", base_url=OKTA_BASE, token=SecretStr(token), requests_per_second=10_000)
+    settings = IdPSettings(
+        kind="okta", base_url=OKTA_BASE, token=SecretStr(token), requests_per_second=10_000
+    )
     provider = OktaIdentityProvider.from_settings(settings, sleep=sleep)
     for key, value in options.items():
         setattr(provider, key, value)

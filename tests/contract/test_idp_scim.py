@@ -48,7 +48,9 @@ async def no_wait(seconds: float) -> None:
     """Zero-wait sleep for retries."""
 
 
-def make_idp(base_url: str, token: str, *, sleeps: list[float] | None = None, **tuning: Any) -> SCIMIdentityProvider:
+def make_idp(
+    base_url: str, token: str, *, sleeps: list[float] | None = None, **tuning: Any
+) -> SCIMIdentityProvider:
     """A SCIM connector from settings, with retries at zero wait (recording what it was asked to wait)."""
 
     async def sleep(seconds: float) -> None:
@@ -119,8 +121,12 @@ async def raw_user(idp: SCIMIdentityProvider, user_name: str, external_id: str |
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("holder_external_id", ["E-someone-else", None], ids=["other-employee", "no-externalId"])
-async def test_409_never_adopts_someone_elses_account(scim: SCIMIdentityProvider, holder_external_id: str | None) -> None:
+@pytest.mark.parametrize(
+    "holder_external_id", ["E-someone-else", None], ids=["other-employee", "no-externalId"]
+)
+async def test_409_never_adopts_someone_elses_account(
+    scim: SCIMIdentityProvider, holder_external_id: str | None
+) -> None:
     """A userName held by another employee's (or an unlinked) account is refused with a clear reason."""
     holder_id = await raw_user(scim, "jdoe@example.com", holder_external_id)
     reason = "of another employee" if holder_external_id else "without an externalId"
@@ -148,8 +154,14 @@ async def test_create_maps_every_attribute_and_resolves_the_manager(scim: SCIMId
     """The SCIM resource carries externalId, enterprise employeeNumber/department and manager.value = account id."""
     boss = await scim.create_user(AccountAttributes(user_name="boss@example.com", employee_id="E-boss"))
     wanted = AccountAttributes(
-        user_name="ada@example.com", employee_id="E-ada", given_name="Ada", family_name="Lovelace",
-        display_name="Ada Lovelace", email="ada@example.com", title="Engineer", department="R&D",
+        user_name="ada@example.com",
+        employee_id="E-ada",
+        given_name="Ada",
+        family_name="Lovelace",
+        display_name="Ada Lovelace",
+        email="ada@example.com",
+        title="Engineer",
+        department="R&D",
         manager_id="E-boss",
     )
     account = await scim.create_user(wanted)
@@ -164,7 +176,9 @@ async def test_create_maps_every_attribute_and_resolves_the_manager(scim: SCIMId
 @pytest.mark.slow
 async def test_unknown_manager_is_skipped_then_set_later(scim: SCIMIdentityProvider) -> None:
     """A joiner whose manager has no account yet is created without a manager; a later update sets it."""
-    report = await scim.create_user(AccountAttributes(user_name="r@example.com", employee_id="E-r", manager_id="E-m"))
+    report = await scim.create_user(
+        AccountAttributes(user_name="r@example.com", employee_id="E-r", manager_id="E-m")
+    )
     assert report.manager_id is None
     manager = await scim.create_user(AccountAttributes(user_name="m@example.com", employee_id="E-m"))
     updated = await scim.update_user(report, {"manager_id": "E-m"})
@@ -186,7 +200,9 @@ async def test_update_to_none_removes_the_attribute(scim: SCIMIdentityProvider) 
 
 
 @pytest.mark.slow
-async def test_wrong_token_is_an_authentication_error_without_the_token(scim_server: SCIMServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_wrong_token_is_an_authentication_error_without_the_token(
+    scim_server: SCIMServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """A rejected token gives AuthenticationError after one request; the token is in no log, str or repr."""
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-token-" + "s3cr3t" * 4
@@ -202,7 +218,9 @@ async def test_wrong_token_is_an_authentication_error_without_the_token(scim_ser
 
 
 @pytest.mark.slow
-async def test_token_never_logged_during_a_full_joiner_mover_leaver(scim_server: SCIMServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_token_never_logged_during_a_full_joiner_mover_leaver(
+    scim_server: SCIMServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """A joiner/mover/leaver round at DEBUG leaves no trace of the bearer token in any record or the server log."""
     caplog.set_level(logging.DEBUG)
     idp = make_idp(scim_server.tenant_url(), scim_server.token)
@@ -229,8 +247,13 @@ TOKEN = "respx-token-9f8e7d6c5b4a"
 
 
 def list_response(*resources: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [LIST_SCHEMA], "totalResults": len(resources), "startIndex": 1,
-            "itemsPerPage": len(resources), "Resources": list(resources)}
+    return {
+        "schemas": [LIST_SCHEMA],
+        "totalResults": len(resources),
+        "startIndex": 1,
+        "itemsPerPage": len(resources),
+        "Resources": list(resources),
+    }
 
 
 def user_json(user_id: str, user_name: str, external_id: str | None) -> dict[str, Any]:
@@ -273,14 +296,19 @@ async def test_409_adopts_our_own_account_after_a_lost_race(mocked: respx.MockRo
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [("404", NotFoundError), ("409", ConflictError), ("401", AuthenticationError), ("503", RetryableAPIError)],
+    [
+        ("404", NotFoundError),
+        ("409", ConflictError),
+        ("401", AuthenticationError),
+        ("503", RetryableAPIError),
+    ],
     ids=["404", "409", "401", "503"],
 )
-async def test_200_with_an_error_body_is_a_typed_error(mocked: respx.MockRouter, status: str, error: type) -> None:
+async def test_200_with_an_error_body_is_a_typed_error(
+    mocked: respx.MockRouter, status: str, error: type
+) -> None:
     """A 2xx whose body is a SCIM Error message raises the error its status names."""
-    mocked.get("Users/u-1").respond(
-        200, json={"schemas": [ERROR_SCHEMA], "status": status, "detail": "nope"}
-    )
+    mocked.get("Users/u-1").respond(200, json={"schemas": [ERROR_SCHEMA], "status": status, "detail": "nope"})
     with pytest.raises(error, match="SCIM error in a 200 answer"):
         await respx_idp().last_sign_in("u-1")
 

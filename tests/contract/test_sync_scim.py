@@ -32,16 +32,18 @@ pytestmark = pytest.mark.slow
 N = 20
 TODAY = datetime.now(UTC).date()
 GROUPS = ("all-staff", "engineering", "sales")
-POLICY = Policy.model_validate({
-    "naming": {"username": "{given}.{last}", "email_domain": "example.com"},
-    "birthright": [
-        {"groups": ["all-staff"]},
-        {"match": {"department": "Engineering"}, "groups": ["engineering"]},
-        {"match": {"department": "Sales"}, "groups": ["sales"]},
-    ],
-    "leaver": {"timing": "at_termination", "remove_groups": True},
-    "brake": {"max_disable_count": 10, "max_disable_percent": 30},
-})
+POLICY = Policy.model_validate(
+    {
+        "naming": {"username": "{given}.{last}", "email_domain": "example.com"},
+        "birthright": [
+            {"groups": ["all-staff"]},
+            {"match": {"department": "Engineering"}, "groups": ["engineering"]},
+            {"match": {"department": "Sales"}, "groups": ["sales"]},
+        ],
+        "leaver": {"timing": "at_termination", "remove_groups": True},
+        "brake": {"max_disable_count": 10, "max_disable_percent": 30},
+    }
+)
 
 
 def people(count: int = N) -> list[dict[str, str]]:
@@ -50,14 +52,22 @@ def people(count: int = N) -> list[dict[str, str]]:
     cycle = ("Engineering", "Sales", "Finance")
     for index, row in enumerate(rows):
         department = cycle[index % 3]
-        row.update(status="active", termination_date="", department=department,
-                   title=DEPARTMENTS[department][0], hire_date=(TODAY - timedelta(days=100)).isoformat())
+        row.update(
+            status="active",
+            termination_date="",
+            department=department,
+            title=DEPARTMENTS[department][0],
+            hire_date=(TODAY - timedelta(days=100)).isoformat(),
+        )
     return rows
 
 
 def expected_groups(row: dict[str, str]) -> set[str]:
-    return {"all-staff"} | ({"engineering"} if row["department"] == "Engineering" else set()) | (
-        {"sales"} if row["department"] == "Sales" else set())
+    return (
+        {"all-staff"}
+        | ({"engineering"} if row["department"] == "Engineering" else set())
+        | ({"sales"} if row["department"] == "Sales" else set())
+    )
 
 
 @dataclass
@@ -79,9 +89,14 @@ class World:
         os.utime(self.csv_path, (stamp, stamp))
 
     def engine(self, policy: Policy = POLICY, **options: Any) -> SyncEngine:
-        return SyncEngine(hris=CSVExportHRIS(self.csv_path), idp=self.idp, ticketing=None, policy=policy,
-                          auditor=Auditor(self.database_url, actor="test"),
-                          options=SyncOptions(max_concurrency=8, **options))
+        return SyncEngine(
+            hris=CSVExportHRIS(self.csv_path),
+            idp=self.idp,
+            ticketing=None,
+            policy=policy,
+            auditor=Auditor(self.database_url, actor="test"),
+            options=SyncOptions(max_concurrency=8, **options),
+        )
 
     async def sync(self, policy: Policy = POLICY, **options: Any) -> SyncReport:
         return await self.engine(policy, **options).run()
@@ -96,7 +111,8 @@ class World:
         async for page in self.idp.iter_users():
             for account in page:
                 found[account.employee_id] = account.model_copy(
-                    update={"groups": frozenset(member_of.get(account.id, set()))})
+                    update={"groups": frozenset(member_of.get(account.id, set()))}
+                )
         return found
 
     def events(self) -> list[AuditEvent]:
@@ -104,15 +120,25 @@ class World:
             return list(iter_events(session=session))
 
 
-async def make_world(server: SCIMServer, tmp_path: Path, database_url: str,
-                     groups: tuple[str, ...] = GROUPS) -> World:
+async def make_world(
+    server: SCIMServer, tmp_path: Path, database_url: str, groups: tuple[str, ...] = GROUPS
+) -> World:
     base_url = server.tenant_url()
     for name in groups:
         await create_group(base_url, server.token, name)
-    idp = SCIMIdentityProvider.from_settings(IdPSettings(
-        base_url=base_url, token=SecretStr(server.token), requests_per_second=1000, max_concurrency=16))
-    world = World(idp=idp, csv_path=tmp_path / "hris.csv", rows=people(), database_url=database_url,
-                  base_url=base_url, token=server.token)
+    idp = SCIMIdentityProvider.from_settings(
+        IdPSettings(
+            base_url=base_url, token=SecretStr(server.token), requests_per_second=1000, max_concurrency=16
+        )
+    )
+    world = World(
+        idp=idp,
+        csv_path=tmp_path / "hris.csv",
+        rows=people(),
+        database_url=database_url,
+        base_url=base_url,
+        token=server.token,
+    )
     world.write()
     return world
 
@@ -153,7 +179,9 @@ async def test_second_full_sync_makes_zero_writes(world: World) -> None:
     assert (report.planned, report.changes, report.idp_writes) == (0, 0, 0)
     sent = {m: n - calls_before.get(m, 0) for m, n in world.idp.api.calls.items()}
     assert {m for m, n in sent.items() if n} == {"GET"}
-    assert report.idp_calls == report.pages_read  # one page of users, one list of groups: nothing per employee
+    assert (
+        report.idp_calls == report.pages_read
+    )  # one page of users, one list of groups: nothing per employee
     assert len(world.events()) == audit_rows
 
 
@@ -221,7 +249,10 @@ async def test_brake_refuses_a_mass_termination_and_applies_nothing(world: World
     assert overridden.ok and overridden.brake is not None and overridden.brake.overridden
     accounts = await world.accounts()
     assert sum(1 for a in accounts.values() if not a.active) == 16
-    assert [e.outcome for e in world.events() if e.action == "sync.brake"] == [Outcome.FAILED, Outcome.APPLIED]
+    assert [e.outcome for e in world.events() if e.action == "sync.brake"] == [
+        Outcome.FAILED,
+        Outcome.APPLIED,
+    ]
 
 
 async def test_dry_run_writes_planned_audit_rows_and_nothing_else(world: World) -> None:
@@ -265,7 +296,9 @@ async def test_incremental_sync_uses_and_moves_the_cursor(
         await world.idp.aclose()
 
 
-async def test_failed_change_keeps_the_cursor(scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str) -> None:
+async def test_failed_change_keeps_the_cursor(
+    scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str
+) -> None:
     """If any change fails (a policy group missing in the IdP) the cursor stays; the fixed re-run moves it."""
     world = await make_world(scim_server, tmp_path, fresh_sqlite_url, groups=("all-staff", "engineering"))
     try:
@@ -349,10 +382,15 @@ def _cli_env(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(POLICY.model_dump(mode="json")), encoding="utf-8")
     for key, value in {
-        "TENURE_DATABASE_URL": world.database_url, "TENURE_POLICY_FILE": str(policy_file),
-        "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": world.base_url, "TENURE_IDP__TOKEN": world.token,
-        "TENURE_IDP__REQUESTS_PER_SECOND": "1000", "TENURE_HRIS__KIND": "csv",
-        "TENURE_HRIS__PATH": str(world.csv_path), "TENURE_TICKETING__KIND": "none",
+        "TENURE_DATABASE_URL": world.database_url,
+        "TENURE_POLICY_FILE": str(policy_file),
+        "TENURE_IDP__KIND": "scim",
+        "TENURE_IDP__BASE_URL": world.base_url,
+        "TENURE_IDP__TOKEN": world.token,
+        "TENURE_IDP__REQUESTS_PER_SECOND": "1000",
+        "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(world.csv_path),
+        "TENURE_TICKETING__KIND": "none",
     }.items():
         monkeypatch.setenv(key, value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -76,10 +77,9 @@ class RTPeer:
             attachments.raise_for_status()
             for item in attachments.json()["items"]:
                 content = item.get("Content") or ""
-                try:  # some RT versions return attachment content base64-encoded
+                # some RT versions return attachment content base64-encoded
+                with contextlib.suppress(binascii.Error, UnicodeDecodeError):
                     content = base64.b64decode(content, validate=True).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    pass
                 texts.append(content)
         return texts
 

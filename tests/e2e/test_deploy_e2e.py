@@ -88,9 +88,18 @@ def _policy_groups() -> list[str]:
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([prefect_executable(), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=timeout, check=False)
-    assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run(
+        [prefect_executable(), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"prefect {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -108,7 +117,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prefect: PrefectServerHandle | None = None
     scim: SCIMServer | None = None
     try:
-        prefect = start_prefect_server(tmp / "prefect", database_url=f"postgresql+asyncpg://{server_url}/{prefect_db}")
+        prefect = start_prefect_server(
+            tmp / "prefect", database_url=f"postgresql+asyncpg://{server_url}/{prefect_db}"
+        )
         scim = start_scim_server()
         idp_url = scim.tenant_url()
 
@@ -122,37 +133,65 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         audit_url = f"postgresql+psycopg://{server_url}/{audit_db}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TENURE_"))}
         env.update(prefect.env)
-        env.update({
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "PREFECT_LOGGING_LEVEL": "INFO",
-            "TENURE_DATABASE_URL": audit_url,
-            "TENURE_POLICY_FILE": str(ROOT / "examples/policy.yaml"),
-            "TENURE_IDP__KIND": "scim",
-            "TENURE_IDP__BASE_URL": idp_url,
-            "TENURE_IDP__TOKEN": scim.token,
-            "TENURE_HRIS__KIND": "csv",
-            "TENURE_HRIS__PATH": str(tmp / "hris.csv"),
-            "TENURE_TICKETING__KIND": "none",
-            "TENURE_WEBHOOK__SECRET": WEBHOOK_SECRET,
-        })
+        env.update(
+            {
+                "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+                "PREFECT_LOGGING_LEVEL": "INFO",
+                "TENURE_DATABASE_URL": audit_url,
+                "TENURE_POLICY_FILE": str(ROOT / "examples/policy.yaml"),
+                "TENURE_IDP__KIND": "scim",
+                "TENURE_IDP__BASE_URL": idp_url,
+                "TENURE_IDP__TOKEN": scim.token,
+                "TENURE_HRIS__KIND": "csv",
+                "TENURE_HRIS__PATH": str(tmp / "hris.csv"),
+                "TENURE_TICKETING__KIND": "none",
+                "TENURE_WEBHOOK__SECRET": WEBHOOK_SECRET,
+            }
+        )
         _cli(env, "work-pool", "create", POOL, "--type", "process")
         _cli(env, "--no-prompt", "deploy", "--all")
         workers = {}
         for name in ("worker-a", "worker-b"):
-            workers[name] = spawn(name, [prefect_executable(), "worker", "start", "--pool", POOL, "--name", name,
-                                         "--limit", "1"], log_path=tmp / f"{name}.log", env=env, cwd=ROOT)
+            workers[name] = spawn(
+                name,
+                [prefect_executable(), "worker", "start", "--pool", POOL, "--name", name, "--limit", "1"],
+                log_path=tmp / f"{name}.log",
+                env=env,
+                cwd=ROOT,
+            )
             started.append(workers[name])
         port = free_port()
-        receiver = spawn("webhook", [sys.executable, "-c", "from deployments.webhook_cli import app; app()",
-                                     "serve", "--host", "127.0.0.1", "--port", str(port)],
-                         log_path=tmp / "webhook.log", env=env, cwd=ROOT)
+        receiver = spawn(
+            "webhook",
+            [
+                sys.executable,
+                "-c",
+                "from deployments.webhook_cli import app; app()",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            log_path=tmp / "webhook.log",
+            env=env,
+            cwd=ROOT,
+        )
         started.append(receiver)
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, started=receiver)
-        yield Stack(prefect=prefect, scim=scim, idp_url=idp_url, audit_url=audit_url, env=env,
-                    webhook_url=f"http://127.0.0.1:{port}", people=people, workers=workers)
+        yield Stack(
+            prefect=prefect,
+            scim=scim,
+            idp_url=idp_url,
+            audit_url=audit_url,
+            env=env,
+            webhook_url=f"http://127.0.0.1:{port}",
+            people=people,
+            workers=workers,
+        )
     finally:
         for process in reversed(started):
             process.stop(timeout=15)
@@ -201,7 +240,9 @@ def audit_rows(stack: Stack, **where: Any) -> list[AuditEvent]:
 def scim_idp(stack: Stack) -> Any:
     from pydantic import SecretStr
 
-    return build_identity_provider(IdPSettings(kind="scim", base_url=stack.idp_url, token=SecretStr(stack.scim.token)))
+    return build_identity_provider(
+        IdPSettings(kind="scim", base_url=stack.idp_url, token=SecretStr(stack.scim.token))
+    )
 
 
 async def test_prefect_yaml_deployed_every_flow(stack: Stack) -> None:
@@ -214,9 +255,13 @@ async def test_prefect_yaml_deployed_every_flow(stack: Stack) -> None:
             deployment = await client.read_deployment_by_name(f"{flow_name}/{entry['name']}")
             assert deployment.work_pool_name == POOL
             assert set(entry["tags"]) <= set(deployment.tags)
-            assert [s.schedule.cron for s in deployment.schedules] == [s["cron"] for s in entry.get("schedules", [])]
+            assert [s.schedule.cron for s in deployment.schedules] == [
+                s["cron"] for s in entry.get("schedules", [])
+            ]
             assert all(s.schedule.timezone == "Europe/Berlin" for s in deployment.schedules)
-            automations = await client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+            automations = await client.read_resource_related_automations(
+                f"prefect.deployment.{deployment.id}"
+            )
             assert len(automations) == len(entry.get("triggers", []))
             assert not any(a.enabled for a in automations)
         full = await client.read_deployment_by_name("sync/tenure-full")
@@ -235,12 +280,24 @@ async def test_signed_webhook_runs_joiner_on_a_worker(stack: Stack) -> None:
     """A signed HRIS "hired" webhook starts joiner/tenure; a worker runs it; the account exists in
     scim2-server and the audit chain holds its rows, correlated to that flow run."""
     employee = next(p for p in stack.people if p["status"] == "active" and p["department"] == "Engineering")
-    body = json.dumps({"event_id": f"evt-{uuid.uuid4().hex[:8]}", "type": "employee.hired",
-                       "employee_id": employee["employee_id"]}).encode()
+    body = json.dumps(
+        {
+            "event_id": f"evt-{uuid.uuid4().hex[:8]}",
+            "type": "employee.hired",
+            "employee_id": employee["employee_id"],
+        }
+    ).encode()
     timestamp = str(int(time.time()))
-    answer = httpx.post(f"{stack.webhook_url}/webhooks/generic", content=body, timeout=30, headers={
-        "Content-Type": "application/json", "X-Tenure-Timestamp": timestamp,
-        "X-Tenure-Signature": sign_generic(WEBHOOK_SECRET, timestamp, body)})
+    answer = httpx.post(
+        f"{stack.webhook_url}/webhooks/generic",
+        content=body,
+        timeout=30,
+        headers={
+            "Content-Type": "application/json",
+            "X-Tenure-Timestamp": timestamp,
+            "X-Tenure-Signature": sign_generic(WEBHOOK_SECRET, timestamp, body),
+        },
+    )
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["flow_run_id"]
 
@@ -285,11 +342,19 @@ async def test_enabled_hris_trigger_passes_employee_id_from_the_event(stack: Sta
         await client.resume_automation(automation.id)
         try:
             await asyncio.sleep(2)  # let the triggers service load the enabled automation
-            _cli(stack.env, "event", "emit", "hris.employee.hired", "--resource-id", f"tenure.employee.{employee_id}")
+            _cli(
+                stack.env,
+                "event",
+                "emit",
+                "hris.employee.hired",
+                "--resource-id",
+                f"tenure.employee.{employee_id}",
+            )
             deadline = time.monotonic() + 60
             while True:
-                runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[deployment.id])))
+                runs = await client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+                )
                 triggered = [r for r in runs if r.parameters.get("employee_id") == employee_id]
                 if triggered:
                     break
@@ -313,8 +378,11 @@ async def test_access_review_deployment_publishes_findings(stack: Stack) -> None
     its findings as artifacts of the run."""
     idp = scim_idp(stack)
     try:
-        await idp.create_user(AccountAttributes(user_name="ghost.account", employee_id="X99999",
-                                                given_name="Ghost", family_name="Account"))
+        await idp.create_user(
+            AccountAttributes(
+                user_name="ghost.account", employee_id="X99999", given_name="Ghost", family_name="Account"
+            )
+        )
     finally:
         await idp.aclose()
     async with prefect_client(stack) as client:
@@ -332,8 +400,11 @@ async def test_access_review_deployment_publishes_findings(stack: Stack) -> None
 
 def _review_flow_name() -> str:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    entry = next(d for d in spec["deployments"] if d["entrypoint"].startswith("flows.review.") and
-                 d["entrypoint"].endswith(".access_review"))
+    entry = next(
+        d
+        for d in spec["deployments"]
+        if d["entrypoint"].startswith("flows.review.") and d["entrypoint"].endswith(".access_review")
+    )
     return _flow_name(entry["entrypoint"])
 
 
@@ -342,9 +413,12 @@ async def test_partitioned_full_sync_spreads_over_two_workers(stack: Stack) -> N
     by the run of the partition it hashes to."""
     async with prefect_client(stack) as client:
         deployment = await client.read_deployment_by_name("sync/tenure-full")
-        runs = [await client.create_flow_run_from_deployment(
-                    deployment.id, parameters={"full": True, "partition": n, "partitions": PARTITIONS})
-                for n in range(PARTITIONS)]
+        runs = [
+            await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"full": True, "partition": n, "partitions": PARTITIONS}
+            )
+            for n in range(PARTITIONS)
+        ]
         finished = [await wait_final(client, run.id, timeout=300) for run in runs]
     for run in finished:
         assert run.state.is_completed(), f"{run.name}: {run.state.message}\n{stack.worker_logs()}"
@@ -364,8 +438,11 @@ async def test_partitioned_full_sync_spreads_over_two_workers(stack: Stack) -> N
     active = {p["employee_id"] for p in stack.people if p["status"] == "active"}
     idp = scim_idp(stack)
     try:
-        present = {p["employee_id"] for p in stack.people
-                   if await idp.find_user_by_employee_id(p["employee_id"]) is not None}
+        present = {
+            p["employee_id"]
+            for p in stack.people
+            if await idp.find_user_by_employee_id(p["employee_id"]) is not None
+        }
     finally:
         await idp.aclose()
     assert active <= present

@@ -31,20 +31,38 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def tenure_env(scim_server, prefect_server, tmp_path: Path, fresh_sqlite_url: str,  # type: ignore[no-untyped-def]
-                     monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+async def tenure_env(
+    scim_server,
+    prefect_server,
+    tmp_path: Path,
+    fresh_sqlite_url: str,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[str]:
     base_url = scim_server.tenant_url()
     for group in load_policy(REPO / "examples" / "policy.yaml").managed_groups:
         await create_group(base_url, scim_server.token, group)
     row = dict.fromkeys(COLUMNS, "")
-    row.update(employee_id="E7", first_name="Ada", last_name="Lovelace", department="Engineering",
-               title="Engineer", location="London", employment_type="employee", status="active",
-               hire_date="2021-04-01")
+    row.update(
+        employee_id="E7",
+        first_name="Ada",
+        last_name="Lovelace",
+        department="Engineering",
+        title="Engineer",
+        location="London",
+        employment_type="employee",
+        status="active",
+        hire_date="2021-04-01",
+    )
     write_csv(tmp_path / "hris.csv", [row])
     for key, value in {
-        "TENURE_DATABASE_URL": fresh_sqlite_url, "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml"),
-        "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": base_url, "TENURE_IDP__TOKEN": scim_server.token,
-        "TENURE_HRIS__KIND": "csv", "TENURE_HRIS__PATH": str(tmp_path / "hris.csv"), "TENURE_TICKETING__KIND": "none",
+        "TENURE_DATABASE_URL": fresh_sqlite_url,
+        "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml"),
+        "TENURE_IDP__KIND": "scim",
+        "TENURE_IDP__BASE_URL": base_url,
+        "TENURE_IDP__TOKEN": scim_server.token,
+        "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(tmp_path / "hris.csv"),
+        "TENURE_TICKETING__KIND": "none",
     }.items():
         monkeypatch.setenv(key, value)
     yield fresh_sqlite_url
@@ -57,8 +75,9 @@ async def test_joiner_flow_run_is_named_audited_and_leaves_an_artifact(tenure_en
     async with get_client() as client:
         runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
         run = next(r for r in runs if r.name == "joiner-E7")
-        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
-                                            limit=50)
+        tasks = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=50
+        )
         artifact = await client.read_latest_artifacts(limit=50)
     names = {t.name for t in tasks}
     assert "create_account-ada.lovelace" in names and "add_membership-engineering" in names
@@ -73,8 +92,11 @@ async def test_joiner_flow_run_is_named_audited_and_leaves_an_artifact(tenure_en
     assert again.is_completed() and "0 applied" in (again.message or ""), again.message
 
 
-async def test_failed_step_fails_the_run_and_the_next_run_completes_it(tenure_env: str, scim_server,  # type: ignore[no-untyped-def]
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failed_step_fails_the_run_and_the_next_run_completes_it(
+    tenure_env: str,
+    scim_server,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A step that fails (its group is missing in the IdP) is audited, does not undo the others, and ends the run
     Failed with a summary naming it; once the group exists, the next run completes exactly what was left."""
     import httpx
@@ -90,8 +112,10 @@ async def test_failed_step_fails_the_run_and_the_next_run_completes_it(tenure_en
     assert "1 failed" in (state.message or "") and "add_membership github-users" in (state.message or "")
     with session_scope(tenure_env) as session:
         rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
-    outcomes = {(r.action, r.target_id if r.action != "idp.membership.add" else r.details.get("target"), r.outcome)
-                for r in rows}
+    outcomes = {
+        (r.action, r.target_id if r.action != "idp.membership.add" else r.details.get("target"), r.outcome)
+        for r in rows
+    }
     assert ("idp.membership.add", "github-users", "failed") in outcomes
     assert ("idp.membership.add", "engineering", "applied") in outcomes  # the other steps stand
 
@@ -105,10 +129,17 @@ async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> 
     """A SCHEDULE action books one Scheduled run of reconcile-employee/tenure at its instant, however often."""
     async with get_client() as client:
         flow_id = await client.create_flow(reconcile_employee)
-        await client.create_deployment(flow_id=flow_id, name="tenure", entrypoint="flows/lifecycle.py:reconcile_employee")
+        await client.create_deployment(
+            flow_id=flow_id, name="tenure", entrypoint="flows/lifecycle.py:reconcile_employee"
+        )
     at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
-    action = Action(kind=ActionKind.SCHEDULE, employee_id=f"E-{uuid.uuid4().hex[:6]}", target="enable",
-                    reason="enable on the hire day", params={"event": "enable", "at": at.isoformat()})
+    action = Action(
+        kind=ActionKind.SCHEDULE,
+        employee_id=f"E-{uuid.uuid4().hex[:6]}",
+        target="enable",
+        reason="enable on the hire day",
+        params={"event": "enable", "at": at.isoformat()},
+    )
     first, second = await schedule_reconcile(action), await schedule_reconcile(action)
     assert first == second
     async with get_client() as client:
@@ -119,8 +150,15 @@ async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> 
 
 @flow(name="approval-probe")
 async def approval_probe(hours: float) -> tuple[bool, str, str]:
-    return await approve_in_ui(Action(kind=ActionKind.REQUEST_APPROVAL, employee_id="E9", target="prod-admin",
-                                      reason="privileged", params={"timeout_hours": hours, "approvers": ["lead"]}))
+    return await approve_in_ui(
+        Action(
+            kind=ActionKind.REQUEST_APPROVAL,
+            employee_id="E9",
+            target="prod-admin",
+            reason="privileged",
+            params={"timeout_hours": hours, "approvers": ["lead"]},
+        )
+    )
 
 
 async def test_approval_form_grants_and_timeout_denies(prefect_server) -> None:  # type: ignore[no-untyped-def]
@@ -137,12 +175,13 @@ async def test_approval_form_grants_and_timeout_denies(prefect_server) -> None: 
                 break
             await asyncio.sleep(0.5)
     assert paused is not None, "the approval run never paused"
-    await resume_flow_run(paused.id, run_input={"approve": True, "approver": "lead", "reason": "on-call rota"})
+    await resume_flow_run(
+        paused.id, run_input={"approve": True, "approver": "lead", "reason": "on-call rota"}
+    )
     assert await asyncio.wait_for(running, 120) == (True, "lead", "on-call rota")
 
     approved, approver, _ = await approval_probe(1 / 3600)  # one second, nobody answers
     assert (approved, approver) == (False, "timeout")
-
 
 
 async def test_secret_may_come_from_a_prefect_secret_block(prefect_server) -> None:  # type: ignore[no-untyped-def]

@@ -45,9 +45,18 @@ BERLIN_MIDNIGHT = datetime(2027, 2, 28, 23, 0, tzinfo=UTC)  # 2027-03-01 00:00 E
 
 def _row(**overrides: str) -> dict[str, str]:
     row = dict.fromkeys(COLUMNS, "")
-    row.update(employee_id="E1", first_name="Zoë", last_name="Ångström", work_email="",
-               department="Engineering", title="Engineer", location="Berlin", employment_type="employee",
-               status="pending", hire_date=HIRE.isoformat())
+    row.update(
+        employee_id="E1",
+        first_name="Zoë",
+        last_name="Ångström",
+        work_email="",
+        department="Engineering",
+        title="Engineer",
+        location="Berlin",
+        employment_type="employee",
+        status="pending",
+        hire_date=HIRE.isoformat(),
+    )
     row.update(overrides)
     return row
 
@@ -70,8 +79,14 @@ async def _idp_settings(kind: str, request: pytest.FixtureRequest) -> IdPSetting
         return IdPSettings(kind="scim", base_url=base_url, token=SecretStr(scim.token))
     slapd: SlapdHandle = request.getfixturevalue("slapd")
     slapd.clear()
-    settings = IdPSettings(kind="ldap", base_url=slapd.url, bind_dn=slapd.admin_dn,
-                           password=SecretStr(slapd.admin_password), base_dn=slapd.base_dn, allow_delete=True)
+    settings = IdPSettings(
+        kind="ldap",
+        base_url=slapd.url,
+        bind_dn=slapd.admin_dn,
+        password=SecretStr(slapd.admin_password),
+        base_dn=slapd.base_dn,
+        allow_delete=True,
+    )
     from connectors.idp.ldap import LDAPIdentityProvider
 
     ldap = LDAPIdentityProvider.from_settings(settings)
@@ -84,22 +99,40 @@ async def _idp_settings(kind: str, request: pytest.FixtureRequest) -> IdPSetting
 
 
 @pytest.fixture(params=["scim", "ldap"])
-async def setup(request: pytest.FixtureRequest, rt, tmp_path: Path,  # type: ignore[no-untyped-def]
-                fresh_sqlite_url: str) -> AsyncIterator[tuple[Settings, Path]]:
+async def setup(
+    request: pytest.FixtureRequest,
+    rt,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    fresh_sqlite_url: str,
+) -> AsyncIterator[tuple[Settings, Path]]:
     hris_csv = tmp_path / "hris.csv"
     settings = Settings(
         database_url=fresh_sqlite_url,
         policy_file=REPO / "examples" / "policy.yaml",
         idp=await _idp_settings(request.param, request),
         hris=HRISSettings(kind="csv", path=hris_csv),
-        ticketing=TicketingSettings(kind="rt", base_url=rt.base_url, username=RT_ROOT_USER,
-                                    password=SecretStr(RT_ROOT_PASSWORD), queue="General"),
+        ticketing=TicketingSettings(
+            kind="rt",
+            base_url=rt.base_url,
+            username=RT_ROOT_USER,
+            password=SecretStr(RT_ROOT_PASSWORD),
+            queue="General",
+        ),
     )
     yield settings, hris_csv
 
 
-WRITE_METHODS = frozenset({"create_user", "update_user", "deactivate_user", "reactivate_user", "delete_user",
-                           "add_member", "remove_member"})
+WRITE_METHODS = frozenset(
+    {
+        "create_user",
+        "update_user",
+        "deactivate_user",
+        "reactivate_user",
+        "delete_user",
+        "add_member",
+        "remove_member",
+    }
+)
 
 
 class CountingIdP:
@@ -137,15 +170,18 @@ async def _counting(settings: Settings) -> AsyncIterator[tuple[Connectors, Calla
 
 async def _reconcile(settings: Settings, now: datetime, employee_id: str = "E1") -> tuple[object, int]:
     async with _counting(settings) as (connectors, writes):
-        report = await reconcile(employee_id, connectors=connectors, policy=POLICY,
-                                 auditor=Auditor(settings.database_url), now=now)
+        report = await reconcile(
+            employee_id, connectors=connectors, policy=POLICY, auditor=Auditor(settings.database_url), now=now
+        )
         return report, writes()
 
 
 async def _account(settings: Settings, employee_id: str = "E1"):  # type: ignore[no-untyped-def]
     async with open_connectors(settings) as connectors:
         account = await connectors.idp.find_user_by_employee_id(employee_id)
-        groups = {g.name for g in await connectors.idp.list_groups() if account and account.id in g.member_ids}
+        groups = {
+            g.name for g in await connectors.idp.list_groups() if account and account.id in g.member_ids
+        }
         return account, groups
 
 
@@ -165,17 +201,25 @@ async def _tickets(settings: Settings, reference: str) -> int:
     assert settings.ticketing.password is not None
     auth = (settings.ticketing.username or "", settings.ticketing.password.get_secret_value())
     async with httpx.AsyncClient(auth=auth) as client:
-        response = await client.get(f"{settings.ticketing.base_url}REST/2.0/tickets",
-                                    params={"query": reference_query(reference), "per_page": 100})
+        response = await client.get(
+            f"{settings.ticketing.base_url}REST/2.0/tickets",
+            params={"query": reference_query(reference), "per_page": 100},
+        )
     response.raise_for_status()
     return int(response.json()["total"])
 
 
 def _audit(settings: Settings, employee_id: str, action: str) -> list[AuditEvent]:
     with session_scope(settings.database_url) as session:
-        return list(session.exec(select(AuditEvent).where(
-            AuditEvent.employee_id == employee_id, AuditEvent.action == action,
-            AuditEvent.outcome == Outcome.APPLIED.value)).all())
+        return list(
+            session.exec(
+                select(AuditEvent).where(
+                    AuditEvent.employee_id == employee_id,
+                    AuditEvent.action == action,
+                    AuditEvent.outcome == Outcome.APPLIED.value,
+                )
+            ).all()
+        )
 
 
 async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
@@ -220,8 +264,15 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
 
     # Leave: before 18:00 Berlin on the last day the account stays enabled; after it, disabled.
     last_day = date(2027, 6, 30)
-    _write(hris_csv, _row(status="terminated", department="Sales", title="Account Executive",
-                          termination_date=last_day.isoformat()))
+    _write(
+        hris_csv,
+        _row(
+            status="terminated",
+            department="Sales",
+            title="Account Executive",
+            termination_date=last_day.isoformat(),
+        ),
+    )
     report, _ = await _reconcile(settings, datetime(2027, 6, 30, 15, 0, tzinfo=UTC))  # 17:00 Berlin
     account, _ = await _account(settings)
     assert account.active is True, report.markdown()
@@ -238,8 +289,9 @@ async def test_joiner_mover_leaver_rehire(setup: tuple[Settings, Path]) -> None:
     # the ledger's record that Tenure disabled this account as a leaver is the evidence of a rehire, which
     # re-emits the joiner tickets for the new occasion.
     first_id = account.id
-    _write(hris_csv, _row(status="active", department="Sales", title="Account Executive",
-                          hire_date="2027-09-01"))
+    _write(
+        hris_csv, _row(status="active", department="Sales", title="Account Executive", hire_date="2027-09-01")
+    )
     report, _ = await _reconcile(settings, datetime(2027, 9, 1, 8, 0, tzinfo=UTC))
     assert report.ok, report.markdown()
     account, groups = await _account(settings)
@@ -280,7 +332,7 @@ CRASHING_APPLY = textwrap.dedent(
 def _env(settings: Settings) -> dict[str, str]:
     assert settings.ticketing.password
     idp = settings.idp
-    secret = (idp.token or idp.password)
+    secret = idp.token or idp.password
     assert secret is not None
     env = {
         **os.environ,
@@ -298,24 +350,45 @@ def _env(settings: Settings) -> dict[str, str]:
     if idp.kind == "scim":
         env["TENURE_IDP__TOKEN"] = secret.get_secret_value()
     else:
-        env.update(TENURE_IDP__BIND_DN=idp.bind_dn or "", TENURE_IDP__PASSWORD=secret.get_secret_value(),
-                   TENURE_IDP__BASE_DN=idp.base_dn or "")
+        env.update(
+            TENURE_IDP__BIND_DN=idp.bind_dn or "",
+            TENURE_IDP__PASSWORD=secret.get_secret_value(),
+            TENURE_IDP__BASE_DN=idp.base_dn or "",
+        )
     return env
 
 
 @pytest.mark.parametrize("crash_after", [1, 3])
-async def test_killed_between_actions_then_rerun_converges(setup: tuple[Settings, Path], crash_after: int) -> None:
+async def test_killed_between_actions_then_rerun_converges(
+    setup: tuple[Settings, Path], crash_after: int
+) -> None:
     """A process killed between two actions leaves a half-done joiner; the re-run finishes it without
     duplicates, and every applied change has exactly one audit row."""
     settings, hris_csv = setup
-    _write(hris_csv, _row(employee_id="E2", first_name="Kai", last_name="Nakamura", status="active",
-                          hire_date="2020-01-06"))
+    _write(
+        hris_csv,
+        _row(
+            employee_id="E2", first_name="Kai", last_name="Nakamura", status="active", hire_date="2020-01-06"
+        ),
+    )
     env = _env(settings)
-    crashed = subprocess.run([sys.executable, "-c", CRASHING_APPLY, "E2"], env={**env, "CRASH_AFTER": str(crash_after)},
-                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_APPLY, "E2"],
+        env={**env, "CRASH_AFTER": str(crash_after)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert crashed.returncode == 137, crashed.stderr[-2000:]
-    rerun = subprocess.run([sys.executable, "-m", "tenure.cli", "apply", "E2"], env=env,
-                           capture_output=True, text=True, timeout=120, cwd=REPO)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "tenure.cli", "apply", "E2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     account, groups = await _account(settings, "E2")
     assert account is not None and account.active is True
@@ -324,7 +397,9 @@ async def test_killed_between_actions_then_rerun_converges(setup: tuple[Settings
     assert await _tickets(settings, "tenure:E2:laptop:2020-01-06") == 1
     assert len(_audit(settings, "E2", "idp.user.create")) == 1
     for group in groups:
-        adds = [e for e in _audit(settings, "E2", "idp.membership.add") if e.target_id and group in str(e.details)]
+        adds = [
+            e for e in _audit(settings, "E2", "idp.membership.add") if e.target_id and group in str(e.details)
+        ]
         assert len(adds) == 1, group
     # A third run writes nothing.
     _, writes = await _reconcile(settings, datetime.now(UTC), "E2")
@@ -340,11 +415,19 @@ async def test_plan_and_dry_run_change_nothing(setup: tuple[Settings, Path]) -> 
 
     settings, hris_csv = setup
     emp = f"E3-{settings.idp.kind}"  # RT is shared by the module: one employee per directory kind
-    _write(hris_csv, _row(employee_id=emp, first_name="Mae", last_name="Jemison", status="active",
-                          hire_date="2021-06-01"))
+    _write(
+        hris_csv,
+        _row(employee_id=emp, first_name="Mae", last_name="Jemison", status="active", hire_date="2021-06-01"),
+    )
     env = _env(settings)
-    planned = subprocess.run([sys.executable, "-m", "tenure.cli", "plan", emp, "--json"], env=env,
-                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    planned = subprocess.run(
+        [sys.executable, "-m", "tenure.cli", "plan", emp, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert planned.returncode == 0, planned.stderr
     plan = json.loads(planned.stdout)
     kinds = [a["kind"] for a in plan["actions"]]
@@ -352,8 +435,14 @@ async def test_plan_and_dry_run_change_nothing(setup: tuple[Settings, Path]) -> 
     with session_scope(settings.database_url) as session:
         assert session.exec(select(AuditEvent)).first() is None  # plan writes nothing
 
-    dry = subprocess.run([sys.executable, "-m", "tenure.cli", "apply", emp, "--dry-run"], env=env,
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    dry = subprocess.run(
+        [sys.executable, "-m", "tenure.cli", "apply", emp, "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert dry.returncode == 0, dry.stderr
     with session_scope(settings.database_url) as session:
         rows = session.exec(select(AuditEvent)).all()
@@ -361,8 +450,14 @@ async def test_plan_and_dry_run_change_nothing(setup: tuple[Settings, Path]) -> 
     assert await _accounts_of(settings, emp) == 0
     assert await _tickets(settings, f"tenure:{emp}:laptop:2021-06-01") == 0
 
-    applied = subprocess.run([sys.executable, "-m", "tenure.cli", "apply", emp], env=env,
-                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    applied = subprocess.run(
+        [sys.executable, "-m", "tenure.cli", "apply", emp],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert len(_audit(settings, emp, "idp.membership.add")) == kinds.count("add_membership")
     assert await _accounts_of(settings, emp) == 1

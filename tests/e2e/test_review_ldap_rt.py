@@ -50,8 +50,16 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TODAY = datetime.now(UTC).date()
 REVIEW_AFTER = timedelta(days=100)  # > dormant_days (90) and > prod-admin's recertify_days (90)
-GROUPS = ("all-staff", "engineering", "github-users", "finance", "erp-users", "prod-admin",
-          "payments-approve", "payments-create")
+GROUPS = (
+    "all-staff",
+    "engineering",
+    "github-users",
+    "finance",
+    "erp-users",
+    "prod-admin",
+    "payments-approve",
+    "payments-create",
+)
 ENGINEERING = ("all-staff", "engineering", "github-users")  # birthright in examples/policy.yaml
 FINANCE = ("all-staff", "finance", "erp-users")
 # employee id -> (department, status, terminated days ago or None, groups held, privileged groups approved)
@@ -116,8 +124,14 @@ class World:
         }
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tenure.cli", *args], env=self.env(), cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "tenure.cli", *args],
+            env=self.env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def entry_dn(self, employee_id: str) -> str:
         """The entry's DN as slapd has it now (read as the root DN, bypassing the connector)."""
@@ -152,8 +166,12 @@ def _bind_once(slapd: SlapdHandle, dn: str) -> None:
         admin.modify(dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [SIGN_IN_PASSWORD])]})
     finally:
         admin.unbind()
-    user = ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE, connect_timeout=5), user=dn,
-                            password=SIGN_IN_PASSWORD, raise_exceptions=True)
+    user = ldap3.Connection(
+        ldap3.Server(slapd.url, get_info=ldap3.NONE, connect_timeout=5),
+        user=dn,
+        password=SIGN_IN_PASSWORD,
+        raise_exceptions=True,
+    )
     try:
         user.bind()
     finally:
@@ -170,19 +188,34 @@ async def seed(slapd: SlapdHandle, rt: RTServer, tmp_path: Path, database_url: s
     rows = fake_people(len(SEED), seed=11, today=TODAY)
     for row in rows:
         department, status, gone, _, _ = SEED[row["employee_id"]]
-        row.update(department=department, status=status, location="London", employment_type="employee",
-                   manager_id="" if row["employee_id"] == "E00001" else "E00001",
-                   hire_date=(TODAY - timedelta(days=400)).isoformat(),
-                   termination_date=(TODAY - timedelta(days=gone)).isoformat() if gone else "")
+        row.update(
+            department=department,
+            status=status,
+            location="London",
+            employment_type="employee",
+            manager_id="" if row["employee_id"] == "E00001" else "E00001",
+            hire_date=(TODAY - timedelta(days=400)).isoformat(),
+            termination_date=(TODAY - timedelta(days=gone)).isoformat() if gone else "",
+        )
     policy_path = review_policy(tmp_path)
     settings = Settings(
         database_url=database_url,
         policy_file=policy_path,
-        idp=IdPSettings(kind="ldap", base_url=slapd.url, bind_dn=slapd.admin_dn,
-                        password=SecretStr(slapd.admin_password), base_dn=slapd.base_dn),
+        idp=IdPSettings(
+            kind="ldap",
+            base_url=slapd.url,
+            bind_dn=slapd.admin_dn,
+            password=SecretStr(slapd.admin_password),
+            base_dn=slapd.base_dn,
+        ),
         hris=HRISSettings(kind="csv", path=write_csv(tmp_path / "hris.csv", rows)),
-        ticketing=TicketingSettings(kind="rt", base_url=rt.base_url, username=RT_ROOT_USER,
-                                    password=SecretStr(RT_ROOT_PASSWORD), queue="General"),
+        ticketing=TicketingSettings(
+            kind="rt",
+            base_url=rt.base_url,
+            username=RT_ROOT_USER,
+            password=SecretStr(RT_ROOT_PASSWORD),
+            queue="General",
+        ),
     )
     policy = load_policy(policy_path)
     people = [(r["employee_id"], r["work_email"].split("@")[0], SEED[r["employee_id"]][3]) for r in rows]
@@ -193,23 +226,37 @@ async def seed(slapd: SlapdHandle, rt: RTServer, tmp_path: Path, database_url: s
         idp = connectors.idp
         group_ids = {name: (await idp.create_group(name)).id for name in GROUPS}
         for employee_id, user_name, groups in people:
-            account = await idp.create_user(AccountAttributes(
-                user_name=user_name, employee_id=employee_id, given_name="Test", family_name="Person"))
+            account = await idp.create_user(
+                AccountAttributes(
+                    user_name=user_name, employee_id=employee_id, given_name="Test", family_name="Person"
+                )
+            )
             accounts[employee_id], user_names[employee_id] = account.id, user_name
             for group in groups:
                 await idp.add_member(group_ids[group], account.id)
         # Privileged grants the way the lifecycle flows make them: an approved REQUEST_APPROVAL, applied
         # (membership added, ``approval.request`` audited, ledger entry written).
-        applier = Applier(idp=idp, ticketing=None, auditor=Auditor(database_url, actor="seed"),
-                          approver=_approve)
+        applier = Applier(
+            idp=idp, ticketing=None, auditor=Auditor(database_url, actor="seed"), approver=_approve
+        )
         for employee_id, (*_, approved) in SEED.items():
             if not approved:
                 continue
             account = await idp.find_user_by_employee_id(employee_id)
-            plan = Plan(employee_id=employee_id, event="none", actions=[
-                Action(kind=ActionKind.REQUEST_APPROVAL, employee_id=employee_id, target=group,
-                       reason="seeded privileged grant", params={"approvers": ["security-lead"]})
-                for group in approved])
+            plan = Plan(
+                employee_id=employee_id,
+                event="none",
+                actions=[
+                    Action(
+                        kind=ActionKind.REQUEST_APPROVAL,
+                        employee_id=employee_id,
+                        target=group,
+                        reason="seeded privileged grant",
+                        params={"approvers": ["security-lead"]},
+                    )
+                    for group in approved
+                ],
+            )
             report = await applier.apply(plan, account)
             assert report.ok, report.markdown()
     world = World(settings, policy, slapd, accounts, user_names)
@@ -220,16 +267,23 @@ async def seed(slapd: SlapdHandle, rt: RTServer, tmp_path: Path, database_url: s
 async def review(world: World, *, dry_run: bool = False) -> ReviewRun:
     """One review run through the engine of the ``access-review`` flow, 100 days after the seeding."""
     async with open_connectors(world.settings) as connectors:
-        return await run_review(hris=connectors.hris, idp=connectors.idp, ticketing=connectors.ticketing,
-                                policy=world.policy, auditor=Auditor(world.settings.database_url),
-                                now=datetime.now(UTC) + REVIEW_AFTER, dry_run=dry_run)
+        return await run_review(
+            hris=connectors.hris,
+            idp=connectors.idp,
+            ticketing=connectors.ticketing,
+            policy=world.policy,
+            auditor=Auditor(world.settings.database_url),
+            now=datetime.now(UTC) + REVIEW_AFTER,
+            dry_run=dry_run,
+        )
 
 
 async def rt_tickets(rt: RTServer, query: str) -> list[str]:
     """Subjects of the RT tickets matching a TicketSQL query (asked of RT itself, not the connector)."""
     async with httpx.AsyncClient(auth=(RT_ROOT_USER, RT_ROOT_PASSWORD), timeout=30) as client:
-        response = await client.get(f"{rt.rest_url}tickets",
-                                    params={"query": query, "per_page": 100, "fields": "Subject"})
+        response = await client.get(
+            f"{rt.rest_url}tickets", params={"query": query, "per_page": 100, "fields": "Subject"}
+        )
     response.raise_for_status()
     body = response.json()
     assert int(body["total"]) == len(body["items"])
@@ -241,8 +295,9 @@ def _audit(database_url: str, action: str) -> list[AuditEvent]:
         return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
 
 
-async def test_review_against_openldap_and_rt(slapd: SlapdHandle, rt: RTServer, tmp_path: Path,
-                                              fresh_sqlite_url: str) -> None:
+async def test_review_against_openldap_and_rt(
+    slapd: SlapdHandle, rt: RTServer, tmp_path: Path, fresh_sqlite_url: str
+) -> None:
     """Each finding kind found as seeded with stable ids; the leaver disabled in slapd; one RT ticket per
     reviewer; a revoke (membership gone in slapd) and a keep through the CLI; export and chain verify."""
     world = await seed(slapd, rt, tmp_path, fresh_sqlite_url)
@@ -280,8 +335,11 @@ async def test_review_against_openldap_and_rt(slapd: SlapdHandle, rt: RTServer, 
     assert campaign is not None and set(run.reviewers) == {f.id for f in run.findings} - {leaver.id}
     manager = world.user_names["E00001"]
     assert run.reviewers[by_kind[FindingKind.ORPHAN].id] == world.policy.review.fallback_reviewer
-    assert {run.reviewers[by_kind[k].id] for k in FindingKind
-            if k not in (FindingKind.ORPHAN, FindingKind.TERMINATED_ACTIVE)} == {manager}
+    assert {
+        run.reviewers[by_kind[k].id]
+        for k in FindingKind
+        if k not in (FindingKind.ORPHAN, FindingKind.TERMINATED_ACTIVE)
+    } == {manager}
     reviewers = {manager, world.policy.review.fallback_reviewer}
     assert set(run.tickets) == reviewers and all(run.tickets.values())
     with session_scope(db) as session:
@@ -306,11 +364,21 @@ async def test_review_against_openldap_and_rt(slapd: SlapdHandle, rt: RTServer, 
     # Decisions through the CLI: revoke the SoD pair's unapproved side, keep the outside-policy grant.
     sod, outside = by_kind[FindingKind.SOD_CONFLICT], by_kind[FindingKind.OUTSIDE_POLICY]
     assert world.holds("E00004", "payments-create") and world.holds("E00003", "finance")
-    revoke = world.cli("review", "decide", campaign, sod.id, "revoke", "--by", manager,
-                       "--reason", "separation of duties")
+    revoke = world.cli(
+        "review", "decide", campaign, sod.id, "revoke", "--by", manager, "--reason", "separation of duties"
+    )
     assert revoke.returncode == 0, revoke.stdout + revoke.stderr
-    keep = world.cli("review", "decide", campaign, outside.id, "keep", "--by", manager,
-                     "--reason", "covers finance on-call")
+    keep = world.cli(
+        "review",
+        "decide",
+        campaign,
+        outside.id,
+        "keep",
+        "--by",
+        manager,
+        "--reason",
+        "covers finance on-call",
+    )
     assert keep.returncode == 0, keep.stdout + keep.stderr
     assert not world.holds("E00004", "payments-create")  # the revoke applied in slapd
     assert world.holds("E00004", "payments-approve") and world.holds("E00003", "finance")
@@ -325,16 +393,29 @@ async def test_review_against_openldap_and_rt(slapd: SlapdHandle, rt: RTServer, 
         assert row["campaign"] == campaign and row["created_at"] and row["deadline_at"]
     r = rows[sod.id]
     assert (r["decision"], r["reviewer"], r["decided_by"], r["reason"]) == (
-        "revoke", manager, manager, "separation of duties")
+        "revoke",
+        manager,
+        manager,
+        "separation of duties",
+    )
     assert (r["action_taken"], r["action_outcome"]) == ("remove_membership payments-create", "applied")
     assert r["decided_at"] and r["action_at"]
     r = rows[outside.id]
     assert (r["decision"], r["reviewer"], r["decided_by"], r["reason"], r["action_taken"]) == (
-        "keep", manager, manager, "covers finance on-call", "none")
+        "keep",
+        manager,
+        manager,
+        "covers finance on-call",
+        "none",
+    )
     assert r["decided_at"] and r["action_outcome"] == "" and r["action_at"] == ""
     r = rows[leaver.id]
-    assert (r["decision"], r["reviewer"], r["decided_by"], r["action_outcome"]) \
-        == ("revoke", AUTO_REVIEWER, AUTO_REVIEWER, "applied")
+    assert (r["decision"], r["reviewer"], r["decided_by"], r["action_outcome"]) == (
+        "revoke",
+        AUTO_REVIEWER,
+        AUTO_REVIEWER,
+        "applied",
+    )
     assert r["action_taken"] == f"disable_account {world.user_names['E00002']}" and r["action_at"]
     for kind in (FindingKind.ORPHAN, FindingKind.DORMANT, FindingKind.RECERTIFICATION):
         r = rows[by_kind[kind].id]
@@ -342,15 +423,18 @@ async def test_review_against_openldap_and_rt(slapd: SlapdHandle, rt: RTServer, 
         assert r["reviewer"] in reviewers
 
     # The audit trail: findings, campaign, tickets, decisions and changes recorded; the chain verifies.
-    assert len([e for e in _audit(db, "review.finding") if (e.details or {}).get("campaign") == campaign]) \
-        == len(EXPECTED)
+    assert len(
+        [e for e in _audit(db, "review.finding") if (e.details or {}).get("campaign") == campaign]
+    ) == len(EXPECTED)
     tickets = [e for e in _audit(db, "review.ticket") if e.outcome == Outcome.APPLIED.value]
     assert len(tickets) == len(reviewers)
     assert len(_audit(db, "review.decision")) == 2
-    assert [e.details["target"] for e in _audit(db, "idp.membership.remove")
-            if e.outcome == Outcome.APPLIED.value] == ["payments-create"]
-    assert [e.employee_id for e in _audit(db, "idp.user.disable") if e.outcome == Outcome.APPLIED.value] \
-        == ["E00002"]
+    assert [
+        e.details["target"] for e in _audit(db, "idp.membership.remove") if e.outcome == Outcome.APPLIED.value
+    ] == ["payments-create"]
+    assert [e.employee_id for e in _audit(db, "idp.user.disable") if e.outcome == Outcome.APPLIED.value] == [
+        "E00002"
+    ]
     verified = world.cli("audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     with session_scope(db) as session:

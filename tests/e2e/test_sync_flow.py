@@ -27,10 +27,12 @@ from tests.support.scim_server import SCIMServer, create_group
 pytestmark = pytest.mark.slow
 
 TODAY = datetime.now(UTC).date()
-POLICY = Policy.model_validate({
-    "birthright": [{"groups": ["all-staff"]}, {"match": {"department": "Sales"}, "groups": ["sales"]}],
-    "brake": {"max_disable_count": 5, "max_disable_percent": 30},
-})
+POLICY = Policy.model_validate(
+    {
+        "birthright": [{"groups": ["all-staff"]}, {"match": {"department": "Sales"}, "groups": ["sales"]}],
+        "brake": {"max_disable_count": 5, "max_disable_percent": 30},
+    }
+)
 
 
 def _rows(count: int) -> list[dict[str, str]]:
@@ -43,12 +45,15 @@ def _rows(count: int) -> list[dict[str, str]]:
 async def _artifacts(flow_run_id: Any) -> list[Any]:
     async with get_client() as client:
         return await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
 
 
 async def _task_run_names(flow_run_id: Any) -> list[str]:
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
     return sorted(r.name for r in runs)
 
 
@@ -58,7 +63,10 @@ async def _flow_run_name(flow_run_id: Any) -> str:
 
 
 async def test_sync_flow_batches_artifacts_and_brake(
-    prefect_server: PrefectServerHandle, scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str,
+    prefect_server: PrefectServerHandle,
+    scim_server: SCIMServer,
+    tmp_path: Path,
+    fresh_sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A full sync of 30 employees runs as a few batch tasks with a summary table; a mass termination ends Failed."""
@@ -70,9 +78,14 @@ async def test_sync_flow_batches_artifacts_and_brake(
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(POLICY.model_dump(mode="json")), encoding="utf-8")
     for key, value in {
-        "TENURE_DATABASE_URL": fresh_sqlite_url, "TENURE_POLICY_FILE": str(policy_file), "TENURE_IDP__KIND": "scim",
-        "TENURE_IDP__BASE_URL": base_url, "TENURE_IDP__TOKEN": scim_server.token,
-        "TENURE_IDP__REQUESTS_PER_SECOND": "1000", "TENURE_HRIS__KIND": "csv", "TENURE_HRIS__PATH": str(csv_path),
+        "TENURE_DATABASE_URL": fresh_sqlite_url,
+        "TENURE_POLICY_FILE": str(policy_file),
+        "TENURE_IDP__KIND": "scim",
+        "TENURE_IDP__BASE_URL": base_url,
+        "TENURE_IDP__TOKEN": scim_server.token,
+        "TENURE_IDP__REQUESTS_PER_SECOND": "1000",
+        "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(csv_path),
         "TENURE_TICKETING__KIND": "none",
     }.items():
         monkeypatch.setenv(key, value)
@@ -101,4 +114,3 @@ async def test_sync_flow_batches_artifacts_and_brake(
     braked_id = braked.state_details.flow_run_id
     assert await _flow_run_name(braked_id) == "sync-incremental"
     assert await _task_run_names(braked_id) == []
-

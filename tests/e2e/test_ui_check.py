@@ -53,19 +53,39 @@ async def seeded(ui_server: PrefectServerHandle) -> dict[str, str]:
     seeded = {"joiner": f"joiner-E{tag}", "leaver": f"leaver-E{tag}", "artifact": f"lifecycle-e{tag.lower()}"}
     with temporary_settings(updates={PREFECT_API_URL: ui_server.api_url}):
         async with get_client() as client:
-            joined = await client.create_flow_run(joiner_stand_in, name=seeded["joiner"],
-                                                  parameters={"employee_id": f"E{tag}"}, state=Completed())
-            await client.create_flow_run(leaver_stand_in, name=seeded["leaver"],
-                                         parameters={"employee_id": f"E{tag}"}, state=Failed(message="a step failed"))
-            await client.create_artifact(ArtifactCreate(
-                key=seeded["artifact"], type="markdown", data="# joiner\n| action | outcome |",
-                flow_run_id=joined.id, description="what changed"))
+            joined = await client.create_flow_run(
+                joiner_stand_in,
+                name=seeded["joiner"],
+                parameters={"employee_id": f"E{tag}"},
+                state=Completed(),
+            )
+            await client.create_flow_run(
+                leaver_stand_in,
+                name=seeded["leaver"],
+                parameters={"employee_id": f"E{tag}"},
+                state=Failed(message="a step failed"),
+            )
+            await client.create_artifact(
+                ArtifactCreate(
+                    key=seeded["artifact"],
+                    type="markdown",
+                    data="# joiner\n| action | outcome |",
+                    flow_run_id=joined.id,
+                    description="what changed",
+                )
+            )
     return seeded
 
 
 def _ui_check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "ui_check.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ui_check.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 def test_chromium_is_installed() -> None:
@@ -86,12 +106,21 @@ async def test_ui_shows_runs_and_artifacts(ui_server: PrefectServerHandle, seede
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_ui_check_reports_a_run_that_is_not_shown(ui_server: PrefectServerHandle,
-                                                         seeded: dict[str, str]) -> None:
+async def test_ui_check_reports_a_run_that_is_not_shown(
+    ui_server: PrefectServerHandle, seeded: dict[str, str]
+) -> None:
     """A flow run name the server never had is reported missing (exit 1); a real one passes alongside."""
     ui_url = ui_server.api_url.removesuffix("/api")
-    result = _ui_check("--url", ui_url, "--expect", seeded["joiner"], "--expect", "joiner-NOBODY-42",
-                       "--screenshot", str(ROOT / "test-artifacts" / "ui-check-missing.png"))
+    result = _ui_check(
+        "--url",
+        ui_url,
+        "--expect",
+        seeded["joiner"],
+        "--expect",
+        "joiner-NOBODY-42",
+        "--screenshot",
+        str(ROOT / "test-artifacts" / "ui-check-missing.png"),
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "joiner-NOBODY-42" in result.stderr
     assert f"shows 1/2 expected flow runs: {seeded['joiner']}" in result.stdout

@@ -64,7 +64,9 @@ class Receiver:
 def _serve(app: Any) -> Iterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1:<free port> in a thread; stop it on exit."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -89,8 +91,11 @@ async def _register_deployments() -> dict[str, uuid.UUID]:
                 flow_id=flow_id,
                 name="tenure",
                 entrypoint=f"tests/e2e/test_webhook_prefect.py:{stand_in.fn.__name__}",
-                parameter_openapi_schema={"type": "object", "properties": {"employee_id": {"type": "string"}},
-                                          "required": ["employee_id"]},
+                parameter_openapi_schema={
+                    "type": "object",
+                    "properties": {"employee_id": {"type": "string"}},
+                    "required": ["employee_id"],
+                },
             )
     return ids
 
@@ -99,8 +104,9 @@ async def _register_deployments() -> dict[str, uuid.UUID]:
 def receiver(prefect_server: PrefectServerHandle) -> Iterator[Receiver]:
     """The receiver (real PrefectRunStarter and emit_event) serving over HTTP, with the deployments registered."""
     deployments = asyncio.run(_register_deployments())
-    config = WebhookSettings(secret=SecretStr(SECRET), bamboohr_secret=SecretStr(BAMBOO_KEY),
-                             start_backoff_seconds=0.1)
+    config = WebhookSettings(
+        secret=SecretStr(SECRET), bamboohr_secret=SecretStr(BAMBOO_KEY), start_backoff_seconds=0.1
+    )
     yield from (Receiver(url, deployments) for url in _serve(create_app(config)))
 
 
@@ -110,19 +116,25 @@ async def http(receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def signed(event_id: str, employee_id: str, kind: str = "employee.hired", *, age: int = 0,
-           secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+def signed(
+    event_id: str, employee_id: str, kind: str = "employee.hired", *, age: int = 0, secret: str = SECRET
+) -> tuple[bytes, dict[str, str]]:
     body = json.dumps({"event_id": event_id, "type": kind, "employee_id": employee_id}).encode()
     timestamp = str(int(time.time()) - age)
-    return body, {"X-Tenure-Timestamp": timestamp, "X-Tenure-Signature": sign_generic(secret, timestamp, body),
-                  "Content-Type": "application/json"}
+    return body, {
+        "X-Tenure-Timestamp": timestamp,
+        "X-Tenure-Signature": sign_generic(secret, timestamp, body),
+        "Content-Type": "application/json",
+    }
 
 
 async def runs_for(employee_id: str, deployment_id: uuid.UUID | None = None) -> list[Any]:
     """Flow runs (of any of our deployments, or one) whose employee_id parameter is ``employee_id``."""
     async with get_client() as client:
         runs = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])) if deployment_id else None,
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            if deployment_id
+            else None,
             sort=FlowRunSort.ID_DESC,  # the 3.8.8 client sends sort/limit=null, which its server rejects
             limit=200,
         )
@@ -156,8 +168,10 @@ async def test_hire_emits_prefect_event(http: httpx.AsyncClient) -> None:
     body, headers = signed(event_id, employee_id)
     response = await http.post("/webhooks/generic", content=body, headers=headers)
     assert response.status_code == 202, response.text
-    wanted = EventFilter(event=EventNameFilter(name=["hris.employee.hired"]),
-                         resource=EventResourceFilter(id=[f"tenure.employee.{employee_id}"]))
+    wanted = EventFilter(
+        event=EventNameFilter(name=["hris.employee.hired"]),
+        resource=EventResourceFilter(id=[f"tenure.employee.{employee_id}"]),
+    )
     events: list[Any] = []
     deadline = time.monotonic() + 30
     async with get_client() as client:
@@ -182,7 +196,9 @@ async def test_redelivery_creates_no_second_run(http: httpx.AsyncClient, receive
     assert again.json()["flow_run_id"] == first.json()["flow_run_id"]
 
     restarted = create_app(WebhookSettings(secret=SecretStr(SECRET), bamboohr_secret=SecretStr(BAMBOO_KEY)))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=restarted), base_url="http://restarted") as fresh:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=restarted), base_url="http://restarted"
+    ) as fresh:
         body, headers = signed(event_id, employee_id, "employee.terminated")
         after_restart = await fresh.post("/webhooks/generic", content=body, headers=headers)
     assert after_restart.status_code == 202
@@ -196,11 +212,19 @@ async def test_redelivery_creates_no_second_run(http: httpx.AsyncClient, receive
 async def test_bamboohr_created_starts_joiner(http: httpx.AsyncClient, receiver: Receiver) -> None:
     """A signed BambooHR event-based employee.created starts one joiner run for that employee."""
     employee_id = str(uuid.uuid4().int % 10**8)
-    body = json.dumps({"type": "employee.created", "timestamp": "2026-01-01T00:00:00+0000",
-                       "data": {"companyId": "1", "employeeId": employee_id}}).encode()
+    body = json.dumps(
+        {
+            "type": "employee.created",
+            "timestamp": "2026-01-01T00:00:00+0000",
+            "data": {"companyId": "1", "employeeId": employee_id},
+        }
+    ).encode()
     timestamp = str(int(time.time()))
-    headers = {"X-BambooHR-Timestamp": timestamp, "X-BambooHR-Signature": sign_bamboohr(BAMBOO_KEY, timestamp, body),
-               "Content-Type": "application/json"}
+    headers = {
+        "X-BambooHR-Timestamp": timestamp,
+        "X-BambooHR-Signature": sign_bamboohr(BAMBOO_KEY, timestamp, body),
+        "Content-Type": "application/json",
+    }
     response = await http.post("/webhooks/bamboohr", content=body, headers=headers)
     assert response.status_code == 202, response.text
     [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
@@ -219,15 +243,22 @@ def _old(event_id: str, employee_id: str) -> tuple[bytes, dict[str, str]]:
 def _not_json(event_id: str, employee_id: str) -> tuple[bytes, dict[str, str]]:
     body = f"event_id={event_id}&employee_id={employee_id}".encode()
     timestamp = str(int(time.time()))
-    return body, {"X-Tenure-Timestamp": timestamp, "X-Tenure-Signature": sign_generic(SECRET, timestamp, body)}
+    return body, {
+        "X-Tenure-Timestamp": timestamp,
+        "X-Tenure-Signature": sign_generic(SECRET, timestamp, body),
+    }
 
 
 def _huge(event_id: str, employee_id: str) -> tuple[bytes, dict[str, str]]:
     pad = "x" * (10 * 1024 * 1024)
-    body = json.dumps({"event_id": event_id, "type": "employee.hired", "employee_id": employee_id,
-                       "pad": pad}).encode()
+    body = json.dumps(
+        {"event_id": event_id, "type": "employee.hired", "employee_id": employee_id, "pad": pad}
+    ).encode()
     timestamp = str(int(time.time()))
-    return body, {"X-Tenure-Timestamp": timestamp, "X-Tenure-Signature": sign_generic(SECRET, timestamp, body)}
+    return body, {
+        "X-Tenure-Timestamp": timestamp,
+        "X-Tenure-Signature": sign_generic(SECRET, timestamp, body),
+    }
 
 
 def _unknown_type(event_id: str, employee_id: str) -> tuple[bytes, dict[str, str]]:
@@ -262,7 +293,9 @@ async def test_replay_of_accepted_event_creates_no_run(http: httpx.AsyncClient) 
     assert await total_runs() == before
     async with get_client() as client:
         keyed = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[f"hris:generic:{event_id}"])),
+            flow_run_filter=FlowRunFilter(
+                idempotency_key=FlowRunFilterIdempotencyKey(any_=[f"hris:generic:{event_id}"])
+            ),
             sort=FlowRunSort.ID_DESC,
             limit=10,
         )

@@ -74,18 +74,31 @@ def snapshot(base_url: str, token: str) -> Snapshot:
     )
 
 
-def applied_changes(database_url: str, prefix: str = "idp.", *, outcome: Outcome = Outcome.APPLIED
-                    ) -> Counter[tuple[str, str, str]]:
+def applied_changes(
+    database_url: str, prefix: str = "idp.", *, outcome: Outcome = Outcome.APPLIED
+) -> Counter[tuple[str, str, str]]:
     """Audit rows with ``outcome`` (default applied) as (employee id, action, target) → count."""
     with session_scope(database_url) as session:
         rows = session.exec(select(AuditEvent).where(AuditEvent.outcome == outcome.value)).all()
-    return Counter((r.employee_id or "", r.action, str(r.details.get("target", r.target_id)))
-                   for r in rows if r.action.startswith(prefix))
+    return Counter(
+        (r.employee_id or "", r.action, str(r.details.get("target", r.target_id)))
+        for r in rows
+        if r.action.startswith(prefix)
+    )
 
 
 def audit_verify_cli(database_url: str) -> subprocess.CompletedProcess[str]:
     """``tenure audit verify`` as a user runs it (a subprocess)."""
-    env = {**os.environ, "TENURE_DATABASE_URL": database_url,
-           "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml")}
-    return subprocess.run([sys.executable, "-m", "tenure.cli", "audit", "verify"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "TENURE_DATABASE_URL": database_url,
+        "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tenure.cli", "audit", "verify"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

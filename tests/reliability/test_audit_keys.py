@@ -26,10 +26,16 @@ async def test_same_change_in_two_cli_runs_is_audited_twice(fresh_sqlite_url: st
     disable = Action(kind=ActionKind.DISABLE_ACCOUNT, employee_id="E1", target="kai.n", reason="left")
     for actions in ([enable], [disable], [enable]):  # hire, leave, rehire: three separate CLI runs
         applier = Applier(idp=idp, ticketing=None, auditor=Auditor(fresh_sqlite_url, correlation_id=None))
-        report = await applier.apply(Plan(employee_id="E1", event="rehire" if actions[0] is enable else "leaver", actions=actions), account)
+        report = await applier.apply(
+            Plan(employee_id="E1", event="rehire" if actions[0] is enable else "leaver", actions=actions),
+            account,
+        )
         assert report.ok
     with session_scope(fresh_sqlite_url) as session:
-        rows = session.exec(select(AuditEvent).where(AuditEvent.action == "idp.user.enable",
-                                                     AuditEvent.outcome == Outcome.APPLIED.value)).all()
+        rows = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.action == "idp.user.enable", AuditEvent.outcome == Outcome.APPLIED.value
+            )
+        ).all()
     assert idp.reactivate_user.await_count == 2
     assert len(rows) == 2

@@ -71,9 +71,17 @@ CRASHING_APPLY = textwrap.dedent(
 
 def _row(employee_id: str, stage: str) -> dict[str, str]:
     row = dict.fromkeys(COLUMNS, "")
-    row.update(employee_id=employee_id, first_name="Crash", last_name=f"Test{employee_id[1:]}",
-               department="Engineering", title="Engineer", location="Berlin", employment_type="employee",
-               status="active", hire_date=HIRE.isoformat())
+    row.update(
+        employee_id=employee_id,
+        first_name="Crash",
+        last_name=f"Test{employee_id[1:]}",
+        department="Engineering",
+        title="Engineer",
+        location="Berlin",
+        employment_type="employee",
+        status="active",
+        hire_date=HIRE.isoformat(),
+    )
     if stage in ("mover", "leaver"):
         row.update(department="Sales", title="Account Executive")
     if stage == "leaver":
@@ -90,14 +98,23 @@ def _write(path: Path, rows: dict[str, dict[str, str]]) -> None:
 
 def _tickets(rt: RTServer, reference: str) -> int:
     """Tickets carrying ``reference`` (all of them, not just the first)."""
-    response = httpx.get(f"{rt.base_url}REST/2.0/tickets", auth=(RT_ROOT_USER, RT_ROOT_PASSWORD), timeout=30,
-                         params={"query": reference_query(reference), "fields": "Subject", "per_page": "100"})
+    response = httpx.get(
+        f"{rt.base_url}REST/2.0/tickets",
+        auth=(RT_ROOT_USER, RT_ROOT_PASSWORD),
+        timeout=30,
+        params={"query": reference_query(reference), "fields": "Subject", "per_page": "100"},
+    )
     response.raise_for_status()
-    return sum(1 for item in response.json().get("items", []) if reference_matches(item.get("Subject", ""), reference))
+    return sum(
+        1
+        for item in response.json().get("items", [])
+        if reference_matches(item.get("Subject", ""), reference)
+    )
 
 
-async def test_killed_runs_converge_without_duplicates(scim_server: SCIMServer, rt: RTServer, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+async def test_killed_runs_converge_without_duplicates(
+    scim_server: SCIMServer, rt: RTServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Seeded crashes before and after HTTP calls in joiner, mover and leaver runs; each re-run converges:
     one account per employee with the stage's groups and state, one ticket per reference, one applied audit
     row per change, and the audit chain verifies."""
@@ -105,11 +122,21 @@ async def test_killed_runs_converge_without_duplicates(scim_server: SCIMServer, 
     for group in ("all-staff", "engineering", "github-users", "office-berlin", "sales", "crm-users"):
         await create_group(base_url, scim_server.token, group)
     hris_csv, database_url = tmp_path / "hris.csv", f"sqlite:///{tmp_path / 'audit.db'}"
-    env = {**os.environ, "TENURE_DATABASE_URL": database_url, "TENURE_POLICY_FILE": str(REPO / "examples/policy.yaml"),
-           "TENURE_IDP__KIND": "scim", "TENURE_IDP__BASE_URL": base_url, "TENURE_IDP__TOKEN": scim_server.token,
-           "TENURE_IDP__MAX_ATTEMPTS": "2", "TENURE_HRIS__KIND": "csv", "TENURE_HRIS__PATH": str(hris_csv),
-           "TENURE_TICKETING__KIND": "rt", "TENURE_TICKETING__BASE_URL": rt.base_url,
-           "TENURE_TICKETING__USERNAME": RT_ROOT_USER, "TENURE_TICKETING__PASSWORD": RT_ROOT_PASSWORD}
+    env = {
+        **os.environ,
+        "TENURE_DATABASE_URL": database_url,
+        "TENURE_POLICY_FILE": str(REPO / "examples/policy.yaml"),
+        "TENURE_IDP__KIND": "scim",
+        "TENURE_IDP__BASE_URL": base_url,
+        "TENURE_IDP__TOKEN": scim_server.token,
+        "TENURE_IDP__MAX_ATTEMPTS": "2",
+        "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(hris_csv),
+        "TENURE_TICKETING__KIND": "rt",
+        "TENURE_TICKETING__BASE_URL": rt.base_url,
+        "TENURE_TICKETING__USERNAME": RT_ROOT_USER,
+        "TENURE_TICKETING__PASSWORD": RT_ROOT_PASSWORD,
+    }
     rng = random.Random(SEED)
     rows: dict[str, dict[str, str]] = {}
     crashed = Counter[str]()
@@ -118,14 +145,27 @@ async def test_killed_runs_converge_without_duplicates(scim_server: SCIMServer, 
         rows[employee_id] = _row(employee_id, stage)
         _write(hris_csv, rows)
         crash_at, phase = rng.randint(1, 14), rng.choice(("before", "after"))
-        killed = subprocess.run([sys.executable, "-c", CRASHING_APPLY, employee_id], cwd=REPO, timeout=180,
-                                env={**env, "CRASH_AT": str(crash_at), "CRASH_PHASE": phase},
-                                capture_output=True, text=True)
+        killed = subprocess.run(
+            [sys.executable, "-c", CRASHING_APPLY, employee_id],
+            cwd=REPO,
+            timeout=180,
+            env={**env, "CRASH_AT": str(crash_at), "CRASH_PHASE": phase},
+            capture_output=True,
+            text=True,
+        )
         assert killed.returncode in (0, 137), killed.stdout + killed.stderr[-3000:]
         crashed[f"{stage}:{'crashed' if killed.returncode == 137 else 'finished'}"] += 1
-        rerun = subprocess.run([sys.executable, "-m", "tenure.cli", "apply", employee_id], cwd=REPO, timeout=180,
-                               env=env, capture_output=True, text=True)
-        assert rerun.returncode == 0, f"run {run} ({stage}, crash {phase} call {crash_at}): {rerun.stdout}{rerun.stderr}"
+        rerun = subprocess.run(
+            [sys.executable, "-m", "tenure.cli", "apply", employee_id],
+            cwd=REPO,
+            timeout=180,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert rerun.returncode == 0, (
+            f"run {run} ({stage}, crash {phase} call {crash_at}): {rerun.stdout}{rerun.stderr}"
+        )
 
         state = snapshot(base_url, scim_server.token)
         assert state.duplicates() == {"users": {}, "members": {}, "groups": {}}, (run, stage, crash_at, phase)
@@ -142,7 +182,9 @@ async def test_killed_runs_converge_without_duplicates(scim_server: SCIMServer, 
     employees = {f"C{n // 3 + 1:04d}" for n in range(RUNS)}
     creates = {k[0] for k in audited if k[1] == "idp.user.create"}
     assert creates == employees
-    reached = {f"C{n // 3 + 1:04d}": STAGES[n % 3] for n in range(RUNS)}  # the last stage each employee got to
+    reached = {
+        f"C{n // 3 + 1:04d}": STAGES[n % 3] for n in range(RUNS)
+    }  # the last stage each employee got to
     for employee_id, last in reached.items():
         expected: set[tuple[str, str]] = {("idp.membership.add", g) for g in GROUPS["joiner"]}
         if last in ("mover", "leaver"):
@@ -156,6 +198,8 @@ async def test_killed_runs_converge_without_duplicates(scim_server: SCIMServer, 
         assert disables == (last == "leaver"), employee_id
     verified = audit_verify_cli(database_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert crashed.total() and sum(n for k, n in crashed.items() if k.endswith("crashed")) >= RUNS // 2, crashed
+    assert crashed.total() and sum(n for k, n in crashed.items() if k.endswith("crashed")) >= RUNS // 2, (
+        crashed
+    )
     with capsys.disabled():
         print(f"\n[crash lifecycle] {RUNS} runs, seed {SEED}: {dict(crashed)}")

@@ -10,11 +10,17 @@ from tests.support.scim_server import SCIMServer
 
 pytestmark = pytest.mark.slow
 
-USER = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "proxy.probe", "externalId": "P1"}
+USER = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "userName": "proxy.probe",
+    "externalId": "P1",
+}
 
 
 def _users(server: SCIMServer, base_url: str) -> int:
-    response = httpx.get(f"{base_url}Users", headers=server.headers(), params={"filter": 'externalId eq "P1"'})
+    response = httpx.get(
+        f"{base_url}Users", headers=server.headers(), params={"filter": 'externalId eq "P1"'}
+    )
     return int(response.json()["totalResults"])
 
 
@@ -36,12 +42,17 @@ async def test_passes_through_and_counts(scim_server: SCIMServer, fault_proxy: F
     assert fault_proxy.forwarded_writes == 1
 
 
-@pytest.mark.parametrize(("kind", "check"), [
-    ("429", lambda r: r.status_code == 429 and r.headers["Retry-After"] in {"0", "1"}),
-    ("503", lambda r: r.status_code == 503),
-], ids=["429", "503"])
-async def test_answered_faults_do_not_reach_the_peer(scim_server: SCIMServer, fault_proxy: FaultProxy,
-                                                     kind: str, check) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("kind", "check"),
+    [
+        ("429", lambda r: r.status_code == 429 and r.headers["Retry-After"] in {"0", "1"}),
+        ("503", lambda r: r.status_code == 503),
+    ],
+    ids=["429", "503"],
+)
+async def test_answered_faults_do_not_reach_the_peer(
+    scim_server: SCIMServer, fault_proxy: FaultProxy, kind: str, check
+) -> None:  # type: ignore[no-untyped-def]
     """429 and 503 are answered by the proxy; the write never reaches the peer."""
     tenant = scim_server.tenant_url()
     fault_proxy.rules.append(FaultRule(kind, "POST", times=1))
@@ -51,7 +62,9 @@ async def test_answered_faults_do_not_reach_the_peer(scim_server: SCIMServer, fa
     assert _users(scim_server, tenant) == 0 and fault_proxy.faults[kind] == 1
 
 
-async def test_reset_fails_the_request_without_applying_it(scim_server: SCIMServer, fault_proxy: FaultProxy) -> None:
+async def test_reset_fails_the_request_without_applying_it(
+    scim_server: SCIMServer, fault_proxy: FaultProxy
+) -> None:
     """A reset is a transport error for the client and nothing for the peer."""
     tenant = scim_server.tenant_url()
     fault_proxy.rules.append(FaultRule("reset", "POST", times=1))
@@ -71,7 +84,9 @@ async def test_drop_applies_the_write_then_fails(scim_server: SCIMServer, fault_
     assert _users(scim_server, tenant) == 1
 
 
-async def test_slow_request_times_out_and_is_not_applied(scim_server: SCIMServer, fault_proxy: FaultProxy) -> None:
+async def test_slow_request_times_out_and_is_not_applied(
+    scim_server: SCIMServer, fault_proxy: FaultProxy
+) -> None:
     """A slow fault outlasts the client timeout; the abandoned request never reaches the peer."""
     tenant = scim_server.tenant_url()
     fault_proxy.slow_seconds = 1.0
@@ -89,7 +104,9 @@ def test_seeded_draws_do_not_depend_on_order() -> None:
     def draws(proxy: FaultProxy, order: list[str]) -> dict[str, list[str | None]]:
         seen: dict[str, list[str | None]] = {}
         for target in order:
-            seen.setdefault(target, []).append(proxy.choose_fault(_Request("GET", target, "HTTP/1.1", [], b"")))
+            seen.setdefault(target, []).append(
+                proxy.choose_fault(_Request("GET", target, "HTTP/1.1", [], b""))
+            )
         return seen
 
     targets = [f"/Users/{n}" for n in range(50)] * 3

@@ -40,17 +40,19 @@ MAX_RUNS = 6
 CLIENT_TIMEOUT = 2.0
 TODAY = datetime.now(UTC).date()
 GROUPS = ("all-staff", "engineering", "sales", "finance")
-POLICY = Policy.model_validate({
-    "naming": {"username": "{given}.{last}", "email_domain": "example.com"},
-    "birthright": [
-        {"groups": ["all-staff"]},
-        {"match": {"department": "Engineering"}, "groups": ["engineering"]},
-        {"match": {"department": "Sales"}, "groups": ["sales"]},
-        {"match": {"department": "Finance"}, "groups": ["finance"]},
-    ],
-    "leaver": {"timing": "at_termination", "remove_groups": True},
-    "brake": {"max_disable_count": 100_000, "max_disable_percent": 100},
-})
+POLICY = Policy.model_validate(
+    {
+        "naming": {"username": "{given}.{last}", "email_domain": "example.com"},
+        "birthright": [
+            {"groups": ["all-staff"]},
+            {"match": {"department": "Engineering"}, "groups": ["engineering"]},
+            {"match": {"department": "Sales"}, "groups": ["sales"]},
+            {"match": {"department": "Finance"}, "groups": ["finance"]},
+        ],
+        "leaver": {"timing": "at_termination", "remove_groups": True},
+        "brake": {"max_disable_count": 100_000, "max_disable_percent": 100},
+    }
+)
 
 
 def joiners(count: int) -> list[dict[str, str]]:
@@ -59,8 +61,13 @@ def joiners(count: int) -> list[dict[str, str]]:
     cycle = ("Engineering", "Sales", "Finance")
     for index, row in enumerate(rows):
         department = cycle[index % 3]
-        row.update(status="active", termination_date="", department=department, title=DEPARTMENTS[department][0],
-                   hire_date=(TODAY - timedelta(days=100)).isoformat())
+        row.update(
+            status="active",
+            termination_date="",
+            department=department,
+            title=DEPARTMENTS[department][0],
+            hire_date=(TODAY - timedelta(days=100)).isoformat(),
+        )
     return rows
 
 
@@ -83,17 +90,28 @@ class World:
     def idp(self) -> SCIMIdentityProvider:
         url = self.proxy.proxied(self.base_url) if self.proxy else self.base_url
         return SCIMIdentityProvider.from_settings(
-            IdPSettings(base_url=url, token=SecretStr(self.server.token), timeout_seconds=CLIENT_TIMEOUT,
-                        max_attempts=5, requests_per_second=2000, max_concurrency=16),
+            IdPSettings(
+                base_url=url,
+                token=SecretStr(self.server.token),
+                timeout_seconds=CLIENT_TIMEOUT,
+                max_attempts=5,
+                requests_per_second=2000,
+                max_concurrency=16,
+            ),
             backoff_base=0.05,
         )
 
     async def sync(self) -> SyncReport:
         idp = self.idp()
         try:
-            engine = SyncEngine(hris=CSVExportHRIS(self.csv_path), idp=idp, ticketing=None, policy=POLICY,
-                                auditor=Auditor(self.database_url, actor="reliability"),
-                                options=SyncOptions(full=True, max_concurrency=16))
+            engine = SyncEngine(
+                hris=CSVExportHRIS(self.csv_path),
+                idp=idp,
+                ticketing=None,
+                policy=POLICY,
+                auditor=Auditor(self.database_url, actor="reliability"),
+                options=SyncOptions(full=True, max_concurrency=16),
+            )
             return await engine.run()
         finally:
             await idp.aclose()
@@ -113,16 +131,22 @@ async def make_world(server: SCIMServer, tmp_path: Path, name: str, proxy: Fault
     for group in GROUPS:
         await create_group(base_url, server.token, group)
     (tmp_path / name).mkdir()
-    return World(server, base_url, tmp_path / name / "hris.csv", f"sqlite:///{tmp_path / name / 'audit.db'}", proxy)
+    return World(
+        server, base_url, tmp_path / name / "hris.csv", f"sqlite:///{tmp_path / name / 'audit.db'}", proxy
+    )
 
 
 @pytest.fixture
-async def worlds(scim_server: SCIMServer, fault_proxy: FaultProxy, tmp_path: Path) -> AsyncIterator[tuple[World, World]]:
+async def worlds(
+    scim_server: SCIMServer, fault_proxy: FaultProxy, tmp_path: Path
+) -> AsyncIterator[tuple[World, World]]:
     """(reference without faults, the same behind the fault proxy)."""
     from models.db import reset_engines
 
-    yield (await make_world(scim_server, tmp_path, "reference", None),
-           await make_world(scim_server, tmp_path, "faulted", fault_proxy))
+    yield (
+        await make_world(scim_server, tmp_path, "reference", None),
+        await make_world(scim_server, tmp_path, "faulted", fault_proxy),
+    )
     reset_engines()
 
 
@@ -134,15 +158,21 @@ def _changed(database_url: str, keys: Counter[tuple[str, str, str]]) -> list[lis
     from models.db import session_scope
 
     with session_scope(database_url) as session:
-        rows = session.exec(select(AuditEvent).where(AuditEvent.action == "idp.user.update",
-                                                     AuditEvent.outcome == Outcome.APPLIED.value)).all()
+        rows = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.action == "idp.user.update", AuditEvent.outcome == Outcome.APPLIED.value
+            )
+        ).all()
     wanted = {(k[0], k[2]) for k in keys}
-    return [list(r.details.get("changed", [])) for r in rows if (r.employee_id, r.details.get("target")) in wanted]
+    return [
+        list(r.details.get("changed", [])) for r in rows if (r.employee_id, r.details.get("target")) in wanted
+    ]
 
 
 def _runs(reports: list[SyncReport]) -> str:
     return f"{len(reports)} run(s): " + " | ".join(
-        f"planned {r.planned}, changes {r.changes}, failed {r.failed}" for r in reports)
+        f"planned {r.planned}, changes {r.changes}, failed {r.failed}" for r in reports
+    )
 
 
 async def test_joiners_and_leavers_under_20_percent_faults_converge_exactly(
@@ -152,7 +182,11 @@ async def test_joiners_and_leavers_under_20_percent_faults_converge_exactly(
     memberships, no duplicates, exactly one applied audit row per change, and the audit chain verifies."""
     reference, faulted = worlds
     rows = joiners(N)
-    fault_proxy.rate, fault_proxy.seed, fault_proxy.slow_seconds = 0.2, int(os.environ.get("TENURE_SEED", "7")), 2.5
+    fault_proxy.rate, fault_proxy.seed, fault_proxy.slow_seconds = (
+        0.2,
+        int(os.environ.get("TENURE_SEED", "7")),
+        2.5,
+    )
     log: dict[str, Any] = {}
     for phase in ("joiners", "leavers"):
         if phase == "leavers":
@@ -163,9 +197,14 @@ async def test_joiners_and_leavers_under_20_percent_faults_converge_exactly(
         assert len(clean) == 2, _runs(clean)  # without faults: one run does it all, the second finds nothing
         runs = await faulted.converge()
         log[phase] = _runs(runs)
-        assert snapshot(faulted.base_url, faulted.server.token) == snapshot(reference.base_url, reference.server.token)
+        assert snapshot(faulted.base_url, faulted.server.token) == snapshot(
+            reference.base_url, reference.server.token
+        )
 
-    expected, actual = snapshot(reference.base_url, reference.server.token), snapshot(faulted.base_url, faulted.server.token)
+    expected, actual = (
+        snapshot(reference.base_url, reference.server.token),
+        snapshot(faulted.base_url, faulted.server.token),
+    )
     assert len(actual.users) == N and sum(active for _, active in actual.users.values()) == N // 2
     assert actual.duplicates() == {"users": {}, "members": {}, "groups": {}}
     assert actual.members == expected.members and actual.users == expected.users
@@ -185,8 +224,10 @@ async def test_joiners_and_leavers_under_20_percent_faults_converge_exactly(
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert sum(fault_proxy.faults.values()) > 0.1 * sum(fault_proxy.requests.values())
     with capsys.disabled():
-        print(f"\n[fault sync] N={N}: joiners {log['joiners']}; leavers {log['leavers']}; "
-              f"faults {dict(fault_proxy.faults)} of {sum(fault_proxy.requests.values())} requests")
+        print(
+            f"\n[fault sync] N={N}: joiners {log['joiners']}; leavers {log['leavers']}; "
+            f"faults {dict(fault_proxy.faults)} of {sum(fault_proxy.requests.values())} requests"
+        )
 
 
 async def test_membership_applied_but_unanswered_is_audited_once(

@@ -33,22 +33,50 @@ SECRET = "fuzz-webhook-secret-0x5eed"
 NOW = 1_767_225_600
 FUZZ = settings(max_examples=size(100, 1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-identifier = st.one_of(st.text(max_size=12), st.integers(), st.from_regex(r"[A-Za-z0-9._:@-]{1,12}", fullmatch=True),
-                       st.none(), st.booleans())
+identifier = st.one_of(
+    st.text(max_size=12),
+    st.integers(),
+    st.from_regex(r"[A-Za-z0-9._:@-]{1,12}", fullmatch=True),
+    st.none(),
+    st.booleans(),
+)
 generic_payload = st.fixed_dictionaries(
-    {}, optional={"event_id": identifier, "employee_id": identifier,
-                  "type": st.sampled_from(["employee.hired", "employee.changed", "employee.terminated", "x", ""])},
+    {},
+    optional={
+        "event_id": identifier,
+        "employee_id": identifier,
+        "type": st.sampled_from(["employee.hired", "employee.changed", "employee.terminated", "x", ""]),
+    },
 )
 bamboo_entry = st.fixed_dictionaries(
-    {}, optional={"id": identifier, "action": st.sampled_from(["Created", "Updated", "Deleted", "Moved", ""]),
-                  "changedFields": st.lists(st.sampled_from(["Termination Date", "terminationDate", "Job Title"]))},
+    {},
+    optional={
+        "id": identifier,
+        "action": st.sampled_from(["Created", "Updated", "Deleted", "Moved", ""]),
+        "changedFields": st.lists(st.sampled_from(["Termination Date", "terminationDate", "Job Title"])),
+    },
 )
 bamboo_payload = st.one_of(
     st.fixed_dictionaries({"employees": st.one_of(st.lists(bamboo_entry, max_size=3), st.text(max_size=5))}),
-    st.fixed_dictionaries({"type": st.sampled_from(["employee.created", "employee.updated", "employee.deleted",
-                                                    "employee_with_fields.updated", "other.thing"]),
-                           "data": st.one_of(st.none(), st.fixed_dictionaries(
-                               {}, optional={"employeeId": identifier, "changedFields": st.lists(st.text(max_size=8))}))}),
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(
+                [
+                    "employee.created",
+                    "employee.updated",
+                    "employee.deleted",
+                    "employee_with_fields.updated",
+                    "other.thing",
+                ]
+            ),
+            "data": st.one_of(
+                st.none(),
+                st.fixed_dictionaries(
+                    {}, optional={"employeeId": identifier, "changedFields": st.lists(st.text(max_size=8))}
+                ),
+            ),
+        }
+    ),
 )
 junk = st.one_of(st.binary(max_size=200), st.text(max_size=50).map(str.encode))
 
@@ -64,11 +92,17 @@ class Recorder:
 
 def _post(path: str, body: bytes, headers: dict[str, str]) -> tuple[httpx.Response, Recorder]:
     recorder = Recorder()
-    app = create_app(WebhookSettings(secret=SecretStr(SECRET), max_body_bytes=4096), start_run=recorder.start,
-                     emit=lambda **_: None, clock=lambda: NOW)
+    app = create_app(
+        WebhookSettings(secret=SecretStr(SECRET), max_body_bytes=4096),
+        start_run=recorder.start,
+        emit=lambda **_: None,
+        clock=lambda: NOW,
+    )
 
     async def send() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://webhook.test") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://webhook.test"
+        ) as client:
             return await client.post(path, content=body, headers=headers)
 
     return asyncio.run(send()), recorder
@@ -86,7 +120,9 @@ def _expected_events(parse: Any, body: bytes) -> int | None:
 def _check(response: httpx.Response, recorder: Recorder, expected: int | None) -> None:
     assert response.status_code < 500, response.text
     if expected is None or expected == 0:
-        assert 400 <= response.status_code < 500 or (expected == 0 and response.status_code < 300), response.text
+        assert 400 <= response.status_code < 500 or (expected == 0 and response.status_code < 300), (
+            response.text
+        )
         assert recorder.requests == []
     else:
         assert response.status_code in (200, 202), response.text
@@ -107,20 +143,39 @@ def test_signed_generic_requests(payload: bytes) -> None:
 @given(payload=st.one_of(bamboo_payload.map(lambda p: json.dumps(p).encode()), junk))
 def test_signed_bamboohr_requests(payload: bytes) -> None:
     """A correctly signed BambooHR request: 2xx and runs iff it parses, else a 4xx and nothing started."""
-    headers = {"X-BambooHR-Timestamp": str(NOW), "X-BambooHR-Signature": sign_bamboohr(SECRET, str(NOW), payload)}
+    headers = {
+        "X-BambooHR-Timestamp": str(NOW),
+        "X-BambooHR-Signature": sign_bamboohr(SECRET, str(NOW), payload),
+    }
     response, recorder = _post("/webhooks/bamboohr", payload, headers)
     _check(response, recorder, _expected_events(parse_bamboohr, payload))
 
 
 @FUZZ
-@given(path=st.sampled_from(["/webhooks/generic", "/webhooks/bamboohr"]),
-       payload=st.one_of(generic_payload.map(lambda p: json.dumps(p).encode()), junk),
-       headers=st.dictionaries(st.sampled_from(["X-Tenure-Timestamp", "X-Tenure-Signature", "X-BambooHR-Timestamp",
-                                                "X-BambooHR-Signature", "Content-Length"]),
-                               st.one_of(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126),
-                                                 max_size=70),
-                                         st.just(str(NOW)), st.just("sha256=" + "0" * 64)), max_size=5))
-def test_unsigned_or_forged_requests_start_nothing(path: str, payload: bytes, headers: dict[str, str]) -> None:
+@given(
+    path=st.sampled_from(["/webhooks/generic", "/webhooks/bamboohr"]),
+    payload=st.one_of(generic_payload.map(lambda p: json.dumps(p).encode()), junk),
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "X-Tenure-Timestamp",
+                "X-Tenure-Signature",
+                "X-BambooHR-Timestamp",
+                "X-BambooHR-Signature",
+                "Content-Length",
+            ]
+        ),
+        st.one_of(
+            st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=70),
+            st.just(str(NOW)),
+            st.just("sha256=" + "0" * 64),
+        ),
+        max_size=5,
+    ),
+)
+def test_unsigned_or_forged_requests_start_nothing(
+    path: str, payload: bytes, headers: dict[str, str]
+) -> None:
     """Random or forged signature headers never start a run and never answer 2xx or 5xx."""
     response, recorder = _post(path, payload, headers)
     assert 400 <= response.status_code < 500, response.text
@@ -128,7 +183,10 @@ def test_unsigned_or_forged_requests_start_nothing(path: str, payload: bytes, he
 
 
 @FUZZ
-@given(skew=st.integers(min_value=-10**6, max_value=10**6), payload=generic_payload.map(lambda p: json.dumps(p).encode()))
+@given(
+    skew=st.integers(min_value=-(10**6), max_value=10**6),
+    payload=generic_payload.map(lambda p: json.dumps(p).encode()),
+)
 def test_stale_or_future_timestamps_are_refused(skew: int, payload: bytes) -> None:
     """A validly signed request outside the 300 s window is a 401 and starts nothing."""
     stamp = str(NOW + skew)

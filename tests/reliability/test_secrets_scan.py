@@ -46,9 +46,13 @@ BAMBOO_KEY = "bhrKEY-Vw3s8Jq1-neverlog"
 WEBHOOK_SECRET = "whSECRET-Mm4t0Pc6-neverlog"
 WRONG_TOKEN = "wrongTOKEN-Xy5Ee3-neverlog"
 WRONG_RT_PASSWORD = "wrongRTpw-Hh8Kk2-neverlog"
-POLICY = Policy.model_validate({"naming": {"username": "{given}.{last}", "email_domain": "example.com"},
-                                "birthright": [{"groups": ["all-staff"]}],
-                                "brake": {"max_disable_count": 1000, "max_disable_percent": 100}})
+POLICY = Policy.model_validate(
+    {
+        "naming": {"username": "{given}.{last}", "email_domain": "example.com"},
+        "birthright": [{"groups": ["all-staff"]}],
+        "brake": {"max_disable_count": 1000, "max_disable_percent": 100},
+    }
+)
 
 
 def forms(secret: str, user: str | None = None) -> set[str]:
@@ -60,8 +64,14 @@ def forms(secret: str, user: str | None = None) -> set[str]:
     return found
 
 
-SECRET_FORMS = (forms(SCIM_TOKEN) | forms(BAMBOO_KEY, "x") | forms(WEBHOOK_SECRET) | forms(WRONG_TOKEN)
-                | forms(RT_ROOT_PASSWORD, RT_ROOT_USER) | forms(WRONG_RT_PASSWORD, RT_ROOT_USER))
+SECRET_FORMS = (
+    forms(SCIM_TOKEN)
+    | forms(BAMBOO_KEY, "x")
+    | forms(WEBHOOK_SECRET)
+    | forms(WRONG_TOKEN)
+    | forms(RT_ROOT_PASSWORD, RT_ROOT_USER)
+    | forms(WRONG_RT_PASSWORD, RT_ROOT_USER)
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +98,12 @@ class Haystack:
             self.exception(f"{where} cause", exc.__cause__)
 
     def leaks(self) -> list[str]:
-        return [f"{where}: …{text[max(0, text.find(s) - 40):text.find(s) + 40]}…"
-                for where, text in self.texts for s in SECRET_FORMS if s in text]
+        return [
+            f"{where}: …{text[max(0, text.find(s) - 40) : text.find(s) + 40]}…"
+            for where, text in self.texts
+            for s in SECRET_FORMS
+            if s in text
+        ]
 
 
 @pytest.fixture
@@ -109,7 +123,10 @@ def capture(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[Haystack, pytest
 
 
 async def test_no_secret_in_logs_errors_outputs_or_audit(
-    scim_server: SCIMServer, rt: RTServer, tmp_path: Path, capture: tuple[Haystack, pytest.LogCaptureFixture],
+    scim_server: SCIMServer,
+    rt: RTServer,
+    tmp_path: Path,
+    capture: tuple[Haystack, pytest.LogCaptureFixture],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Sync through faults, RT, BambooHR with a 429, failed logins, ``config check`` and ``audit export``:
@@ -122,15 +139,29 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
     write_csv(csv_path, rows)
 
     # A sync through a proxy faulting 30% of calls, with a short timeout.
-    async with FaultProxy(upstream=f"http://127.0.0.1:{scim_server.port}", rate=0.3, seed=1, slow_seconds=1.5) as proxy:
+    async with FaultProxy(
+        upstream=f"http://127.0.0.1:{scim_server.port}", rate=0.3, seed=1, slow_seconds=1.5
+    ) as proxy:
         idp = SCIMIdentityProvider.from_settings(
-            IdPSettings(base_url=proxy.proxied(base_url), token=SecretStr(SCIM_TOKEN), timeout_seconds=1.0,
-                        max_attempts=3), backoff_base=0.01)
+            IdPSettings(
+                base_url=proxy.proxied(base_url),
+                token=SecretStr(SCIM_TOKEN),
+                timeout_seconds=1.0,
+                max_attempts=3,
+            ),
+            backoff_base=0.01,
+        )
         hay.add("idp repr", repr(idp))
         for _ in range(3):
             try:  # with three attempts a read may fail for good: the run then raises (its error is scanned too)
-                report = await SyncEngine(hris=CSVExportHRIS(csv_path), idp=idp, ticketing=None, policy=POLICY,
-                                          auditor=Auditor(database_url), options=SyncOptions(full=True)).run()
+                report = await SyncEngine(
+                    hris=CSVExportHRIS(csv_path),
+                    idp=idp,
+                    ticketing=None,
+                    policy=POLICY,
+                    auditor=Auditor(database_url),
+                    options=SyncOptions(full=True),
+                ).run()
             except ConnectorError as exc:
                 hay.exception("sync", exc)
                 continue
@@ -141,20 +172,34 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
         assert sum(proxy.faults.values()) > 0
 
     # Failing authentication against SCIM.
-    bad = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(WRONG_TOKEN), max_attempts=1))
+    bad = SCIMIdentityProvider.from_settings(
+        IdPSettings(base_url=base_url, token=SecretStr(WRONG_TOKEN), max_attempts=1)
+    )
     with pytest.raises(AuthenticationError) as refused:
         await bad.find_user_by_employee_id("E00001")
     hay.exception("scim auth", refused.value)
     await bad.aclose()
 
     # RT: a ticket, then a wrong password.
-    rt_settings = TicketingSettings(kind="rt", base_url=rt.base_url, username=RT_ROOT_USER,
-                                    password=SecretStr(RT_ROOT_PASSWORD), max_attempts=2)
+    rt_settings = TicketingSettings(
+        kind="rt",
+        base_url=rt.base_url,
+        username=RT_ROOT_USER,
+        password=SecretStr(RT_ROOT_PASSWORD),
+        max_attempts=2,
+    )
     ticketing = build_ticketing(rt_settings)
     assert ticketing is not None
     hay.add("rt repr", repr(ticketing))
-    ticket = await ticketing.create_ticket(TicketRequest(
-        reference="tenure:S1:laptop:2027-03-01", purpose="laptop", title="Laptop", body="for S1", queue="General"))
+    ticket = await ticketing.create_ticket(
+        TicketRequest(
+            reference="tenure:S1:laptop:2027-03-01",
+            purpose="laptop",
+            title="Laptop",
+            body="for S1",
+            queue="General",
+        )
+    )
     hay.add("rt ticket", ticket.model_dump())
     await ticketing.aclose()  # type: ignore[attr-defined]
     wrong_rt = build_ticketing(rt_settings.model_copy(update={"password": SecretStr(WRONG_RT_PASSWORD)}))
@@ -165,12 +210,30 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
     await wrong_rt.aclose()  # type: ignore[attr-defined]
 
     # BambooHR: a 429 with Retry-After, then the report; then a 401.
-    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}),
-                    httpx.Response(200, json={"employees": [{"id": "1", "firstName": "A", "lastName": "B",
-                                                             "status": "Active", "hireDate": "2020-01-01"}]}),
-                    httpx.Response(401, json={"error": "bad key"})])
-    hris = build_hris(HRISSettings(kind="bamboohr", subdomain="acme", api_key=SecretStr(BAMBOO_KEY)),
-                      transport=httpx.MockTransport(lambda request: next(answers)))
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "0"}),
+            httpx.Response(
+                200,
+                json={
+                    "employees": [
+                        {
+                            "id": "1",
+                            "firstName": "A",
+                            "lastName": "B",
+                            "status": "Active",
+                            "hireDate": "2020-01-01",
+                        }
+                    ]
+                },
+            ),
+            httpx.Response(401, json={"error": "bad key"}),
+        ]
+    )
+    hris = build_hris(
+        HRISSettings(kind="bamboohr", subdomain="acme", api_key=SecretStr(BAMBOO_KEY)),
+        transport=httpx.MockTransport(lambda request: next(answers)),
+    )
     hay.add("bamboohr repr", repr(hris))
     assert [e async for e in hris.iter_employees()]
     with pytest.raises(AuthenticationError) as bamboo_refused:
@@ -179,15 +242,25 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
     await hris.api.aclose()  # type: ignore[attr-defined]
 
     # The CLI: config check and audit export with every secret in the environment.
-    for name, value in {"TENURE_DATABASE_URL": database_url, "TENURE_POLICY_FILE": str(REPO / "examples/policy.yaml"),
-                        "TENURE_IDP__TOKEN": SCIM_TOKEN, "TENURE_HRIS__KIND": "bamboohr",
-                        "TENURE_HRIS__SUBDOMAIN": "acme", "TENURE_HRIS__API_KEY": BAMBOO_KEY,
-                        "TENURE_TICKETING__KIND": "rt", "TENURE_TICKETING__BASE_URL": rt.base_url,
-                        "TENURE_TICKETING__PASSWORD": RT_ROOT_PASSWORD,
-                        "TENURE_WEBHOOK__SECRET": WEBHOOK_SECRET}.items():
+    for name, value in {
+        "TENURE_DATABASE_URL": database_url,
+        "TENURE_POLICY_FILE": str(REPO / "examples/policy.yaml"),
+        "TENURE_IDP__TOKEN": SCIM_TOKEN,
+        "TENURE_HRIS__KIND": "bamboohr",
+        "TENURE_HRIS__SUBDOMAIN": "acme",
+        "TENURE_HRIS__API_KEY": BAMBOO_KEY,
+        "TENURE_TICKETING__KIND": "rt",
+        "TENURE_TICKETING__BASE_URL": rt.base_url,
+        "TENURE_TICKETING__PASSWORD": RT_ROOT_PASSWORD,
+        "TENURE_WEBHOOK__SECRET": WEBHOOK_SECRET,
+    }.items():
         monkeypatch.setenv(name, value)
     runner = CliRunner()
-    for args in (["config", "check"], ["audit", "export", "--format", "jsonl"], ["audit", "export", "--format", "csv"]):
+    for args in (
+        ["config", "check"],
+        ["audit", "export", "--format", "jsonl"],
+        ["audit", "export", "--format", "csv"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         hay.add(f"cli {' '.join(args)}", result.output)
@@ -202,22 +275,31 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
     assert hay.leaks() == []
 
 
-@pytest.mark.parametrize("hostile", [
-    'x" or userName pr or userName eq "y',
-    'a\\" or externalId pr or "',
-    "o'brien) or (userName pr",
-    'victim.user" and active eq true',
-    "*",
-    "victim.user%22%20or%20userName%20pr",
-], ids=["quote-or", "escaped-quote", "parens", "and-clause", "star", "url-encoded"])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'x" or userName pr or userName eq "y',
+        'a\\" or externalId pr or "',
+        "o'brien) or (userName pr",
+        'victim.user" and active eq true',
+        "*",
+        "victim.user%22%20or%20userName%20pr",
+    ],
+    ids=["quote-or", "escaped-quote", "parens", "and-clause", "star", "url-encoded"],
+)
 async def test_hostile_user_names_match_only_themselves(scim_server: SCIMServer, hostile: str) -> None:
     """Hostile userNames/employee ids in SCIM filters find only an exact match, never another account."""
     base_url = scim_server.tenant_url()
     async with httpx.AsyncClient(headers=scim_server.headers()) as client:
         for user_name, external_id in (("victim.user", "V1"), (hostile, "H1")):
-            created = await client.post(f"{base_url}Users", json={
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name,
-                "externalId": external_id})
+            created = await client.post(
+                f"{base_url}Users",
+                json={
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name,
+                    "externalId": external_id,
+                },
+            )
             assert created.status_code == 201, created.text
     idp = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
     try:
@@ -229,15 +311,20 @@ async def test_hostile_user_names_match_only_themselves(scim_server: SCIMServer,
         await idp.aclose()
 
 
-async def test_tampering_with_a_real_runs_audit_trail_is_detected(scim_server: SCIMServer, tmp_path: Path) -> None:
+async def test_tampering_with_a_real_runs_audit_trail_is_detected(
+    scim_server: SCIMServer, tmp_path: Path
+) -> None:
     """After a real sync, editing, deleting or forging one audit row makes ``tenure audit verify`` exit 1."""
     base_url = scim_server.tenant_url()
     await create_group(base_url, SCIM_TOKEN, "all-staff")
     csv_path = tmp_path / "hris.csv"
     rows = fake_people(6, seed=3)
     for row in rows:
-        row.update(status="active", termination_date="",
-                   hire_date=(datetime.now(UTC).date() - timedelta(days=30)).isoformat())
+        row.update(
+            status="active",
+            termination_date="",
+            hire_date=(datetime.now(UTC).date() - timedelta(days=30)).isoformat(),
+        )
     write_csv(csv_path, rows)
     idp = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
     tampers = {
@@ -249,8 +336,14 @@ async def test_tampering_with_a_real_runs_audit_trail_is_detected(scim_server: S
         for kind, statement in tampers.items():
             database = tmp_path / f"{kind}.db"
             url = f"sqlite:///{database}"
-            await SyncEngine(hris=CSVExportHRIS(csv_path), idp=idp, ticketing=None, policy=POLICY,
-                             auditor=Auditor(url), options=SyncOptions(full=True, dry_run=True)).run()
+            await SyncEngine(
+                hris=CSVExportHRIS(csv_path),
+                idp=idp,
+                ticketing=None,
+                policy=POLICY,
+                auditor=Auditor(url),
+                options=SyncOptions(full=True, dry_run=True),
+            ).run()
             assert audit_verify_cli(url).returncode == 0
             with sqlite3.connect(database) as connection:
                 assert connection.execute(statement).rowcount == 1

@@ -42,8 +42,19 @@ __all__ = ["FAULT_KINDS", "FaultRule", "FaultProxy", "normalise_path"]
 
 FAULT_KINDS: tuple[str, ...] = ("429", "503", "reset", "slow", "drop")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-                        "upgrade", "content-length", "host"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
 MAX_HEADER_BYTES = 65_536
 _ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F]{8,}|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27,}|\d+)$")
 
@@ -126,8 +137,11 @@ class FaultProxy:
         return f"{self.url}{peer.raw_path.decode()}"
 
     async def start(self) -> FaultProxy:
-        self._client = httpx.AsyncClient(base_url=self.upstream, timeout=httpx.Timeout(60.0),
-                                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self._client = httpx.AsyncClient(
+            base_url=self.upstream,
+            timeout=httpx.Timeout(60.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_HEADER_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -183,8 +197,11 @@ class FaultProxy:
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """Requests seen with ``method`` (None = any) whose normalised path contains ``path``."""
-        return sum(n for (m, p), n in self.requests.items()
-                   if (method is None or m == method) and (path is None or path in p))
+        return sum(
+            n
+            for (m, p), n in self.requests.items()
+            if (method is None or m == method) and (path is None or path in p)
+        )
 
     # ------------------------------------------------------------------------------------------ faults
 
@@ -193,7 +210,9 @@ class FaultProxy:
         path = request.target.split("?", 1)[0]
         with self._lock:
             for index, rule in enumerate(self.rules):
-                if rule.matches(request.method, path) and (rule.times is None or self._rule_hits[index] < rule.times):
+                if rule.matches(request.method, path) and (
+                    rule.times is None or self._rule_hits[index] < rule.times
+                ):
                     self._rule_hits[index] += 1
                     return rule.kind
             if self.rate <= 0:
@@ -217,7 +236,9 @@ class FaultProxy:
                 except (_Closed, asyncio.IncompleteReadError, ConnectionError):
                     return
                 except ValueError:
-                    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    writer.write(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
                     await writer.drain()
                     return
                 keep_open = await self._handle(request, reader, writer)
@@ -283,7 +304,9 @@ class FaultProxy:
             return True
         return data == b""
 
-    async def _handle(self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _handle(
+        self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         with self._lock:
             self.requests[(request.method, normalise_path(request.target))] += 1
         fault = self.choose_fault(request)
@@ -292,12 +315,20 @@ class FaultProxy:
                 self.faults[fault] += 1
         if fault == "429":
             retry_after = random.Random(f"{self.seed}|{self.faults[fault]}").randint(0, self.max_retry_after)
-            await self._answer(writer, 429, [("Retry-After", str(retry_after)), ("Content-Type", "application/json")],
-                               b'{"detail": "too many requests (injected)"}')
+            await self._answer(
+                writer,
+                429,
+                [("Retry-After", str(retry_after)), ("Content-Type", "application/json")],
+                b'{"detail": "too many requests (injected)"}',
+            )
             return True
         if fault == "503":
-            await self._answer(writer, 503, [("Content-Type", "application/json")],
-                               b'{"detail": "service unavailable (injected)"}')
+            await self._answer(
+                writer,
+                503,
+                [("Content-Type", "application/json")],
+                b'{"detail": "service unavailable (injected)"}',
+            )
             return True
         if fault == "reset":
             writer.transport.abort()
@@ -321,8 +352,9 @@ class FaultProxy:
     async def _forward(self, request: _Request) -> tuple[int, list[tuple[str, str]], bytes]:
         assert self._client is not None
         headers = [(n, v) for n, v in request.headers if n.lower() not in HOP_BY_HOP]
-        upstream = self._client.build_request(request.method, request.target, headers=headers,
-                                              content=request.body or None)
+        upstream = self._client.build_request(
+            request.method, request.target, headers=headers, content=request.body or None
+        )
         response = await self._client.send(upstream, stream=True)
         try:
             body = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -335,14 +367,26 @@ class FaultProxy:
         return response.status_code, kept, body
 
     @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    async def _answer(
+        writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
         reason = httpx.codes.get_reason_phrase(status) or "Unknown"
-        lines = [f"HTTP/1.1 {status} {reason}", *(f"{n}: {v}" for n, v in headers),
-                 f"Content-Length: {len(body)}", "Connection: keep-alive", "", ""]
+        lines = [
+            f"HTTP/1.1 {status} {reason}",
+            *(f"{n}: {v}" for n, v in headers),
+            f"Content-Length: {len(body)}",
+            "Connection: keep-alive",
+            "",
+            "",
+        ]
         writer.write("\r\n".join(lines).encode("latin-1") + body)
         await writer.drain()
 
     def describe(self) -> dict[str, Any]:
         """Counts for reports: requests by method and path, faults by kind, forwarded (writes)."""
-        return {"requests": dict(self.requests), "faults": dict(self.faults), "forwarded": self.forwarded,
-                "forwarded_writes": self.forwarded_writes}
+        return {
+            "requests": dict(self.requests),
+            "faults": dict(self.faults),
+            "forwarded": self.forwarded,
+            "forwarded_writes": self.forwarded_writes,
+        }

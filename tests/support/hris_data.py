@@ -35,21 +35,112 @@ __all__ = [
 COLUMNS: tuple[str, ...] = EMPLOYEE_FIELDS
 
 FIRST_NAMES = (
-    "Ada", "Alan", "Amara", "Anders", "Aroha", "Beatriz", "Bongani", "Camille", "Chen", "Chiara", "Dagny",
-    "Dmitri", "Elif", "Emeka", "Fatima", "François", "Grace", "Hamid", "Hana", "Ingrid", "Isabel", "Jamal",
-    "José", "Kai", "Kenji", "Lars", "Leila", "Lucía", "Maja", "Mateo", "Mei", "Nia", "Noor", "Olu", "Øyvind",
-    "Priya", "Rafael", "Ravi", "Sakura", "Siobhán", "Sven", "Tariq", "Thandiwe", "Tomás", "Valentina", "Wei",
-    "Yara", "Yusuf", "Zoë", "Zainab",
+    "Ada",
+    "Alan",
+    "Amara",
+    "Anders",
+    "Aroha",
+    "Beatriz",
+    "Bongani",
+    "Camille",
+    "Chen",
+    "Chiara",
+    "Dagny",
+    "Dmitri",
+    "Elif",
+    "Emeka",
+    "Fatima",
+    "François",
+    "Grace",
+    "Hamid",
+    "Hana",
+    "Ingrid",
+    "Isabel",
+    "Jamal",
+    "José",
+    "Kai",
+    "Kenji",
+    "Lars",
+    "Leila",
+    "Lucía",
+    "Maja",
+    "Mateo",
+    "Mei",
+    "Nia",
+    "Noor",
+    "Olu",
+    "Øyvind",
+    "Priya",
+    "Rafael",
+    "Ravi",
+    "Sakura",
+    "Siobhán",
+    "Sven",
+    "Tariq",
+    "Thandiwe",
+    "Tomás",
+    "Valentina",
+    "Wei",
+    "Yara",
+    "Yusuf",
+    "Zoë",
+    "Zainab",
 )
 LAST_NAMES = (
-    "Abara", "Andersen", "Bauer", "Bianchi", "Chatterjee", "Costa", "Da Silva", "Dubois", "Eriksson",
-    "Fernández", "García", "Haddad", "Hansen", "Ito", "Jansen", "Kim", "Kowalski", "Larsen", "Li", "Mbeki",
-    "Müller", "Nakamura", "Nguyen", "Novak", "O'Brien", "Okafor", "Patel", "Pereira", "Petrov", "Quispe",
-    "Rossi", "Sato", "Schmidt", "Singh", "Smith", "Suzuki", "Tanaka", "Van der Berg", "Wang", "Weiß",
-    "Yılmaz", "Zhang",
+    "Abara",
+    "Andersen",
+    "Bauer",
+    "Bianchi",
+    "Chatterjee",
+    "Costa",
+    "Da Silva",
+    "Dubois",
+    "Eriksson",
+    "Fernández",
+    "García",
+    "Haddad",
+    "Hansen",
+    "Ito",
+    "Jansen",
+    "Kim",
+    "Kowalski",
+    "Larsen",
+    "Li",
+    "Mbeki",
+    "Müller",
+    "Nakamura",
+    "Nguyen",
+    "Novak",
+    "O'Brien",
+    "Okafor",
+    "Patel",
+    "Pereira",
+    "Petrov",
+    "Quispe",
+    "Rossi",
+    "Sato",
+    "Schmidt",
+    "Singh",
+    "Smith",
+    "Suzuki",
+    "Tanaka",
+    "Van der Berg",
+    "Wang",
+    "Weiß",
+    "Yılmaz",
+    "Zhang",
 )
-PREFERRED = {"Alan": "Al", "Beatriz": "Bia", "Dmitri": "Dima", "Isabel": "Isa", "Valentina": "Vale",
-             "Rafael": "Rafa", "Siobhán": "Shiv", "Thandiwe": "Thandi", "Tomás": "Tom"}
+PREFERRED = {
+    "Alan": "Al",
+    "Beatriz": "Bia",
+    "Dmitri": "Dima",
+    "Isabel": "Isa",
+    "Valentina": "Vale",
+    "Rafael": "Rafa",
+    "Siobhán": "Shiv",
+    "Thandiwe": "Thandi",
+    "Tomás": "Tom",
+}
 DEPARTMENTS: dict[str, tuple[str, ...]] = {
     "Engineering": ("Software Engineer", "Senior Software Engineer", "Staff Engineer", "Engineering Manager"),
     "Sales": ("Account Executive", "Sales Development Representative", "Sales Manager"),
@@ -61,19 +152,43 @@ DEPARTMENTS: dict[str, tuple[str, ...]] = {
 }
 LOCATIONS = ("Berlin", "Lisbon", "London", "Nairobi", "New York", "São Paulo", "Singapore", "Tokyo", "Remote")
 EMPLOYMENT_TYPES = ("Full-Time", "Full-Time", "Full-Time", "Part-Time", "Contractor", "Intern")
-BREAKAGES = ("missing_id", "bad_hire_date", "bad_termination_date", "unknown_status", "duplicate_id",
-             "missing_first_name", "missing_last_name")
+BREAKAGES = (
+    "missing_id",
+    "bad_hire_date",
+    "bad_termination_date",
+    "unknown_status",
+    "duplicate_id",
+    "missing_first_name",
+    "missing_last_name",
+)
 
-ASCII = str.maketrans({"é": "e", "ç": "c", "ø": "o", "Ø": "O", "ó": "o", "á": "a", "í": "i", "ë": "e",
-                       "ü": "u", "ß": "ss", "ı": "i", "ã": "a", " ": "", "'": ""})
+ASCII = str.maketrans(
+    {
+        "é": "e",
+        "ç": "c",
+        "ø": "o",
+        "Ø": "O",
+        "ó": "o",
+        "á": "a",
+        "í": "i",
+        "ë": "e",
+        "ü": "u",
+        "ß": "ss",
+        "ı": "i",
+        "ã": "a",
+        " ": "",
+        "'": "",
+    }
+)
 
 
 def _local_part(first: str, last: str) -> str:
     return f"{first}.{last}".translate(ASCII).lower()
 
 
-def fake_people(count: int, *, seed: int = 0, today: date | None = None,
-                id_prefix: str = "E") -> list[dict[str, str]]:
+def fake_people(
+    count: int, *, seed: int = 0, today: date | None = None, id_prefix: str = "E"
+) -> list[dict[str, str]]:
     """``count`` rows keyed by :data:`COLUMNS`; ids ``E00001``…; deterministic for ``seed`` and ``today``."""
     rng = random.Random(seed)
     today = today or date(2026, 1, 15)
@@ -99,22 +214,24 @@ def fake_people(count: int, *, seed: int = 0, today: date | None = None,
         else:
             status, hire = "active", today - timedelta(days=rng.randint(1, 4000))
         manager = "" if index < 5 else f"{id_prefix}{rng.randint(1, min(index, 200)):05d}"
-        rows.append({
-            "employee_id": employee_id,
-            "first_name": first,
-            "last_name": last,
-            "preferred_name": PREFERRED.get(first, "") if rng.random() < 0.6 else "",
-            "work_email": f"{local}@example.com",
-            "personal_email": f"{local}.home@example.net" if rng.random() < 0.7 else "",
-            "department": department,
-            "title": rng.choice(DEPARTMENTS[department]),
-            "manager_id": manager,
-            "location": rng.choice(LOCATIONS),
-            "employment_type": rng.choice(EMPLOYMENT_TYPES),
-            "status": status,
-            "hire_date": hire.isoformat(),
-            "termination_date": termination,
-        })
+        rows.append(
+            {
+                "employee_id": employee_id,
+                "first_name": first,
+                "last_name": last,
+                "preferred_name": PREFERRED.get(first, "") if rng.random() < 0.6 else "",
+                "work_email": f"{local}@example.com",
+                "personal_email": f"{local}.home@example.net" if rng.random() < 0.7 else "",
+                "department": department,
+                "title": rng.choice(DEPARTMENTS[department]),
+                "manager_id": manager,
+                "location": rng.choice(LOCATIONS),
+                "employment_type": rng.choice(EMPLOYMENT_TYPES),
+                "status": status,
+                "hire_date": hire.isoformat(),
+                "termination_date": termination,
+            }
+        )
     return rows
 
 
@@ -155,8 +272,14 @@ def break_rows(rows: list[dict[str, str]], *, count: int, seed: int = 0) -> dict
     return broken
 
 
-def write_csv(path: str | Path, rows: Iterable[Mapping[str, str]], *, columns: Sequence[str] = COLUMNS,
-              column_map: Mapping[str, str] | None = None, bom: bool = False) -> Path:
+def write_csv(
+    path: str | Path,
+    rows: Iterable[Mapping[str, str]],
+    *,
+    columns: Sequence[str] = COLUMNS,
+    column_map: Mapping[str, str] | None = None,
+    bom: bool = False,
+) -> Path:
     """Write ``rows`` as UTF-8 CSV (optionally with a BOM); ``column_map`` renames our field → header."""
     path = Path(path)
     header = [(column_map or {}).get(c, c) for c in columns]

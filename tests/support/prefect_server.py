@@ -17,6 +17,7 @@ to the whole group, waits, then SIGKILLs it — nothing survives the test run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,10 +78,8 @@ class PrefectServerHandle:
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=timeout)
 
 
@@ -99,19 +98,22 @@ def start_prefect_server(
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith("PREFECT_")  # the outer test process's Prefect settings must not leak in
     }
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_UI_ENABLED": "true" if ui else "false",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_UI_ENABLED": "true" if ui else "false",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     log_path = workdir / "prefect-server.log"
@@ -128,8 +130,9 @@ def start_prefect_server(
         )
     finally:
         log_file.close()
-    handle = PrefectServerHandle(api_url=api_url, port=port, pid=process.pid, home=home, log_path=log_path,
-                                 _process=process)
+    handle = PrefectServerHandle(
+        api_url=api_url, port=port, pid=process.pid, home=home, log_path=log_path, _process=process
+    )
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:

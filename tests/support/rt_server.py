@@ -10,6 +10,7 @@ carries its stderr; callers must let it fail the test, never skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -91,10 +92,8 @@ class RTServer:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(timeout)
 
     def create_user(self, name: str, password: str) -> None:

@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,10 +97,8 @@ class SCIMServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-        try:
+        with suppress(OSError):
             self.log_path.unlink()
-        except OSError:
-            pass
 
 
 def start_scim_server(
@@ -125,8 +123,17 @@ def start_scim_server(
         extra = ["--service-provider-config", config_name]
     with os.fdopen(fd, "wb") as log_file:
         process = subprocess.Popen(
-            [_executable(), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token,
-             "--dynamic-tenants", *extra],
+            [
+                _executable(),
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--bearer-token",
+                token,
+                "--dynamic-tenants",
+                *extra,
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -136,9 +143,13 @@ def start_scim_server(
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"scim2-server exited with {process.returncode}: {server.log_text()[-2000:]}")
+                raise RuntimeError(
+                    f"scim2-server exited with {process.returncode}: {server.log_text()[-2000:]}"
+                )
             try:
-                response = httpx.get(f"{server.root_url}ServiceProviderConfig", headers=server.headers(), timeout=2)
+                response = httpx.get(
+                    f"{server.root_url}ServiceProviderConfig", headers=server.headers(), timeout=2
+                )
                 if response.status_code == 200:
                     return server
             except httpx.TransportError:

@@ -17,8 +17,15 @@ pytestmark = pytest.mark.postgres
 
 def _event(i: int, **extra: object) -> AuditEventBase:
     return AuditEventBase(
-        actor="cli:test", action="idp.user.create", target_system="scim", target_id=f"u{i}",
-        employee_id=f"E{i}", outcome=Outcome.APPLIED, reason="joiner", details={"i": i}, **extra,  # type: ignore[arg-type]
+        actor="cli:test",
+        action="idp.user.create",
+        target_system="scim",
+        target_id=f"u{i}",
+        employee_id=f"E{i}",
+        outcome=Outcome.APPLIED,
+        reason="joiner",
+        details={"i": i},
+        **extra,  # type: ignore[arg-type]
     )
 
 

@@ -36,19 +36,54 @@ REPORT = {
     "title": "Report",
     "fields": [{"id": f, "type": "text", "name": f} for f in REPORT_FIELDS],
     "employees": [
-        {"id": "123", "firstName": "Charlotte", "lastName": "Abbott", "preferredName": "Charlie",
-         "workEmail": "cabbott@efficientoffice.com", "homeEmail": "charlotte@example.net",
-         "department": "Sales", "jobTitle": "Sr. HR Administrator", "supervisorEId": "9", "location": "Lindon, Utah",
-         "employmentHistoryStatus": "Full-Time", "status": "Active", "hireDate": "2012-01-04",
-         "terminationDate": "0000-00-00"},
-        {"id": "124", "firstName": "Ashley", "lastName": "Adams", "preferredName": None, "workEmail": None,
-         "homeEmail": None, "department": "IT", "jobTitle": "IT Helpdesk", "supervisorEId": "123",
-         "location": "London, UK", "employmentHistoryStatus": "Terminated", "status": "Inactive",
-         "hireDate": "2015-06-01", "terminationDate": "2025-11-30"},
-        {"id": "125", "firstName": "Christina", "lastName": "Agluinda", "preferredName": "", "workEmail": "",
-         "homeEmail": "", "department": "Product", "jobTitle": "Software Engineer", "supervisorEId": None,
-         "location": None, "employmentHistoryStatus": "Full-Time", "status": "Active",
-         "hireDate": "2026-02-02", "terminationDate": "0000-00-00"},
+        {
+            "id": "123",
+            "firstName": "Charlotte",
+            "lastName": "Abbott",
+            "preferredName": "Charlie",
+            "workEmail": "cabbott@efficientoffice.com",
+            "homeEmail": "charlotte@example.net",
+            "department": "Sales",
+            "jobTitle": "Sr. HR Administrator",
+            "supervisorEId": "9",
+            "location": "Lindon, Utah",
+            "employmentHistoryStatus": "Full-Time",
+            "status": "Active",
+            "hireDate": "2012-01-04",
+            "terminationDate": "0000-00-00",
+        },
+        {
+            "id": "124",
+            "firstName": "Ashley",
+            "lastName": "Adams",
+            "preferredName": None,
+            "workEmail": None,
+            "homeEmail": None,
+            "department": "IT",
+            "jobTitle": "IT Helpdesk",
+            "supervisorEId": "123",
+            "location": "London, UK",
+            "employmentHistoryStatus": "Terminated",
+            "status": "Inactive",
+            "hireDate": "2015-06-01",
+            "terminationDate": "2025-11-30",
+        },
+        {
+            "id": "125",
+            "firstName": "Christina",
+            "lastName": "Agluinda",
+            "preferredName": "",
+            "workEmail": "",
+            "homeEmail": "",
+            "department": "Product",
+            "jobTitle": "Software Engineer",
+            "supervisorEId": None,
+            "location": None,
+            "employmentHistoryStatus": "Full-Time",
+            "status": "Active",
+            "hireDate": "2026-02-02",
+            "terminationDate": "0000-00-00",
+        },
         {"id": "126", "firstName": "Shannon", "lastName": "", "status": "Active", "hireDate": "2020-01-01"},
     ],
 }
@@ -103,10 +138,19 @@ async def test_iter_employees_uses_custom_report() -> None:
     charlotte, ashley, christina, shannon = items
     assert isinstance(charlotte, Employee)
     assert charlotte.model_dump() == {
-        "employee_id": "123", "first_name": "Charlotte", "last_name": "Abbott", "preferred_name": "Charlie",
-        "work_email": "cabbott@efficientoffice.com", "personal_email": "charlotte@example.net",
-        "department": "Sales", "title": "Sr. HR Administrator", "manager_id": "9", "location": "Lindon, Utah",
-        "employment_type": "Full-Time", "status": EmployeeStatus.ACTIVE, "hire_date": date(2012, 1, 4),
+        "employee_id": "123",
+        "first_name": "Charlotte",
+        "last_name": "Abbott",
+        "preferred_name": "Charlie",
+        "work_email": "cabbott@efficientoffice.com",
+        "personal_email": "charlotte@example.net",
+        "department": "Sales",
+        "title": "Sr. HR Administrator",
+        "manager_id": "9",
+        "location": "Lindon, Utah",
+        "employment_type": "Full-Time",
+        "status": EmployeeStatus.ACTIVE,
+        "hire_date": date(2012, 1, 4),
         "termination_date": None,
     }
     assert isinstance(ashley, Employee) and ashley.status is EmployeeStatus.TERMINATED
@@ -123,15 +167,36 @@ async def test_iter_employees_uses_custom_report() -> None:
     [
         ({"status": "Active", "hireDate": "2020-01-01"}, EmployeeStatus.ACTIVE),
         ({"status": "Active", "hireDate": "2026-01-16"}, EmployeeStatus.PENDING),
-        ({"status": "Active", "hireDate": "2020-01-01", "terminationDate": "2026-01-14"}, EmployeeStatus.TERMINATED),
-        ({"status": "Active", "hireDate": "2020-01-01", "terminationDate": "2026-03-31"}, EmployeeStatus.ACTIVE),
-        ({"status": "Inactive", "hireDate": "2020-01-01", "terminationDate": "2025-12-01"}, EmployeeStatus.TERMINATED),
-        ({"status": "Inactive", "hireDate": "2020-01-01", "terminationDate": "0000-00-00"}, EmployeeStatus.TERMINATED),
-        ({"status": "Active", "hireDate": "2020-01-01", "employmentHistoryStatus": "Leave of Absence"},
-         EmployeeStatus.LEAVE),
+        (
+            {"status": "Active", "hireDate": "2020-01-01", "terminationDate": "2026-01-14"},
+            EmployeeStatus.TERMINATED,
+        ),
+        (
+            {"status": "Active", "hireDate": "2020-01-01", "terminationDate": "2026-03-31"},
+            EmployeeStatus.ACTIVE,
+        ),
+        (
+            {"status": "Inactive", "hireDate": "2020-01-01", "terminationDate": "2025-12-01"},
+            EmployeeStatus.TERMINATED,
+        ),
+        (
+            {"status": "Inactive", "hireDate": "2020-01-01", "terminationDate": "0000-00-00"},
+            EmployeeStatus.TERMINATED,
+        ),
+        (
+            {"status": "Active", "hireDate": "2020-01-01", "employmentHistoryStatus": "Leave of Absence"},
+            EmployeeStatus.LEAVE,
+        ),
     ],
-    ids=["active", "future-hire", "past-termination", "future-termination", "inactive-terminated",
-         "inactive-no-date", "leave"],
+    ids=[
+        "active",
+        "future-hire",
+        "past-termination",
+        "future-termination",
+        "inactive-terminated",
+        "inactive-no-date",
+        "leave",
+    ],
 )
 def test_status_mapping(fields: dict[str, str], expected: EmployeeStatus) -> None:
     """BambooHR status + dates + employment status map to our EmployeeStatus."""
@@ -226,7 +291,11 @@ async def test_429_honours_retry_after() -> None:
 async def test_503_twice_then_ok() -> None:
     """[503, 503, 200] succeeds on the third attempt."""
     route = respx.get(f"{BASE}employees/123/").mock(
-        side_effect=[httpx.Response(503), httpx.Response(503), httpx.Response(200, json=REPORT["employees"][0])]
+        side_effect=[
+            httpx.Response(503),
+            httpx.Response(503),
+            httpx.Response(200, json=REPORT["employees"][0]),
+        ]
     )
     assert (await make_hris([]).get_employee("123")).employee_id == "123"
     assert route.call_count == 3
@@ -235,7 +304,9 @@ async def test_503_twice_then_ok() -> None:
 @respx.mock
 async def test_429_exhausted_raises_retryable() -> None:
     """Persistent 429s end in RetryableAPIError after max attempts."""
-    respx.get(f"{BASE}employees/changed/").mock(return_value=httpx.Response(429, headers={"Retry-After": "1"}))
+    respx.get(f"{BASE}employees/changed/").mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "1"})
+    )
     with pytest.raises(RetryableAPIError) as info:
         await make_hris([]).changed_since(datetime(2026, 1, 1, tzinfo=UTC))
     assert info.value.retry_after == 1.0
@@ -267,9 +338,8 @@ async def test_api_key_never_in_logs_or_exceptions(caplog: pytest.LogCaptureFixt
         return_value=httpx.Response(401, text=f"invalid key {API_KEY} (auth {basic})")
     )
     source = make_hris()
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(AuthenticationError) as info:
-            await source.get_employee("1")
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthenticationError) as info:
+        await source.get_employee("1")
     texts = [str(info.value), repr(info.value), repr(source), caplog.text]
     assert "***" in str(info.value)
     for text in texts:
@@ -279,7 +349,9 @@ async def test_api_key_never_in_logs_or_exceptions(caplog: pytest.LogCaptureFixt
 
 def test_factory_builds_csv_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """kind=csv gives a CSVExportHRIS on the configured path with the column map."""
-    source = build_hris(HRISSettings(kind="csv", path=tmp_path / "x.csv", column_map={"employee_id": "Emp #"}))
+    source = build_hris(
+        HRISSettings(kind="csv", path=tmp_path / "x.csv", column_map={"employee_id": "Emp #"})
+    )
     assert isinstance(source, CSVExportHRIS)
     assert source.columns["employee_id"] == "Emp #"
 

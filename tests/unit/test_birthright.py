@@ -14,8 +14,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 
 
 def staff(**fields: object) -> Employee:
-    base: dict[str, object] = {"employee_id": "E1", "first_name": "Ada", "last_name": "Lovelace",
-                               "status": EmployeeStatus.ACTIVE}
+    base: dict[str, object] = {
+        "employee_id": "E1",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "status": EmployeeStatus.ACTIVE,
+    }
     return Employee.model_validate(base | fields)
 
 
@@ -41,8 +45,16 @@ def test_everyone_rule_matches_anyone() -> None:
         ({"department": "Sales", "location": "Berlin"}, {"department": "Sales", "location": "Berlin"}, True),
         ({"department": "Sales", "location": "Berlin"}, {"department": "Sales", "location": "London"}, False),
     ],
-    ids=["exact-case-insensitive", "trimmed", "other-value", "missing-attribute", "list-any-of",
-         "list-none", "all-keys-match", "one-key-fails"],
+    ids=[
+        "exact-case-insensitive",
+        "trimmed",
+        "other-value",
+        "missing-attribute",
+        "list-any-of",
+        "list-none",
+        "all-keys-match",
+        "one-key-fails",
+    ],
 )
 def test_rule_matching(match: dict[str, object], fields: dict[str, object], expected: bool) -> None:
     """Keys all must match; list values mean any of; compare ignores case and surrounding space."""
@@ -54,7 +66,12 @@ def test_union_of_matching_rules(policy: Policy) -> None:
     """An engineer contractor in Berlin gets the union of every matching rule's groups."""
     employee = staff(department="Engineering", employment_type="contractor", location="Berlin")
     assert birthright_groups(employee, policy) == {
-        "all-staff", "engineering", "github-users", "contractors", "office-berlin"}
+        "all-staff",
+        "engineering",
+        "github-users",
+        "contractors",
+        "office-berlin",
+    }
     assert [i for i, _ in matching_rules(employee, policy)] == [1, 2, 5, 6]
 
 
@@ -65,8 +82,10 @@ def test_unknown_department_gets_only_everyone_rules(policy: Policy) -> None:
 
 def test_privileged_group_is_never_birthright() -> None:
     """A privileged group named by a rule needs approval; with one it becomes a grant."""
-    policy = Policy(birthright=[BirthrightRule(match={"department": "Ops"}, groups=["ops", "prod-admin"])],
-                    privileged_groups=[PrivilegedGroup(name="prod-admin")])
+    policy = Policy(
+        birthright=[BirthrightRule(match={"department": "Ops"}, groups=["ops", "prod-admin"])],
+        privileged_groups=[PrivilegedGroup(name="prod-admin")],
+    )
     employee = staff(department="Ops")
     assert birthright_groups(employee, policy) == {"ops"}
     pending = entitlements(employee, policy)
@@ -89,6 +108,8 @@ def test_approval_grants_privileged_group_without_rule() -> None:
 def test_reasons_name_the_rule(policy: Policy) -> None:
     """Each granted group's reason names the first rule that grants it."""
     ents = entitlements(staff(department="Sales"), policy)
-    assert ents.reasons == {"all-staff": "birthright rule 1 (everyone)",
-                            "sales": "birthright rule 3 (department)",
-                            "crm-users": "birthright rule 3 (department)"}
+    assert ents.reasons == {
+        "all-staff": "birthright rule 1 (everyone)",
+        "sales": "birthright rule 3 (department)",
+        "crm-users": "birthright rule 3 (department)",
+    }

@@ -13,21 +13,33 @@ BRAKE = MassChangeBrake(max_disable_count=25, max_disable_percent=5.0)
 
 def leaver(n: int, *kinds: ActionKind) -> Plan:
     kinds = kinds or (ActionKind.DISABLE_ACCOUNT, ActionKind.REMOVE_MEMBERSHIP)
-    return Plan(employee_id=f"E{n}", event="leaver",
-                actions=[Action(kind=k, employee_id=f"E{n}", target="g", reason="test") for k in kinds])
+    return Plan(
+        employee_id=f"E{n}",
+        event="leaver",
+        actions=[Action(kind=k, employee_id=f"E{n}", target="g", reason="test") for k in kinds],
+    )
 
 
 def mover(n: int) -> Plan:
-    return Plan(employee_id=f"E{n}", event="mover", actions=[
-        Action(kind=ActionKind.UPDATE_ACCOUNT, employee_id=f"E{n}", target="u", reason="test"),
-        Action(kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=f"E{n}", target="sales", reason="test"),
-    ])
+    return Plan(
+        employee_id=f"E{n}",
+        event="mover",
+        actions=[
+            Action(kind=ActionKind.UPDATE_ACCOUNT, employee_id=f"E{n}", target="u", reason="test"),
+            Action(kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=f"E{n}", target="sales", reason="test"),
+        ],
+    )
 
 
 def test_counts_each_employee_once_for_disable_and_delete() -> None:
     """An employee with both a disable and a delete counts once; movers and schedules do not count."""
-    plans = [leaver(1, ActionKind.DISABLE_ACCOUNT, ActionKind.DELETE_ACCOUNT), leaver(2, ActionKind.DELETE_ACCOUNT),
-             mover(3), leaver(4, ActionKind.SCHEDULE), Plan(employee_id="E5", event="none")]
+    plans = [
+        leaver(1, ActionKind.DISABLE_ACCOUNT, ActionKind.DELETE_ACCOUNT),
+        leaver(2, ActionKind.DELETE_ACCOUNT),
+        mover(3),
+        leaver(4, ActionKind.SCHEDULE),
+        Plan(employee_id="E5", event="none"),
+    ]
     assert disabling_employees(plans) == ["E1", "E2"]
 
 

@@ -28,11 +28,20 @@ def env(fresh_sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _seed(url: str) -> None:
     with session_scope(url) as session:
-        record_many(session=session, events=[
-            AuditEventBase(actor="cli:t", action="idp.user.create", target_system="scim", employee_id=emp,
-                           outcome=Outcome.APPLIED, details={"n": n})
-            for n, emp in enumerate(["E1", "E2", "E1"])
-        ])
+        record_many(
+            session=session,
+            events=[
+                AuditEventBase(
+                    actor="cli:t",
+                    action="idp.user.create",
+                    target_system="scim",
+                    employee_id=emp,
+                    outcome=Outcome.APPLIED,
+                    details={"n": n},
+                )
+                for n, emp in enumerate(["E1", "E2", "E1"])
+            ],
+        )
 
 
 def test_config_check_masks_secrets(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +64,9 @@ def test_bad_setting_exits_2_naming_the_field(env: str, monkeypatch: pytest.Monk
     assert not Path(env.removeprefix("sqlite:///").replace("tenure.db", "never.db")).exists()
 
 
-def test_bad_policy_exits_2_naming_the_field(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_policy_exits_2_naming_the_field(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A policy file with a bad value gives exit 2 and names the field path."""
     bad = tmp_path / "policy.yaml"
     bad.write_text("prehire_days: -3\nbirthright:\n  - groups: []\n")

@@ -31,8 +31,10 @@ def write_text(path: Path, text: str, *, bom: bool = False) -> Path:
     return path
 
 
-HEADER = ("employee_id,first_name,last_name,preferred_name,work_email,personal_email,department,title,"
-          "manager_id,location,employment_type,status,hire_date,termination_date\n")
+HEADER = (
+    "employee_id,first_name,last_name,preferred_name,work_email,personal_email,department,title,"
+    "manager_id,location,employment_type,status,hire_date,termination_date\n"
+)
 
 
 def test_satisfies_hris_protocol(tmp_path: Path) -> None:
@@ -45,7 +47,8 @@ async def test_reads_utf8_with_and_without_bom(tmp_path: Path, bom: bool) -> Non
     """A row with non-ASCII names parses identically with or without a byte-order mark."""
     path = write_text(
         tmp_path / "hris.csv",
-        HEADER + "E1,Zoë,Weiß,,zoe.weiss@example.com,,IT,Security Engineer,,Berlin,Full-Time,active,2020-02-03,\n",
+        HEADER
+        + "E1,Zoë,Weiß,,zoe.weiss@example.com,,IT,Security Engineer,,Berlin,Full-Time,active,2020-02-03,\n",
         bom=bom,
     )
     [employee] = await collect(hris(path))
@@ -59,8 +62,13 @@ async def test_reads_utf8_with_and_without_bom(tmp_path: Path, bom: bool) -> Non
 
 async def test_column_map_renames_export_columns(tmp_path: Path) -> None:
     """column_map maps our field names to the export's own headers."""
-    column_map = {"employee_id": "Employee #", "first_name": "First Name", "last_name": "Last Name",
-                  "status": "Employment Status", "hire_date": "Start"}
+    column_map = {
+        "employee_id": "Employee #",
+        "first_name": "First Name",
+        "last_name": "Last Name",
+        "status": "Employment Status",
+        "hire_date": "Start",
+    }
     rows = fake_people(3, seed=1)
     path = write_csv(tmp_path / "hris.csv", rows, column_map=column_map)
     items = await collect(hris(path, column_map))
@@ -105,7 +113,10 @@ async def test_bad_row_is_yielded_with_line_number(tmp_path: Path, cells: str, r
     """Each kind of bad row becomes an InvalidRecordError at its line; the good rows around it survive."""
     path = write_text(
         tmp_path / "hris.csv",
-        HEADER + "G1,Grace,Hopper,,,,,,,,,active,2019-05-06,\n" + cells + "\n"
+        HEADER
+        + "G1,Grace,Hopper,,,,,,,,,active,2019-05-06,\n"
+        + cells
+        + "\n"
         + "G2,Alan,Turing,,,,,,,,,active,2018-01-01,\n",
     )
     first, bad, last = await collect(hris(path))
@@ -147,7 +158,9 @@ async def test_status_words_and_derivation(
     tmp_path: Path, status: str, hire: str, termination: str, expected: EmployeeStatus
 ) -> None:
     """Status words map case-insensitively; a blank status is derived from the dates."""
-    path = write_text(tmp_path / "hris.csv", HEADER + f"E1,Ada,Lovelace,,,,,,,,,{status},{hire},{termination}\n")
+    path = write_text(
+        tmp_path / "hris.csv", HEADER + f"E1,Ada,Lovelace,,,,,,,,,{status},{hire},{termination}\n"
+    )
     [employee] = await collect(hris(path))
     assert isinstance(employee, Employee)
     assert employee.status is expected
@@ -169,10 +182,15 @@ async def test_ten_thousand_rows_one_percent_broken(tmp_path: Path) -> None:
     assert len(set(Counter(broken.values()))) == 7  # every kind of breakage is represented
     for error in errors:
         kind = broken[error.row]
-        expected = {"missing_id": "missing employee_id", "bad_hire_date": "invalid hire_date",
-                    "bad_termination_date": "invalid termination_date", "unknown_status": "unknown status",
-                    "duplicate_id": "duplicate employee_id", "missing_first_name": "missing first_name",
-                    "missing_last_name": "missing last_name"}[kind]
+        expected = {
+            "missing_id": "missing employee_id",
+            "bad_hire_date": "invalid hire_date",
+            "bad_termination_date": "invalid termination_date",
+            "unknown_status": "unknown status",
+            "duplicate_id": "duplicate employee_id",
+            "missing_first_name": "missing first_name",
+            "missing_last_name": "missing last_name",
+        }[kind]
         assert error.reason.startswith(expected), (error.row, kind, error.reason)
         row = rows[error.row - 2]
         assert row["first_name"].strip() == "" or row["first_name"] not in error.reason

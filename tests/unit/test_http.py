@@ -62,7 +62,10 @@ async def api(sleeps: Sleeps) -> AsyncIterator[APIClient]:
 async def test_429_retry_after_is_waited_out(api: APIClient, sleeps: Sleeps) -> None:
     """A 429 with Retry-After: 1 makes the client wait exactly 1 s and then succeed."""
     route = respx.get(f"{BASE}items").mock(
-        side_effect=[httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json={"ok": True})]
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "1"}),
+            httpx.Response(200, json={"ok": True}),
+        ]
     )
     assert await api.request_json("GET", "items") == {"ok": True}
     assert route.call_count == 2 and sleeps == [1.0]
@@ -99,8 +102,14 @@ async def test_401_is_not_retried(api: APIClient, sleeps: Sleeps) -> None:
 @respx.mock
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(403, AuthenticationError), (404, NotFoundError), (409, ConflictError), (400, PermanentAPIError),
-     (422, PermanentAPIError), (501, PermanentAPIError)],
+    [
+        (403, AuthenticationError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (400, PermanentAPIError),
+        (422, PermanentAPIError),
+        (501, PermanentAPIError),
+    ],
     ids=["403", "404", "409", "400", "422", "501"],
 )
 async def test_permanent_statuses_are_typed_and_not_retried(api: APIClient, status: int, error: type) -> None:
@@ -132,7 +141,9 @@ async def test_html_instead_of_json_is_a_validation_error(api: APIClient) -> Non
 @respx.mock
 async def test_garbage_json_is_a_validation_error(api: APIClient) -> None:
     """A truncated JSON body raises ResponseValidationError with the decode error as cause."""
-    respx.get(f"{BASE}items").respond(200, content=b'{"items": [1, 2', headers={"Content-Type": "application/json"})
+    respx.get(f"{BASE}items").respond(
+        200, content=b'{"items": [1, 2', headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(ResponseValidationError) as info:
         await api.request_json("GET", "items")
     assert isinstance(info.value.__cause__, ValueError)
@@ -150,7 +161,9 @@ async def test_post_is_not_retried(api: APIClient) -> None:
 @respx.mock
 async def test_network_errors_are_retried_for_get(api: APIClient) -> None:
     """A connect error then success: GET is retried and NetworkError is what a dead peer raises."""
-    route = respx.get(f"{BASE}items").mock(side_effect=[httpx.ConnectError("boom"), httpx.Response(200, json=1)])
+    route = respx.get(f"{BASE}items").mock(
+        side_effect=[httpx.ConnectError("boom"), httpx.Response(200, json=1)]
+    )
     assert await api.request_json("GET", "items") == 1
     assert route.call_count == 2
     respx.get(f"{BASE}dead").mock(side_effect=httpx.ReadTimeout("slow"))
@@ -208,7 +221,9 @@ async def test_x_rate_limit_reset_is_honoured(api: APIClient, sleeps: Sleeps) ->
 async def test_spent_quota_pauses_the_next_request(api: APIClient, sleeps: Sleeps) -> None:
     """A 200 saying X-Rate-Limit-Remaining: 0 makes the next request wait for the reset (Okta's advice)."""
     reset = int(time.time()) + 10
-    respx.get(f"{BASE}a").respond(200, json=1, headers={"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(reset)})
+    respx.get(f"{BASE}a").respond(
+        200, json=1, headers={"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(reset)}
+    )
     respx.get(f"{BASE}b").respond(200, json=2)
     await api.request("GET", "a")
     assert sleeps == []
@@ -218,9 +233,14 @@ async def test_spent_quota_pauses_the_next_request(api: APIClient, sleeps: Sleep
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
-    [({"Retry-After": "3"}, 3.0), ({"Retry-After": "0.5"}, 0.5), ({"Retry-After": "99999"}, 120.0),
-     ({"Retry-After": "soon"}, None), ({}, None),
-     ({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0)],
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"Retry-After": "0.5"}, 0.5),
+        ({"Retry-After": "99999"}, 120.0),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),
+    ],
     ids=["seconds", "decimal", "capped", "garbage", "absent", "http-date"],
 )
 def test_retry_after_parsing(headers: dict[str, str], expected: float | None) -> None:
@@ -283,10 +303,13 @@ def test_loop_guard_caps_pages() -> None:
 
 def test_next_link_reads_the_rfc8288_header() -> None:
     """The rel=next URL is taken from a Link header holding self and next (Okta's shape)."""
-    response = httpx.Response(200, headers=[
-        ("Link", '<https://o.test/api/v1/users?limit=2>; rel="self"'),
-        ("Link", '<https://o.test/api/v1/users?after=00u2&limit=2>; rel="next"'),
-    ])
+    response = httpx.Response(
+        200,
+        headers=[
+            ("Link", '<https://o.test/api/v1/users?limit=2>; rel="self"'),
+            ("Link", '<https://o.test/api/v1/users?after=00u2&limit=2>; rel="next"'),
+        ],
+    )
     assert next_link(response) == "https://o.test/api/v1/users?after=00u2&limit=2"
     assert next_link(httpx.Response(200)) is None
 
@@ -311,12 +334,16 @@ async def test_bearer_token_never_in_logs_or_errors(caplog: pytest.LogCaptureFix
     await client.aclose()
     assert respx.calls.last.request.headers["Authorization"] == f"SSWS {TOKEN}"  # it was sent...
     assert caplog.records
-    assert_clean(TOKEN, caplog.text, info.value, repr(info.value), info.value.args, repr(api), repr(client.auth))
+    assert_clean(
+        TOKEN, caplog.text, info.value, repr(info.value), info.value.args, repr(api), repr(client.auth)
+    )
     assert "***" in str(info.value)  # ...and the echo in the body was masked
 
 
 @respx.mock
-async def test_token_in_url_query_never_in_logs_or_errors(caplog: pytest.LogCaptureFixture, sleeps: Sleeps) -> None:
+async def test_token_in_url_query_never_in_logs_or_errors(
+    caplog: pytest.LogCaptureFixture, sleeps: Sleeps
+) -> None:
     """A secret passed as a query parameter is masked in httpx's own INFO line, our DEBUG line and errors."""
     caplog.set_level(logging.DEBUG)
     secret = "q-secret-77aa88bb99cc"

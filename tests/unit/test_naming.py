@@ -20,8 +20,13 @@ from models.domain import Employee, EmployeeStatus
 
 
 def person(first: str, last: str, preferred: str | None = None, employee_id: str = "E1") -> Employee:
-    return Employee(employee_id=employee_id, first_name=first, last_name=last, preferred_name=preferred,
-                    status=EmployeeStatus.ACTIVE)
+    return Employee(
+        employee_id=employee_id,
+        first_name=first,
+        last_name=last,
+        preferred_name=preferred,
+        status=EmployeeStatus.ACTIVE,
+    )
 
 
 NAMING = NamingPolicy(username="{given}.{last}", email_domain="example.com", max_length=64)
@@ -41,8 +46,18 @@ NAMING = NamingPolicy(username="{given}.{last}", email_domain="example.com", max
         ("ﬁne", "fine"),  # compatibility ligature, NFKD
         ("李", ""),
     ],
-    ids=["diaeresis", "ring", "l-stroke", "eszett", "ae-o-slash", "d-stroke", "thorn", "oe", "ligature",
-         "cjk"],
+    ids=[
+        "diaeresis",
+        "ring",
+        "l-stroke",
+        "eszett",
+        "ae-o-slash",
+        "d-stroke",
+        "thorn",
+        "oe",
+        "ligature",
+        "cjk",
+    ],
 )
 def test_fold_ascii(text: str, folded: str) -> None:
     """Letters fold to ASCII via NFKD plus the table; what cannot fold is dropped."""
@@ -90,8 +105,9 @@ def test_max_length_trims_and_strips_separator() -> None:
     assert base_user_name(person("Alexandr", "Smith"), policy) == "alexandr"  # "alexandr." stripped
 
 
-@pytest.mark.parametrize(("first", "last"), [("", ""), ("李", "王"), ("---", "'''")],
-                         ids=["empty", "cjk-only", "punctuation-only"])
+@pytest.mark.parametrize(
+    ("first", "last"), [("", ""), ("李", "王"), ("---", "'''")], ids=["empty", "cjk-only", "punctuation-only"]
+)
 def test_empty_user_name(first: str, last: str) -> None:
     """A name with nothing foldable yields "" (the planner then skips the employee)."""
     assert base_user_name(person(first, last), NAMING) == ""
@@ -127,9 +143,12 @@ def test_email_for() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(first=st.text(max_size=20), last=st.text(max_size=20),
-       taken=st.sets(st.from_regex(r"[a-z]{1,3}\.[a-z]{1,3}[0-9]?", fullmatch=True), max_size=20),
-       max_length=st.integers(min_value=8, max_value=20))
+@given(
+    first=st.text(max_size=20),
+    last=st.text(max_size=20),
+    taken=st.sets(st.from_regex(r"[a-z]{1,3}\.[a-z]{1,3}[0-9]?", fullmatch=True), max_size=20),
+    max_length=st.integers(min_value=8, max_value=20),
+)
 def test_user_name_always_valid_and_free(first: str, last: str, taken: set[str], max_length: int) -> None:
     """Any name gives "" or a free userName of [a-z0-9._-], within max_length, with clean ends."""
     naming = NamingPolicy(username="{given}.{last}", max_length=max_length)

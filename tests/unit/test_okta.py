@@ -26,8 +26,13 @@ def fake() -> Iterator[FakeOkta]:
 
 
 def joiner(n: int = 1, **overrides: object) -> AccountAttributes:
-    values: dict[str, object] = {"user_name": f"u{n}@example.com", "employee_id": f"E-{n}", "given_name": "Ada",
-                                 "family_name": "Lovelace", "email": f"u{n}@example.com"}
+    values: dict[str, object] = {
+        "user_name": f"u{n}@example.com",
+        "employee_id": f"E-{n}",
+        "given_name": "Ada",
+        "family_name": "Lovelace",
+        "email": f"u{n}@example.com",
+    }
     return AccountAttributes(**(values | overrides))
 
 
@@ -42,8 +47,16 @@ def test_search_quotes_values_as_json_strings() -> None:
 
 @pytest.mark.parametrize(
     ("status", "active"),
-    [("ACTIVE", True), ("PROVISIONED", True), ("LOCKED_OUT", True), ("PASSWORD_EXPIRED", True),
-     ("RECOVERY", True), ("STAGED", False), ("SUSPENDED", False), ("DEPROVISIONED", False)],
+    [
+        ("ACTIVE", True),
+        ("PROVISIONED", True),
+        ("LOCKED_OUT", True),
+        ("PASSWORD_EXPIRED", True),
+        ("RECOVERY", True),
+        ("STAGED", False),
+        ("SUSPENDED", False),
+        ("DEPROVISIONED", False),
+    ],
     ids=lambda v: str(v),
 )
 def test_status_maps_to_active(status: str, active: bool) -> None:
@@ -55,11 +68,20 @@ def test_status_maps_to_active(status: str, active: bool) -> None:
 def test_profile_mapping_and_last_login() -> None:
     """Attributes map to Okta profile names; lastLogin becomes last_sign_in; missing values are left out."""
     profile = profile_from_attributes(joiner(manager_id="E-9", title=None))
-    assert profile == {"login": "u1@example.com", "employeeNumber": "E-1", "firstName": "Ada",
-                       "lastName": "Lovelace", "email": "u1@example.com", "managerId": "E-9"}
-    account = account_from_okta({"id": "00u1", "status": "ACTIVE", "lastLogin": "2024-03-01T10:00:00.000Z",
-                                 "profile": profile})
-    assert account.last_sign_in is not None and account.last_sign_in.isoformat() == "2024-03-01T10:00:00+00:00"
+    assert profile == {
+        "login": "u1@example.com",
+        "employeeNumber": "E-1",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "email": "u1@example.com",
+        "managerId": "E-9",
+    }
+    account = account_from_okta(
+        {"id": "00u1", "status": "ACTIVE", "lastLogin": "2024-03-01T10:00:00.000Z", "profile": profile}
+    )
+    assert (
+        account.last_sign_in is not None and account.last_sign_in.isoformat() == "2024-03-01T10:00:00+00:00"
+    )
     assert account.manager_id == "E-9" and joiner(manager_id="E-9").differences(account) == {}
 
 
@@ -114,8 +136,9 @@ async def test_iter_users_includes_deprovisioned(fake: FakeOkta) -> None:
 async def test_link_loop_is_detected() -> None:
     """A next link pointing back at a page already read raises instead of looping."""
     loop = f'<{OKTA_BASE}api/v1/groups?after=00g1&limit=200>; rel="next"'
-    respx.get(url__startswith=f"{OKTA_BASE}api/v1/groups").respond(200, json=[{"id": "00g1", "profile": {"name": "x"}}],
-                                                                     headers={"Link": loop})
+    respx.get(url__startswith=f"{OKTA_BASE}api/v1/groups").respond(
+        200, json=[{"id": "00g1", "profile": {"name": "x"}}], headers={"Link": loop}
+    )
     respx.get(url__startswith=f"{OKTA_BASE}api/v1/groups/00g1/users").respond(200, json=[])
     with pytest.raises(ResponseValidationError, match="pagination loop"):
         await make_okta().list_members("00g0")
@@ -125,11 +148,18 @@ async def test_link_loop_is_detected() -> None:
 async def test_429_waits_for_x_rate_limit_reset() -> None:
     """A 429 carrying X-Rate-Limit-Reset (epoch seconds) is waited out, then the answer is used."""
     reset = int(time.time()) + 4
-    respx.get(url__startswith=f"{OKTA_BASE}api/v1/users/00u1").mock(side_effect=[
-        httpx.Response(429, json={"errorCode": "E0000047"},
-                       headers={"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(reset)}),
-        httpx.Response(200, json={"id": "00u1", "status": "ACTIVE", "lastLogin": None, "profile": {"login": "a"}}),
-    ])
+    respx.get(url__startswith=f"{OKTA_BASE}api/v1/users/00u1").mock(
+        side_effect=[
+            httpx.Response(
+                429,
+                json={"errorCode": "E0000047"},
+                headers={"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(reset)},
+            ),
+            httpx.Response(
+                200, json={"id": "00u1", "status": "ACTIVE", "lastLogin": None, "profile": {"login": "a"}}
+            ),
+        ]
+    )
     sleeps: list[float] = []
     assert await make_okta(sleeps=sleeps).last_sign_in("00u1") is None
     assert len(sleeps) == 1 and 2.0 <= sleeps[0] <= 4.0
@@ -213,4 +243,6 @@ def test_factory_builds_the_configured_http_connector(kind: str) -> None:
 
     provider = build_identity_provider(IdPSettings(kind=kind, token=SecretStr("factory-token-123456")))
     assert isinstance(provider, IdentityProvider) and provider.source == kind
-    assert "factory-token-123456" not in repr(provider) and "factory-token-123456" not in repr(provider.api.client.auth)
+    assert "factory-token-123456" not in repr(provider) and "factory-token-123456" not in repr(
+        provider.api.client.auth
+    )

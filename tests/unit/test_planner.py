@@ -29,19 +29,24 @@ POLICY = Policy(
         BirthrightRule(match={"department": "Sales"}, groups=["sales", "crm-users"]),
         BirthrightRule(match={"department": "Ops"}, groups=["ops", "prod-admin"]),
     ],
-    privileged_groups=[PrivilegedGroup(name="prod-admin", approvers=["security-lead"],
-                                       approval_timeout_hours=48),
-                       PrivilegedGroup(name="payments-approve")],
+    privileged_groups=[
+        PrivilegedGroup(name="prod-admin", approvers=["security-lead"], approval_timeout_hours=48),
+        PrivilegedGroup(name="payments-approve"),
+    ],
     prehire_days=7,
     default_timezone="UTC",
     location_timezones={"Berlin": "Europe/Berlin", "New York": "America/New_York"},
     leaver=LeaverPolicy(timing="at_termination", termination_time="18:00", delete_after_days=30),
     tickets=TicketPolicy(
-        joiner=[TicketTemplate(purpose="laptop", title="Laptop for {user_name}", body="Dept {department}",
-                               queue="IT")],
+        joiner=[
+            TicketTemplate(
+                purpose="laptop", title="Laptop for {user_name}", body="Dept {department}", queue="IT"
+            )
+        ],
         mover=[TicketTemplate(purpose="access-review", title="Moved: {employee_id} to {department}")],
-        leaver=[TicketTemplate(purpose="equipment-return",
-                               title="Return: {employee_id} on {termination_date}")],
+        leaver=[
+            TicketTemplate(purpose="equipment-return", title="Return: {employee_id} on {termination_date}")
+        ],
     ),
 )
 
@@ -52,8 +57,14 @@ def utc(*args: int) -> datetime:
 
 def employee(**fields: object) -> Employee:
     base: dict[str, object] = {
-        "employee_id": "E1", "first_name": "John", "last_name": "Smith", "department": "Engineering",
-        "title": "Engineer", "manager_id": "M1", "location": "Berlin", "status": EmployeeStatus.ACTIVE,
+        "employee_id": "E1",
+        "first_name": "John",
+        "last_name": "Smith",
+        "department": "Engineering",
+        "title": "Engineer",
+        "manager_id": "M1",
+        "location": "Berlin",
+        "status": EmployeeStatus.ACTIVE,
         "hire_date": date(2025, 3, 3),
     }
     return Employee.model_validate(base | fields)
@@ -64,9 +75,17 @@ def account_for(
 ) -> Account:
     """The account a fully applied joiner plan would leave (then overridden by ``fields``)."""
     base: dict[str, object] = {
-        "id": "A1", "user_name": "john.smith", "employee_id": emp.employee_id, "given_name": emp.given_name,
-        "family_name": emp.last_name, "display_name": emp.display_name, "email": "john.smith@example.com",
-        "title": emp.title, "department": emp.department, "manager_id": emp.manager_id, "active": active,
+        "id": "A1",
+        "user_name": "john.smith",
+        "employee_id": emp.employee_id,
+        "given_name": emp.given_name,
+        "family_name": emp.last_name,
+        "display_name": emp.display_name,
+        "email": "john.smith@example.com",
+        "title": emp.title,
+        "department": emp.department,
+        "manager_id": emp.manager_id,
+        "active": active,
         "groups": frozenset(groups if groups is not None else {"all-staff", "engineering", "github-users"}),
     }
     return Account.model_validate(base | fields)
@@ -194,14 +213,17 @@ def test_mover_updates_changed_attributes_and_groups() -> None:
     assert p.actions[0].params == {"changes": {"department": "Sales", "title": "Account Executive"}}
     assert p.actions[0].reason == "attributes changed: department, title"
     assert p.actions[-1].params["title"] == "Moved: E1 to Sales"
-    assert p.actions[-1].params["reference"] == "tenure:E1:access-review:" + hashlib.sha256(
-        b"Sales|Account Executive").hexdigest()[:8]
+    assert (
+        p.actions[-1].params["reference"]
+        == "tenure:E1:access-review:" + hashlib.sha256(b"Sales|Account Executive").hexdigest()[:8]
+    )
 
 
 def test_second_move_gets_its_own_ticket_reference() -> None:
     """A second move opens a new mover ticket; re-planning the same move repeats the same reference."""
     first = employee(department="Sales", title="Account Executive")
     second = employee(department="Ops", title="Account Executive")
+
     def reference(emp: Employee, acc: Account, now: datetime) -> str:
         return str(only(plan(emp, acc, POLICY, now), K.OPEN_TICKET).params["reference"])
 
@@ -411,8 +433,9 @@ def test_rehire_recognised_from_the_ledger_when_hr_cleared_the_termination_date(
 
 def test_rehire_before_start_schedules_enable() -> None:
     """A rehire whose new hire day lies ahead keeps the account disabled until then."""
-    emp = employee(status=EmployeeStatus.PENDING, hire_date=date(2026, 1, 5),
-                   termination_date=date(2025, 7, 31))
+    emp = employee(
+        status=EmployeeStatus.PENDING, hire_date=date(2026, 1, 5), termination_date=date(2025, 7, 31)
+    )
     acc = account_for(emp, active=False)
     p = plan(emp, acc, POLICY, utc(2025, 12, 1))
     assert p.event == "rehire"
@@ -441,9 +464,15 @@ def test_bad_arguments_raise() -> None:
 def test_reasons_carry_no_personal_data() -> None:
     """Every action has a reason, and no reason contains the person's name or dates."""
     emp = employee(first_name="Zelda", last_name="Quartz", department="Ops")
-    plans = [plan(emp, None, POLICY, utc(2025, 2, 26)),
-             plan(leaver(first_name="Zelda", last_name="Quartz"),
-                  account_for(emp, user_name="z.q"), POLICY, utc(2025, 9, 1))]
+    plans = [
+        plan(emp, None, POLICY, utc(2025, 2, 26)),
+        plan(
+            leaver(first_name="Zelda", last_name="Quartz"),
+            account_for(emp, user_name="z.q"),
+            POLICY,
+            utc(2025, 9, 1),
+        ),
+    ]
     for p in plans:
         assert p.actions
         for action in p.actions:
@@ -454,14 +483,21 @@ def test_reasons_carry_no_personal_data() -> None:
 
 def test_ticket_renders_only_template_fields() -> None:
     """Ticket text uses the allowed fields; missing ones show as n/a; the reference names the occasion."""
-    template = TicketTemplate(purpose="badge", title="Badge {display_name} {location} {termination_date}",
-                              body="{user_name}/{manager_id}/{hire_date}/{purpose}")
+    template = TicketTemplate(
+        purpose="badge",
+        title="Badge {display_name} {location} {termination_date}",
+        body="{user_name}/{manager_id}/{hire_date}/{purpose}",
+    )
     policy = POLICY.model_copy(update={"tickets": TicketPolicy(joiner=[template])})
     p = plan(employee(manager_id=None), None, policy, utc(2025, 3, 3, 12))
     (ticket,) = p.of_kind(K.OPEN_TICKET)
     assert ticket.target == "badge"
-    assert ticket.params == {"title": "Badge John Smith Berlin n/a", "body": "john.smith/n/a/2025-03-03/badge",
-                             "queue": None, "reference": "tenure:E1:badge:2025-03-03"}
+    assert ticket.params == {
+        "title": "Badge John Smith Berlin n/a",
+        "body": "john.smith/n/a/2025-03-03/badge",
+        "queue": None,
+        "reference": "tenure:E1:badge:2025-03-03",
+    }
 
 
 def test_timeline_in_employee_time_zone() -> None:
@@ -478,8 +514,9 @@ def test_timeline_in_employee_time_zone() -> None:
 def test_schedule_key_changes_when_date_moves() -> None:
     """A moved hire date yields a new SCHEDULE key, so the ledger does not treat it as done."""
     first = plan(employee(status=EmployeeStatus.PENDING), None, POLICY, utc(2025, 1, 1))
-    moved = plan(employee(status=EmployeeStatus.PENDING, hire_date=date(2025, 3, 10)), None, POLICY,
-                 utc(2025, 1, 1))
+    moved = plan(
+        employee(status=EmployeeStatus.PENDING, hire_date=date(2025, 3, 10)), None, POLICY, utc(2025, 1, 1)
+    )
     assert first.actions[0].key != moved.actions[0].key
     assert first.actions[0].key.startswith("E1:schedule:create:")
 
@@ -495,7 +532,11 @@ def test_example_policy_joiner_end_to_end() -> None:
     p = plan(emp, None, policy, utc(2025, 2, 27))
     assert p.actions[0].target == "zoe.angstrom-lukasz"
     assert [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)] == [
-        "all-staff", "engineering", "github-users", "office-berlin"]
+        "all-staff",
+        "engineering",
+        "github-users",
+        "office-berlin",
+    ]
     assert [a.target for a in p.of_kind(K.OPEN_TICKET)] == ["laptop", "badge"]
     account = apply_plan(None, p)
     assert account is not None and not account.active
@@ -508,12 +549,22 @@ def test_simulate_rejects_impossible_plans() -> None:
     from lifecycle.simulate import SimulationError
 
     acc = account_for(employee())
-    create = Plan(employee_id="E1", event="joiner", actions=[
-        Action(kind=K.CREATE_ACCOUNT, employee_id="E1", target="x", reason="test", params=acc.model_dump())])
+    create = Plan(
+        employee_id="E1",
+        event="joiner",
+        actions=[
+            Action(
+                kind=K.CREATE_ACCOUNT, employee_id="E1", target="x", reason="test", params=acc.model_dump()
+            )
+        ],
+    )
     with pytest.raises(SimulationError, match="already exists"):
         apply_plan(acc, create)
-    enable = Plan(employee_id="E1", event="rehire", actions=[
-        Action(kind=K.ENABLE_ACCOUNT, employee_id="E1", target="x", reason="test")])
+    enable = Plan(
+        employee_id="E1",
+        event="rehire",
+        actions=[Action(kind=K.ENABLE_ACCOUNT, employee_id="E1", target="x", reason="test")],
+    )
     with pytest.raises(SimulationError, match="no account"):
         apply_plan(None, enable)
 
@@ -524,4 +575,6 @@ def test_action_requires_reason_and_keys_are_stable() -> None:
 
     with pytest.raises(ValidationError):
         Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="")
-    assert Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="r").key == "E1:add_membership:g"
+    assert (
+        Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="r").key == "E1:add_membership:g"
+    )

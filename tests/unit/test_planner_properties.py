@@ -44,14 +44,24 @@ TICKETS = TicketPolicy(
 
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    match_values = st.one_of(st.sampled_from(DEPARTMENTS + ["engineering"]),
-                             st.lists(st.sampled_from(DEPARTMENTS), min_size=1, max_size=2))
-    rules = draw(st.lists(
-        st.builds(BirthrightRule,
-                  match=st.one_of(st.just({}), st.fixed_dictionaries({"department": match_values}),
-                                  st.fixed_dictionaries({"location": st.sampled_from(LOCATIONS)})),
-                  groups=st.lists(st.sampled_from(GROUPS), min_size=1, max_size=3, unique=True)),
-        max_size=5))
+    match_values = st.one_of(
+        st.sampled_from(DEPARTMENTS + ["engineering"]),
+        st.lists(st.sampled_from(DEPARTMENTS), min_size=1, max_size=2),
+    )
+    rules = draw(
+        st.lists(
+            st.builds(
+                BirthrightRule,
+                match=st.one_of(
+                    st.just({}),
+                    st.fixed_dictionaries({"department": match_values}),
+                    st.fixed_dictionaries({"location": st.sampled_from(LOCATIONS)}),
+                ),
+                groups=st.lists(st.sampled_from(GROUPS), min_size=1, max_size=3, unique=True),
+            ),
+            max_size=5,
+        )
+    )
     leaver = LeaverPolicy(
         timing=draw(st.sampled_from(["at_termination", "immediate"])),
         termination_time=draw(st.sampled_from(["00:00", "09:30", "18:00", "23:59"])),
@@ -59,14 +69,19 @@ def policies(draw: st.DrawFn) -> Policy:
         remove_groups=draw(st.booleans()),
     )
     privileged = draw(st.lists(st.sampled_from(PRIVILEGED), unique=True))
-    return Policy(birthright=rules, privileged_groups=[PrivilegedGroup(name=n) for n in privileged],
-                  prehire_days=draw(st.integers(0, 14)),
-                  location_timezones={"Berlin": "Europe/Berlin", "New York": "America/New_York"},
-                  leaver=leaver, tickets=TICKETS)
+    return Policy(
+        birthright=rules,
+        privileged_groups=[PrivilegedGroup(name=n) for n in privileged],
+        prehire_days=draw(st.integers(0, 14)),
+        location_timezones={"Berlin": "Europe/Berlin", "New York": "America/New_York"},
+        leaver=leaver,
+        tickets=TICKETS,
+    )
 
 
-names = st.one_of(st.sampled_from(["John", "Zoë", "Łukasz", "O'Brien", "李", "", "Mary Ann"]),
-                  st.text(max_size=12))
+names = st.one_of(
+    st.sampled_from(["John", "Zoë", "Łukasz", "O'Brien", "李", "", "Mary Ann"]), st.text(max_size=12)
+)
 days = st.integers(min_value=-400, max_value=90).map(lambda n: NOW.date() + timedelta(days=n))
 
 
@@ -117,10 +132,22 @@ def non_account_keys(p: Plan) -> set[str]:
 
 
 @PROPS
-@given(employee=employees(), account=st.one_of(st.none(), accounts()), policy=policies(), now=nows,
-       approvals=approvals_st, taken=taken_st)
-def test_apply_then_replan_converges(employee: Employee, account: Account | None, policy: Policy,
-                                     now: datetime, approvals: frozenset[str], taken: frozenset[str]) -> None:
+@given(
+    employee=employees(),
+    account=st.one_of(st.none(), accounts()),
+    policy=policies(),
+    now=nows,
+    approvals=approvals_st,
+    taken=taken_st,
+)
+def test_apply_then_replan_converges(
+    employee: Employee,
+    account: Account | None,
+    policy: Policy,
+    now: datetime,
+    approvals: frozenset[str],
+    taken: frozenset[str],
+) -> None:
     """(1) After apply, a re-plan has no account/membership actions and only keys the first plan had."""
     first = plan(employee, account, policy, now, taken_user_names=taken, approvals=approvals)
     applied = apply_plan(account, first)
@@ -133,15 +160,23 @@ def test_apply_then_replan_converges(employee: Employee, account: Account | None
 
 
 @PROPS
-@given(employee=employees(status=EmployeeStatus.ACTIVE), account=accounts(), policy=policies(), now=nows,
-       approvals=approvals_st)
-def test_active_employee_never_loses_a_policy_granted_group(employee: Employee, account: Account,
-                                                            policy: Policy, now: datetime,
-                                                            approvals: frozenset[str]) -> None:
+@given(
+    employee=employees(status=EmployeeStatus.ACTIVE),
+    account=accounts(),
+    policy=policies(),
+    now=nows,
+    approvals=approvals_st,
+)
+def test_active_employee_never_loses_a_policy_granted_group(
+    employee: Employee, account: Account, policy: Policy, now: datetime, approvals: frozenset[str]
+) -> None:
     """(2) For an active employee (termination instant not passed), no group policy grants is removed."""
     tl = timeline(employee, policy)
-    started_earlier_tenure = (employee.termination_date is not None and employee.hire_date is not None
-                              and employee.termination_date < employee.hire_date)
+    started_earlier_tenure = (
+        employee.termination_date is not None
+        and employee.hire_date is not None
+        and employee.termination_date < employee.hire_date
+    )
     if tl.disable_at is not None and now >= tl.disable_at and not started_earlier_tenure:
         return  # past the termination instant: a leaver by date, covered by test (3)
     granted = {g for _, rule in matching_rules(employee, policy) for g in rule.groups}
@@ -153,10 +188,16 @@ def test_active_employee_never_loses_a_policy_granted_group(employee: Employee, 
 
 
 @PROPS
-@given(employee=employees(), account=st.one_of(st.none(), accounts()), policy=policies(), now=nows,
-       approvals=approvals_st)
-def test_only_managed_groups_are_ever_removed(employee: Employee, account: Account | None, policy: Policy,
-                                              now: datetime, approvals: frozenset[str]) -> None:
+@given(
+    employee=employees(),
+    account=st.one_of(st.none(), accounts()),
+    policy=policies(),
+    now=nows,
+    approvals=approvals_st,
+)
+def test_only_managed_groups_are_ever_removed(
+    employee: Employee, account: Account | None, policy: Policy, now: datetime, approvals: frozenset[str]
+) -> None:
     """Groups outside policy (granted by hand) are never removed, for any employee state."""
     p = plan(employee, account, policy, now, approvals=approvals)
     assert {a.target for a in p.of_kind(K.REMOVE_MEMBERSHIP)} <= policy.managed_groups
@@ -164,17 +205,22 @@ def test_only_managed_groups_are_ever_removed(employee: Employee, account: Accou
 
 @PROPS
 @given(employee=employees(), account=accounts(), policy=policies(), now=nows)
-def test_past_termination_time_ends_disabled(employee: Employee, account: Account, policy: Policy,
-                                             now: datetime) -> None:
+def test_past_termination_time_ends_disabled(
+    employee: Employee, account: Account, policy: Policy, now: datetime
+) -> None:
     """(3) Past the termination instant (terminated with timing immediate or no date, or any status once
     the termination instant of this tenure has passed): after apply the account is disabled or deleted."""
     tl = timeline(employee, policy)
     terminated = employee.status is EmployeeStatus.TERMINATED
     past = tl.disable_at is not None and now >= tl.disable_at
-    earlier_tenure = (employee.termination_date is not None and employee.hire_date is not None
-                      and employee.termination_date < employee.hire_date)
+    earlier_tenure = (
+        employee.termination_date is not None
+        and employee.hire_date is not None
+        and employee.termination_date < employee.hire_date
+    )
     due = (terminated and (policy.leaver.timing == "immediate" or tl.disable_at is None or past)) or (
-        past and not earlier_tenure)
+        past and not earlier_tenure
+    )
     after = apply_plan(account, plan(employee, account, policy, now))
     if due:
         assert after is None or not after.active
@@ -185,11 +231,22 @@ def test_past_termination_time_ends_disabled(employee: Employee, account: Accoun
 
 
 @PROPS
-@given(employee=employees(), account=accounts(), policy=policies(), now=nows, approvals=approvals_st,
-       taken=taken_st)
-def test_existing_account_is_never_created_again(employee: Employee, account: Account, policy: Policy,
-                                                 now: datetime, approvals: frozenset[str],
-                                                 taken: frozenset[str]) -> None:
+@given(
+    employee=employees(),
+    account=accounts(),
+    policy=policies(),
+    now=nows,
+    approvals=approvals_st,
+    taken=taken_st,
+)
+def test_existing_account_is_never_created_again(
+    employee: Employee,
+    account: Account,
+    policy: Policy,
+    now: datetime,
+    approvals: frozenset[str],
+    taken: frozenset[str],
+) -> None:
     """(4) With an account present (e.g. a rehire's disabled one) the plan never creates another."""
     p = plan(employee, account, policy, now, taken_user_names=taken, approvals=approvals)
     assert p.of_kind(K.CREATE_ACCOUNT) == []
@@ -198,27 +255,44 @@ def test_existing_account_is_never_created_again(employee: Employee, account: Ac
 
 
 @PROPS
-@given(policy=policies(), first=names, last=names, gap=st.integers(1, 400),
-       delete_after_days=st.sampled_from([None, 10_000]))
-def test_full_tenure_and_rehire_use_one_account(policy: Policy, first: str, last: str, gap: int,
-                                                delete_after_days: int | None) -> None:
+@given(
+    policy=policies(),
+    first=names,
+    last=names,
+    gap=st.integers(1, 400),
+    delete_after_days=st.sampled_from([None, 10_000]),
+)
+def test_full_tenure_and_rehire_use_one_account(
+    policy: Policy, first: str, last: str, gap: int, delete_after_days: int | None
+) -> None:
     """(4) Walk hire → leave → rehire through the model: one account, created once, enabled again."""
-    policy = policy.model_copy(update={"leaver": policy.leaver.model_copy(
-        update={"delete_after_days": delete_after_days})})  # the account survives until the rehire
+    policy = policy.model_copy(
+        update={"leaver": policy.leaver.model_copy(update={"delete_after_days": delete_after_days})}
+    )  # the account survives until the rehire
     hire, end = date(2024, 1, 8), date(2024, 6, 28)
     rehire = end + timedelta(days=gap)
     story = [
         (EmployeeStatus.PENDING, hire, None, datetime(2024, 1, 5, tzinfo=UTC)),
         (EmployeeStatus.ACTIVE, hire, None, datetime(2024, 1, 9, tzinfo=UTC)),
         (EmployeeStatus.TERMINATED, hire, end, datetime(2024, 6, 30, tzinfo=UTC)),
-        (EmployeeStatus.ACTIVE, rehire, end, datetime.combine(rehire, datetime.min.time(), UTC)
-         + timedelta(days=2)),
+        (
+            EmployeeStatus.ACTIVE,
+            rehire,
+            end,
+            datetime.combine(rehire, datetime.min.time(), UTC) + timedelta(days=2),
+        ),
     ]
     account: Account | None = None
     creates = 0
     for status, hire_date, termination_date, now in story:
-        employee = Employee(employee_id="E1", first_name=first, last_name=last, status=status,
-                            hire_date=hire_date, termination_date=termination_date)
+        employee = Employee(
+            employee_id="E1",
+            first_name=first,
+            last_name=last,
+            status=status,
+            hire_date=hire_date,
+            termination_date=termination_date,
+        )
         p = plan(employee, account, policy, now)
         creates += len(p.of_kind(K.CREATE_ACCOUNT))
         account = apply_plan(account, p)
@@ -230,10 +304,16 @@ def test_full_tenure_and_rehire_use_one_account(policy: Policy, first: str, last
 
 
 @PROPS
-@given(employee=employees(), account=st.one_of(st.none(), accounts()), policy=policies(), now=nows,
-       approvals=approvals_st)
-def test_plan_order_and_unique_keys(employee: Employee, account: Account | None, policy: Policy,
-                                    now: datetime, approvals: frozenset[str]) -> None:
+@given(
+    employee=employees(),
+    account=st.one_of(st.none(), accounts()),
+    policy=policies(),
+    now=nows,
+    approvals=approvals_st,
+)
+def test_plan_order_and_unique_keys(
+    employee: Employee, account: Account | None, policy: Policy, now: datetime, approvals: frozenset[str]
+) -> None:
     """Actions follow the documented order, keys are unique, and every action has a reason."""
     p = plan(employee, account, policy, now, approvals=approvals)
     assert len(set(p.keys)) == len(p.keys)
@@ -242,8 +322,15 @@ def test_plan_order_and_unique_keys(employee: Employee, account: Account | None,
         rank = {K.DISABLE_ACCOUNT: 0, K.REMOVE_MEMBERSHIP: 1, K.OPEN_TICKET: 2, K.DELETE_ACCOUNT: 3}
         schedule = {"disable": 0, "delete": 3}
     else:
-        rank = {K.CREATE_ACCOUNT: 0, K.UPDATE_ACCOUNT: 1, K.ENABLE_ACCOUNT: 2, K.ADD_MEMBERSHIP: 3,
-                K.REMOVE_MEMBERSHIP: 4, K.REQUEST_APPROVAL: 5, K.OPEN_TICKET: 6}
+        rank = {
+            K.CREATE_ACCOUNT: 0,
+            K.UPDATE_ACCOUNT: 1,
+            K.ENABLE_ACCOUNT: 2,
+            K.ADD_MEMBERSHIP: 3,
+            K.REMOVE_MEMBERSHIP: 4,
+            K.REQUEST_APPROVAL: 5,
+            K.OPEN_TICKET: 6,
+        }
         schedule = {"enable": 2, "create": 7, "disable": 7}
     ranks = [schedule[a.target] if a.kind is K.SCHEDULE else rank[a.kind] for a in p.actions]
     assert ranks == sorted(ranks)

@@ -45,7 +45,9 @@ def test_filter_value_round_trips_as_one_json_string(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "attr", ['userName" or "1', "user name", "", "emails[type eq work]"], ids=["quote", "space", "empty", "filter"]
+    "attr",
+    ['userName" or "1', "user name", "", "emails[type eq work]"],
+    ids=["quote", "space", "empty", "filter"],
 )
 def test_filter_refuses_attribute_paths_that_are_not_paths(attr: str) -> None:
     """The attribute side is never free text."""
@@ -88,8 +90,15 @@ def test_patch_refuses_unknown_attributes() -> None:
 def test_resource_round_trip() -> None:
     """AccountAttributes → SCIM payload → parsed User → Account gives the same attributes back."""
     wanted = AccountAttributes(
-        user_name="ada@example.com", employee_id="E-1", given_name="Ada", family_name="Lovelace",
-        display_name="Ada Lovelace", email="ada@example.com", title="Engineer", department="R&D", active=False,
+        user_name="ada@example.com",
+        employee_id="E-1",
+        given_name="Ada",
+        family_name="Lovelace",
+        display_name="Ada Lovelace",
+        email="ada@example.com",
+        title="Engineer",
+        department="R&D",
+        active=False,
     )
     payload = user_payload(user_resource(wanted, manager_account_id="acc-9"))
     assert payload["externalId"] == "E-1" and payload[ENTERPRISE]["employeeNumber"] == "E-1"

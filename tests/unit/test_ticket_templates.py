@@ -49,7 +49,9 @@ def test_renders_allowed_fields() -> None:
         queue="Hardware",
     )
     request = render_ticket(
-        template, template_fields(ADA, user_name="addie.lovelace"), employee_id=ADA.employee_id,
+        template,
+        template_fields(ADA, user_name="addie.lovelace"),
+        employee_id=ADA.employee_id,
         occasion="2026-12-01",
     )
     assert request.reference == "tenure:E1001:laptop:2026-12-01"
@@ -72,8 +74,9 @@ def test_date_format_spec() -> None:
 def test_missing_none_and_empty_render_na() -> None:
     """Allowed fields the caller did not supply (or supplied as None or "") render as n/a; employee_id falls
     back to the one the ticket is for."""
-    template = TicketTemplate(purpose="desk", title="Desk in {location}",
-                              body="[{department}] [{title}] [{employee_id}]")
+    template = TicketTemplate(
+        purpose="desk", title="Desk in {location}", body="[{department}] [{title}] [{employee_id}]"
+    )
     request = render_ticket(template, {"department": None, "title": ""}, employee_id="E7", occasion="hired")
     assert request.title == "Desk in n/a"
     assert request.body == "[n/a] [n/a] [E7]"
@@ -84,8 +87,9 @@ def test_extra_fields_never_reach_the_ticket() -> None:
     fields = template_fields(ADA) | {"personal_email": "ada@home.example"}
     with pytest.raises(TemplateError, match=r"unknown field \{personal_email\}"):
         render_ticket(_unchecked("Mail {personal_email}"), fields, employee_id="E1001", occasion="o")
-    request = render_ticket(TicketTemplate(purpose="x", title="{display_name}"), fields, employee_id="E1001",
-                            occasion="o")
+    request = render_ticket(
+        TicketTemplate(purpose="x", title="{display_name}"), fields, employee_id="E1001", occasion="o"
+    )
     assert "ada@home.example" not in request.model_dump_json()
 
 
@@ -107,8 +111,16 @@ def test_policy_rejects_unknown_field_at_load() -> None:
         ("{display_name", "malformed"),
         ("{display_name:%d}", "malformed"),
     ],
-    ids=["unknown", "attribute", "index", "repr", "positional-empty", "positional-number", "unbalanced",
-         "bad-spec"],
+    ids=[
+        "unknown",
+        "attribute",
+        "index",
+        "repr",
+        "positional-empty",
+        "positional-number",
+        "unbalanced",
+        "bad-spec",
+    ],
 )
 def test_render_rejects_bad_templates(title: str, message: str) -> None:
     """render_ticket raises a TemplateError naming the problem in a template validation would refuse."""

@@ -56,13 +56,18 @@ class Recorder:
 
 
 def settings(**overrides: Any) -> WebhookSettings:
-    values: dict[str, Any] = {"secret": SecretStr(SECRET), "bamboohr_secret": SecretStr(BAMBOO_KEY),
-                              "max_body_bytes": 4096, **overrides}
+    values: dict[str, Any] = {
+        "secret": SecretStr(SECRET),
+        "bamboohr_secret": SecretStr(BAMBOO_KEY),
+        "max_body_bytes": 4096,
+        **overrides,
+    }
     return WebhookSettings(**values)
 
 
-def client_for(recorder: Recorder, config: WebhookSettings | Settings | None = None,
-               now: float = NOW) -> httpx.AsyncClient:
+def client_for(
+    recorder: Recorder, config: WebhookSettings | Settings | None = None, now: float = NOW
+) -> httpx.AsyncClient:
     app = create_app(config or settings(), start_run=recorder.start, emit=recorder.emit, clock=lambda: now)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://webhook.test")
 
@@ -72,13 +77,19 @@ def generic_body(event_id: str = "evt-1", kind: str = "employee.hired", employee
 
 
 def generic_headers(body: bytes, *, timestamp: int = NOW, secret: str = SECRET) -> dict[str, str]:
-    return {"X-Tenure-Timestamp": str(timestamp), "X-Tenure-Signature": sign_generic(secret, str(timestamp), body),
-            "Content-Type": "application/json"}
+    return {
+        "X-Tenure-Timestamp": str(timestamp),
+        "X-Tenure-Signature": sign_generic(secret, str(timestamp), body),
+        "Content-Type": "application/json",
+    }
 
 
 def bamboohr_headers(body: bytes, *, timestamp: str = str(NOW), secret: str = BAMBOO_KEY) -> dict[str, str]:
-    return {"X-BambooHR-Timestamp": timestamp, "X-BambooHR-Signature": sign_bamboohr(secret, timestamp, body),
-            "Content-Type": "application/json"}
+    return {
+        "X-BambooHR-Timestamp": timestamp,
+        "X-BambooHR-Signature": sign_bamboohr(secret, timestamp, body),
+        "Content-Type": "application/json",
+    }
 
 
 def test_generic_signature_matches_openssl_vector() -> None:
@@ -105,8 +116,11 @@ async def test_healthz() -> None:
 
 @pytest.mark.parametrize(
     ("event_type", "deployment"),
-    [("employee.hired", "joiner/tenure"), ("employee.changed", "mover/tenure"),
-     ("employee.terminated", "leaver/tenure")],
+    [
+        ("employee.hired", "joiner/tenure"),
+        ("employee.changed", "mover/tenure"),
+        ("employee.terminated", "leaver/tenure"),
+    ],
     ids=["hired", "changed", "terminated"],
 )
 async def test_generic_event_starts_mapped_deployment(event_type: str, deployment: str) -> None:
@@ -131,8 +145,9 @@ async def test_generic_event_starts_mapped_deployment(event_type: str, deploymen
 async def test_deployment_mapping_is_a_setting() -> None:
     """event_deployments overrides which deployment a kind starts; full Settings are accepted too."""
     recorder = Recorder()
-    config = Settings(webhook=settings(event_deployments={"hired": "onboard/prod", "changed": "m/x",
-                                                          "terminated": "l/x"}))
+    config = Settings(
+        webhook=settings(event_deployments={"hired": "onboard/prod", "changed": "m/x", "terminated": "l/x"})
+    )
     body = generic_body()
     async with client_for(recorder, config) as client:
         response = await client.post("/webhooks/generic", content=body, headers=generic_headers(body))
@@ -151,17 +166,29 @@ def _bad_signature(body: bytes) -> dict[str, str]:
     [
         (_bad_signature, "invalid signature"),
         (lambda body: generic_headers(body, secret="another-secret"), "invalid signature"),
-        (lambda body: {k: v for k, v in generic_headers(body).items() if k != "X-Tenure-Signature"},
-         "missing signature"),
-        (lambda body: {k: v for k, v in generic_headers(body).items() if k != "X-Tenure-Timestamp"},
-         "missing timestamp"),
+        (
+            lambda body: {k: v for k, v in generic_headers(body).items() if k != "X-Tenure-Signature"},
+            "missing signature",
+        ),
+        (
+            lambda body: {k: v for k, v in generic_headers(body).items() if k != "X-Tenure-Timestamp"},
+            "missing timestamp",
+        ),
         (lambda body: generic_headers(body, timestamp=NOW - 301), "timestamp outside"),
         (lambda body: generic_headers(body, timestamp=NOW + 301), "timestamp outside"),
         (lambda body: {**generic_headers(body), "X-Tenure-Timestamp": "yesterday"}, "malformed timestamp"),
         (lambda body: generic_headers(body + b" "), "invalid signature"),  # signed another body
     ],
-    ids=["zeros", "wrong-secret", "no-signature", "no-timestamp", "too-old", "too-new", "bad-timestamp",
-         "tampered"],
+    ids=[
+        "zeros",
+        "wrong-secret",
+        "no-signature",
+        "no-timestamp",
+        "too-old",
+        "too-new",
+        "bad-timestamp",
+        "tampered",
+    ],
 )
 async def test_generic_rejects_unauthenticated(make_headers: Any, reason: str) -> None:
     """Bad or missing signatures and timestamps outside the window get 401 and start nothing."""
@@ -179,7 +206,9 @@ async def test_timestamp_at_the_edge_of_the_window_is_accepted() -> None:
     recorder = Recorder()
     body = generic_body()
     async with client_for(recorder) as client:
-        response = await client.post("/webhooks/generic", content=body, headers=generic_headers(body, timestamp=NOW - 300))
+        response = await client.post(
+            "/webhooks/generic", content=body, headers=generic_headers(body, timestamp=NOW - 300)
+        )
     assert response.status_code == 202
 
 
@@ -189,7 +218,9 @@ async def test_replay_answers_original_run_and_starts_nothing() -> None:
     body = generic_body(event_id="evt-replay")
     async with client_for(recorder) as client:
         first = await client.post("/webhooks/generic", content=body, headers=generic_headers(body))
-        again = await client.post("/webhooks/generic", content=body, headers=generic_headers(body, timestamp=NOW - 5))
+        again = await client.post(
+            "/webhooks/generic", content=body, headers=generic_headers(body, timestamp=NOW - 5)
+        )
     assert first.status_code == 202 and again.status_code == 200
     assert again.json()["flow_run_id"] == first.json()["flow_run_id"]
     assert again.json()["duplicate"] is True
@@ -237,7 +268,11 @@ async def test_concurrent_twins_start_one_run() -> None:
         (generic_body(kind="employee.promoted"), 422, "unknown event type"),
         (json.dumps({"event_id": "e", "type": "employee.hired"}).encode(), 422, "employee_id"),
         (json.dumps({"type": "employee.hired", "employee_id": "E1"}).encode(), 422, "event_id"),
-        (json.dumps({"event_id": "e", "type": "employee.hired", "employee_id": "E1\n"}).encode(), 422, "employee_id"),
+        (
+            json.dumps({"event_id": "e", "type": "employee.hired", "employee_id": "E1\n"}).encode(),
+            422,
+            "employee_id",
+        ),
     ],
     ids=["form", "binary", "array", "unknown-type", "no-employee", "no-event-id", "newline-id"],
 )
@@ -318,8 +353,13 @@ async def test_emit_failure_does_not_fail_the_webhook() -> None:
 async def test_logs_carry_no_personal_data(caplog: pytest.LogCaptureFixture) -> None:
     """Rejected and accepted requests log reasons and ids, never the body's names or emails."""
     recorder = Recorder()
-    pii = {"event_id": "evt-pii", "type": "employee.hired", "employee_id": "E7",
-           "first_name": "Siobhán", "work_email": "siobhan@example.com"}
+    pii = {
+        "event_id": "evt-pii",
+        "type": "employee.hired",
+        "employee_id": "E7",
+        "first_name": "Siobhán",
+        "work_email": "siobhan@example.com",
+    }
     good = json.dumps(pii).encode()
     unknown = json.dumps({**pii, "type": "employee.promoted"}).encode()
     with caplog.at_level(logging.DEBUG, logger="tenure.webhook"):
@@ -327,22 +367,53 @@ async def test_logs_carry_no_personal_data(caplog: pytest.LogCaptureFixture) -> 
             await client.post("/webhooks/generic", content=good, headers=generic_headers(good))
             await client.post("/webhooks/generic", content=unknown, headers=generic_headers(unknown))
             await client.post("/webhooks/generic", content=good, headers=_bad_signature(good))
-    assert "evt-pii" in caplog.text and "unknown event type" in caplog.text and "invalid signature" in caplog.text
+    assert (
+        "evt-pii" in caplog.text
+        and "unknown event type" in caplog.text
+        and "invalid signature" in caplog.text
+    )
     assert "Siobhán" not in caplog.text and "siobhan@example.com" not in caplog.text
 
 
 # -- BambooHR ------------------------------------------------------------------------------------------------
 
-EVENT_BASED = {"type": "employee.created", "timestamp": "2026-01-01T00:00:00+0000",
-               "data": {"companyId": "12345", "employeeId": "67890"}}
-FIELD_BASED = {"employees": [
-    {"id": "101", "action": "Created", "timestamp": "2026-01-01T00:00:00+00:00", "changedFields": [], "fields": {}},
-    {"id": "102", "action": "Updated", "timestamp": "2026-01-01T00:00:00+00:00",
-     "changedFields": ["Job Title"], "fields": {"Job Title": {"value": "Engineer"}}},
-    {"id": "103", "action": "Updated", "timestamp": "2026-01-01T00:00:00+00:00",
-     "changedFields": ["Termination Date"], "fields": {}},
-    {"id": "104", "action": "Deleted", "timestamp": "2026-01-01T00:00:00+00:00", "changedFields": [], "fields": {}},
-]}
+EVENT_BASED = {
+    "type": "employee.created",
+    "timestamp": "2026-01-01T00:00:00+0000",
+    "data": {"companyId": "12345", "employeeId": "67890"},
+}
+FIELD_BASED = {
+    "employees": [
+        {
+            "id": "101",
+            "action": "Created",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "changedFields": [],
+            "fields": {},
+        },
+        {
+            "id": "102",
+            "action": "Updated",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "changedFields": ["Job Title"],
+            "fields": {"Job Title": {"value": "Engineer"}},
+        },
+        {
+            "id": "103",
+            "action": "Updated",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "changedFields": ["Termination Date"],
+            "fields": {},
+        },
+        {
+            "id": "104",
+            "action": "Deleted",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "changedFields": [],
+            "fields": {},
+        },
+    ]
+}
 
 
 async def test_bamboohr_event_based_created_starts_joiner() -> None:
@@ -365,9 +436,17 @@ async def test_bamboohr_field_based_maps_each_employee() -> None:
         response = await client.post("/webhooks/bamboohr", content=body, headers=bamboohr_headers(body))
     assert response.status_code == 202
     assert [(r.parameters["employee_id"], r.deployment) for r in recorder.requests] == [
-        ("101", "joiner/tenure"), ("102", "mover/tenure"), ("103", "leaver/tenure"), ("104", "leaver/tenure"),
+        ("101", "joiner/tenure"),
+        ("102", "mover/tenure"),
+        ("103", "leaver/tenure"),
+        ("104", "leaver/tenure"),
     ]
-    assert [a["kind"] for a in response.json()["accepted"]] == ["hired", "changed", "terminated", "terminated"]
+    assert [a["kind"] for a in response.json()["accepted"]] == [
+        "hired",
+        "changed",
+        "terminated",
+        "terminated",
+    ]
 
 
 async def test_bamboohr_delivery_is_refused_whole_when_a_kind_has_no_deployment() -> None:
@@ -388,8 +467,9 @@ async def test_bamboohr_redelivery_with_new_timestamp_is_a_replay() -> None:
     body = json.dumps(EVENT_BASED).encode()
     async with client_for(recorder) as client:
         first = await client.post("/webhooks/bamboohr", content=body, headers=bamboohr_headers(body))
-        retry = await client.post("/webhooks/bamboohr", content=body,
-                                  headers=bamboohr_headers(body, timestamp=str(NOW + 60)))
+        retry = await client.post(
+            "/webhooks/bamboohr", content=body, headers=bamboohr_headers(body, timestamp=str(NOW + 60))
+        )
     assert (first.status_code, retry.status_code) == (202, 200)
     assert retry.json()["accepted"][0]["flow_run_id"] == first.json()["accepted"][0]["flow_run_id"]
     assert len(recorder.requests) == 1
@@ -400,8 +480,11 @@ async def test_bamboohr_accepts_iso_timestamp_header() -> None:
     recorder = Recorder()
     body = json.dumps(EVENT_BASED).encode()
     async with client_for(recorder) as client:
-        response = await client.post("/webhooks/bamboohr", content=body,
-                                     headers=bamboohr_headers(body, timestamp="2026-01-01T00:01:00+00:00"))
+        response = await client.post(
+            "/webhooks/bamboohr",
+            content=body,
+            headers=bamboohr_headers(body, timestamp="2026-01-01T00:01:00+00:00"),
+        )
     assert response.status_code == 202
 
 
@@ -430,11 +513,15 @@ async def test_bamboohr_rejects_generic_style_signature() -> None:
     """A BambooHR request signed with our generic scheme (or the wrong key) is 401."""
     recorder = Recorder()
     body = json.dumps(EVENT_BASED).encode()
-    wrong = {"X-BambooHR-Timestamp": str(NOW),
-             "X-BambooHR-Signature": sign_generic(BAMBOO_KEY, str(NOW), body).removeprefix("sha256=")}
+    wrong = {
+        "X-BambooHR-Timestamp": str(NOW),
+        "X-BambooHR-Signature": sign_generic(BAMBOO_KEY, str(NOW), body).removeprefix("sha256="),
+    }
     async with client_for(recorder) as client:
         scheme = await client.post("/webhooks/bamboohr", content=body, headers=wrong)
-        key = await client.post("/webhooks/bamboohr", content=body, headers=bamboohr_headers(body, secret=SECRET))
+        key = await client.post(
+            "/webhooks/bamboohr", content=body, headers=bamboohr_headers(body, secret=SECRET)
+        )
     assert (scheme.status_code, key.status_code) == (401, 401)
     assert recorder.requests == []
 
@@ -462,9 +549,11 @@ async def test_prefect_starter_retries_then_gives_up() -> None:
 
     event = HRISEvent("generic", "evt-down", "hired", "E1")
     request = RunRequest("joiner/tenure", {"employee_id": "E1"}, event.idempotency_key, "joiner-E1", event)
-    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
-        with pytest.raises(RunStartUnavailable, match="after 2 attempts"):
-            await starter(request)
+    with (
+        temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}),
+        pytest.raises(RunStartUnavailable, match="after 2 attempts"),
+    ):
+        await starter(request)
     assert sleeps == [0.25]
 
 
