@@ -30,6 +30,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from tenure.compose import build_identity_provider
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -72,7 +74,7 @@ class TimingTransport(httpx.AsyncHTTPTransport):
 def make_idp(
     base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None
 ) -> SCIMIdentityProvider:
-    return SCIMIdentityProvider.from_settings(
+    return build_identity_provider(
         IdPSettings(
             base_url=base_url, token=SecretStr(token), requests_per_second=10_000, max_concurrency=16
         ),

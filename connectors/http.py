@@ -30,7 +30,8 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, Self, TypeVar
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -65,9 +66,10 @@ __all__ = [
     "create_idempotently",
     "next_link",
     "LoopGuard",
-    "HTTPTuningLike",
+    "HTTPOptions",
     "api_client_from",
     "parse_model",
+    "AsyncClosing",
     "ClosesAPI",
 ]
 
@@ -534,19 +536,19 @@ class LoopGuard:
 # --------------------------------------------------------------------------------------------- connector plumbing
 
 
-class HTTPTuningLike(Protocol):
-    """What :func:`api_client_from` reads: the fields of :class:`tenure.settings.HTTPTuning` (named structurally
-    so this module does not import the settings)."""
+@dataclass(frozen=True)
+class HTTPOptions:
+    """One target's HTTP behaviour as plain values (the composition root fills it from the settings)."""
 
-    timeout_seconds: float
-    max_attempts: int
-    requests_per_second: float
-    max_concurrency: int
-    verify_tls: bool
+    timeout_seconds: float = 30.0
+    max_attempts: int = 5
+    requests_per_second: float = 20.0
+    max_concurrency: int = 8
+    verify_tls: bool = True
 
 
 def api_client_from(
-    tuning: HTTPTuningLike,
+    tuning: HTTPOptions,
     *,
     base_url: str,
     source: str,
@@ -587,16 +589,23 @@ def parse_model(model: type[M], data: Any, *, source: str, vendor: str, what: st
         raise ResponseValidationError(f"{vendor} answered an unexpected {what}", source=source) from exc
 
 
-class ClosesAPI:
-    """``aclose`` and ``async with`` for a connector that talks through ``self.api`` (an :class:`APIClient`)."""
-
-    api: APIClient
+class AsyncClosing:
+    """``async with`` for a connector: ``__aexit__`` calls ``aclose`` (a no-op unless overridden)."""
 
     async def aclose(self) -> None:
-        await self.api.aclose()
+        return None
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class ClosesAPI(AsyncClosing):
+    """``aclose`` and ``async with`` for a connector that talks through ``self.api`` (an :class:`APIClient`)."""
+
+    api: APIClient
+
+    async def aclose(self) -> None:
+        await self.api.aclose()

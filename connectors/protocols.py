@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from connectors.errors import InvalidRecordError
 from models.domain import (
@@ -30,6 +30,12 @@ class HRIS(Protocol):
 
     source: str
 
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the connection(s); connectors are used as ``async with build_...(...) as connector:``."""
+        ...
+
     def iter_employees(self) -> AsyncIterator[Employee | InvalidRecordError]:
         """Stream every employee. A bad record is *yielded* as an InvalidRecordError, never raised,
         so the caller can audit it and go on with the rest."""
@@ -49,6 +55,12 @@ class IdentityProvider(Protocol):
     """An identity provider / directory: SCIM 2.0 service, Okta, LDAP."""
 
     source: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the connection(s); connectors are used as ``async with build_...(...) as connector:``."""
+        ...
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None: ...
 
@@ -96,6 +108,12 @@ class Ticketing(Protocol):
     """A ticketing system for the manual parts: Request Tracker, Jira Service Management, ServiceNow."""
 
     source: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the connection(s); connectors are used as ``async with build_...(...) as connector:``."""
+        ...
 
     async def create_ticket(self, request: TicketRequest) -> Ticket:
         """Idempotent by ``request.reference``: an existing ticket with that reference is returned."""

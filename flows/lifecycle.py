@@ -17,8 +17,9 @@ from models.audit import Outcome
 from models.domain import Account
 from tenure.apply import ActionResult, Applier, ApplyReport
 from tenure.auditor import Auditor
+from tenure.compose import open_connectors
 from tenure.orchestration import approve_in_ui, in_deployment, schedule_reconcile
-from tenure.runner import open_connectors, reconcile
+from tenure.runner import reconcile
 from tenure.settings import load_settings
 
 __all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle"]

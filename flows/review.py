@@ -20,9 +20,9 @@ from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
 from tenure.apply import Applier
 from tenure.auditor import Auditor
+from tenure.compose import Connectors, open_connectors
 from tenure.kpi import compute_kpis
 from tenure.review import decide, process_deadlines, run_review
-from tenure.runner import Connectors, open_connectors
 from tenure.settings import Settings, load_settings
 
 __all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]

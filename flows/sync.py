@@ -17,8 +17,8 @@ from prefect.states import Completed, Failed, State
 
 from lifecycle.policy import load_policy
 from tenure.auditor import Auditor
+from tenure.compose import open_connectors
 from tenure.orchestration import in_deployment, schedule_reconcile
-from tenure.runner import open_connectors
 from tenure.settings import load_settings
 from tenure.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 

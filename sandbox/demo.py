@@ -295,14 +295,13 @@ async def plant_findings(demo: Demo, mover_id: str) -> None:
     granted by hand in the IdP without an approval."""
     from pydantic import SecretStr
 
-    from connectors.idp.factory import build_identity_provider
     from models.domain import AccountAttributes
+    from tenure.compose import build_identity_provider
     from tenure.settings import IdPSettings
 
-    idp = build_identity_provider(
+    async with build_identity_provider(
         IdPSettings(kind="scim", base_url=demo.idp_url, token=SecretStr(demo.idp_token))
-    )
-    try:
+    ) as idp:
         await idp.create_user(
             AccountAttributes(
                 user_name="old.contractor", employee_id="C00042", given_name="Old", family_name="Contractor"
@@ -312,10 +311,6 @@ async def plant_findings(demo: Demo, mover_id: str) -> None:
         groups = {g.name: g.id for g in await idp.list_groups()}
         if account is not None:
             await idp.add_member(groups["prod-admin"], account.id)
-    finally:
-        close = getattr(idp, "aclose", None)
-        if close is not None:
-            await close()
 
 
 async def play_the_day(demo: Demo) -> None:

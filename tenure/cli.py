@@ -25,7 +25,7 @@ from tenure.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from tenure.auditor import Auditor
-    from tenure.runner import Connectors
+    from tenure.compose import Connectors
 
 __all__ = ["app", "main", "load_config", "fail", "run_with_connectors"]
 
@@ -189,7 +189,7 @@ def run_with_connectors(
     and closed afterwards. A factory refusing its settings exits 2, a connector failure exits 1, an unreachable
     database exits 2."""
     from tenure.auditor import Auditor
-    from tenure.runner import open_connectors
+    from tenure.compose import open_connectors
 
     async def _run() -> T:
         async with contextlib.AsyncExitStack() as stack:

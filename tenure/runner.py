@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlmodel import select
 
 from connectors.errors import InvalidRecordError, NotFoundError
-from connectors.protocols import HRIS, IdentityProvider, Ticketing
+from connectors.protocols import IdentityProvider
 from lifecycle.actions import ActionKind, Plan
 from lifecycle.naming import user_name_candidates
 from lifecycle.planner import plan
@@ -23,11 +21,9 @@ from models.domain import Account, Employee
 from models.state import LedgerEntry
 from tenure.apply import Applier, ApplyReport, Approver, Scheduler, Step
 from tenure.auditor import Auditor
-from tenure.settings import Settings
+from tenure.compose import Connectors
 
 __all__ = [
-    "Connectors",
-    "open_connectors",
     "approvals_by_employee",
     "disabled_as_leavers",
     "taken_user_names",
@@ -36,34 +32,6 @@ __all__ = [
 ]
 
 MAX_NAME_PROBES = 25
-
-
-@dataclass
-class Connectors:
-    hris: HRIS
-    idp: IdentityProvider
-    ticketing: Ticketing | None
-
-
-@contextlib.asynccontextmanager
-async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
-    """Build the configured connectors and close their HTTP clients afterwards."""
-    from connectors.hris.factory import build_hris
-    from connectors.idp.factory import build_identity_provider
-    from connectors.ticketing.factory import build_ticketing
-
-    connectors = Connectors(
-        hris=build_hris(settings.hris),
-        idp=build_identity_provider(settings.idp),
-        ticketing=build_ticketing(settings.ticketing),
-    )
-    try:
-        yield connectors
-    finally:
-        for part in (connectors.hris, connectors.idp, connectors.ticketing):
-            close = getattr(part, "aclose", None)
-            if close is not None:
-                await close()
 
 
 def approvals_by_employee(database_url: str, employee_id: str | None = None) -> dict[str, frozenset[str]]:

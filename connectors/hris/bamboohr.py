@@ -38,7 +38,7 @@ from connectors.hris.parsing import RecordProblem, build_employee, clean, derive
 from connectors.http import APIClient, ClosesAPI
 from models.domain import ChangeSet, Employee, EmployeeStatus
 
-__all__ = ["BambooHRHRIS", "FIELD_MAP", "REPORT_FIELDS", "bamboohr_status", "to_record"]
+__all__ = ["BambooHRHRIS", "bamboohr_base_url", "FIELD_MAP", "REPORT_FIELDS", "bamboohr_status", "to_record"]
 
 SOURCE = "bamboohr"
 
@@ -105,6 +105,11 @@ def _parse_timestamp(value: Any) -> datetime | None:
         except ValueError:
             return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def bamboohr_base_url(base_url: str, subdomain: str) -> str:
+    """``{base_url}{subdomain}/v1/`` — BambooHR's API root for one company (the "companyDomain")."""
+    return f"{base_url.rstrip('/')}/{subdomain.strip('/')}/v1/"
 
 
 class BambooHRHRIS(ClosesAPI):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from connectors.errors import InvalidRecordError, NotFoundError, ResponseValidationError
 from connectors.hris.parsing import EMPLOYEE_FIELDS, REQUIRED_FIELDS, build_employee, clean
+from connectors.http import AsyncClosing
 from models.domain import ChangeSet, Employee
 
 __all__ = ["CSVExportHRIS"]
@@ -37,7 +38,7 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-class CSVExportHRIS:
+class CSVExportHRIS(AsyncClosing):
     """Employees from a CSV export file; satisfies :class:`connectors.protocols.HRIS`."""
 
     source = SOURCE

@@ -31,7 +31,7 @@ real member is added.
 
 Filters escape every value with RFC 4515 §3 rules (``escape_filter_chars``), RDN values with RFC 4514 §2.4
 rules (``escape_rdn``): a userName ``*)(uid=*`` matches only itself. The bind password is a ``SecretStr``,
-resolved (``tenure.settings.reveal``) only when binding and cleared from the ldap3 connection afterwards;
+revealed only when binding and cleared from the ldap3 connection afterwards;
 it never appears in a repr, a log line or an exception.
 
 ldap3 is synchronous: each operation runs in a worker thread (``anyio.to_thread``) on one shared
@@ -71,8 +71,8 @@ from connectors.errors import (
     PermanentAPIError,
     RetryableAPIError,
 )
+from connectors.http import AsyncClosing
 from models.domain import Account, AccountAttributes, Group
-from tenure.settings import IdPSettings, reveal
 
 __all__ = [
     "ACCOUNTDISABLE",
@@ -410,7 +410,7 @@ def _resolve_dn(rdn_or_dn: str, base_dn: str) -> str:
 # --------------------------------------------------------------------------- the connector
 
 
-class LDAPIdentityProvider:
+class LDAPIdentityProvider(AsyncClosing):
     """An LDAP directory as an IdentityProvider (see the module docstring for layout and mapping)."""
 
     source = SOURCE
@@ -450,25 +450,6 @@ class LDAPIdentityProvider:
         self._lock = threading.Lock()
         self._conn: ldap3.Connection | None = None
 
-    @classmethod
-    def from_settings(cls, settings: IdPSettings) -> LDAPIdentityProvider:
-        """Build from ``tenure.settings.IdPSettings`` (``kind="ldap"``; ``base_url`` is the LDAP URL)."""
-        if not settings.base_dn or not settings.bind_dn:
-            raise ValueError("LDAP identity provider needs TENURE_IDP__BASE_DN and TENURE_IDP__BIND_DN")
-        return cls(
-            settings.base_url,
-            bind_dn=settings.bind_dn,
-            password=settings.password,
-            base_dn=settings.base_dn,
-            users_ou=settings.users_ou,
-            groups_ou=settings.groups_ou,
-            disabled_ou=settings.disabled_ou,
-            deactivation_method=settings.deactivation_method,
-            allow_delete=settings.allow_delete,
-            timeout_seconds=settings.timeout_seconds,
-            verify_tls=settings.verify_tls,
-        )
-
     def __repr__(self) -> str:
         return f"LDAPIdentityProvider(url={self._url!r}, bind_dn={self._bind_dn!r}, base_dn={self.base_dn!r})"
 
@@ -483,7 +464,7 @@ class LDAPIdentityProvider:
         conn = ldap3.Connection(
             server,
             user=self._bind_dn,
-            password=reveal(self._password),
+            password=self._password.get_secret_value() if self._password else None,
             raise_exceptions=True,
             receive_timeout=max(1, math.ceil(self._timeout)),  # ldap3 packs it as an integer
             auto_range=True,

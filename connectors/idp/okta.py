@@ -40,8 +40,6 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
-
 from connectors.errors import (
     ConflictError,
     ConnectorError,
@@ -53,8 +51,6 @@ from connectors.http import (
     APIClient,
     ClosesAPI,
     LoopGuard,
-    TokenAuth,
-    api_client_from,
     create_idempotently,
     json_body,
     next_link,
@@ -149,25 +145,6 @@ class OktaIdentityProvider(ClosesAPI):
 
     def __repr__(self) -> str:
         return f"OktaIdentityProvider(source={self.source!r}, api={self.api!r})"
-
-    @classmethod
-    def from_settings(
-        cls, settings: Any, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
-    ) -> OktaIdentityProvider:
-        """A provider for an :class:`tenure.settings.IdPSettings` (``base_url`` = ``https://<org>.okta.com/``)."""
-        from tenure.settings import reveal
-
-        token = reveal(settings.token)
-        api = api_client_from(
-            settings,
-            base_url=settings.base_url,
-            source="okta",
-            auth=TokenAuth(token, "SSWS") if token else None,
-            secrets=[token],
-            transport=transport,
-            **api_options,
-        )
-        return cls(api)
 
     # ----------------------------------------------------------------------------------------- transport
 

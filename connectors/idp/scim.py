@@ -78,8 +78,6 @@ from connectors.http import (
     APIClient,
     ClosesAPI,
     LoopGuard,
-    TokenAuth,
-    api_client_from,
     create_idempotently,
     json_body,
     raise_for_status,
@@ -363,27 +361,6 @@ class SCIMIdentityProvider(ClosesAPI):
 
     def __repr__(self) -> str:
         return f"SCIMIdentityProvider(source={self.source!r}, api={self.api!r})"
-
-    @classmethod
-    def from_settings(
-        cls, settings: Any, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
-    ) -> SCIMIdentityProvider:
-        """A provider for ``settings`` (an :class:`tenure.settings.IdPSettings`); ``transport`` lets tests
-        pass respx or ``httpx.MockTransport``. The bearer token is revealed here, at the moment of use."""
-        from tenure.settings import reveal
-
-        token = reveal(settings.token)
-        api = api_client_from(
-            settings,
-            base_url=settings.base_url,
-            source="scim",
-            auth=TokenAuth(token, "Bearer") if token else None,
-            secrets=[token],
-            transport=transport,
-            headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
-            **api_options,
-        )
-        return cls(api)
 
     # ----------------------------------------------------------------------------------------- transport
 

@@ -25,6 +25,7 @@ from connectors.http import APIClient, ClosesAPI, create_idempotently, json_body
 from models.domain import Ticket, TicketRequest, TicketStatus
 
 __all__ = [
+    "rt_rest_url",
     "RTTicketing",
     "ticket_sql_string",
     "reference_query",
@@ -107,6 +108,12 @@ def create_payload(request: TicketRequest, queue: str) -> dict[str, Any]:
         "Content": request.body or request.title,
         "ContentType": "text/plain",
     }
+
+
+def rt_rest_url(base_url: str) -> str:
+    """RT's REST2 root from either the RT web root (``https://rt/rt/``) or the REST2 root itself."""
+    root = base_url.rstrip("/")
+    return f"{root}/" if root.endswith("/REST/2.0") else f"{root}/REST/2.0/"
 
 
 class RTTicketing(ClosesAPI):

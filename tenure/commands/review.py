@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from lifecycle.policy import Policy
     from tenure.auditor import Auditor
-    from tenure.runner import Connectors
+    from tenure.compose import Connectors
     from tenure.settings import Settings
 
 __all__ = ["review_app", "kpi_command"]
@@ -180,22 +180,17 @@ def kpi_command(
 ) -> None:
     """Time to access for joiners, time to disable for leavers, review completion, orphans, failures."""
     from connectors.errors import ConnectorError, InvalidRecordError
-    from connectors.hris.factory import build_hris
     from tenure.cli import console, out
+    from tenure.compose import build_hris
     from tenure.kpi import compute_kpis
 
     settings, policy = _load_config()
 
     async def _roster() -> dict[str, Any]:
-        hris = build_hris(settings.hris)
-        try:
+        async with build_hris(settings.hris) as hris:
             return {
                 e.employee_id: e async for e in hris.iter_employees() if not isinstance(e, InvalidRecordError)
             }
-        finally:
-            close = getattr(hris, "aclose", None)
-            if close is not None:
-                await close()
 
     import asyncio
 

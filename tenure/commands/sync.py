@@ -26,7 +26,7 @@ def sync_command(
 
     from tenure.auditor import Auditor
     from tenure.cli import EXIT_FAILED, console, fail, load_config, out, run_with_connectors
-    from tenure.runner import Connectors
+    from tenure.compose import Connectors
     from tenure.sync import SyncEngine, SyncOptions, SyncReport
 
     settings, policy = load_config()

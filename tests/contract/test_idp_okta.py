@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from connectors.idp.okta import OktaIdentityProvider
 from models.domain import Group
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tests.contract.idp_suite import IdentityProviderContract
 
@@ -265,7 +266,7 @@ def make_okta(
     settings = IdPSettings(
         kind="okta", base_url=OKTA_BASE, token=SecretStr(token), requests_per_second=10_000
     )
-    provider = OktaIdentityProvider.from_settings(settings, sleep=sleep)
+    provider = build_identity_provider(settings, sleep=sleep)
     for key, value in options.items():
         setattr(provider, key, value)
     return provider

@@ -25,6 +25,7 @@ from connectors.errors import (
 )
 from connectors.idp.scim import SCIMIdentityProvider
 from models.domain import AccountAttributes, Group
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tests.contract.idp_suite import HOSTILE_USER_NAME, IdentityProviderContract
 from tests.support.scim_server import SCIMServer, running_scim_server
@@ -59,7 +60,7 @@ def make_idp(
 
     tuning.setdefault("requests_per_second", 500.0)  # the local peer needs no client-side throttle
     settings = IdPSettings(kind="scim", base_url=base_url, token=SecretStr(token), **tuning)
-    return SCIMIdentityProvider.from_settings(settings, sleep=sleep)
+    return build_identity_provider(settings, sleep=sleep)
 
 
 @pytest.mark.slow

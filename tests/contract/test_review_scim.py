@@ -28,6 +28,7 @@ from models.audit import AuditEvent, Outcome, verify
 from models.db import session_scope
 from models.domain import AccountAttributes
 from tenure.auditor import Auditor
+from tenure.compose import build_identity_provider
 from tenure.review import run_review
 from tenure.settings import IdPSettings
 from tests.support.hris_data import fake_people, write_csv
@@ -70,7 +71,7 @@ SEED: dict[str, tuple[str, str, int | None, tuple[str, ...]]] = {
 
 
 def make_idp(base_url: str, token: str) -> SCIMIdentityProvider:
-    return SCIMIdentityProvider.from_settings(
+    return build_identity_provider(
         IdPSettings(kind="scim", base_url=base_url, token=SecretStr(token), requests_per_second=500.0)
     )
 

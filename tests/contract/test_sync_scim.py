@@ -22,6 +22,7 @@ from models.db import session_scope
 from models.domain import Account
 from models.state import LedgerEntry, cursor_get
 from tenure.auditor import Auditor
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tenure.sync import SYNC_CURSOR, SyncEngine, SyncOptions, SyncReport
 from tests.support.hris_data import DEPARTMENTS, fake_people, line_of, write_csv
@@ -126,7 +127,7 @@ async def make_world(
     base_url = server.tenant_url()
     for name in groups:
         await create_group(base_url, server.token, name)
-    idp = SCIMIdentityProvider.from_settings(
+    idp = build_identity_provider(
         IdPSettings(
             base_url=base_url, token=SecretStr(server.token), requests_per_second=1000, max_concurrency=16
         )

@@ -469,7 +469,7 @@ async def test_factory_builds_working_connector(fake: FakeJSM) -> None:
     """build_ticketing(kind=jira) wires e-mail + API token as Basic auth and the desk and request type."""
     from pydantic import SecretStr
 
-    from connectors.ticketing.factory import build_ticketing
+    from tenure.compose import build_ticketing
     from tenure.settings import TicketingSettings
 
     settings = TicketingSettings(
@@ -496,7 +496,7 @@ def test_factory_requires_service_desk() -> None:
     """kind=jira without service_desk_id is a clear configuration error."""
     from pydantic import SecretStr
 
-    from connectors.ticketing.factory import build_ticketing
+    from tenure.compose import build_ticketing
     from tenure.settings import TicketingSettings
 
     with pytest.raises(ValueError, match="service_desk_id is required"):

@@ -225,7 +225,7 @@ async def test_factory_builds_working_connector(rt: RTServer, ticketing_peer: RT
     """build_ticketing(kind=rt) accepts RT's web root, finds REST2 under it and creates a ticket."""
     from pydantic import SecretStr
 
-    from connectors.ticketing.factory import build_ticketing
+    from tenure.compose import build_ticketing
     from tenure.settings import TicketingSettings
 
     settings = TicketingSettings(

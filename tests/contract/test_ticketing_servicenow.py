@@ -341,7 +341,7 @@ async def test_factory_builds_working_connector(fake: FakeServiceNow) -> None:
     """build_ticketing(kind=servicenow) uses the incident table by default and Basic auth."""
     from pydantic import SecretStr
 
-    from connectors.ticketing.factory import build_ticketing
+    from tenure.compose import build_ticketing
     from tenure.settings import TicketingSettings
 
     settings = TicketingSettings(
@@ -362,7 +362,7 @@ async def test_factory_builds_working_connector(fake: FakeServiceNow) -> None:
 
 def test_factory_none_and_missing_credentials() -> None:
     """kind=none gives None; a vendor without credentials is a clear configuration error."""
-    from connectors.ticketing.factory import build_ticketing
+    from tenure.compose import build_ticketing
     from tenure.settings import TicketingSettings
 
     assert build_ticketing(TicketingSettings(kind="none")) is None

@@ -28,12 +28,12 @@ import pytest
 import yaml
 from sqlmodel import select
 
-from connectors.idp.factory import build_identity_provider
 from deployments.webhook import sign_generic
 from models.audit import AuditEvent, verify
 from models.db import session_scope
 from models.domain import AccountAttributes
 from sandbox.processes import Started, free_port, spawn, wait_for_http
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tenure.sync import partition_of
 from tests.support.hris_data import fake_people, write_csv

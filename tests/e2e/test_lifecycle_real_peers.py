@@ -28,7 +28,8 @@ from lifecycle.policy import load_policy
 from models.audit import AuditEvent, Outcome, verify
 from models.db import session_scope
 from tenure.auditor import Auditor
-from tenure.runner import Connectors, open_connectors, reconcile
+from tenure.compose import Connectors, build_identity_provider, open_connectors
+from tenure.runner import reconcile
 from tenure.settings import HRISSettings, IdPSettings, Settings, TicketingSettings
 from tests.support.hris_data import COLUMNS
 from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER
@@ -87,9 +88,8 @@ async def _idp_settings(kind: str, request: pytest.FixtureRequest) -> IdPSetting
         base_dn=slapd.base_dn,
         allow_delete=True,
     )
-    from connectors.idp.ldap import LDAPIdentityProvider
 
-    ldap = LDAPIdentityProvider.from_settings(settings)
+    ldap = build_identity_provider(settings)
     try:
         for group in groups:
             await ldap.create_group(group)

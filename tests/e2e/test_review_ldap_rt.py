@@ -38,8 +38,8 @@ from models.domain import AccountAttributes
 from models.review import ReviewAssignment, ReviewCampaign
 from tenure.apply import Applier
 from tenure.auditor import Auditor
+from tenure.compose import open_connectors
 from tenure.review import AUTO_REVIEWER, ReviewRun, campaign_reference, run_review
-from tenure.runner import open_connectors
 from tenure.settings import HRISSettings, IdPSettings, Settings, TicketingSettings
 from tests.support.hris_data import fake_people, write_csv
 from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer

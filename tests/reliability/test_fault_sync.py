@@ -25,6 +25,7 @@ from connectors.idp.scim import SCIMIdentityProvider
 from lifecycle.policy import Policy
 from models.audit import Outcome
 from tenure.auditor import Auditor
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tenure.sync import SyncEngine, SyncOptions, SyncReport
 from tests.reliability.conftest import size
@@ -89,7 +90,7 @@ class World:
 
     def idp(self) -> SCIMIdentityProvider:
         url = self.proxy.proxied(self.base_url) if self.proxy else self.base_url
-        return SCIMIdentityProvider.from_settings(
+        return build_identity_provider(
             IdPSettings(
                 base_url=url,
                 token=SecretStr(self.server.token),

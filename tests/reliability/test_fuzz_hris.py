@@ -29,12 +29,12 @@ from connectors.hris.bamboohr import FIELD_MAP, BambooHRHRIS
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.hris.parsing import STATUS_WORDS
 from connectors.http import APIClient
-from connectors.idp.scim import SCIMIdentityProvider
 from lifecycle.policy import Policy
 from models.audit import AuditEvent
 from models.db import reset_engines, session_scope
 from models.domain import Employee
 from tenure.auditor import Auditor
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tenure.sync import SyncEngine, SyncOptions
 from tests.reliability.conftest import size
@@ -243,7 +243,7 @@ def test_fuzzed_rows_through_the_sync_are_audited(
         path, url = Path(tmp) / "hris.csv", f"sqlite:///{tmp}/audit.db"
         _write(path, rows)
         items = CSVExportHRIS(path).read()
-        idp = SCIMIdentityProvider.from_settings(
+        idp = build_identity_provider(
             IdPSettings(base_url=scim_server.tenant_url(), token=SecretStr(scim_server.token))
         )
 

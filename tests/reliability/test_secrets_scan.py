@@ -24,13 +24,11 @@ from typer.testing import CliRunner
 
 from connectors.errors import AuthenticationError, ConnectorError
 from connectors.hris.csv_export import CSVExportHRIS
-from connectors.hris.factory import build_hris
-from connectors.idp.scim import SCIMIdentityProvider
-from connectors.ticketing.factory import build_ticketing
 from lifecycle.policy import Policy
 from models.domain import TicketRequest
 from tenure.auditor import Auditor
 from tenure.cli import app
+from tenure.compose import build_hris, build_identity_provider, build_ticketing
 from tenure.settings import HRISSettings, IdPSettings, TicketingSettings
 from tenure.sync import SyncEngine, SyncOptions
 from tests.reliability.helpers import REPO, audit_verify_cli
@@ -142,7 +140,7 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
     async with FaultProxy(
         upstream=f"http://127.0.0.1:{scim_server.port}", rate=0.3, seed=1, slow_seconds=1.5
     ) as proxy:
-        idp = SCIMIdentityProvider.from_settings(
+        idp = build_identity_provider(
             IdPSettings(
                 base_url=proxy.proxied(base_url),
                 token=SecretStr(SCIM_TOKEN),
@@ -172,7 +170,7 @@ async def test_no_secret_in_logs_errors_outputs_or_audit(
         assert sum(proxy.faults.values()) > 0
 
     # Failing authentication against SCIM.
-    bad = SCIMIdentityProvider.from_settings(
+    bad = build_identity_provider(
         IdPSettings(base_url=base_url, token=SecretStr(WRONG_TOKEN), max_attempts=1)
     )
     with pytest.raises(AuthenticationError) as refused:
@@ -301,7 +299,7 @@ async def test_hostile_user_names_match_only_themselves(scim_server: SCIMServer,
                 },
             )
             assert created.status_code == 201, created.text
-    idp = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
+    idp = build_identity_provider(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
     try:
         found = await idp.find_user_by_username(hostile)
         assert found is not None and found.employee_id == "H1"
@@ -326,7 +324,7 @@ async def test_tampering_with_a_real_runs_audit_trail_is_detected(
             hire_date=(datetime.now(UTC).date() - timedelta(days=30)).isoformat(),
         )
     write_csv(csv_path, rows)
-    idp = SCIMIdentityProvider.from_settings(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
+    idp = build_identity_provider(IdPSettings(base_url=base_url, token=SecretStr(SCIM_TOKEN)))
     tampers = {
         "edit": "UPDATE audit_event SET outcome = 'failed' WHERE seq = 3",
         "delete": "DELETE FROM audit_event WHERE seq = 4",

@@ -21,10 +21,10 @@ from connectors.errors import (
 )
 from connectors.hris.bamboohr import REPORT_FIELDS, BambooHRHRIS
 from connectors.hris.csv_export import CSVExportHRIS
-from connectors.hris.factory import build_hris
 from connectors.http import APIClient, build_client
 from connectors.protocols import HRIS
 from models.domain import Employee, EmployeeStatus
+from tenure.compose import build_hris
 from tenure.settings import HRISSettings
 
 API_KEY = "bhr-4f1c2d9e8a7b6c5d4e3f2a1b0c9d8e7f"

@@ -36,6 +36,7 @@ from connectors.idp.ldap import (
     user_rdn,
 )
 from models.domain import AccountAttributes
+from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 
 BASE = "dc=tenure,dc=test"
@@ -325,8 +326,8 @@ def test_translate_error(exc: Exception, expected: type) -> None:
     assert translated.source == "ldap"
 
 
-def test_from_settings_and_repr_hide_password() -> None:
-    """from_settings resolves the OUs against base_dn; the bind password is in no repr."""
+def test_build_and_repr_hide_password() -> None:
+    """The composition root resolves the OUs against base_dn; the bind password is in no repr."""
     settings = IdPSettings(
         kind="ldap",
         base_url="ldap://127.0.0.1:389/",
@@ -336,7 +337,7 @@ def test_from_settings_and_repr_hide_password() -> None:
         disabled_ou="ou=leavers",
         allow_delete=True,
     )
-    idp = LDAPIdentityProvider.from_settings(settings)
+    idp = build_identity_provider(settings)
     assert (idp.users_base, idp.groups_base, idp.disabled_base) == (
         f"ou=people,{BASE}",
         f"ou=groups,{BASE}",
@@ -346,10 +347,10 @@ def test_from_settings_and_repr_hide_password() -> None:
     assert "hunter2" not in repr(idp) and "hunter2" not in str(vars(idp))
 
 
-def test_from_settings_requires_base_dn() -> None:
+def test_build_requires_base_dn() -> None:
     """An LDAP IdP without base DN is a configuration error caught at construction."""
     with pytest.raises(ValueError, match="BASE_DN"):
-        LDAPIdentityProvider.from_settings(IdPSettings(kind="ldap", bind_dn="cn=admin,dc=x"))
+        build_identity_provider(IdPSettings(kind="ldap", bind_dn="cn=admin,dc=x"))
 
 
 def test_full_dn_ous_are_kept() -> None:

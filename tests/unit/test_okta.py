@@ -237,8 +237,8 @@ def test_factory_builds_the_configured_http_connector(kind: str) -> None:
     """build_identity_provider returns the vendor's connector, satisfying the protocol, token kept secret."""
     from pydantic import SecretStr
 
-    from connectors.idp.factory import build_identity_provider
     from connectors.protocols import IdentityProvider
+    from tenure.compose import build_identity_provider
     from tenure.settings import IdPSettings
 
     provider = build_identity_provider(IdPSettings(kind=kind, token=SecretStr("factory-token-123456")))

@@ -1,0 +1,224 @@
+"""The composition root: the one place that reads settings, resolves secrets and builds connectors.
+
+Connectors take plain values (URLs, names, :class:`connectors.http.HTTPOptions`, secrets as ``SecretStr``) and
+know nothing of Tenure's settings or of Prefect; this module maps ``TENURE_*`` settings onto them. Secrets are
+resolved here (:func:`tenure.settings.reveal`: the value, or a ``prefect-block:NAME`` Secret block) at build
+time and registered with the connector's HTTP client for redaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from connectors.http import HTTPOptions, TokenAuth, api_client_from
+from connectors.protocols import HRIS, IdentityProvider, Ticketing
+from tenure.settings import HRISSettings, HTTPTuning, IdPSettings, Settings, TicketingSettings, reveal
+
+__all__ = [
+    "Connectors",
+    "http_options",
+    "build_hris",
+    "build_identity_provider",
+    "build_ticketing",
+    "open_connectors",
+]
+
+DEFAULT_SERVICENOW_TABLE = "incident"
+
+
+def http_options(tuning: HTTPTuning) -> HTTPOptions:
+    """The settings' per-target HTTP tuning as the plain value the connectors take."""
+    return HTTPOptions(
+        timeout_seconds=tuning.timeout_seconds,
+        max_attempts=tuning.max_attempts,
+        requests_per_second=tuning.requests_per_second,
+        max_concurrency=tuning.max_concurrency,
+        verify_tls=tuning.verify_tls,
+    )
+
+
+def _resolved(secret: SecretStr | None) -> SecretStr | None:
+    value = reveal(secret)
+    return SecretStr(value) if value is not None else None
+
+
+def build_hris(settings: HRISSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> HRIS:
+    """The HRIS named by ``settings.kind``. BambooHR's API key is the Basic-auth user name, ``x`` the password."""
+    if settings.kind == "csv":
+        from connectors.hris.csv_export import CSVExportHRIS
+
+        return CSVExportHRIS(settings.path, settings.column_map or None)
+    if settings.kind == "bamboohr":
+        from connectors.hris.bamboohr import BambooHRHRIS, bamboohr_base_url
+
+        api_key = reveal(settings.api_key)
+        if not settings.subdomain:
+            raise ValueError("hris.subdomain (the BambooHR company domain) is required for kind=bamboohr")
+        if not api_key:
+            raise ValueError("hris.api_key is required for kind=bamboohr")
+        api = api_client_from(
+            http_options(settings),
+            base_url=bamboohr_base_url(settings.base_url, settings.subdomain),
+            source="bamboohr",
+            auth=(api_key, "x"),
+            secrets=[api_key],
+            transport=transport,
+        )
+        return BambooHRHRIS(api)
+    raise ValueError(f"unknown HRIS kind {settings.kind!r}")  # pragma: no cover - Literal guards it
+
+
+def build_identity_provider(
+    settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
+) -> IdentityProvider:
+    """The identity provider named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for
+    tests. Vendor modules are imported only when chosen."""
+    if settings.kind == "scim":
+        from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
+
+        token = reveal(settings.token)
+        return SCIMIdentityProvider(
+            api_client_from(
+                http_options(settings),
+                base_url=settings.base_url,
+                source="scim",
+                auth=TokenAuth(token, "Bearer") if token else None,
+                secrets=[token],
+                transport=transport,
+                headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
+                **api_options,
+            )
+        )
+    if settings.kind == "okta":
+        from connectors.idp.okta import OktaIdentityProvider
+
+        token = reveal(settings.token)
+        return OktaIdentityProvider(
+            api_client_from(
+                http_options(settings),
+                base_url=settings.base_url,
+                source="okta",
+                auth=TokenAuth(token, "SSWS") if token else None,
+                secrets=[token],
+                transport=transport,
+                **api_options,
+            )
+        )
+    if settings.kind == "ldap":
+        from connectors.idp.ldap import LDAPIdentityProvider
+
+        if not settings.base_dn or not settings.bind_dn:
+            raise ValueError("LDAP identity provider needs TENURE_IDP__BASE_DN and TENURE_IDP__BIND_DN")
+        return LDAPIdentityProvider(
+            settings.base_url,
+            bind_dn=settings.bind_dn,
+            password=_resolved(settings.password),
+            base_dn=settings.base_dn,
+            users_ou=settings.users_ou,
+            groups_ou=settings.groups_ou,
+            disabled_ou=settings.disabled_ou,
+            deactivation_method=settings.deactivation_method,
+            allow_delete=settings.allow_delete,
+            timeout_seconds=settings.timeout_seconds,
+            verify_tls=settings.verify_tls,
+        )
+    raise ValueError(f"unknown identity provider kind: {settings.kind!r}")
+
+
+def _ticketing_credentials(
+    settings: TicketingSettings,
+) -> tuple[httpx.Auth | tuple[str, str] | None, dict[str, str], list[str]]:
+    """(auth, extra headers, secrets to redact) for the configured vendor.
+
+    - RT 5 REST2: ``username`` + ``password`` (HTTP Basic), or ``token`` as ``Authorization: token <t>``
+      (RT::Authen::Token, core in RT 5);
+    - Jira Service Management: ``username`` (account e-mail) + ``token`` (API token) as Basic (Cloud),
+      ``token`` alone as a Bearer personal access token (Data Center), or ``username`` + ``password``;
+    - ServiceNow: ``username`` + ``password`` (Basic), or ``token`` alone as an OAuth Bearer token.
+    """
+    password, token = reveal(settings.password), reveal(settings.token)
+    secrets = [s for s in (password, token) if s]
+    if settings.kind == "jira" and settings.username and token:
+        return (settings.username, token), {}, secrets
+    if settings.username and password:
+        return (settings.username, password), {}, secrets
+    if token:
+        scheme = "token" if settings.kind == "rt" else "Bearer"
+        return None, {"Authorization": f"{scheme} {token}"}, secrets
+    raise ValueError(
+        f"ticketing.kind={settings.kind} needs ticketing.username with a password/token, or a token"
+    )
+
+
+def build_ticketing(
+    settings: TicketingSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Ticketing | None:
+    """The connector named by ``settings.kind``; ``none`` gives None (ticket actions are only audited)."""
+    if settings.kind == "none":
+        return None
+    if not settings.base_url:
+        raise ValueError(f"ticketing.base_url is required for kind={settings.kind}")
+    if settings.kind == "jira" and not settings.service_desk_id:
+        raise ValueError("ticketing.service_desk_id is required for kind=jira")
+    from connectors.ticketing.rt import rt_rest_url
+
+    auth, headers, secrets = _ticketing_credentials(settings)
+    base_url = (
+        rt_rest_url(settings.base_url) if settings.kind == "rt" else settings.base_url.rstrip("/") + "/"
+    )
+    api = api_client_from(
+        http_options(settings),
+        base_url=base_url,
+        source=settings.kind,
+        auth=auth,
+        secrets=secrets,
+        transport=transport,
+        headers=headers,
+    )
+    if settings.kind == "rt":
+        from connectors.ticketing.rt import RTTicketing
+
+        return RTTicketing(api, queue=settings.queue)
+    if settings.kind == "jira":
+        from connectors.ticketing.jira import JiraServiceManagement
+
+        assert settings.service_desk_id  # checked above, before a client was opened
+        return JiraServiceManagement(
+            api, service_desk_id=settings.service_desk_id, request_type=settings.queue
+        )
+    if settings.kind == "servicenow":
+        from connectors.ticketing.servicenow import ServiceNowTicketing
+
+        # ``queue`` names the table; the generic default ("General", an RT queue) means the incident table.
+        default_queue = TicketingSettings.model_fields["queue"].default
+        return ServiceNowTicketing(
+            api, table=DEFAULT_SERVICENOW_TABLE if settings.queue == default_queue else settings.queue
+        )
+    raise ValueError(f"unknown ticketing kind {settings.kind!r}")  # pragma: no cover - Literal guards it
+
+
+@dataclass
+class Connectors:
+    """The connectors one run talks through."""
+
+    hris: HRIS
+    idp: IdentityProvider
+    ticketing: Ticketing | None
+
+
+@contextlib.asynccontextmanager
+async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
+    """Build the configured connectors and close them afterwards (each is an async context manager)."""
+    async with contextlib.AsyncExitStack() as stack:
+        hris = await stack.enter_async_context(build_hris(settings.hris))
+        idp = await stack.enter_async_context(build_identity_provider(settings.idp))
+        ticketing = build_ticketing(settings.ticketing)
+        if ticketing is not None:
+            await stack.enter_async_context(ticketing)
+        yield Connectors(hris=hris, idp=idp, ticketing=ticketing)
