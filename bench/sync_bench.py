@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.hris.csv_export import CSVExportHRIS  # noqa: E402
 from connectors.idp.scim import SCIMIdentityProvider, user_payload, user_resource  # noqa: E402
+from engine.auditor import Auditor  # noqa: E402
+from engine.sync import SyncEngine, SyncOptions, SyncReport  # noqa: E402
 from lifecycle.actions import ActionKind  # noqa: E402
 from lifecycle.policy import Policy, load_policy  # noqa: E402
 from models.domain import AccountAttributes  # noqa: E402
-from tenure.auditor import Auditor  # noqa: E402
 from tenure.settings import IdPSettings  # noqa: E402
-from tenure.sync import SyncEngine, SyncOptions, SyncReport  # noqa: E402
 from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv  # noqa: E402
 from tests.support.scim_server import SCIMServer, running_scim_server  # noqa: E402
 

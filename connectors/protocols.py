@@ -6,6 +6,7 @@ All methods are async. Errors come from :mod:`connectors.errors`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -21,7 +22,7 @@ from models.domain import (
     TicketStatus,
 )
 
-__all__ = ["HRIS", "IdentityProvider", "Ticketing"]
+__all__ = ["HRIS", "IdentityProvider", "Ticketing", "Connectors"]
 
 
 @runtime_checkable
@@ -71,7 +72,8 @@ class IdentityProvider(Protocol):
         ...
 
     async def create_user(self, attributes: AccountAttributes) -> Account:
-        """Create the account; safe to retry: if one with this employee id exists it is returned."""
+        """Create the account; safe to retry: if one with this employee id exists it is returned, marked
+        ``existing`` (:meth:`models.domain.Account.found`) so the caller records a look-up, not a creation."""
         ...
 
     async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
@@ -126,3 +128,12 @@ class Ticketing(Protocol):
     async def get_status(self, ticket_id: str) -> TicketStatus: ...
 
     async def close_ticket(self, ticket_id: str) -> None: ...
+
+
+@dataclass
+class Connectors:
+    """The connectors one run talks through (built by the composition root, :mod:`tenure.compose`)."""
+
+    hris: HRIS
+    idp: IdentityProvider
+    ticketing: Ticketing | None

@@ -11,15 +11,15 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
 from connectors.errors import ConnectorError
-from lifecycle.actions import Action
+from engine.applier import ActionResult, Applier, ApplyReport, Step
+from engine.auditor import Auditor
+from engine.reconcile import reconcile
+from flows.orchestration import approve_in_ui, in_deployment, run_identity, schedule_reconcile
+from lifecycle.actions import Action, ActionKind
 from lifecycle.policy import load_policy
 from models.audit import Outcome
 from models.domain import Account
-from tenure.apply import ActionResult, Applier, ApplyReport
-from tenure.auditor import Auditor
 from tenure.compose import open_connectors
-from tenure.orchestration import approve_in_ui, in_deployment, schedule_reconcile
-from tenure.runner import reconcile
 from tenure.settings import load_settings
 
 __all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle"]
@@ -52,6 +52,18 @@ async def apply_action(
     return await applier.apply_action(action, account)
 
 
+def _steps(applier: Applier) -> Step:
+    """Each step a task run, except an approval request: suspending for an answer must happen in the flow
+    itself (Prefect cannot suspend from within a task run)."""
+
+    async def step(action: Action, account: Account | None) -> tuple[ActionResult, Account | None]:
+        if action.kind is ActionKind.REQUEST_APPROVAL:
+            return await applier.apply_action(action, account)
+        return await apply_action(applier, action, account)
+
+    return step
+
+
 def _artifact_key(employee_id: str) -> str:
     return "lifecycle-" + (re.sub(r"[^a-z0-9-]+", "-", employee_id.lower()).strip("-") or "employee")
 
@@ -61,7 +73,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
-    auditor = Auditor(settings.database_url)
+    auditor = Auditor(settings.database_url, **run_identity())
     deployed = in_deployment()
     async with open_connectors(settings) as connectors:
         report: ApplyReport = await reconcile(
@@ -72,7 +84,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
             dry_run=dry_run,
             scheduler=schedule_reconcile if deployed else None,
             approver=approve_in_ui,
-            step_factory=lambda applier: lambda action, account: apply_action(applier, action, account),
+            step_factory=_steps,
         )
     if report.event not in (event, "none") and event != "reconcile":
         logger.info("asked for %s, but the HR record makes this a %s", event, report.event)

@@ -15,14 +15,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
+from engine.applier import Applier
+from engine.auditor import Auditor
+from engine.kpi import compute_kpis
+from engine.review import decide, process_deadlines, run_review
 from flows.lifecycle import apply_action
+from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
-from tenure.apply import Applier
-from tenure.auditor import Auditor
 from tenure.compose import Connectors, open_connectors
-from tenure.kpi import compute_kpis
-from tenure.review import decide, process_deadlines, run_review
 from tenure.settings import Settings, load_settings
 
 __all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]
@@ -46,7 +47,7 @@ def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> 
         "idp": connectors.idp,
         "ticketing": connectors.ticketing,
         "policy": policy,
-        "auditor": Auditor(settings.database_url),
+        "auditor": Auditor(settings.database_url, **run_identity()),
         "step_factory": _task_step,
     }
 

@@ -1,6 +1,6 @@
 """The ``sync`` flow: reconcile every changed (or, with ``full``, every) employee in one run.
 
-The work is :class:`tenure.sync.SyncEngine`'s; this flow adds Prefect: one ``apply-batch`` task run per batch
+The work is :class:`engine.sync.SyncEngine`'s; this flow adds Prefect: one ``apply-batch`` task run per batch
 of employees (never one per employee), a progress artifact, a summary table artifact (ids and counts only),
 and a Failed state when the brake refused the run or any employee failed. Deployments: ``sync/tenure``
 (nightly, incremental) and ``sync/tenure-full`` (weekly, ``full=True``).
@@ -8,6 +8,7 @@ and a Failed state when the brake refused the run or any employee failed. Deploy
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -15,12 +16,13 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
+from engine.auditor import Auditor
+from engine.locks import LockHeld
+from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
+from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
-from tenure.auditor import Auditor
 from tenure.compose import open_connectors
-from tenure.orchestration import in_deployment, schedule_reconcile
 from tenure.settings import load_settings
-from tenure.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 
 __all__ = ["sync", "apply_batch", "sync_run_name", "artifact_key"]
 
@@ -64,6 +66,32 @@ def _outcome(report: SyncReport) -> State:
     return Completed(message=summary)
 
 
+async def _run(engine: SyncEngine, options: SyncOptions, logger: Any) -> SyncReport:
+    """Read and plan, then apply batch by batch (one task run each), with a progress artifact."""
+    progress_id: UUID = await acreate_progress_artifact(
+        progress=0.0,
+        key=artifact_key("progress", options),
+        description=f"sync {options.mode}: employees applied",
+    )
+    await engine.prepare()
+    report = engine.report
+    logger.info(
+        "read %d employees (%d invalid) and %d accounts; %d to change in %d batch(es)",
+        report.employees_seen,
+        report.invalid_records,
+        report.accounts_read,
+        report.planned,
+        report.batches,
+    )
+    if report.brake is not None and report.brake.tripped:
+        logger.warning(report.brake.message)
+
+    async def on_progress(done: int, total: int) -> None:
+        await aupdate_progress_artifact(progress_id, 100.0 * done / total if total else 100.0)
+
+    return await engine.run(batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress)
+
+
 @flow(name="sync", flow_run_name=sync_run_name, log_prints=False)
 async def sync(
     full: bool = False,
@@ -94,34 +122,16 @@ async def sync(
             idp=connectors.idp,
             ticketing=connectors.ticketing,
             policy=policy,
-            auditor=Auditor(settings.database_url),
+            auditor=Auditor(settings.database_url, **run_identity()),
             options=options,
             scheduler=schedule_reconcile if in_deployment() else None,
         )
-        progress_id: UUID = await acreate_progress_artifact(
-            progress=0.0,
-            key=artifact_key("progress", options),
-            description=f"sync {options.mode}: employees applied",
-        )
-        await engine.prepare()
-        report = engine.report
-        logger.info(
-            "read %d employees (%d invalid) and %d accounts; %d to change in %d batch(es)",
-            report.employees_seen,
-            report.invalid_records,
-            report.accounts_read,
-            report.planned,
-            report.batches,
-        )
-        if report.brake is not None and report.brake.tripped:
-            logger.warning(report.brake.message)
-
-        async def on_progress(done: int, total: int) -> None:
-            await aupdate_progress_artifact(progress_id, 100.0 * done / total if total else 100.0)
-
-        report = await engine.run(
-            batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress
-        )
+        try:
+            async with engine:
+                report = await _run(engine, options, logger)
+        except LockHeld as exc:  # another sync of this partition holds the job lock
+            logger.error("%s", exc)
+            return Failed(message=str(exc))
     await acreate_table_artifact(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )

@@ -1,23 +1,53 @@
-"""What the planner decides: a :class:`Plan` of :class:`Action` values for one employee. Pure data.
+"""What the planner decides: a :class:`Plan` of typed actions for one employee. Pure data.
 
-An action names *what* should happen, never *how*; the apply step maps each kind to a connector call
-and records it in the ledger under :attr:`Action.key`, which is stable across runs so that re-planning
+An action names *what* should happen, never *how*; the applier (:mod:`engine.applier`) dispatches on its type
+with ``match`` and records it in the ledger under :attr:`key`, which is stable across runs so that re-planning
 the same situation yields the same keys and nothing is done twice.
+
+:data:`Action` is a discriminated union on ``kind`` (an :class:`ActionKind`): the lifecycle actions the
+planner makes (account state, memberships, tickets, approvals, schedules) and the ones the access review makes
+(ticket comments and closing, review decisions, recorded approvals). Every field is typed: nothing downstream
+parses a string back into a date, a key or a model.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-__all__ = ["ActionKind", "Action", "Plan", "PlanEvent", "ACCOUNT_KINDS", "SCHEDULE_EVENTS"]
+from models.domain import AccountAttributes, TicketRequest
+
+__all__ = [
+    "ActionKind",
+    "ScheduleEvent",
+    "PlanEvent",
+    "CreateAccount",
+    "UpdateAccount",
+    "EnableAccount",
+    "DisableAccount",
+    "DeleteAccount",
+    "AddMembership",
+    "RemoveMembership",
+    "OpenTicket",
+    "CommentTicket",
+    "CloseTicket",
+    "RequestApproval",
+    "Schedule",
+    "RecordApproval",
+    "RecordReviewDecision",
+    "Action",
+    "ACTION_ADAPTER",
+    "ACCOUNT_KINDS",
+    "SIDE_EFFECT_KINDS",
+    "Plan",
+]
 
 PlanEvent = Literal["joiner", "mover", "leaver", "rehire", "none"]
-
-# Events a SCHEDULE action can name. "create" is the pre-hire creation before the prehire window opens.
-SCHEDULE_EVENTS = frozenset({"create", "enable", "disable", "delete"})
+# "create" is the pre-hire creation before the prehire window opens; the others re-plan at a lifecycle instant.
+ScheduleEvent = Literal["create", "enable", "disable", "delete"]
 
 
 class ActionKind(str, enum.Enum):
@@ -29,9 +59,201 @@ class ActionKind(str, enum.Enum):
     ADD_MEMBERSHIP = "add_membership"
     REMOVE_MEMBERSHIP = "remove_membership"
     OPEN_TICKET = "open_ticket"
+    COMMENT_TICKET = "comment_ticket"
+    CLOSE_TICKET = "close_ticket"
     REQUEST_APPROVAL = "request_approval"
     SCHEDULE = "schedule"
+    RECORD_APPROVAL = "record_approval"
+    RECORD_REVIEW_DECISION = "record_review_decision"
 
+
+class _Step(BaseModel):
+    """Fields every action has. ``reason`` is for humans and carries no personal data beyond ids and groups."""
+
+    model_config = ConfigDict(frozen=True)
+
+    employee_id: str
+    reason: str = Field(min_length=1)
+
+    @property
+    def target(self) -> str:
+        """What the action acts on: a user name, a group, a ticket purpose or id, a schedule event."""
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        """Stable ledger key, ``{employee_id}:{kind}:{target}`` (some kinds add what makes an occasion)."""
+        return f"{self.employee_id}:{self.kind.value}:{self.target}"  # type: ignore[attr-defined]
+
+
+class _OnAccount(_Step):
+    user_name: str
+
+    @property
+    def target(self) -> str:
+        return self.user_name
+
+
+class _OnGroup(_Step):
+    group: str
+
+    @property
+    def target(self) -> str:
+        return self.group
+
+
+class CreateAccount(_Step):
+    """Create the account with ``attributes`` (``active`` False before the hire day)."""
+
+    kind: Literal[ActionKind.CREATE_ACCOUNT] = ActionKind.CREATE_ACCOUNT
+    attributes: AccountAttributes
+
+    @property
+    def target(self) -> str:
+        return self.attributes.user_name
+
+
+class UpdateAccount(_OnAccount):
+    """Write only ``changes`` (attribute → new value); ``previous`` holds the old values, for people to read."""
+
+    kind: Literal[ActionKind.UPDATE_ACCOUNT] = ActionKind.UPDATE_ACCOUNT
+    changes: dict[str, str | None]
+    previous: dict[str, str | None] = Field(default_factory=dict)
+
+
+class EnableAccount(_OnAccount):
+    kind: Literal[ActionKind.ENABLE_ACCOUNT] = ActionKind.ENABLE_ACCOUNT
+
+
+class DisableAccount(_OnAccount):
+    kind: Literal[ActionKind.DISABLE_ACCOUNT] = ActionKind.DISABLE_ACCOUNT
+
+
+class DeleteAccount(_OnAccount):
+    kind: Literal[ActionKind.DELETE_ACCOUNT] = ActionKind.DELETE_ACCOUNT
+
+
+class AddMembership(_OnGroup):
+    kind: Literal[ActionKind.ADD_MEMBERSHIP] = ActionKind.ADD_MEMBERSHIP
+
+
+class RemoveMembership(_OnGroup):
+    kind: Literal[ActionKind.REMOVE_MEMBERSHIP] = ActionKind.REMOVE_MEMBERSHIP
+
+
+class OpenTicket(_Step):
+    """Open ``request`` (idempotent by its reference). ``occasion`` (hire date, termination date, role hash,
+    campaign) makes a rehire or a second move a new ledger entry instead of one already done."""
+
+    kind: Literal[ActionKind.OPEN_TICKET] = ActionKind.OPEN_TICKET
+    request: TicketRequest
+    occasion: str
+
+    @property
+    def target(self) -> str:
+        return self.request.purpose
+
+    @property
+    def key(self) -> str:
+        return f"{super().key}:{self.occasion}"
+
+
+class CommentTicket(_Step):
+    """Add ``text`` to ticket ``ticket_id``; ``purpose`` (e.g. ``remind:<campaign>``) makes it once per occasion."""
+
+    kind: Literal[ActionKind.COMMENT_TICKET] = ActionKind.COMMENT_TICKET
+    ticket_id: str
+    purpose: str
+    text: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.ticket_id}:{self.purpose}"
+
+
+class CloseTicket(_Step):
+    kind: Literal[ActionKind.CLOSE_TICKET] = ActionKind.CLOSE_TICKET
+    ticket_id: str
+
+    @property
+    def target(self) -> str:
+        return self.ticket_id
+
+
+class RequestApproval(_OnGroup):
+    """Ask ``approvers`` to grant privileged ``group``; no answer within ``timeout_hours`` means denied."""
+
+    kind: Literal[ActionKind.REQUEST_APPROVAL] = ActionKind.REQUEST_APPROVAL
+    approvers: tuple[str, ...] = ()
+    timeout_hours: float = 72.0
+
+
+class Schedule(_Step):
+    """Re-plan this employee at ``at`` (a Prefect flow run). A moved date is a new key, so a new booking."""
+
+    kind: Literal[ActionKind.SCHEDULE] = ActionKind.SCHEDULE
+    event: ScheduleEvent
+    at: AwareDatetime
+
+    @property
+    def target(self) -> str:
+        return self.event
+
+    @property
+    def key(self) -> str:
+        return f"{super().key}:{self.at.isoformat()}"
+
+
+class RecordApproval(_OnGroup):
+    """Record that ``decided_by`` approved ``group`` for this employee (a grant in the ledger)."""
+
+    kind: Literal[ActionKind.RECORD_APPROVAL] = ActionKind.RECORD_APPROVAL
+    decided_by: str = Field(min_length=1)
+    decided_at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return f"{super().key}:{self.decided_at.isoformat()}"
+
+
+class RecordReviewDecision(_Step):
+    """A reviewer's keep or revoke of one campaign item. A keep of a membership re-certifies the grant until
+    ``recertify_until``; a revoke withdraws it: the planner does not grant it again without a new approval."""
+
+    kind: Literal[ActionKind.RECORD_REVIEW_DECISION] = ActionKind.RECORD_REVIEW_DECISION
+    campaign_id: str
+    item_id: str
+    decision: Literal["keep", "revoke"]
+    decided_by: str = Field(min_length=1)
+    decided_at: AwareDatetime
+    group: str | None = None  # the membership the item is about (None: an account finding)
+    account_id: str
+    flagged: bool = False
+    recertify_until: datetime | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.campaign_id}:{self.item_id}"
+
+
+Action = Annotated[
+    CreateAccount
+    | UpdateAccount
+    | EnableAccount
+    | DisableAccount
+    | DeleteAccount
+    | AddMembership
+    | RemoveMembership
+    | OpenTicket
+    | CommentTicket
+    | CloseTicket
+    | RequestApproval
+    | Schedule
+    | RecordApproval
+    | RecordReviewDecision,
+    Field(discriminator="kind"),
+]
+ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 
 # Kinds that change the identity provider (account state or group membership).
 ACCOUNT_KINDS = frozenset(
@@ -45,42 +267,8 @@ ACCOUNT_KINDS = frozenset(
         ActionKind.REMOVE_MEMBERSHIP,
     }
 )
-
-
-class Action(BaseModel):
-    """One step of a plan.
-
-    ``target``: the account user_name (account actions), the group name (memberships, approvals), the
-    ticket purpose (OPEN_TICKET) or the scheduled event name (SCHEDULE).
-    ``params``: CREATE_ACCOUNT → the AccountAttributes as a dict (``active`` False before the hire day);
-    UPDATE_ACCOUNT → ``{"changes": {...}}``; OPEN_TICKET → ``{"title", "body", "queue", "reference"}``;
-    REQUEST_APPROVAL → ``{"approvers", "timeout_hours"}``; SCHEDULE → ``{"event", "at"}`` with ``at`` an
-    ISO 8601 UTC instant. ``reason`` is for humans and carries no personal data beyond ids and group names.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: ActionKind
-    employee_id: str
-    target: str
-    reason: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        """Stable ledger key, ``{employee_id}:{kind}:{target}``.
-
-        A SCHEDULE also carries its instant (``...:schedule:enable:2025-03-01T00:00:00+00:00``): if
-        HR moves a date, the new schedule is a new ledger entry instead of being taken as already done.
-        An OPEN_TICKET carries its occasion (the last part of its reference), so a ticket still owed from an
-        earlier occasion is not overwritten by the next one.
-        """
-        base = f"{self.employee_id}:{self.kind.value}:{self.target}"
-        if self.kind is ActionKind.SCHEDULE:
-            return f"{base}:{self.params.get('at', '')}"
-        if self.kind is ActionKind.OPEN_TICKET:  # one entry per occasion (the reference's last part)
-            return f"{base}:{str(self.params.get('reference', '')).rsplit(':', 1)[-1]}"
-        return base
+# Kinds the account state cannot show were done: the ledger alone remembers them.
+SIDE_EFFECT_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE})
 
 
 class Plan(BaseModel):

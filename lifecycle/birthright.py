@@ -64,9 +64,18 @@ class Entitlements:
         return self.grants | self.needs_approval
 
 
-def entitlements(employee: Employee, policy: Policy, approvals: frozenset[str] = frozenset()) -> Entitlements:
-    """Birthright plus privileged groups for ``employee``; ``approvals`` are the privileged group names
-    this employee holds a recorded approval for (names that are not privileged groups are ignored)."""
+def entitlements(
+    employee: Employee,
+    policy: Policy,
+    approvals: frozenset[str] = frozenset(),
+    *,
+    revoked: frozenset[str] = frozenset(),
+) -> Entitlements:
+    """Birthright plus granted groups for ``employee``.
+
+    ``approvals``: groups this employee holds a recorded grant for — a privileged group's approval, or any
+    membership a reviewer kept. ``revoked``: groups a reviewer revoked; they are neither granted (not even as
+    birthright) nor requested again until a new approval is recorded, which clears the revocation."""
     privileged = policy.privileged_names
     reasons: dict[str, str] = {}
     rule_privileged: set[str] = set()
@@ -77,14 +86,19 @@ def entitlements(employee: Employee, policy: Policy, approvals: frozenset[str] =
                 rule_privileged.add(group)
             else:
                 reasons.setdefault(group, f"birthright rule {index} ({keys})")
-    approved = approvals & privileged
+    approved = approvals - revoked
     for group in approved:
-        reasons[group] = "privileged group with a recorded approval"
-    for group in rule_privileged - approved:
+        reasons.setdefault(
+            group,
+            "privileged group with a recorded approval"
+            if group in privileged
+            else "kept in an access review",
+        )
+    for group in rule_privileged - approved - revoked:
         reasons[group] = "privileged group named by a birthright rule; needs approval"
-    birthright = frozenset(g for g in reasons if g not in privileged)
+    birthright = frozenset(g for g in reasons if g not in privileged) - revoked
     return Entitlements(
         grants=birthright | approved,
-        needs_approval=frozenset(rule_privileged) - approved,
+        needs_approval=frozenset(rule_privileged) - approved - revoked,
         reasons=reasons,
     )

@@ -20,14 +20,15 @@ The state machine, with every instant computed in the employee's time zone
   the same account is enabled (never a second one created) and the joiner tickets are emitted again.
 * **mover**: UPDATE with only the changed attributes, ADD missing entitlements, REMOVE managed groups
   (``policy.managed_groups``) the employee is no longer granted. Groups outside policy (granted by
-  hand) are left alone; so are privileged groups with an approval, and privileged groups a rule names
-  that await approval. ``user_name`` and ``email`` are formed once, at creation; renames are manual.
+  hand) are left alone; so are groups with a recorded approval or kept in a review, and privileged groups
+  a rule names that await approval. A group a reviewer revoked is neither granted nor requested again
+  until a new approval is recorded (``History.revoked``). ``user_name`` and ``email`` are formed once, at creation; renames are manual.
 * **leaver** (status terminated, or the termination instant — ``termination_date`` at
   ``leaver.termination_time`` local — has passed while HR still says active): timing "immediate"
   disables now; "at_termination" schedules the disable at the termination instant, or disables once it
   has passed. After disabling, managed groups are removed (``leaver.remove_groups``) and, with
-  ``delete_after_days``, a delete is scheduled that many days after the termination instant (or done
-  once past). Terminated before the start date without an account: nothing, with a reason.
+  ``delete_after_days``, a delete is scheduled that many days after the disable (the one Tenure recorded,
+  or now when disabling now: a termination recorded late still gets its grace period), or done once past. Terminated before the start date without an account: nothing, with a reason.
 * An employee with a future termination date (on or after the hire date) also gets a SCHEDULE "disable"
   at the termination instant, so the nightly run is not the only trigger. A SCHEDULE means "re-plan this
   employee at ``at``"; a stale schedule (HR moved the date) then plans nothing harmful.
@@ -46,17 +47,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from lifecycle.actions import Action, ActionKind, Plan, PlanEvent
+from lifecycle.actions import (
+    Action,
+    AddMembership,
+    CreateAccount,
+    DeleteAccount,
+    DisableAccount,
+    EnableAccount,
+    OpenTicket,
+    Plan,
+    PlanEvent,
+    RemoveMembership,
+    RequestApproval,
+    Schedule,
+    ScheduleEvent,
+    UpdateAccount,
+)
 from lifecycle.birthright import Entitlements, entitlements
 from lifecycle.naming import email_for, unique_user_name
 from lifecycle.policy import Policy, TicketTemplate
-from lifecycle.tickets import TicketEvent, ticket_for
+from lifecycle.tickets import TicketEvent, occasion_for, ticket_for
 from models.domain import Account, AccountAttributes, Employee, EmployeeStatus
 
-__all__ = ["Timeline", "timeline", "plan", "desired_attributes"]
+__all__ = ["History", "Timeline", "timeline", "plan", "desired_attributes"]
 
 
 @dataclass(frozen=True)
@@ -108,35 +123,49 @@ def desired_attributes(
 
 
 @dataclass(frozen=True)
+class History:
+    """What the ledger (:mod:`models.ledger`) remembers of an employee that the accounts cannot show.
+
+    ``granted``: groups with a recorded approval or kept in an access review (re-certified).
+    ``revoked``: groups a reviewer revoked: never granted again, nor requested, without a new approval.
+    ``left_before``: Tenure once disabled the account as a leaver — evidence of a rehire even when the HRIS
+    cleared the termination date. ``disabled_at``: when Tenure last disabled the account (the deletion grace
+    period counts from it).
+    """
+
+    granted: frozenset[str] = frozenset()
+    revoked: frozenset[str] = frozenset()
+    left_before: bool = False
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class _Context:
     employee: Employee
     account: Account | None
     policy: Policy
     now: datetime
     timeline: Timeline
-    approvals: frozenset[str]
+    history: History
     taken_user_names: frozenset[str]
-    left_before: bool = False
 
-    def action(self, kind: ActionKind, target: str, reason: str, **params: Any) -> Action:
-        return Action(
-            kind=kind, employee_id=self.employee.employee_id, target=target, reason=reason, params=params
-        )
+    @property
+    def employee_id(self) -> str:
+        return self.employee.employee_id
 
-    def schedule(self, event: str, at: datetime, reason: str) -> Action:
-        return self.action(ActionKind.SCHEDULE, event, reason, event=event, at=at.astimezone(UTC).isoformat())
+    def schedule(self, event: ScheduleEvent, at: datetime, reason: str) -> Action:
+        return Schedule(employee_id=self.employee_id, event=event, at=at.astimezone(UTC), reason=reason)
 
     def tickets(self, event: TicketEvent, user_name: str) -> list[Action]:
         """OPEN_TICKET per ``event`` template (a rehire uses "joiner"), via :mod:`lifecycle.tickets`."""
         templates: list[TicketTemplate] = getattr(self.policy.tickets, event)
+        occasion = occasion_for(event, self.employee)
         return [
-            self.action(
-                ActionKind.OPEN_TICKET,
-                t.purpose,
-                f"{event} ticket '{t.purpose}'",
-                **ticket_for(event, t, self.employee, user_name=user_name).model_dump(
-                    include={"title", "body", "queue", "reference"}
-                ),
+            OpenTicket(
+                employee_id=self.employee_id,
+                reason=f"{event} ticket '{t.purpose}'",
+                request=ticket_for(event, t, self.employee, user_name=user_name),
+                occasion=occasion,
             )
             for t in templates
         ]
@@ -175,15 +204,12 @@ def plan(
     now: datetime,
     *,
     taken_user_names: frozenset[str] = frozenset(),
-    approvals: frozenset[str] = frozenset(),
-    left_before: bool = False,
+    history: History | None = None,
 ) -> Plan:
     """Plan the actions that bring ``account`` in line with ``employee`` under ``policy`` at ``now``.
 
-    ``taken_user_names``: user names of OTHER accounts (collision suffixes). ``approvals``: privileged
-    group names this employee holds a recorded approval for. ``left_before``: Tenure once disabled this
-    employee's account as a leaver (the ledger says so), evidence of a rehire even when the HRIS cleared the
-    termination date. ``now`` must be timezone-aware.
+    ``taken_user_names``: user names of OTHER accounts (collision suffixes). ``history``: what the ledger
+    remembers of this employee (:class:`History`). ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -205,13 +231,12 @@ def plan(
         policy=policy,
         now=now.astimezone(UTC),
         timeline=timeline(employee, policy),
-        approvals=frozenset(approvals),
+        history=history or History(),
         taken_user_names=frozenset(taken_user_names),
-        left_before=left_before,
     )
     if _is_leaver(ctx):
         return _plan_leaver(ctx)
-    ents = entitlements(employee, policy, ctx.approvals)
+    ents = entitlements(employee, policy, ctx.history.granted, revoked=ctx.history.revoked)
     if account is None:
         return _plan_joiner(ctx, ents)
     return _plan_existing(ctx, account, ents)
@@ -228,26 +253,33 @@ def _termination_schedule(ctx: _Context) -> list[Action]:
 def _memberships(ctx: _Context, ents: Entitlements, current: frozenset[str]) -> list[Action]:
     """ADD missing grants, REMOVE managed groups no longer granted, REQUEST_APPROVAL for privileged
     groups a rule names that lack an approval (unless already held: the access review recertifies)."""
-    actions = [
-        ctx.action(ActionKind.ADD_MEMBERSHIP, g, f"entitled: {ents.reasons[g]}")
+    eid = ctx.employee_id
+    actions: list[Action] = [
+        AddMembership(employee_id=eid, group=g, reason=f"entitled: {ents.reasons[g]}")
         for g in sorted(ents.grants - current)
     ]
     actions += [
-        ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "managed group no longer granted by policy")
+        RemoveMembership(employee_id=eid, group=g, reason=_removal_reason(ctx, g))
         for g in sorted((ctx.policy.managed_groups & current) - ents.protected)
     ]
     by_name = {p.name: p for p in ctx.policy.privileged_groups}
     actions += [
-        ctx.action(
-            ActionKind.REQUEST_APPROVAL,
-            g,
-            ents.reasons[g],
-            approvers=list(by_name[g].approvers),
+        RequestApproval(
+            employee_id=eid,
+            group=g,
+            reason=ents.reasons[g],
+            approvers=tuple(by_name[g].approvers),
             timeout_hours=by_name[g].approval_timeout_hours,
         )
         for g in sorted(ents.needs_approval - current)
     ]
     return actions
+
+
+def _removal_reason(ctx: _Context, group: str) -> str:
+    if group in ctx.history.revoked:
+        return "revoked in an access review; not granted again without a new approval"
+    return "managed group no longer granted by policy"
 
 
 def _plan_joiner(ctx: _Context, ents: Entitlements) -> Plan:
@@ -270,10 +302,8 @@ def _plan_joiner(ctx: _Context, ents: Entitlements) -> Plan:
         return ctx.plan("joiner", skipped="the name yields an empty userName under the naming template")
     attrs = desired_attributes(e, user_name, email_for(user_name, ctx.policy.naming), active=started)
     state = "enabled (hire day reached)" if started else "disabled until the hire day"
-    actions = [
-        ctx.action(
-            ActionKind.CREATE_ACCOUNT, user_name, f"joiner: new account, {state}", **attrs.model_dump()
-        )
+    actions: list[Action] = [
+        CreateAccount(employee_id=ctx.employee_id, attributes=attrs, reason=f"joiner: new account, {state}")
     ]
     if not started and tl.enable_at is not None:
         actions.append(ctx.schedule("enable", tl.enable_at, "joiner: enable on the hire day"))
@@ -291,22 +321,25 @@ def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
     actions: list[Action] = []
     if changes:
         actions.append(
-            ctx.action(
-                ActionKind.UPDATE_ACCOUNT,
-                account.user_name,
-                f"attributes changed: {', '.join(sorted(changes))}",
+            UpdateAccount(
+                employee_id=ctx.employee_id,
+                user_name=account.user_name,
                 changes=changes,
+                previous={k: getattr(account, k) for k in changes},
+                reason=f"attributes changed: {', '.join(sorted(changes))}",
             )
         )
     enabling = not account.active
-    rehire = enabling and (_terminated_before_start(e) or account.last_sign_in is not None or ctx.left_before)
+    rehire = enabling and (
+        _terminated_before_start(e) or account.last_sign_in is not None or ctx.history.left_before
+    )
     label = "rehire" if rehire else "joiner"
     if enabling and _has_started(ctx):
         actions.append(
-            ctx.action(
-                ActionKind.ENABLE_ACCOUNT,
-                account.user_name,
-                f"{label}: hire day reached, account is disabled",
+            EnableAccount(
+                employee_id=ctx.employee_id,
+                user_name=account.user_name,
+                reason=f"{label}: hire day reached, account is disabled",
             )
         )
     elif enabling and tl.enable_at is not None:
@@ -350,20 +383,39 @@ def _plan_leaver(ctx: _Context) -> Plan:
             if tl.disable_at is None
             else "termination time reached"
         )
-        actions.append(ctx.action(ActionKind.DISABLE_ACCOUNT, account.user_name, f"leaver: {why}"))
+        actions.append(
+            DisableAccount(employee_id=ctx.employee_id, user_name=account.user_name, reason=f"leaver: {why}")
+        )
     elif account.active and tl.disable_at is not None:
         actions.append(ctx.schedule("disable", tl.disable_at, "leaver: disable at the termination time"))
     disabled = disable_now or not account.active
     if disabled and policy.leaver.remove_groups:
         actions += [
-            ctx.action(ActionKind.REMOVE_MEMBERSHIP, g, "leaver: remove managed group")
+            RemoveMembership(employee_id=ctx.employee_id, group=g, reason="leaver: remove managed group")
             for g in sorted(policy.managed_groups & account.groups)
         ]
     actions += ctx.tickets("leaver", account.user_name)
-    if disabled and tl.delete_at is not None:
-        why = f"leaver: delete {policy.leaver.delete_after_days} days after termination"
-        if ctx.now >= tl.delete_at:
-            actions.append(ctx.action(ActionKind.DELETE_ACCOUNT, account.user_name, why))
+    delete_at = _delete_at(ctx, disabling_now=account.active and disable_now)
+    if disabled and delete_at is not None:
+        why = f"leaver: delete {policy.leaver.delete_after_days} days after the account was disabled"
+        if ctx.now >= delete_at:
+            actions.append(
+                DeleteAccount(employee_id=ctx.employee_id, user_name=account.user_name, reason=why)
+            )
         else:
-            actions.append(ctx.schedule("delete", tl.delete_at, why))
+            actions.append(ctx.schedule("delete", delete_at, why))
     return ctx.plan("leaver", actions)
+
+
+def _delete_at(ctx: _Context, *, disabling_now: bool) -> datetime | None:
+    """``delete_after_days`` after the disable, whatever the termination date (a termination recorded late
+    still gets its grace period): after the disable Tenure recorded, after now when disabling now, else (an
+    account disabled outside Tenure) after the termination instant."""
+    days = ctx.policy.leaver.delete_after_days
+    if days is None:
+        return None
+    if disabling_now:
+        base: datetime | None = ctx.now
+    else:
+        base = ctx.history.disabled_at or ctx.timeline.disable_at
+    return None if base is None else base.astimezone(UTC) + timedelta(days=days)

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from lifecycle.actions import Action, ActionKind
+from lifecycle.actions import Action, DisableAccount, RemoveMembership
 from lifecycle.birthright import birthright_groups
 from lifecycle.planner import timeline
 from lifecycle.policy import Policy
@@ -259,19 +259,15 @@ def _sod_revoke(a: str, b: str, granted: frozenset[str], approved: Mapping[str, 
 
 
 def remediation(finding: Finding) -> Action:
-    """The action that revokes a finding's access, applied through :class:`tenure.apply.Applier`:
+    """The action that revokes a finding's access, applied through :class:`engine.applier.Applier`:
     account findings (orphan, terminated_active, dormant) disable the account; group findings remove the
     membership (``revoke_group``). Orphans without an employee id are keyed ``account:<id>`` in the ledger."""
     employee_id = finding.employee_id or f"account:{finding.account_id}"
     reason = f"access review: {finding.kind.value} finding {finding.id}"
     if finding.kind in (FindingKind.ORPHAN, FindingKind.TERMINATED_ACTIVE, FindingKind.DORMANT):
-        return Action(
-            kind=ActionKind.DISABLE_ACCOUNT, employee_id=employee_id, target=finding.user_name, reason=reason
-        )
+        return DisableAccount(employee_id=employee_id, user_name=finding.user_name, reason=reason)
     assert finding.revoke_group is not None
-    return Action(
-        kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=employee_id, target=finding.revoke_group, reason=reason
-    )
+    return RemoveMembership(employee_id=employee_id, group=finding.revoke_group, reason=reason)
 
 
 def reviewer_for(

@@ -6,7 +6,18 @@ OPEN_TICKET, REQUEST_APPROVAL and SCHEDULE leave the account as it is (they act 
 
 from __future__ import annotations
 
-from lifecycle.actions import Action, ActionKind, Plan
+from lifecycle.actions import (
+    ACCOUNT_KINDS,
+    Action,
+    AddMembership,
+    CreateAccount,
+    DeleteAccount,
+    DisableAccount,
+    EnableAccount,
+    Plan,
+    RemoveMembership,
+    UpdateAccount,
+)
 from models.domain import Account
 
 __all__ = ["SimulationError", "apply_action", "apply_plan"]
@@ -18,26 +29,26 @@ class SimulationError(ValueError):
 
 def apply_action(account: Account | None, action: Action) -> Account | None:
     """The account after ``action``; ``None`` means no account (not yet created, or deleted)."""
-    kind = action.kind
-    if kind is ActionKind.CREATE_ACCOUNT:
+    if isinstance(action, CreateAccount):
         if account is not None:
             raise SimulationError(f"{action.key}: account already exists")
-        return Account.model_validate({**action.params, "id": f"sim-{action.employee_id}"})
-    if kind in {ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE}:
-        return account
+        return Account(**action.attributes.model_dump(), id=f"sim-{action.employee_id}")
+    if action.kind not in ACCOUNT_KINDS:
+        return account  # tickets, approvals, schedules, decisions act elsewhere or later
     if account is None:
         raise SimulationError(f"{action.key}: no account to act on")
-    if kind is ActionKind.DELETE_ACCOUNT:
-        return None
-    if kind is ActionKind.UPDATE_ACCOUNT:
-        return Account.model_validate({**account.model_dump(), **action.params["changes"]})
-    if kind in {ActionKind.ENABLE_ACCOUNT, ActionKind.DISABLE_ACCOUNT}:
-        return account.model_copy(update={"active": kind is ActionKind.ENABLE_ACCOUNT})
-    if kind is ActionKind.ADD_MEMBERSHIP:
-        return account.model_copy(update={"groups": account.groups | {action.target}})
-    if kind is ActionKind.REMOVE_MEMBERSHIP:
-        return account.model_copy(update={"groups": account.groups - {action.target}})
-    raise SimulationError(f"unknown action kind {kind!r}")  # pragma: no cover
+    match action:
+        case DeleteAccount():
+            return None
+        case UpdateAccount(changes=changes):
+            return account.model_copy(update=changes)
+        case EnableAccount() | DisableAccount():
+            return account.model_copy(update={"active": isinstance(action, EnableAccount)})
+        case AddMembership(group=group):
+            return account.model_copy(update={"groups": account.groups | {group}})
+        case RemoveMembership(group=group):
+            return account.model_copy(update={"groups": account.groups - {group}})
+    raise SimulationError(f"unknown action kind {action.kind!r}")  # pragma: no cover
 
 
 def apply_plan(account: Account | None, plan: Plan) -> Account | None:

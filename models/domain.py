@@ -92,6 +92,12 @@ class Account(AccountAttributes):
     id: str
     last_sign_in: datetime | None = None
     groups: frozenset[str] = frozenset()  # group display names the account belongs to, where known
+    # set by ``create_user`` when it found the account instead of creating it (idempotent create, a 409)
+    existing: bool = Field(default=False, exclude=True)
+
+    def found(self) -> Account:
+        """This account, marked as found rather than created."""
+        return self.model_copy(update={"existing": True})
 
 
 class Group(BaseModel):

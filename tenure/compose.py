@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from connectors.http import HTTPOptions, TokenAuth, api_client_from
-from connectors.protocols import HRIS, IdentityProvider, Ticketing
+from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
 from tenure.settings import HRISSettings, HTTPTuning, IdPSettings, Settings, TicketingSettings, reveal
 
 __all__ = [
@@ -201,15 +200,6 @@ def build_ticketing(
             api, table=DEFAULT_SERVICENOW_TABLE if settings.queue == default_queue else settings.queue
         )
     raise ValueError(f"unknown ticketing kind {settings.kind!r}")  # pragma: no cover - Literal guards it
-
-
-@dataclass
-class Connectors:
-    """The connectors one run talks through."""
-
-    hris: HRIS
-    idp: IdentityProvider
-    ticketing: Ticketing | None
 
 
 @contextlib.asynccontextmanager

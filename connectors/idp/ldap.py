@@ -747,7 +747,7 @@ class LDAPIdentityProvider(AsyncClosing):
         def create(conn: ldap3.Connection) -> Account:
             existing = self._find_one(conn, "employeeNumber", attributes.employee_id)
             if existing is not None:
-                return existing
+                return existing.found()
             parent = self.users_base if attributes.active else self.disabled_base
             dn = f"{user_rdn(attributes.user_name)},{parent}"
             values = new_user_attributes(attributes, manager_dn=self._manager_dn(conn, attributes.manager_id))
@@ -757,8 +757,8 @@ class LDAPIdentityProvider(AsyncClosing):
                 conn.add(dn, USER_OBJECT_CLASSES, values)
             except lx.LDAPEntryAlreadyExistsResult:
                 again = self._find_one(conn, "employeeNumber", attributes.employee_id)
-                if again is not None:  # a concurrent retry won the race
-                    return again
+                if again is not None:  # a concurrent create won the race
+                    return again.found()
                 raise ConflictError("an entry with this user name already exists", source=SOURCE) from None
             entry = self._read_entry(conn, dn, self._user_attributes())
             if entry is None:

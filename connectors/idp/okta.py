@@ -241,7 +241,7 @@ class OktaIdentityProvider(ClosesAPI):
 
         try:
             return await create_idempotently(
-                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base
+                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base, found=Account.found
             )
         except PermanentAPIError as exc:
             if exc.status_code not in (400, 409) or DUPLICATE_MARKER not in exc.message:
@@ -249,11 +249,11 @@ class OktaIdentityProvider(ClosesAPI):
             holder = await self.find_user_by_username(attributes.user_name)
             if holder is not None and holder.employee_id == attributes.employee_id:
                 log.info("%s: adopting existing user %s for employee", self.source, holder.id)
-                return holder
+                return holder.found()
             if holder is None:
                 again = await lookup()
                 if again is not None:
-                    return again
+                    return again.found()
                 reason = "another unique attribute (e.g. email) is taken"
             elif not holder.employee_id:
                 reason = f"login is held by user {holder.id} without an employeeNumber; link it by hand"

@@ -574,17 +574,17 @@ class SCIMIdentityProvider(ClosesAPI):
 
         try:
             return await create_idempotently(
-                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base
+                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base, found=Account.found
             )
         except ConflictError as exc:
             holder = await self.find_user_by_username(attributes.user_name)
             if holder is not None and holder.employee_id == attributes.employee_id:
                 log.info("%s: adopting existing account %s for employee", self.source, holder.id)
-                return holder
+                return holder.found()
             if holder is None:
                 again = await lookup()  # a concurrent create for this employee may have won the race
                 if again is not None:
-                    return again
+                    return again.found()
                 reason = "a uniqueness conflict on another attribute (e.g. email)"
             elif not holder.employee_id:
                 reason = f"userName is held by account {holder.id} without an externalId; link it by hand"

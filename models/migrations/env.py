@@ -6,8 +6,8 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import models.audit  # noqa: F401  (registers tables on SQLModel.metadata)
+import models.ledger  # noqa: F401
 import models.review  # noqa: F401
-import models.state  # noqa: F401
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=SQLModel.metadata, render_as_batch=True)

@@ -23,14 +23,15 @@ from typer.testing import CliRunner
 
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.idp.scim import SCIMIdentityProvider
+from engine.auditor import Auditor
+from engine.review import run_review
 from lifecycle.policy import load_policy
-from models.audit import AuditEvent, Outcome, verify
+from models.audit import AuditEvent, verify
 from models.db import session_scope
 from models.domain import AccountAttributes
-from tenure.auditor import Auditor
 from tenure.compose import build_identity_provider
-from tenure.review import run_review
 from tenure.settings import IdPSettings
+from tests.support.actions import record_approval
 from tests.support.hris_data import fake_people, write_csv
 from tests.support.scim_server import SCIMServer, create_group
 
@@ -135,16 +136,8 @@ async def seed(server: SCIMServer, tmp_path: Path, database_url: str) -> World:
             accounts[employee_id] = account.id
             for group in groups:
                 await idp.add_member(group_ids[group], account.id)
-    auditor = Auditor(database_url, actor="test")
     for employee_id, group in (("E00004", "payments-approve"), ("E00005", "prod-admin")):
-        auditor.record(
-            action="approval.request",
-            target_system="prefect",
-            target_id=accounts[employee_id],
-            employee_id=employee_id,
-            outcome=Outcome.APPLIED,
-            details={"target": group},
-        )
+        await record_approval(database_url, employee_id, group, at=datetime.now(UTC))
     return World(base_url, server.token, database_url, csv_path, policy_path, accounts)
 
 

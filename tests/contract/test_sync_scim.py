@@ -16,15 +16,15 @@ from sqlmodel import select
 
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.idp.scim import SCIMIdentityProvider
+from engine.auditor import Auditor
+from engine.sync import SYNC_CURSOR, SyncEngine, SyncOptions, SyncReport
 from lifecycle.policy import Policy
 from models.audit import AuditEvent, Outcome, iter_events
 from models.db import session_scope
 from models.domain import Account
-from models.state import LedgerEntry, cursor_get
-from tenure.auditor import Auditor
+from models.ledger import LedgerEntry, cursor_get
 from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
-from tenure.sync import SYNC_CURSOR, SyncEngine, SyncOptions, SyncReport
 from tests.support.hris_data import DEPARTMENTS, fake_people, line_of, write_csv
 from tests.support.scim_server import SCIMServer, create_group
 
@@ -315,6 +315,10 @@ async def test_failed_change_keeps_the_cursor(
         await world.idp.aclose()
 
 
+class PowerCut(BaseException):
+    """The process dies here: not an error any code handles (a BaseException, like SystemExit)."""
+
+
 class _PowerCut:
     """The world's IdP, except that the tenth group-membership write crashes the process (not an API error)."""
 
@@ -327,7 +331,7 @@ class _PowerCut:
     async def add_member(self, group_id: str, account_id: str) -> None:
         self._adds += 1
         if self._adds == 10:
-            raise RuntimeError("power cut")
+            raise PowerCut("power cut")
         await self._idp.add_member(group_id, account_id)
 
 
@@ -335,7 +339,7 @@ async def test_crash_mid_run_leaves_the_cursor_so_the_next_run_re_reads(world: W
     """A run that dies half-way keeps the cursor; the next run re-reads, finishes the work and creates no twin."""
     crashing = world.engine()
     crashing.idp = crashing.applier.idp = _PowerCut(world.idp)  # type: ignore[assignment]
-    with pytest.raises(RuntimeError, match="power cut"):
+    with pytest.raises(PowerCut, match="power cut"):
         await crashing.run()
     with session_scope(world.database_url) as session:
         assert cursor_get(session=session, name=SYNC_CURSOR) is None
@@ -367,7 +371,7 @@ async def test_partitions_split_the_employees_disjointly(world: World) -> None:
 
 def test_partition_assignment_is_stable_and_complete() -> None:
     """Every employee id falls in exactly one partition, the same one every time."""
-    from tenure.sync import partition_of
+    from engine.sync import partition_of
 
     ids = [f"E{i:05d}" for i in range(1000)]
     shares = [partition_of(i, 4) for i in ids]

@@ -29,13 +29,13 @@ import yaml
 from sqlmodel import select
 
 from deployments.webhook import sign_generic
+from engine.sync import partition_of
 from models.audit import AuditEvent, verify
 from models.db import session_scope
 from models.domain import AccountAttributes
 from sandbox.processes import Started, free_port, spawn, wait_for_http
 from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
-from tenure.sync import partition_of
 from tests.support.hris_data import fake_people, write_csv
 from tests.support.prefect_server import PrefectServerHandle, prefect_executable, start_prefect_server
 from tests.support.scim_server import SCIMServer, create_group, start_scim_server

@@ -18,11 +18,11 @@ from prefect.client.schemas.sorting import FlowRunSort
 from sqlmodel import select
 
 from flows.lifecycle import joiner, reconcile_employee
+from flows.orchestration import approve_in_ui, schedule_reconcile
 from lifecycle.actions import Action, ActionKind
 from lifecycle.policy import load_policy
 from models.audit import AuditEvent
 from models.db import session_scope
-from tenure.orchestration import approve_in_ui, schedule_reconcile
 from tests.support.hris_data import COLUMNS, write_csv
 from tests.support.scim_server import create_group
 

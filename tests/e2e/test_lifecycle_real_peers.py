@@ -24,12 +24,12 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
+from engine.auditor import Auditor
+from engine.reconcile import reconcile
 from lifecycle.policy import load_policy
 from models.audit import AuditEvent, Outcome, verify
 from models.db import session_scope
-from tenure.auditor import Auditor
 from tenure.compose import Connectors, build_identity_provider, open_connectors
-from tenure.runner import reconcile
 from tenure.settings import HRISSettings, IdPSettings, Settings, TicketingSettings
 from tests.support.hris_data import COLUMNS
 from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER
@@ -312,7 +312,7 @@ def HIRE_MINUS(days: int) -> datetime:  # noqa: N802 - reads like the timeline i
 CRASHING_APPLY = textwrap.dedent(
     """
     import os, sys
-    import tenure.apply as apply
+    import engine.applier as apply
     original = apply.Applier.apply_action
     calls = {"n": 0}
     async def crash_after(self, action, account):

@@ -5,7 +5,7 @@ Every finding kind of :mod:`lifecycle.review` is seeded: an orphan, a terminated
 account (it bound once: slapd's lastbind overlay records ``authTimestamp``), a managed group outside policy,
 a separation-of-duties pair, and a privileged group whose approval (recorded the way the lifecycle flows
 record it: an approved REQUEST_APPROVAL through the Applier) is due for re-certification. The review runs
-100 days after the seeding through :func:`tenure.review.run_review` (the engine of the ``access-review``
+100 days after the seeding through :func:`engine.review.run_review` (the engine of the ``access-review``
 flow); decisions and the export go through the CLI in a subprocess. slapd and RT are the module-scoped
 peer fixtures of tests/conftest.py.
 """
@@ -29,6 +29,9 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from connectors.ticketing.rt import reference_query, ticket_sql_string
+from engine.applier import Applier
+from engine.auditor import Auditor
+from engine.review import AUTO_REVIEWER, ReviewRun, campaign_reference, run_review
 from lifecycle.actions import Action, ActionKind, Plan
 from lifecycle.policy import Policy, load_policy
 from lifecycle.review import FindingKind
@@ -36,10 +39,7 @@ from models.audit import AuditEvent, Outcome, verify
 from models.db import session_scope
 from models.domain import AccountAttributes
 from models.review import ReviewAssignment, ReviewCampaign
-from tenure.apply import Applier
-from tenure.auditor import Auditor
 from tenure.compose import open_connectors
-from tenure.review import AUTO_REVIEWER, ReviewRun, campaign_reference, run_review
 from tenure.settings import HRISSettings, IdPSettings, Settings, TicketingSettings
 from tests.support.hris_data import fake_people, write_csv
 from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer

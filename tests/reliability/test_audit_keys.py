@@ -9,12 +9,12 @@ from unittest.mock import AsyncMock
 
 from sqlmodel import select
 
+from engine.applier import Applier
+from engine.auditor import Auditor
 from lifecycle.actions import Action, ActionKind, Plan
 from models.audit import AuditEvent, Outcome
 from models.db import session_scope
 from models.domain import Account
-from tenure.apply import Applier
-from tenure.auditor import Auditor
 
 
 async def test_same_change_in_two_cli_runs_is_audited_twice(fresh_sqlite_url: str) -> None:

@@ -22,12 +22,12 @@ from pydantic import SecretStr
 
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.idp.scim import SCIMIdentityProvider
+from engine.auditor import Auditor
+from engine.sync import SyncEngine, SyncOptions, SyncReport
 from lifecycle.policy import Policy
 from models.audit import Outcome
-from tenure.auditor import Auditor
 from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
-from tenure.sync import SyncEngine, SyncOptions, SyncReport
 from tests.reliability.conftest import size
 from tests.reliability.helpers import applied_changes, audit_verify_cli, snapshot
 from tests.support.fault_proxy import FaultProxy, FaultRule

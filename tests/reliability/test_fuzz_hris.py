@@ -29,14 +29,14 @@ from connectors.hris.bamboohr import FIELD_MAP, BambooHRHRIS
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.hris.parsing import STATUS_WORDS
 from connectors.http import APIClient
+from engine.auditor import Auditor
+from engine.sync import SyncEngine, SyncOptions
 from lifecycle.policy import Policy
 from models.audit import AuditEvent
 from models.db import reset_engines, session_scope
 from models.domain import Employee
-from tenure.auditor import Auditor
 from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
-from tenure.sync import SyncEngine, SyncOptions
 from tests.reliability.conftest import size
 from tests.support.hris_data import COLUMNS
 from tests.support.scim_server import SCIMServer

@@ -24,13 +24,13 @@ from typer.testing import CliRunner
 
 from connectors.errors import AuthenticationError, ConnectorError
 from connectors.hris.csv_export import CSVExportHRIS
+from engine.auditor import Auditor
+from engine.sync import SyncEngine, SyncOptions
 from lifecycle.policy import Policy
 from models.domain import TicketRequest
-from tenure.auditor import Auditor
 from tenure.cli import app
 from tenure.compose import build_hris, build_identity_provider, build_ticketing
 from tenure.settings import HRISSettings, IdPSettings, TicketingSettings
-from tenure.sync import SyncEngine, SyncOptions
 from tests.reliability.helpers import REPO, audit_verify_cli
 from tests.support.fault_proxy import FaultProxy
 from tests.support.hris_data import fake_people, write_csv

@@ -98,10 +98,11 @@ def test_privileged_group_is_never_birthright() -> None:
 
 
 def test_approval_grants_privileged_group_without_rule() -> None:
-    """An approval for a privileged group grants it; approvals for non-privileged names are ignored."""
+    """A recorded grant entitles the group: a privileged group's approval, or a membership kept in a review."""
     policy = Policy(privileged_groups=[PrivilegedGroup(name="payments-approve")])
-    ents = entitlements(staff(), policy, frozenset({"payments-approve", "not-privileged"}))
-    assert ents.grants == {"payments-approve"}
+    ents = entitlements(staff(), policy, frozenset({"payments-approve", "kept-in-review"}))
+    assert ents.grants == {"payments-approve", "kept-in-review"}
+    assert ents.reasons["kept-in-review"] == "kept in an access review"
     assert ents.reasons["payments-approve"] == "privileged group with a recorded approval"
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle.actions import Action, ActionKind, Plan
+from lifecycle.actions import ActionKind, Plan
 from lifecycle.brake import check_brake, disabling_employees
 from lifecycle.policy import MassChangeBrake
+from tests.support.actions import make_action
 
 BRAKE = MassChangeBrake(max_disable_count=25, max_disable_percent=5.0)
 
@@ -16,7 +17,7 @@ def leaver(n: int, *kinds: ActionKind) -> Plan:
     return Plan(
         employee_id=f"E{n}",
         event="leaver",
-        actions=[Action(kind=k, employee_id=f"E{n}", target="g", reason="test") for k in kinds],
+        actions=[make_action(k, f"E{n}", "g", "test") for k in kinds],
     )
 
 
@@ -25,8 +26,8 @@ def mover(n: int) -> Plan:
         employee_id=f"E{n}",
         event="mover",
         actions=[
-            Action(kind=ActionKind.UPDATE_ACCOUNT, employee_id=f"E{n}", target="u", reason="test"),
-            Action(kind=ActionKind.REMOVE_MEMBERSHIP, employee_id=f"E{n}", target="sales", reason="test"),
+            make_action(ActionKind.UPDATE_ACCOUNT, f"E{n}", "u", "test"),
+            make_action(ActionKind.REMOVE_MEMBERSHIP, f"E{n}", "sales", "test"),
         ],
     )
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
-from lifecycle.actions import Action, ActionKind, Plan
-from lifecycle.planner import plan, timeline
+from lifecycle.actions import ActionKind, AddMembership, CreateAccount, Plan
+from lifecycle.planner import History, plan, timeline
 from lifecycle.policy import (
     BirthrightRule,
     LeaverPolicy,
@@ -18,7 +19,8 @@ from lifecycle.policy import (
     TicketTemplate,
 )
 from lifecycle.simulate import apply_plan
-from models.domain import Account, Employee, EmployeeStatus
+from models.domain import Account, AccountAttributes, Employee, EmployeeStatus
+from tests.support.actions import make_action, params
 
 K = ActionKind
 
@@ -95,7 +97,7 @@ def kinds(p: Plan) -> list[tuple[ActionKind, str]]:
     return [(a.kind, a.target) for a in p.actions]
 
 
-def only(p: Plan, kind: ActionKind) -> Action:
+def only(p: Plan, kind: ActionKind) -> Any:
     (action,) = p.of_kind(kind)
     return action
 
@@ -109,7 +111,7 @@ def test_before_prehire_window_only_schedules_create() -> None:
     assert p.event == "joiner"
     assert kinds(p) == [(K.SCHEDULE, "create")]
     # 2025-02-24 00:00 CET = 2025-02-23 23:00 UTC
-    assert p.actions[0].params == {"event": "create", "at": "2025-02-23T23:00:00+00:00"}
+    assert params(p.actions[0]) == {"event": "create", "at": "2025-02-23T23:00:00+00:00"}
     assert p.actions[0].key == "E1:schedule:create:2025-02-23T23:00:00+00:00"
 
 
@@ -125,13 +127,13 @@ def test_prehire_window_creates_disabled_account_in_order() -> None:
         (K.ADD_MEMBERSHIP, "github-users"),
         (K.OPEN_TICKET, "laptop"),
     ]
-    create = p.actions[0].params
+    create = params(p.actions[0])
     assert create["active"] is False
     assert create["email"] == "john.smith@example.com"
     assert create["employee_id"] == "E1"
-    assert p.actions[1].params["at"] == "2025-03-02T23:00:00+00:00"  # 2025-03-03 00:00 Europe/Berlin
+    assert params(p.actions[1])["at"] == "2025-03-02T23:00:00+00:00"  # 2025-03-03 00:00 Europe/Berlin
     assert p.actions[2].reason == "entitled: birthright rule 1 (everyone)"
-    assert p.actions[-1].params["reference"] == "tenure:E1:laptop:2025-03-03"  # occasion: the hire date
+    assert params(p.actions[-1])["reference"] == "tenure:E1:laptop:2025-03-03"  # occasion: the hire date
 
 
 def test_exactly_at_window_opening_creates() -> None:
@@ -143,7 +145,7 @@ def test_exactly_at_window_opening_creates() -> None:
 def test_hire_day_reached_without_account_creates_enabled() -> None:
     """A late HR entry (hire day already begun) creates the account enabled, no enable schedule."""
     p = plan(employee(), None, POLICY, utc(2025, 3, 2, 23, 30))
-    assert only(p, K.CREATE_ACCOUNT).params["active"] is True
+    assert params(only(p, K.CREATE_ACCOUNT))["active"] is True
     assert p.of_kind(K.SCHEDULE) == []
 
 
@@ -163,7 +165,7 @@ def test_collision_gets_suffix() -> None:
     p = plan(employee(), None, POLICY, utc(2025, 3, 10), taken_user_names=frozenset({"john.smith"}))
     create = only(p, K.CREATE_ACCOUNT)
     assert create.target == "john.smith2"
-    assert create.params["email"] == "john.smith2@example.com"
+    assert params(create)["email"] == "john.smith2@example.com"
 
 
 def test_empty_user_name_is_skipped() -> None:
@@ -210,11 +212,11 @@ def test_mover_updates_changed_attributes_and_groups() -> None:
         (K.REMOVE_MEMBERSHIP, "github-users"),
         (K.OPEN_TICKET, "access-review"),
     ]
-    assert p.actions[0].params == {"changes": {"department": "Sales", "title": "Account Executive"}}
+    assert params(p.actions[0]) == {"changes": {"department": "Sales", "title": "Account Executive"}}
     assert p.actions[0].reason == "attributes changed: department, title"
-    assert p.actions[-1].params["title"] == "Moved: E1 to Sales"
+    assert params(p.actions[-1])["title"] == "Moved: E1 to Sales"
     assert (
-        p.actions[-1].params["reference"]
+        params(p.actions[-1])["reference"]
         == "tenure:E1:access-review:" + hashlib.sha256(b"Sales|Account Executive").hexdigest()[:8]
     )
 
@@ -225,7 +227,7 @@ def test_second_move_gets_its_own_ticket_reference() -> None:
     second = employee(department="Ops", title="Account Executive")
 
     def reference(emp: Employee, acc: Account, now: datetime) -> str:
-        return str(only(plan(emp, acc, POLICY, now), K.OPEN_TICKET).params["reference"])
+        return str(params(only(plan(emp, acc, POLICY, now), K.OPEN_TICKET))["reference"])
 
     ref1 = reference(first, account_for(employee()), utc(2025, 6, 1))
     ref1_again = reference(first, account_for(employee()), utc(2025, 6, 2))
@@ -239,7 +241,7 @@ def test_mover_without_department_or_title_change_opens_no_ticket() -> None:
     emp = employee(manager_id="M2")
     p = plan(emp, account_for(employee()), POLICY, utc(2025, 6, 1))
     assert kinds(p) == [(K.UPDATE_ACCOUNT, "john.smith")]
-    assert p.actions[0].params == {"changes": {"manager_id": "M2"}}
+    assert params(p.actions[0]) == {"changes": {"manager_id": "M2"}}
 
 
 def test_name_change_keeps_user_name_and_email() -> None:
@@ -247,7 +249,7 @@ def test_name_change_keeps_user_name_and_email() -> None:
     emp = employee(last_name="Jones")
     p = plan(emp, account_for(employee()), POLICY, utc(2025, 6, 1))
     changes = {"family_name": "Jones", "display_name": "John Jones"}
-    assert only(p, K.UPDATE_ACCOUNT).params == {"changes": changes}
+    assert params(only(p, K.UPDATE_ACCOUNT)) == {"changes": changes}
 
 
 def test_privileged_group_from_rule_requests_approval() -> None:
@@ -256,14 +258,20 @@ def test_privileged_group_from_rule_requests_approval() -> None:
     assert "prod-admin" not in [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)]
     request = only(p, K.REQUEST_APPROVAL)
     assert request.target == "prod-admin"
-    assert request.params == {"approvers": ["security-lead"], "timeout_hours": 48}
+    assert params(request) == {"approvers": ["security-lead"], "timeout_hours": 48}
     assert kinds(p).index((K.REQUEST_APPROVAL, "prod-admin")) > kinds(p).index((K.ADD_MEMBERSHIP, "ops"))
     assert kinds(p).index((K.REQUEST_APPROVAL, "prod-admin")) < kinds(p).index((K.OPEN_TICKET, "laptop"))
 
 
 def test_approved_privileged_group_is_added() -> None:
     """With a recorded approval the privileged group is granted."""
-    p = plan(employee(department="Ops"), None, POLICY, utc(2025, 3, 10), approvals=frozenset({"prod-admin"}))
+    p = plan(
+        employee(department="Ops"),
+        None,
+        POLICY,
+        utc(2025, 3, 10),
+        history=History(granted=frozenset({"prod-admin"})),
+    )
     assert "prod-admin" in [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)]
     assert p.of_kind(K.REQUEST_APPROVAL) == []
 
@@ -272,7 +280,7 @@ def test_privileged_membership_with_approval_is_left_alone() -> None:
     """A privileged membership backed by an approval is not removed; without one it is (managed group)."""
     emp = employee()
     acc = account_for(emp, groups={"all-staff", "engineering", "github-users", "payments-approve"})
-    kept = plan(emp, acc, POLICY, utc(2025, 6, 1), approvals=frozenset({"payments-approve"}))
+    kept = plan(emp, acc, POLICY, utc(2025, 6, 1), history=History(granted=frozenset({"payments-approve"})))
     assert kept.actions == []
     removed = plan(emp, acc, POLICY, utc(2025, 6, 1))
     assert kinds(removed) == [(K.REMOVE_MEMBERSHIP, "payments-approve")]
@@ -290,7 +298,7 @@ def test_leave_keeps_account_enabled_and_maintained() -> None:
     emp = employee(status=EmployeeStatus.LEAVE, title="Senior Engineer")
     p = plan(emp, account_for(employee()), POLICY, utc(2025, 6, 1))
     assert K.DISABLE_ACCOUNT not in [a.kind for a in p.actions]
-    assert only(p, K.UPDATE_ACCOUNT).params == {"changes": {"title": "Senior Engineer"}}
+    assert params(only(p, K.UPDATE_ACCOUNT)) == {"changes": {"title": "Senior Engineer"}}
 
 
 def test_future_termination_is_scheduled_for_active_employee() -> None:
@@ -299,7 +307,7 @@ def test_future_termination_is_scheduled_for_active_employee() -> None:
     p = plan(emp, account_for(emp), POLICY, utc(2025, 6, 1))
     assert p.event == "leaver"
     assert kinds(p) == [(K.SCHEDULE, "disable")]
-    assert p.actions[0].params["at"] == "2025-07-31T22:00:00+00:00"  # 18:00 EDT
+    assert params(p.actions[0])["at"] == "2025-07-31T22:00:00+00:00"  # 18:00 EDT
 
 
 # --- leavers ---------------------------------------------------------------------------------------------
@@ -315,8 +323,8 @@ def test_leaver_before_termination_time_schedules_disable() -> None:
     p = plan(emp, account_for(emp), POLICY, utc(2025, 7, 31, 12))
     assert p.event == "leaver"
     assert kinds(p) == [(K.SCHEDULE, "disable"), (K.OPEN_TICKET, "equipment-return")]
-    assert p.actions[0].params["at"] == "2025-07-31T16:00:00+00:00"  # 18:00 CEST
-    assert p.actions[1].params["reference"] == "tenure:E1:equipment-return:2025-07-31"
+    assert params(p.actions[0])["at"] == "2025-07-31T16:00:00+00:00"  # 18:00 CEST
+    assert params(p.actions[1])["reference"] == "tenure:E1:equipment-return:2025-07-31"
 
 
 def test_leaver_after_termination_time_disables_then_cleans_up() -> None:
@@ -332,7 +340,7 @@ def test_leaver_after_termination_time_disables_then_cleans_up() -> None:
         (K.OPEN_TICKET, "equipment-return"),
         (K.SCHEDULE, "delete"),
     ]
-    assert p.actions[-1].params["at"] == "2025-08-30T16:00:00+00:00"
+    assert params(p.actions[-1])["at"] == "2025-08-30T16:00:00+00:00"
     after = apply_plan(acc, p)
     assert after is not None and not after.active and after.groups == {"book-club"}
 
@@ -366,11 +374,12 @@ def test_leaver_keeps_groups_when_policy_says_so() -> None:
 
 
 def test_leaver_without_termination_date_disables_now() -> None:
-    """Terminated without a date: disable now, no delete (no instant to count from)."""
+    """Terminated without a date: disable now; the delete counts its grace period from this disable."""
     emp = employee(status=EmployeeStatus.TERMINATED)
     p = plan(emp, account_for(emp), POLICY, utc(2025, 8, 1))
     assert p.actions[0].kind is K.DISABLE_ACCOUNT
-    assert p.of_kind(K.SCHEDULE, K.DELETE_ACCOUNT) == []
+    assert p.of_kind(K.DELETE_ACCOUNT) == []
+    assert [(a.event, a.at) for a in p.of_kind(K.SCHEDULE)] == [("delete", utc(2025, 8, 31))]
 
 
 def test_termination_instant_passed_while_status_active_disables() -> None:
@@ -415,7 +424,7 @@ def test_rehire_enables_the_same_account() -> None:
         (K.OPEN_TICKET, "laptop"),
     ]
     # a new occasion: the rehire's laptop ticket is not the first tenure's (hire date 2025-03-03)
-    assert p.actions[-1].params["reference"] == "tenure:E1:laptop:2026-01-05"
+    assert params(p.actions[-1])["reference"] == "tenure:E1:laptop:2026-01-05"
 
 
 def test_rehire_recognised_from_the_ledger_when_hr_cleared_the_termination_date() -> None:
@@ -423,10 +432,10 @@ def test_rehire_recognised_from_the_ledger_when_hr_cleared_the_termination_date(
     a disabled account without that evidence (disabled by hand) is enabled without joiner tickets."""
     emp = employee(hire_date=date(2026, 1, 5), termination_date=None)
     acc = account_for(emp, active=False, groups={"all-staff", "engineering", "github-users"})
-    rehired = plan(emp, acc, POLICY, utc(2026, 1, 5, 9), left_before=True)
+    rehired = plan(emp, acc, POLICY, utc(2026, 1, 5, 9), history=History(left_before=True))
     assert rehired.event == "rehire"
     assert kinds(rehired) == [(K.ENABLE_ACCOUNT, "john.smith"), (K.OPEN_TICKET, "laptop")]
-    assert rehired.actions[-1].params["reference"] == "tenure:E1:laptop:2026-01-05"
+    assert params(rehired.actions[-1])["reference"] == "tenure:E1:laptop:2026-01-05"
     by_hand = plan(emp, acc, POLICY, utc(2026, 1, 5, 9))
     assert by_hand.event == "joiner" and kinds(by_hand) == [(K.ENABLE_ACCOUNT, "john.smith")]
 
@@ -439,7 +448,7 @@ def test_rehire_before_start_schedules_enable() -> None:
     acc = account_for(emp, active=False)
     p = plan(emp, acc, POLICY, utc(2025, 12, 1))
     assert p.event == "rehire"
-    assert only(p, K.SCHEDULE).params == {"event": "enable", "at": "2026-01-04T23:00:00+00:00"}
+    assert params(only(p, K.SCHEDULE)) == {"event": "enable", "at": "2026-01-04T23:00:00+00:00"}
     assert p.of_kind(K.CREATE_ACCOUNT, K.ENABLE_ACCOUNT) == []
 
 
@@ -492,7 +501,7 @@ def test_ticket_renders_only_template_fields() -> None:
     p = plan(employee(manager_id=None), None, policy, utc(2025, 3, 3, 12))
     (ticket,) = p.of_kind(K.OPEN_TICKET)
     assert ticket.target == "badge"
-    assert ticket.params == {
+    assert params(ticket) == {
         "title": "Badge John Smith Berlin n/a",
         "body": "john.smith/n/a/2025-03-03/badge",
         "queue": None,
@@ -553,8 +562,10 @@ def test_simulate_rejects_impossible_plans() -> None:
         employee_id="E1",
         event="joiner",
         actions=[
-            Action(
-                kind=K.CREATE_ACCOUNT, employee_id="E1", target="x", reason="test", params=acc.model_dump()
+            CreateAccount(
+                employee_id="E1",
+                reason="test",
+                attributes=AccountAttributes(**acc.model_dump(exclude={"id", "last_sign_in", "groups"})),
             )
         ],
     )
@@ -563,7 +574,7 @@ def test_simulate_rejects_impossible_plans() -> None:
     enable = Plan(
         employee_id="E1",
         event="rehire",
-        actions=[Action(kind=K.ENABLE_ACCOUNT, employee_id="E1", target="x", reason="test")],
+        actions=[make_action(K.ENABLE_ACCOUNT, "E1", "x", "test")],
     )
     with pytest.raises(SimulationError, match="no account"):
         apply_plan(None, enable)
@@ -574,7 +585,5 @@ def test_action_requires_reason_and_keys_are_stable() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
-        Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="")
-    assert (
-        Action(kind=K.ADD_MEMBERSHIP, employee_id="E1", target="g", reason="r").key == "E1:add_membership:g"
-    )
+        AddMembership(employee_id="E1", group="g", reason="")
+    assert AddMembership(employee_id="E1", group="g", reason="r").key == "E1:add_membership:g"

@@ -7,6 +7,7 @@ schedules) has a ledger key the first plan already had, so the apply step's ledg
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from lifecycle.actions import ACCOUNT_KINDS, ActionKind, Plan
 from lifecycle.birthright import matching_rules
-from lifecycle.planner import plan, timeline
+from lifecycle.planner import History, plan, timeline
 from lifecycle.policy import (
     BirthrightRule,
     LeaverPolicy,
@@ -127,6 +128,13 @@ approvals_st = st.frozensets(st.sampled_from(PRIVILEGED + ["all-staff"]))
 taken_st = st.frozensets(st.sampled_from(["john.smith", "john.smith2", "zoe.john", "e1"]))
 
 
+def remembered(history: History, applied: Plan, now: datetime) -> History:
+    """What the ledger remembers after ``applied`` was applied at ``now`` (the disable Tenure recorded)."""
+    if applied.of_kind(ActionKind.DISABLE_ACCOUNT):
+        return replace(history, left_before=True, disabled_at=now)
+    return history
+
+
 def non_account_keys(p: Plan) -> set[str]:
     return {a.key for a in p.actions if a.kind not in ACCOUNT_KINDS}
 
@@ -149,13 +157,17 @@ def test_apply_then_replan_converges(
     taken: frozenset[str],
 ) -> None:
     """(1) After apply, a re-plan has no account/membership actions and only keys the first plan had."""
-    first = plan(employee, account, policy, now, taken_user_names=taken, approvals=approvals)
+    history = History(granted=approvals)
+    first = plan(employee, account, policy, now, taken_user_names=taken, history=history)
     applied = apply_plan(account, first)
-    second = plan(employee, applied, policy, now, taken_user_names=taken, approvals=approvals)
+    history = remembered(history, first, now)
+    second = plan(employee, applied, policy, now, taken_user_names=taken, history=history)
     assert [a for a in second.actions if a.kind in ACCOUNT_KINDS] == []
     assert non_account_keys(second) <= non_account_keys(first)
     again = apply_plan(applied, second)
-    third = plan(employee, again, policy, now, taken_user_names=taken, approvals=approvals)
+    third = plan(
+        employee, again, policy, now, taken_user_names=taken, history=remembered(history, second, now)
+    )
     assert third.keys == second.keys
 
 
@@ -181,7 +193,7 @@ def test_active_employee_never_loses_a_policy_granted_group(
         return  # past the termination instant: a leaver by date, covered by test (3)
     granted = {g for _, rule in matching_rules(employee, policy) for g in rule.groups}
     granted |= approvals & policy.privileged_names
-    p = plan(employee, account, policy, now, approvals=approvals)
+    p = plan(employee, account, policy, now, history=History(granted=approvals))
     removed = {a.target for a in p.of_kind(K.REMOVE_MEMBERSHIP)}
     assert not removed & granted
     assert K.DISABLE_ACCOUNT not in {a.kind for a in p.actions}
@@ -199,7 +211,7 @@ def test_only_managed_groups_are_ever_removed(
     employee: Employee, account: Account | None, policy: Policy, now: datetime, approvals: frozenset[str]
 ) -> None:
     """Groups outside policy (granted by hand) are never removed, for any employee state."""
-    p = plan(employee, account, policy, now, approvals=approvals)
+    p = plan(employee, account, policy, now, history=History(granted=approvals))
     assert {a.target for a in p.of_kind(K.REMOVE_MEMBERSHIP)} <= policy.managed_groups
 
 
@@ -248,7 +260,7 @@ def test_existing_account_is_never_created_again(
     taken: frozenset[str],
 ) -> None:
     """(4) With an account present (e.g. a rehire's disabled one) the plan never creates another."""
-    p = plan(employee, account, policy, now, taken_user_names=taken, approvals=approvals)
+    p = plan(employee, account, policy, now, taken_user_names=taken, history=History(granted=approvals))
     assert p.of_kind(K.CREATE_ACCOUNT) == []
     if employee.status in {EmployeeStatus.ACTIVE, EmployeeStatus.PENDING} and not account.active:
         assert p.event in {"rehire", "joiner", "leaver"}
@@ -315,7 +327,7 @@ def test_plan_order_and_unique_keys(
     employee: Employee, account: Account | None, policy: Policy, now: datetime, approvals: frozenset[str]
 ) -> None:
     """Actions follow the documented order, keys are unique, and every action has a reason."""
-    p = plan(employee, account, policy, now, approvals=approvals)
+    p = plan(employee, account, policy, now, history=History(granted=approvals))
     assert len(set(p.keys)) == len(p.keys)
     assert all(a.reason for a in p.actions)
     if p.event == "leaver":

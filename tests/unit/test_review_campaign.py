@@ -14,14 +14,9 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from connectors.errors import InvalidRecordError, NotFoundError
-from lifecycle.policy import Policy
-from models.audit import AuditEvent, Outcome, verify
-from models.db import session_scope
-from models.domain import Account, Employee, EmployeeStatus, Group, Ticket, TicketRequest, TicketStatus
-from models.review import ReviewCampaign, ReviewItem
-from tenure.auditor import Auditor
-from tenure.kpi import compute_kpis
-from tenure.review import (
+from engine.auditor import Auditor
+from engine.kpi import compute_kpis
+from engine.review import (
     DEADLINE_ACTOR,
     ReviewError,
     decide,
@@ -30,6 +25,12 @@ from tenure.review import (
     process_deadlines,
     run_review,
 )
+from lifecycle.policy import Policy
+from models.audit import AuditEvent, Outcome, verify
+from models.db import session_scope
+from models.domain import Account, Employee, EmployeeStatus, Group, Ticket, TicketRequest, TicketStatus
+from models.review import ReviewCampaign, ReviewItem
+from tests.support.actions import record_approval, seed_audit
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -179,16 +180,8 @@ async def start(url: str, pol: Policy | None = None) -> tuple[Any, FakeIdP, Fake
     hris, idp = seeded()
     tickets = FakeTicketing()
     auditor = Auditor(url, actor="test")
-    auditor.record(
-        action="approval.request",
-        target_system="prefect",
-        target_id="acc-E4",
-        employee_id="E4",
-        outcome=Outcome.APPLIED,
-        details={"target": "prod-admin"},
-    )
-    with session_scope(url) as session:  # pretend the approval is 120 days old
-        row = session.exec(select(AuditEvent).where(AuditEvent.action == "approval.request")).one()
+    approved_at = datetime.now(UTC)
+    await record_approval(url, "E4", "prod-admin", at=approved_at)
     assert "prod-admin" in load_approvals(url)["E4"]
     run = await run_review(
         hris=hris,
@@ -196,7 +189,7 @@ async def start(url: str, pol: Policy | None = None) -> tuple[Any, FakeIdP, Fake
         ticketing=tickets,
         policy=pol or policy(),
         auditor=auditor,
-        now=row.occurred_at.replace(tzinfo=UTC) + timedelta(days=120),
+        now=approved_at + timedelta(days=120),  # the approval is 120 days old
     )
     return run, idp, tickets, auditor
 
@@ -378,19 +371,20 @@ async def test_failed_revocation_is_retried(fresh_sqlite_url: str) -> None:
 
 async def test_kpi_hire_and_termination_lags(fresh_sqlite_url: str) -> None:
     """Time to access and time to disable are measured from HR dates to the applied audit rows."""
-    auditor = Auditor(fresh_sqlite_url, actor="test")
     now = datetime.now(UTC)
     hired = emp("J1", hire_date=(now - timedelta(days=5)).date())
     left = emp("L1", termination_date=(now - timedelta(days=3)).date())
     late = emp("J2", hire_date=(now - timedelta(days=2)).date())
-    auditor.record(
+    seed_audit(
+        fresh_sqlite_url,
         action="idp.user.enable",
         target_system="x",
         employee_id="J1",
         outcome=Outcome.APPLIED,
         details={"target": "j1"},
     )
-    auditor.record(
+    seed_audit(
+        fresh_sqlite_url,
         action="idp.user.disable",
         target_system="x",
         employee_id="L1",

@@ -24,10 +24,11 @@ def sync_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from tenure.auditor import Auditor
-    from tenure.cli import EXIT_FAILED, console, fail, load_config, out, run_with_connectors
+    from engine.auditor import Auditor
+    from engine.locks import LockHeld
+    from engine.sync import SyncEngine, SyncOptions, SyncReport
+    from tenure.cli.common import EXIT_FAILED, console, fail, load_config, out, run_with_connectors
     from tenure.compose import Connectors
-    from tenure.sync import SyncEngine, SyncOptions, SyncReport
 
     settings, policy = load_config()
     assert policy is not None
@@ -48,6 +49,13 @@ def sync_command(
             auditor=auditor,
             options=options,
         )
+        try:
+            async with engine:  # the job lock: a second sync of the same share refuses at once
+                return await _with_progress(engine)
+        except LockHeld as exc:
+            fail(str(exc), EXIT_FAILED)
+
+    async def _with_progress(engine: SyncEngine) -> SyncReport:
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -32,8 +32,8 @@ from lifecycle.policy import Policy
 from models.audit import AuditEvent, Outcome
 from models.db import session_scope
 from models.domain import Employee
+from models.ledger import LedgerEntry
 from models.review import ReviewCampaign, ReviewItem
-from models.state import LedgerEntry
 
 __all__ = ["Durations", "KPIReport", "compute_kpis"]
 
@@ -165,7 +165,7 @@ def _access_events(database_url: str) -> tuple[dict[str, list[datetime]], dict[s
             continue
         if row.action == "idp.user.create":
             entry = ledger.get(f"{row.employee_id}:create_account:{(row.details or {}).get('target')}")
-            if entry is None or not (entry.result or {}).get("params", {}).get("active", False):
+            if entry is None or not (entry.action or {}).get("attributes", {}).get("active", False):
                 continue
         access.setdefault(row.employee_id, []).append(at)
     return access, disables

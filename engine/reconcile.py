@@ -1,31 +1,33 @@
-"""Reconcile one employee: fetch (HRIS, IdP) → plan (pure) → apply (audited). Shared by flows and the CLI."""
+"""Reconcile one employee: load context (HRIS, IdP, ledger) → plan (pure) → apply (the one door).
+
+Shared by the lifecycle flows and the CLI. The plan is made from state read before the employee's lock is
+taken; the applier takes the lock and, if another run changed this employee since the read, plans again from
+fresh state (:meth:`engine.applier.Applier.apply`).
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlmodel import select
-
 from connectors.errors import InvalidRecordError, NotFoundError
-from connectors.protocols import IdentityProvider
+from connectors.protocols import Connectors, IdentityProvider
+from engine.applier import Applier, ApplyReport, Approver, Scheduler, Step
+from engine.auditor import Auditor
+from engine.locks import LockHeld
 from lifecycle.actions import ActionKind, Plan
 from lifecycle.naming import user_name_candidates
-from lifecycle.planner import plan
+from lifecycle.planner import History, plan
 from lifecycle.policy import Policy
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
-from models.state import LedgerEntry
-from tenure.apply import Applier, ApplyReport, Approver, Scheduler, Step
-from tenure.auditor import Auditor
-from tenure.compose import Connectors
+from models.ledger import grants_by_employee, last_applied
 
 __all__ = [
-    "approvals_by_employee",
-    "disabled_as_leavers",
+    "UnknownEmployee",
+    "histories",
     "taken_user_names",
     "plan_employee",
     "reconcile",
@@ -34,29 +36,30 @@ __all__ = [
 MAX_NAME_PROBES = 25
 
 
-def approvals_by_employee(database_url: str, employee_id: str | None = None) -> dict[str, frozenset[str]]:
-    """Privileged groups each employee (or just ``employee_id``) holds a recorded approval for, in one query."""
-    found: dict[str, set[str]] = defaultdict(set)
-    query = select(LedgerEntry.employee_id, LedgerEntry.target).where(
-        LedgerEntry.kind == ActionKind.REQUEST_APPROVAL.value, LedgerEntry.status == "applied"
-    )
-    if employee_id is not None:
-        query = query.where(LedgerEntry.employee_id == employee_id)
-    with session_scope(database_url) as session:
-        for owner, group in session.exec(query).all():
-            found[owner].add(group)
-    return {owner: frozenset(groups) for owner, groups in found.items()}
+class UnknownEmployee(LookupError):
+    """Neither the HRIS nor the identity provider knows this employee id."""
 
 
-def disabled_as_leavers(database_url: str, employee_id: str | None = None) -> set[str]:
-    """Employees (or just ``employee_id``) whose account Tenure once disabled: a later enable is a rehire."""
-    query = select(LedgerEntry.employee_id).where(
-        LedgerEntry.kind == ActionKind.DISABLE_ACCOUNT.value, LedgerEntry.status == "applied"
-    )
-    if employee_id is not None:
-        query = query.where(LedgerEntry.employee_id == employee_id)
+def histories(database_url: str, employee_id: str | None = None) -> dict[str, History]:
+    """What the ledger remembers of every employee (or just ``employee_id``), in three queries."""
     with session_scope(database_url) as session:
-        return set(session.exec(query.distinct()).all())
+        grants = grants_by_employee(session=session, employee_id=employee_id)
+        disabled = last_applied(
+            session=session, kind=ActionKind.DISABLE_ACCOUNT.value, employee_id=employee_id
+        )
+        enabled = last_applied(session=session, kind=ActionKind.ENABLE_ACCOUNT.value, employee_id=employee_id)
+    found: dict[str, History] = {}
+    for owner in set(grants) | set(disabled):
+        view = grants.get(owner)
+        disabled_at = disabled.get(owner)
+        still_disabled = disabled_at is not None and (owner not in enabled or enabled[owner] < disabled_at)
+        found[owner] = History(
+            granted=frozenset(view.granted) if view else frozenset(),
+            revoked=view.revoked if view else frozenset(),
+            left_before=disabled_at is not None,
+            disabled_at=disabled_at if still_disabled else None,
+        )
+    return found
 
 
 async def taken_user_names(idp: IdentityProvider, employee: Employee, policy: Policy) -> frozenset[str]:
@@ -86,28 +89,23 @@ async def plan_employee(
     database_url: str,
     now: datetime | None = None,
 ) -> tuple[Plan, Account | None]:
-    """The plan for one employee and their current account. Raises InvalidRecordError for a bad HR record."""
+    """The plan for one employee and their current account. Raises InvalidRecordError for a bad HR record and
+    UnknownEmployee when neither the HRIS nor the identity provider knows the id."""
     now = now or datetime.now(UTC)
     try:
         employee: Employee | None = await connectors.hris.get_employee(employee_id)
     except NotFoundError:
         employee = None
     account = await connectors.idp.find_user_by_employee_id(employee_id)
+    if employee is None and account is None:
+        raise UnknownEmployee(f"no employee {employee_id} in the HRIS ({connectors.hris.source}) or the IdP")
     if account is not None and not account.groups:
         account = await with_memberships(connectors.idp, account)
     taken: frozenset[str] = frozenset()
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
-    result = plan(
-        employee,
-        account,
-        policy,
-        now,
-        taken_user_names=taken,
-        approvals=approvals_by_employee(database_url, employee_id).get(employee_id, frozenset()),
-        left_before=employee_id in disabled_as_leavers(database_url, employee_id),
-    )
-    return result, account
+    history = histories(database_url, employee_id).get(employee_id)
+    return plan(employee, account, policy, now, taken_user_names=taken, history=history), account
 
 
 async def reconcile(
@@ -122,29 +120,8 @@ async def reconcile(
     step_factory: Callable[[Applier], Step] | None = None,
     now: datetime | None = None,
 ) -> ApplyReport:
-    """Bring one employee's accounts in line with their HR record. A bad HR record is audited, not raised."""
-    try:
-        the_plan, account = await plan_employee(
-            employee_id, connectors=connectors, policy=policy, database_url=auditor.database_url, now=now
-        )
-    except InvalidRecordError as exc:
-        auditor.record(
-            action="hris.record.invalid",
-            target_system=exc.source or connectors.hris.source,
-            employee_id=employee_id,
-            outcome=Outcome.FAILED,
-            reason=exc.reason,
-            details={"row": exc.row} if exc.row is not None else {},
-        )
-        return ApplyReport(employee_id, "none", error=f"invalid HR record: {exc.reason}")
-    if the_plan.skipped_reason and not the_plan.actions:
-        auditor.record(
-            action="lifecycle.skip",
-            target_system="tenure",
-            employee_id=employee_id,
-            outcome=Outcome.SKIPPED,
-            reason=the_plan.skipped_reason,
-        )
+    """Bring one employee's accounts in line with their HR record. A bad HR record is audited, not raised; a
+    lock held by another run past its timeout changes nothing and is reported as the error."""
     applier = Applier(
         idp=connectors.idp,
         ticketing=connectors.ticketing,
@@ -155,4 +132,34 @@ async def reconcile(
     )
     if step_factory is not None:
         applier.step = step_factory(applier)
-    return await applier.apply(the_plan, account)
+
+    async def planned() -> tuple[Plan, Account | None]:
+        return await plan_employee(
+            employee_id, connectors=connectors, policy=policy, database_url=auditor.database_url, now=now
+        )
+
+    read_at = datetime.now(UTC)
+    try:
+        the_plan, account = await planned()
+    except InvalidRecordError as exc:
+        applier.note(
+            action="hris.record.invalid",
+            target_system=exc.source or connectors.hris.source,
+            employee_id=employee_id,
+            outcome=Outcome.FAILED,
+            reason=exc.reason,
+            details={"row": exc.row} if exc.row is not None else {},
+        )
+        return ApplyReport(employee_id, "none", error=f"invalid HR record: {exc.reason}")
+    if the_plan.skipped_reason and not the_plan.actions:
+        applier.note(
+            action="lifecycle.skip",
+            target_system="tenure",
+            employee_id=employee_id,
+            outcome=Outcome.SKIPPED,
+            reason=the_plan.skipped_reason,
+        )
+    try:
+        return await applier.apply(the_plan, account, planned_at=read_at, replan=planned)
+    except LockHeld as exc:
+        return ApplyReport(employee_id, the_plan.event, error=str(exc))

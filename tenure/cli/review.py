@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from engine.auditor import Auditor
     from lifecycle.policy import Policy
-    from tenure.auditor import Auditor
     from tenure.compose import Connectors
     from tenure.settings import Settings
 
@@ -35,7 +35,7 @@ class ExportFormat(str, Enum):
 
 def _load_config() -> tuple[Settings, Policy]:
     """Settings and policy, or exit 2 (``load_config``)."""
-    from tenure.cli import load_config
+    from tenure.cli.common import load_config
 
     settings, policy = load_config()
     assert policy is not None
@@ -51,8 +51,8 @@ def review_run(
     """Find orphan, leaver, dormant, outside-policy, SoD and re-certification findings; auto-remediate what
     the policy says, open a campaign (one ticket per reviewer) for the rest. Exit 1 if a remediation
     failed."""
-    from tenure.cli import EXIT_FAILED, fail, out, run_with_connectors
-    from tenure.review import run_review
+    from engine.review import run_review
+    from tenure.cli.common import EXIT_FAILED, fail, out, run_with_connectors
 
     settings, policy = _load_config()
 
@@ -98,8 +98,8 @@ def review_decide(
     ] = "",
 ) -> None:
     """Record keep or revoke for one campaign item; a revoke is applied at once. Exit 1 if it failed."""
-    from tenure.cli import EXIT_FAILED, fail, out, run_with_connectors
-    from tenure.review import ReviewError, decide
+    from engine.review import ReviewError, decide
+    from tenure.cli.common import EXIT_FAILED, fail, out, run_with_connectors
 
     settings, policy = _load_config()
 
@@ -135,8 +135,8 @@ def review_decide(
 @review_app.command("deadline")
 def review_deadline() -> None:
     """Send due reminders and escalations; settle undecided items of campaigns past their deadline."""
-    from tenure.cli import out, run_with_connectors
-    from tenure.review import process_deadlines
+    from engine.review import process_deadlines
+    from tenure.cli.common import out, run_with_connectors
 
     settings, policy = _load_config()
 
@@ -158,8 +158,8 @@ def review_export(
     format: Annotated[ExportFormat, typer.Option("--format", help="csv or json")] = ExportFormat.csv,
 ) -> None:
     """Write the campaign's evidence (each item, decision, who, when, why, action taken) to stdout."""
-    from tenure.cli import fail, load_config
-    from tenure.review import EXPORT_FIELDS, ReviewError, export_rows
+    from engine.review import EXPORT_FIELDS, ReviewError, export_rows
+    from tenure.cli.common import fail, load_config
 
     settings, _ = load_config(with_policy=False)
     try:
@@ -180,9 +180,9 @@ def kpi_command(
 ) -> None:
     """Time to access for joiners, time to disable for leavers, review completion, orphans, failures."""
     from connectors.errors import ConnectorError, InvalidRecordError
-    from tenure.cli import console, out
+    from engine.kpi import compute_kpis
+    from tenure.cli.common import console, out
     from tenure.compose import build_hris
-    from tenure.kpi import compute_kpis
 
     settings, policy = _load_config()
 

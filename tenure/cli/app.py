@@ -1,36 +1,29 @@
-"""The ``tenure`` command. Exit codes: 0 ok, 1 some work failed (and said what), 2 usage or configuration error."""
+"""The ``tenure`` command and its audit, config, plan and apply subcommands. Exit codes: 0 ok, 1 some work failed (and said what), 2 usage or configuration error."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import SecretStr, ValidationError
-from rich.console import Console
+from pydantic import SecretStr
 from rich.table import Table
 
-from lifecycle.policy import Policy, PolicyError, load_policy
 from models.audit import iter_events, verify
 from models.db import DatabaseUnavailable, session_scope
-from tenure.commands.review import kpi_command, review_app
-from tenure.commands.sync import sync_command
-from tenure.settings import Settings, load_settings
+from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
+from tenure.cli.review import kpi_command, review_app
+from tenure.cli.sync import sync_command
 
 if TYPE_CHECKING:
-    from tenure.auditor import Auditor
+    from engine.auditor import Auditor
     from tenure.compose import Connectors
 
-__all__ = ["app", "main", "load_config", "fail", "run_with_connectors"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-T = TypeVar("T")
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Tenure: HR-driven identity lifecycle on Prefect."
@@ -50,32 +43,6 @@ def _register_subcommands() -> None:
 app.add_typer(review_app, name="review")
 app.command("kpi")(kpi_command)
 app.command("sync")(sync_command)
-
-console = Console(stderr=True, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
-    """Settings and policy, or exit 2 with a message naming the bad field. Nothing is written."""
-    try:
-        settings = load_settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"TENURE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        fail(f"invalid settings: {problems}")
-    policy = None
-    if with_policy:
-        try:
-            policy = load_policy(settings.policy_file)
-        except PolicyError as exc:
-            fail(str(exc))
-    return settings, policy
 
 
 def _masked(value: Any) -> Any:
@@ -169,58 +136,28 @@ def audit_export(
         fail(str(exc))
 
 
-def _run_async(coro: Any) -> Any:
-    import asyncio
-
-    from connectors.errors import ConnectorError
-
-    try:
-        return asyncio.run(coro)
-    except ConnectorError as exc:
-        fail(f"{exc}", EXIT_FAILED)
-    except DatabaseUnavailable as exc:
-        fail(str(exc))
-
-
-def run_with_connectors(
-    settings: Settings, work: Callable[[Connectors | None, Auditor], Awaitable[T]], *, connect: bool = True
-) -> T:
-    """Run ``work(connectors, auditor)`` with the configured connectors open (``None`` when ``connect`` is false)
-    and closed afterwards. A factory refusing its settings exits 2, a connector failure exits 1, an unreachable
-    database exits 2."""
-    from tenure.auditor import Auditor
-    from tenure.compose import open_connectors
-
-    async def _run() -> T:
-        async with contextlib.AsyncExitStack() as stack:
-            connectors = None
-            if connect:
-                try:
-                    connectors = await stack.enter_async_context(open_connectors(settings))
-                except ValueError as exc:  # a factory refused the configuration (missing URL, key, ...)
-                    fail(f"invalid configuration: {exc}")
-            return await work(connectors, Auditor(settings.database_url))
-
-    result: T = _run_async(_run())
-    return result
-
-
 @app.command("plan")
 def plan_command(
     employee_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
     """Print what Tenure would do for one employee (changes nothing, writes nothing)."""
-    from tenure.runner import plan_employee
+    from connectors.errors import InvalidRecordError
+    from engine.reconcile import UnknownEmployee, plan_employee
 
     settings, policy = load_config()
     assert policy is not None
 
     async def _plan(connectors: Connectors | None, _: Auditor) -> Any:
         assert connectors is not None
-        plan, _account = await plan_employee(
-            employee_id, connectors=connectors, policy=policy, database_url=settings.database_url
-        )
+        try:
+            plan, _account = await plan_employee(
+                employee_id, connectors=connectors, policy=policy, database_url=settings.database_url
+            )
+        except UnknownEmployee as exc:
+            fail(str(exc), EXIT_FAILED)
+        except InvalidRecordError as exc:
+            fail(f"{employee_id}: invalid HR record: {exc.reason}", EXIT_FAILED)
         return plan
 
     plan = run_with_connectors(settings, _plan)
@@ -242,16 +179,19 @@ def apply_command(
     ] = False,
 ) -> None:
     """Plan and apply for one employee; every step audited. Exit 1 if any step failed."""
-    from tenure.runner import reconcile
+    from engine.reconcile import UnknownEmployee, reconcile
 
     settings, policy = load_config()
     assert policy is not None
 
     async def _apply(connectors: Connectors | None, auditor: Auditor) -> Any:
         assert connectors is not None
-        return await reconcile(
-            employee_id, connectors=connectors, policy=policy, auditor=auditor, dry_run=dry_run
-        )
+        try:
+            return await reconcile(
+                employee_id, connectors=connectors, policy=policy, auditor=auditor, dry_run=dry_run
+            )
+        except UnknownEmployee as exc:
+            fail(str(exc), EXIT_FAILED)
 
     report = run_with_connectors(settings, _apply)
     for result in report.results:

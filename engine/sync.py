@@ -6,7 +6,7 @@ per batch, and ``tenure sync`` calls :meth:`SyncEngine.run` directly.
 One run:
 
 1. **Read.** The HRIS — incremental by default: ``changed_since(cursor)`` (cursor ``hris`` in
-   :class:`models.state.SyncCursor`) and ``get_employee`` per changed id with bounded concurrency, or one
+   :class:`models.ledger.SyncCursor`) and ``get_employee`` per changed id with bounded concurrency, or one
    ``iter_employees`` pass when more than :data:`FETCH_ONE_BY_ONE_LIMIT` ids changed (one read of an export
    beats thousands); ``full``: every employee. Invalid records are audited (``hris.record.invalid``, row and
    reason) and counted; the rest goes on. The IdP is read ONCE: ``iter_users`` pages give employee id →
@@ -16,7 +16,7 @@ One run:
    approval requests and schedules the ledger already holds, and a manager change to a manager who has no
    account (the IdP cannot express it yet; it is written once the manager's account exists).
 3. **Brake** (:mod:`lifecycle.brake`): too many disables refuse the whole run; nothing is applied.
-4. **Apply** only non-empty plans through :class:`tenure.apply.Applier`, in batches of ``batch_size``
+4. **Apply** only non-empty plans through :class:`engine.applier.Applier`, in batches of ``batch_size``
    employees with at most ``max_concurrency`` at a time. Joiners whose manager is created in the same run go
    in a later wave, so the manager reference can be resolved when they are created.
 5. **Cursor**: moved (incremental runs only) once every change it covers was processed without a failure;
@@ -31,6 +31,7 @@ is created by another share afterwards gets the manager reference on the next ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -40,22 +41,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import col, select
-
 from connectors.errors import ConnectorError, InvalidRecordError, NotFoundError
-from connectors.protocols import HRIS, IdentityProvider, Ticketing
-from lifecycle.actions import ACCOUNT_KINDS, Action, ActionKind, Plan
+from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
+from engine.applier import Applier, ApplyReport, Scheduler
+from engine.auditor import Auditor
+from engine.locks import LockHeld
+from engine.reconcile import histories
+from lifecycle.actions import ACCOUNT_KINDS, Plan
 from lifecycle.brake import BrakeDecision, check_brake
-from lifecycle.naming import base_user_name
-from lifecycle.planner import plan
 from lifecycle.policy import Policy
+from lifecycle.sync_plan import Snapshot, TakenNames, Work, plan_all, trim_plan
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
-from models.state import LedgerEntry, cursor_get, cursor_put
-from tenure.apply import OPEN_STATUSES, Applier, ApplyReport, Scheduler
-from tenure.auditor import Auditor
-from tenure.runner import approvals_by_employee, disabled_as_leavers
+from models.ledger import cursor_get, open_employees, settled_side_effects
 
 __all__ = [
     "SYNC_CURSOR",
@@ -74,8 +73,6 @@ SYNC_CURSOR = "hris"
 DEFAULT_BATCH_SIZE = 250
 FETCH_ONE_BY_ONE_LIMIT = 200
 PAGE_SIZE = 500  # users per IdP page; providers that allow fewer send fewer (RFC 7644 §3.4.2.4)
-SIDE_EFFECT_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE})
-MAX_WAVES = 64
 
 BatchRunner = Callable[[int], Awaitable["BatchResult"]]
 Progress = Callable[[int, int], Awaitable[None] | None]
@@ -220,68 +217,6 @@ class SyncReport:
         return [{"metric": name, "value": str(value)} for name, value in rows]
 
 
-@dataclass
-class _Work:
-    plan: Plan
-    account: Account | None
-    wave: int = 0
-
-
-def _settled_side_effects(database_url: str, *, ticketing: bool) -> set[str]:
-    """Ledger keys of tickets, approval requests and schedules that need not be attempted again: applied
-    ones, approval requests awaiting a decision, and tickets skipped for want of a ticketing system (while
-    there still is none)."""
-    kinds = [k.value for k in SIDE_EFFECT_KINDS]
-    with session_scope(database_url) as session:
-        rows = session.exec(
-            select(LedgerEntry.key, LedgerEntry.kind, LedgerEntry.status).where(
-                col(LedgerEntry.kind).in_(kinds)
-            )
-        ).all()
-    settled: set[str] = set()
-    for key, kind, status in rows:
-        if (
-            status == "applied"
-            or status == "skipped"
-            and (
-                kind == ActionKind.REQUEST_APPROVAL.value
-                or (kind == ActionKind.OPEN_TICKET.value and not ticketing)
-            )
-        ):
-            settled.add(key)
-    return settled
-
-
-def _unsettled_employees(database_url: str) -> set[str]:
-    """Employees whose ledger holds entries an earlier run left open (see tenure.apply.Applier.resume)."""
-    with session_scope(database_url) as session:
-        rows = session.exec(
-            select(LedgerEntry.employee_id).where(col(LedgerEntry.status).in_(OPEN_STATUSES)).distinct()
-        ).all()
-    return set(rows)
-
-
-def _stem(name: str, domain: str) -> str:
-    """A userName reduced to what its collision candidates share (``ada.lovelace3@x`` → ``ada.lovelace``)."""
-    return name.lower().removesuffix(f"@{domain}").rstrip("0123456789")
-
-
-class _TakenNames:
-    """The IdP's userNames indexed by stem, so each joiner sees only the names that can collide with it
-    (the planner lower-cases whatever it is given: 10,000 names per joiner would dominate a full sync)."""
-
-    def __init__(self, domain: str) -> None:
-        self.domain = domain.lower()
-        self._by_stem: dict[str, set[str]] = defaultdict(set)
-
-    def add(self, name: str) -> None:
-        if name:
-            self._by_stem[_stem(name, self.domain)].add(name.lower())
-
-    def near(self, base: str) -> frozenset[str]:
-        return frozenset(self._by_stem.get(_stem(base, self.domain), ()))
-
-
 class SyncEngine:
     """One sync run. ``prepare`` reads and plans; ``apply_batch`` applies one batch; ``finish`` closes the run.
     :meth:`run` does all three; the flow calls the steps itself to wrap batches in tasks."""
@@ -312,16 +247,40 @@ class SyncEngine:
             partition=self.options.partition,
             partitions=self.options.partitions,
         )
-        self.batches: list[list[_Work]] = []
+        self.batches: list[list[Work]] = []
         self.applier = Applier(
             idp=idp, ticketing=ticketing, auditor=auditor, dry_run=self.options.dry_run, scheduler=scheduler
         )
+        self._read_at = (
+            self.now
+        )  # when the state the plans come from was read (Applier.apply's staleness check)
+        self._job_lock: contextlib.AsyncExitStack | None = None
         self._next_cursor: datetime | None = None
         self._cursor_blocked = False  # a change could not be processed: keep the cursor where it is
         self._started = time.monotonic()
         self._calls_before = self._idp_counts()
         self._prepared = False
         self._account_ids: set[str] = set()  # employee ids holding an account, in every partition
+
+    # ------------------------------------------------------------------------------------------ one at a time
+
+    @property
+    def job_name(self) -> str:
+        return f"job:sync {self.options.partition}/{self.options.partitions}"
+
+    async def __aenter__(self) -> SyncEngine:
+        """Hold this sync's job lock (one sync of a partition at a time; dry runs need none): a second sync
+        refuses at once with :class:`engine.locks.LockHeld` naming the run that holds it."""
+        if not self.options.dry_run:
+            stack = contextlib.AsyncExitStack()
+            await stack.enter_async_context(self.applier.locks.hold(self.job_name, wait=False))
+            self._job_lock = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._job_lock is not None:
+            await self._job_lock.aclose()
+            self._job_lock = None
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -332,9 +291,9 @@ class SyncEngine:
             return None
         return sum(calls.values()), int(getattr(api, "writes", 0))
 
-    async def _read_idp(self) -> tuple[dict[str, Account], _TakenNames, set[str]]:
+    async def _read_idp(self) -> tuple[dict[str, Account], TakenNames, set[str]]:
         """Every account (pages) and every group (one list): employee id → account with its groups."""
-        taken = _TakenNames(self.policy.naming.email_domain)
+        taken = TakenNames(self.policy.naming.email_domain)
         accounts: dict[str, Account] = {}
         duplicates: set[str] = set()
         async for page in self.idp.iter_users(page_size=PAGE_SIZE):
@@ -356,7 +315,7 @@ class SyncEngine:
         for group in groups:
             for member in group.member_ids:
                 member_of[member].add(group.name)
-        self.applier._group_ids = {g.name: g.id for g in groups}  # the applier need not list them again
+        self.applier.remember_groups({g.name: g.id for g in groups})  # the applier need not list them again
         accounts = {
             eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
             for eid, a in accounts.items()
@@ -367,7 +326,7 @@ class SyncEngine:
         if not invalid:
             return
         self.report.invalid_records += len(invalid)
-        self.auditor.record_many(
+        self.applier.note_many(
             self.auditor.event(
                 action="hris.record.invalid",
                 target_system=exc.source or self.hris.source,
@@ -408,7 +367,8 @@ class SyncEngine:
         changes = await self.hris.changed_since(cursor)
         self._next_cursor = changes.next_cursor
         # employees an earlier run left unsettled are re-read too, so their ledger is settled (Applier.resume)
-        unsettled = sorted(_unsettled_employees(self.auditor.database_url))
+        with session_scope(self.auditor.database_url) as session:
+            unsettled = sorted(open_employees(session=session))
         ids = list(
             dict.fromkeys(eid for eid in [*changes.employee_ids, *unsettled] if self.options.mine(eid))
         )
@@ -443,19 +403,39 @@ class SyncEngine:
     # ------------------------------------------------------------------------------------------ planning
 
     async def prepare(self) -> None:
-        """Read both sides, plan every employee, check the brake and cut the work into batches."""
+        """Read both sides, plan every employee (pure), check the brake and cut the work into batches."""
         started = time.monotonic()
+        self._read_at = datetime.now(UTC)
         read_hris = self._read_all() if self.options.full else self._read_changed()
         employees, (accounts, taken, duplicates) = await asyncio.gather(read_hris, self._read_idp())
         self.report.phase_seconds["read"] = time.monotonic() - started
         started = time.monotonic()
         self.report.employees_seen = len(employees) + self.report.invalid_records
-        approvals = approvals_by_employee(self.auditor.database_url)
-        settled = _settled_side_effects(self.auditor.database_url, ticketing=self.ticketing is not None)
-        left_before = disabled_as_leavers(self.auditor.database_url)
-        works = await asyncio.to_thread(
-            self._plan_all, employees, accounts, taken, duplicates, approvals, settled, left_before
+        url = self.auditor.database_url
+        with session_scope(url) as session:
+            settled = settled_side_effects(session=session, ticketing=self.ticketing is not None)
+            unsettled = open_employees(session=session)
+        snapshot = Snapshot(
+            employees=employees,
+            accounts=accounts,
+            taken=taken,
+            duplicates=duplicates,
+            account_holders=self._account_ids,
         )
+        sync_plan = await asyncio.to_thread(
+            plan_all,
+            snapshot,
+            self.policy,
+            self.now,
+            histories=histories(url),
+            settled=settled,
+            unsettled=unsettled,
+            schedules=self.scheduler is not None,
+        )
+        for employee_id, why in sync_plan.failures.items():
+            log.warning("employee %s: %s", employee_id, why)
+            self._fail(employee_id, why)
+        works = sync_plan.works
         self.report.phase_seconds["plan"] = time.monotonic() - started
         self.report.planned = len(works)
         self.report.planned_actions = sum(len(w.plan.actions) for w in works)
@@ -467,101 +447,9 @@ class SyncEngine:
         )
         self._audit_brake(self.report.brake)
         if not self.report.refused or self.options.dry_run:
-            self.batches = self._batches(works)
+            self.batches = sync_plan.batches(self.options.batch_size)
         self.report.batches = len(self.batches)
         self._prepared = True
-
-    def _plan_all(
-        self,
-        employees: list[tuple[str, Employee | None]],
-        accounts: dict[str, Account],
-        taken: _TakenNames,
-        duplicates: set[str],
-        approvals: dict[str, frozenset[str]],
-        settled: set[str],
-        left_before: set[str],
-    ) -> list[_Work]:
-        planned: list[tuple[Plan, Account | None, Employee]] = []
-        for employee_id, employee in employees:
-            if employee is None:
-                continue  # no HR record: an orphan account is the access review's business
-            if employee_id in duplicates:
-                self._fail(employee_id, "several accounts carry this employee id; link them by hand")
-                continue
-            account = accounts.get(employee_id)
-            near = (
-                frozenset()
-                if account is not None
-                else taken.near(base_user_name(employee, self.policy.naming))
-            )
-            try:
-                result = plan(
-                    employee,
-                    account,
-                    self.policy,
-                    self.now,
-                    taken_user_names=near,
-                    approvals=approvals.get(employee_id, frozenset()),
-                    left_before=employee_id in left_before,
-                )
-            except Exception as exc:  # noqa: BLE001 - one unplannable record must not stop 10,000 others
-                log.exception("planning failed for employee %s", employee_id)
-                self._fail(employee_id, f"planning failed: {type(exc).__name__}")
-                continue
-            for action in result.of_kind(ActionKind.CREATE_ACCOUNT):
-                taken.add(action.target)  # the next joiner with the same name gets the next suffix
-            planned.append((result, account, employee))
-        creating = {p.employee_id: e for p, _, e in planned if p.of_kind(ActionKind.CREATE_ACCOUNT)}
-        unsettled = _unsettled_employees(self.auditor.database_url)
-        works: list[_Work] = []
-        for result, account, employee in planned:
-            actions = [
-                kept for a in result.actions if (kept := self._needed(a, creating, settled)) is not None
-            ]
-            if (
-                actions or result.employee_id in unsettled
-            ):  # an empty plan still settles an earlier run's ledger
-                trimmed = result.model_copy(update={"actions": actions})
-                works.append(_Work(trimmed, account, self._wave(employee, creating)))
-        return works
-
-    def _needed(self, action: Action, creating: dict[str, Employee], settled: set[str]) -> Action | None:
-        """``action`` as this run should apply it, or None to leave it out (module docstring, step 2)."""
-        if action.kind is ActionKind.SCHEDULE and self.scheduler is None:
-            return None
-        if action.kind in SIDE_EFFECT_KINDS and action.key in settled:
-            return None
-        if action.kind is ActionKind.UPDATE_ACCOUNT:
-            changes = dict(action.params.get("changes", {}))
-            manager = changes.get("manager_id")
-            if manager and manager not in self._account_ids and manager not in creating:
-                del changes["manager_id"]  # the IdP cannot point at an account that does not exist yet
-                if not changes:
-                    return None
-                return action.model_copy(
-                    update={
-                        "params": {**action.params, "changes": changes},
-                        "reason": f"attributes changed: {', '.join(sorted(changes))}",
-                    }
-                )
-        return action
-
-    @staticmethod
-    def _wave(employee: Employee, creating: dict[str, Employee]) -> int:
-        """0, or one more than the wave of a manager whose account this run creates."""
-        depth, manager = 0, employee.manager_id
-        while manager in creating and depth < MAX_WAVES:
-            depth += 1
-            manager = creating[manager].manager_id
-        return depth
-
-    def _batches(self, works: list[_Work]) -> list[list[_Work]]:
-        size = self.options.batch_size
-        batches: list[list[_Work]] = []
-        for wave in sorted({w.wave for w in works}):
-            members = [w for w in works if w.wave == wave]
-            batches += [members[i : i + size] for i in range(0, len(members), size)]
-        return batches
 
     def _audit_brake(self, decision: BrakeDecision) -> None:
         if not decision.tripped:
@@ -571,7 +459,7 @@ class SyncEngine:
             if self.options.dry_run
             else (Outcome.APPLIED if decision.overridden else Outcome.FAILED)
         )
-        self.auditor.record(
+        self.applier.note(
             action="sync.brake",
             target_system=self.idp.source,
             outcome=outcome,
@@ -592,18 +480,33 @@ class SyncEngine:
     # ------------------------------------------------------------------------------------------ applying
 
     async def apply_batch(self, number: int) -> BatchResult:
-        """Apply the plans of batch ``number`` (at most ``max_concurrency`` employees at once)."""
+        """Apply the plans of batch ``number`` (at most ``max_concurrency`` employees at once). Each employee is
+        applied under their lock; one employee's failure — a connector error, a lock held elsewhere past its
+        timeout, a defect — is that employee's, recorded, and the rest of the batch goes on."""
         semaphore = asyncio.Semaphore(self.options.max_concurrency)
         result = BatchResult(number=number)
 
-        async def one(work: _Work) -> ApplyReport:
+        async def one(work: Work) -> ApplyReport:
+            async def replan() -> tuple[Plan, Account | None]:
+                return await self._replan(work.plan.employee_id)
+
             async with semaphore:
-                return await self.applier.apply(work.plan, work.account)
+                try:
+                    return await self.applier.apply(
+                        work.plan, work.account, planned_at=self._read_at, replan=replan
+                    )
+                except LockHeld as exc:
+                    return ApplyReport(work.plan.employee_id, work.plan.event, error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - one employee must not cancel the batch
+                    log.exception("applying the plan of employee %s crashed", work.plan.employee_id)
+                    return ApplyReport(
+                        work.plan.employee_id, work.plan.event, error=f"apply crashed: {type(exc).__name__}"
+                    )
 
         tasks = [asyncio.ensure_future(one(w)) for w in self.batches[number]]
         try:
             reports = await asyncio.gather(*tasks)
-        except BaseException:  # a crash (not an API error: those are audited) stops the whole batch
+        except BaseException:  # the process is going down (a crash, a cancel): stop the others too
             for pending in tasks:
                 pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -612,6 +515,23 @@ class SyncEngine:
             result.add(report)
         self._absorb(result)
         return result
+
+    async def _replan(self, employee_id: str) -> tuple[Plan, Account | None]:
+        """One employee planned again from fresh state (another run changed them since this run read)."""
+        from engine.reconcile import plan_employee
+
+        connectors = Connectors(hris=self.hris, idp=self.idp, ticketing=self.ticketing)
+        fresh, account = await plan_employee(
+            employee_id,
+            connectors=connectors,
+            policy=self.policy,
+            database_url=self.auditor.database_url,
+            now=self.now,
+        )
+        with session_scope(self.auditor.database_url) as session:
+            settled = settled_side_effects(session=session, ticketing=self.ticketing is not None)
+        holders = self._account_ids | {employee_id}
+        return trim_plan(fresh, holders, settled, schedules=self.scheduler is not None), account
 
     def _absorb(self, result: BatchResult) -> None:
         r = self.report
@@ -633,8 +553,7 @@ class SyncEngine:
             and not self._cursor_blocked
             and self._next_cursor is not None
         ):
-            with session_scope(self.auditor.database_url) as session:
-                cursor_put(session=session, name=self.options.cursor_name, value=self._next_cursor)
+            self.applier.move_cursor(self.options.cursor_name, self._next_cursor)
             r.cursor_after, r.cursor_moved = self._next_cursor, True
         else:
             r.cursor_after = r.cursor_before

@@ -1,0 +1,157 @@
+"""One person at a time: a lock per employee (and per whole job) across processes and workers.
+
+Two runs must never change the same employee at once — a webhook joiner, a nightly sync batch, a scheduled
+reconcile and a review remediation can all meet on one person. The lock lives with the ledger's database, so
+every worker that shares the ledger shares the locks, and a crashed holder releases it by dying:
+
+- **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock(namespace, hash(employee id))``) on a
+  connection of its own, polled until the timeout; the holder's run id is that connection's
+  ``application_name``, so a waiter can say who holds it (``pg_locks`` ⋈ ``pg_stat_activity``).
+- **SQLite** (one machine by construction): ``flock`` on ``<database>.locks/<hash>.lock``; the holder writes
+  its run id into the file.
+
+Prefect global concurrency limits were the alternative; they are not used because the CLI and tests run
+without a Prefect server, a limit that does not exist is skipped silently unless ``strict``, and a crashed
+holder keeps its slot until the lease expires, while these locks vanish with the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
+
+from models.db import get_engine, is_postgres, normalize_url
+
+__all__ = ["LockHeld", "Locks"]
+
+_NAMESPACE = 0x7465  # "te": the first key of every Tenure advisory lock
+POLL_SECONDS = 0.05
+
+
+class LockHeld(RuntimeError):
+    """The lock could not be taken in time; the message names who holds it."""
+
+
+def _key(name: str) -> int:
+    """A signed 32-bit key for ``name`` (collisions only make two people wait for each other)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big", signed=True)
+
+
+class Locks:
+    """Locks named by employee id (or ``job:<name>``) for the database at ``database_url``.
+
+    ``holder`` is the run that takes them (its correlation id); ``timeout`` how long :meth:`hold` waits.
+    """
+
+    def __init__(self, database_url: str, *, holder: str, timeout: float = 60.0) -> None:
+        self.holder = holder
+        self.timeout = timeout
+        self._url = database_url
+        engine = get_engine(database_url)  # migrated, and tells the dialect
+        self._postgres = is_postgres(engine)
+        self._pg: Engine | None = None
+        if self._postgres:
+            self._pg = create_engine(
+                normalize_url(database_url),
+                poolclass=NullPool,
+                connect_args={"application_name": f"tenure:{holder}"[:63]},
+            )
+        else:
+            database = database_url.removeprefix("sqlite:///")
+            if not database or database == ":memory:" or database == "sqlite://":
+                database = f"/tmp/tenure-memory-{os.getpid()}.db"
+            self._dir = Path(f"{database}.locks")
+            self._dir.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str, *, wait: bool = True) -> AsyncIterator[None]:
+        """Hold the lock ``name`` for the block; without ``wait`` only one try. Raises :class:`LockHeld`."""
+        deadline = time.monotonic() + (self.timeout if wait else 0.0)
+        if self._postgres:
+            async with self._hold_pg(name, deadline):
+                yield
+        else:
+            async with self._hold_file(name, deadline):
+                yield
+
+    def _refused(self, name: str, holder: str | None) -> LockHeld:
+        who = f"run {holder}" if holder else "another run"
+        what = name.removeprefix("job:") if name.startswith("job:") else f"employee {name}"
+        return LockHeld(f"{what} is locked by {who} (waited {self.timeout:g} s); nothing was changed")
+
+    @contextlib.asynccontextmanager
+    async def _hold_pg(self, name: str, deadline: float) -> AsyncIterator[None]:
+        assert self._pg is not None
+        key = _key(name)
+        connection = await asyncio.to_thread(self._pg.connect)
+        try:
+            while True:
+                got = await asyncio.to_thread(
+                    lambda: connection.execute(
+                        text("SELECT pg_try_advisory_lock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
+                    ).scalar()
+                )
+                if got:
+                    break
+                if time.monotonic() >= deadline:
+                    raise self._refused(name, await asyncio.to_thread(self._pg_holder, connection, key))
+                await asyncio.sleep(POLL_SECONDS)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(
+                    lambda: connection.execute(
+                        text("SELECT pg_advisory_unlock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
+                    )
+                )
+        finally:
+            await asyncio.to_thread(connection.close)
+
+    @staticmethod
+    def _pg_holder(connection: object, key: int) -> str | None:
+        row = connection.execute(  # type: ignore[attr-defined]
+            text(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.objid = :k AND l.granted"
+            ),
+            {"ns": _NAMESPACE, "k": key & 0xFFFFFFFF},
+        ).first()
+        return str(row[0]).removeprefix("tenure:") if row and row[0] else None
+
+    @contextlib.asynccontextmanager
+    async def _hold_file(self, name: str, deadline: float) -> AsyncIterator[None]:
+        path = self._dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}.lock"
+        with open(path, "a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        handle.seek(0)
+                        raise self._refused(name, handle.read().strip() or None) from None
+                    await asyncio.sleep(POLL_SECONDS)
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(self.holder)
+                handle.flush()
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def dispose(self) -> None:
+        if self._pg is not None:
+            self._pg.dispose()

@@ -1,0 +1,324 @@
+"""Review campaigns: storing one, a reviewer's decision on an item, and the auditors' evidence export.
+
+A decision is an action through the one door (:class:`lifecycle.actions.RecordReviewDecision`): the applier
+writes the item's decision, the grant it makes or withdraws (:class:`models.ledger.Grant` — a keep re-certifies
+the membership until the next due date, a revoke withdraws it so that no later sync or reconcile grants it
+again without a new approval) and its audit row in one transaction. A revoke's remediation (remove the
+membership, disable the account) is applied through the same applier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from connectors.protocols import IdentityProvider, Ticketing
+from engine.applier import ActionResult, Applier, Step
+from engine.auditor import Auditor
+from lifecycle.actions import Plan, RecordReviewDecision
+from lifecycle.policy import Policy
+from lifecycle.review import Finding, FindingKind, remediation
+from models.db import session_scope
+from models.domain import Account
+from models.ledger import aware
+from models.review import CampaignStatus, Decision, ReviewAssignment, ReviewCampaign, ReviewItem
+
+__all__ = [
+    "ReviewError",
+    "EXPORT_FIELDS",
+    "AUTO_REVIEWER",
+    "DEADLINE_ACTOR",
+    "campaign_reference",
+    "new_applier",
+    "account_for",
+    "store_campaign",
+    "decide",
+    "export_rows",
+]
+
+AUTO_REVIEWER = "policy:auto_remediate"
+DEADLINE_ACTOR = "policy:deadline"
+
+EXPORT_FIELDS = (
+    "campaign",
+    "item",
+    "kind",
+    "employee_id",
+    "account_id",
+    "user_name",
+    "group",
+    "reviewer",
+    "decision",
+    "decided_by",
+    "decided_at",
+    "reason",
+    "flagged",
+    "action_taken",
+    "action_outcome",
+    "action_at",
+    "created_at",
+    "deadline_at",
+    "detail",
+)
+
+# the fields a campaign item keeps of its finding (kind is stored as its value)
+FINDING_FIELDS = frozenset(
+    {"id", "account_id", "user_name", "employee_id", "group", "revoke_group", "detail"}
+)
+
+
+class ReviewError(ValueError):
+    """A decision or export that cannot be made (unknown campaign/item, closed campaign, changed mind)."""
+
+
+def campaign_reference(campaign_id: str, reviewer: str) -> str:
+    return f"tenure:review:{campaign_id}:{reviewer}"
+
+
+def new_applier(
+    idp: IdentityProvider | None,
+    ticketing: Ticketing | None,
+    auditor: Auditor,
+    *,
+    dry_run: bool = False,
+    step_factory: Any = None,
+) -> Applier:
+    applier = Applier(idp=idp, ticketing=ticketing, auditor=auditor, dry_run=dry_run)
+    if step_factory is not None:
+        step: Step = step_factory(applier)
+        applier.step = step
+    return applier
+
+
+def account_for(finding_or_item: Finding | ReviewItem) -> Account:
+    """Enough of the account for the Applier (it acts by account id); saves a lookup per revocation."""
+    group = finding_or_item.revoke_group
+    return Account(
+        id=finding_or_item.account_id,
+        user_name=finding_or_item.user_name,
+        employee_id=finding_or_item.employee_id or "",
+        groups=frozenset({group} if group else ()),
+    )
+
+
+def finding_of(item: ReviewItem) -> Finding:
+    """The finding a campaign item was made from (what a revocation remediates)."""
+    return Finding(kind=FindingKind(item.kind), **{name: getattr(item, name) for name in FINDING_FIELDS})
+
+
+def get_campaign(session: Session, campaign_id: str) -> ReviewCampaign:
+    campaign = session.get(ReviewCampaign, campaign_id)
+    if campaign is None:
+        raise ReviewError(f"no review campaign {campaign_id!r}")
+    return campaign
+
+
+def save(database_url: str, row: ReviewCampaign | ReviewItem | ReviewAssignment) -> None:
+    """Write back a campaign row read in an earlier (closed) session."""
+    with session_scope(database_url) as session:
+        session.merge(row)
+        session.commit()
+
+
+def store_campaign(
+    *,
+    database_url: str,
+    campaign: ReviewCampaign,
+    findings: Iterable[Finding],
+    reviewers: dict[str, str],
+    auto: dict[str, ActionResult],
+    now: datetime,
+) -> None:
+    """Store the campaign, its items (auto-remediated ones decided by the policy) and one assignment per
+    reviewer. These are the review's work queue; the decisions on them go through the applier."""
+    items = []
+    for finding in findings:
+        item = ReviewItem(
+            campaign_id=campaign.id,
+            kind=finding.kind.value,
+            reviewer=reviewers.get(finding.id, AUTO_REVIEWER),
+            created_at=now,
+            **finding.model_dump(include=FINDING_FIELDS),
+        )
+        result = auto.get(finding.id)
+        if result is not None:
+            item.auto = True
+            item.decision, item.decided_by, item.decided_at = Decision.REVOKE, AUTO_REVIEWER, now
+            item.reason = f"policy review.auto_remediate includes {finding.kind.value}"
+            item.action_taken = f"{result.action.kind.value} {result.action.target}"
+            item.action_outcome, item.action_at = result.outcome.value, now
+        items.append(item)
+    with session_scope(database_url) as session:
+        session.add(campaign)
+        session.flush()
+        session.add_all(items)
+        session.add_all(
+            ReviewAssignment(
+                campaign_id=campaign.id,
+                reviewer=reviewer,
+                reference=campaign_reference(campaign.id, reviewer),
+            )
+            for reviewer in sorted(set(reviewers.values()))
+        )
+        session.commit()
+
+
+def _load_item(database_url: str, campaign_id: str, item_id: str) -> tuple[ReviewCampaign, ReviewItem]:
+    with session_scope(database_url) as session:
+        campaign = get_campaign(session, campaign_id)
+        item = session.get(ReviewItem, (campaign_id, item_id))
+        if item is None:
+            raise ReviewError(f"campaign {campaign_id} has no item {item_id!r}")
+    return campaign, item
+
+
+def _recertify_days(policy: Policy, group: str | None) -> int | None:
+    for privileged in policy.privileged_groups:
+        if privileged.name == group:
+            return privileged.recertify_days
+    return None
+
+
+async def decide(
+    *,
+    database_url: str,
+    campaign_id: str,
+    item_id: str,
+    decision: str,
+    by: str,
+    reason: str = "",
+    idp: IdentityProvider | None,
+    ticketing: Ticketing | None,
+    policy: Policy,
+    auditor: Auditor,
+    now: datetime | None = None,
+    flagged: bool = False,
+    allow_closed: bool = False,
+    step_factory: Any = None,
+) -> ReviewItem:
+    """Record a keep/revoke decision (module docstring); a revoke needs ``idp``.
+
+    Repeating the same decision is a no-op, except that a revoke whose action failed is retried. A
+    different decision on a decided item, or any decision in a closed campaign, raises ReviewError; so do an
+    unknown campaign or item. Nothing is written then."""
+    now = now or datetime.now(UTC)
+    if decision not in (Decision.KEEP, Decision.REVOKE):
+        raise ReviewError(f"decision must be keep or revoke, not {decision!r}")
+    if not by.strip():
+        raise ReviewError("a decision needs the name of who made it (--by)")
+    campaign, item = _load_item(database_url, campaign_id, item_id)
+    if campaign.status != CampaignStatus.OPEN and not allow_closed:
+        raise ReviewError(f"campaign {campaign_id} is closed")
+    if item.decision is not None:
+        if item.decision != decision:
+            raise ReviewError(f"item {item_id} was already decided {item.decision} by {item.decided_by}")
+        if decision == Decision.KEEP or item.action_outcome == "applied":
+            return item
+    if decision == Decision.REVOKE and idp is None:
+        raise ReviewError("revoking needs the identity provider")
+    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory)
+    if item.decision is None:
+        days = _recertify_days(policy, item.revoke_group)
+        record = RecordReviewDecision(
+            employee_id=item.employee_id or f"account:{item.account_id}",
+            reason=reason or f"{decision} by {by}",
+            campaign_id=campaign_id,
+            item_id=item_id,
+            decision="keep" if decision == Decision.KEEP else "revoke",
+            decided_by=by,
+            decided_at=now,
+            group=item.revoke_group,
+            account_id=item.account_id,
+            flagged=flagged,
+            recertify_until=now + timedelta(days=days)
+            if days is not None and decision == Decision.KEEP
+            else None,
+        )
+        report = await applier.apply(
+            Plan(employee_id=record.employee_id, event="none", actions=[record]), None
+        )
+        if not report.ok:
+            raise ReviewError(f"the decision could not be recorded: {report.failed[0].detail}")
+        if decision == Decision.KEEP and item.employee_id and item.revoke_group in policy.privileged_names:
+            applier.note(
+                action="review.recertify",
+                target_system="tenure",
+                target_id=item.account_id,
+                employee_id=item.employee_id,
+                outcome=report.results[0].outcome,
+                reason=f"privileged group kept in review {campaign_id} by {by}",
+                details={"target": item.revoke_group, "campaign": campaign_id, "item": item_id},
+            )
+        _, item = _load_item(database_url, campaign_id, item_id)
+    if decision == Decision.REVOKE:
+        await _revoke(item, applier, now)
+    return item
+
+
+async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
+    action = remediation(finding_of(item))
+    report = await applier.apply(
+        Plan(employee_id=action.employee_id, event="none", actions=[action]), account_for(item)
+    )
+    result = report.results[0]
+    item.action_taken = f"{action.kind.value} {action.target}"
+    item.action_outcome, item.action_at = result.outcome.value, now
+    save(applier.database_url, item)
+    applier.note(
+        action="review.revoke",
+        target_system=applier.idp.source if applier.idp else "tenure",
+        target_id=item.account_id,
+        employee_id=item.employee_id,
+        outcome=result.outcome,
+        reason=result.detail or action.reason,
+        details={
+            "campaign": item.campaign_id,
+            "item": item.id,
+            "kind": item.kind,
+            "action": action.kind.value,
+            "target": action.target,
+        },
+    )
+
+
+def _iso(moment: datetime | None) -> str:
+    moment = aware(moment)
+    return moment.astimezone(UTC).isoformat() if moment else ""
+
+
+def export_rows(database_url: str, campaign_id: str) -> list[dict[str, Any]]:
+    """The campaign's evidence: one row per item (fields :data:`EXPORT_FIELDS`), in item order."""
+    with session_scope(database_url) as session:
+        campaign = get_campaign(session, campaign_id)
+        items = session.exec(
+            select(ReviewItem)
+            .where(ReviewItem.campaign_id == campaign_id)
+            .order_by(col(ReviewItem.auto).desc(), col(ReviewItem.reviewer), col(ReviewItem.id))
+        ).all()
+    return [
+        {
+            "campaign": campaign_id,
+            "item": i.id,
+            "kind": i.kind,
+            "employee_id": i.employee_id or "",
+            "account_id": i.account_id,
+            "user_name": i.user_name,
+            "group": i.group or "",
+            "reviewer": i.reviewer,
+            "decision": i.decision or "",
+            "decided_by": i.decided_by or "",
+            "decided_at": _iso(i.decided_at),
+            "reason": i.reason or "",
+            "flagged": i.flagged,
+            "action_taken": i.action_taken or "",
+            "action_outcome": i.action_outcome or "",
+            "action_at": _iso(i.action_at),
+            "created_at": _iso(i.created_at),
+            "deadline_at": _iso(campaign.deadline_at),
+            "detail": i.detail,
+        }
+        for i in items
+    ]

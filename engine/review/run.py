@@ -1,0 +1,337 @@
+"""Running an access review: fetch (HRIS, IdP) → findings (pure, :mod:`lifecycle.review`) → auto-remediate
+or route to a campaign.
+
+:func:`run_review` reads the roster, every account (paged) and every group's members, computes the findings
+against the ledger's grants (:func:`load_approvals`), applies the ``review.auto_remediate`` kinds at once through
+the applier, and puts the rest in a campaign (:mod:`engine.review.campaign`), one ticket per reviewer (reference
+``tenure:review:<campaign>:<reviewer>``), opened through the applier too. Audit rows and artifacts carry ids,
+kinds and groups; user names appear only in tickets (as the lifecycle tickets do) and in the export.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from connectors.errors import InvalidRecordError
+from connectors.protocols import HRIS, IdentityProvider, Ticketing
+from engine.applier import ActionResult, Applier, Step
+from engine.auditor import Auditor
+from engine.review.campaign import account_for, campaign_reference, new_applier, store_campaign
+from lifecycle.actions import OpenTicket, Plan
+from lifecycle.policy import Policy
+from lifecycle.review import Finding, FindingKind, count_by_kind, find, remediation, route_reviewers
+from models.audit import Outcome
+from models.db import session_scope
+from models.domain import Account, Employee, TicketRequest
+from models.ledger import grants_by_employee
+from models.review import CampaignStatus, ReviewAssignment, ReviewCampaign
+
+__all__ = ["TICKET_PURPOSE", "Inventory", "ReviewRun", "collect_inventory", "load_approvals", "run_review"]
+
+TICKET_PURPOSE = "access-review"
+
+
+# ------------------------------------------------------------------------------------------------ fetch
+
+
+@dataclass
+class Inventory:
+    """What the review looks at: the roster, every account with its memberships, unreadable HR rows."""
+
+    employees: dict[str, Employee]
+    accounts: list[Account]
+    invalid_records: int = 0
+    memberships: int = 0
+
+
+async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int = 200) -> Inventory:
+    """Stream the roster and the accounts (paged); memberships come from ``list_groups`` and replace what
+    the user pages carried (group member lists are the provider's source of truth for membership)."""
+    employees: dict[str, Employee] = {}
+    invalid = 0
+    async for record in hris.iter_employees():
+        if isinstance(record, InvalidRecordError):
+            invalid += 1
+            continue
+        employees[record.employee_id] = record
+    accounts: list[Account] = []
+    async for page in idp.iter_users(page_size=page_size):
+        accounts.extend(page)
+    groups = await idp.list_groups()
+    by_account: dict[str, set[str]] = defaultdict(set)
+    memberships = 0
+    for group in groups:
+        for member in group.member_ids:
+            by_account[member].add(group.name)
+            memberships += 1
+    if groups:
+        accounts = [a.model_copy(update={"groups": frozenset(by_account.get(a.id, ()))}) for a in accounts]
+    else:
+        memberships = sum(len(a.groups) for a in accounts)
+    return Inventory(employees=employees, accounts=accounts, invalid_records=invalid, memberships=memberships)
+
+
+def load_approvals(database_url: str) -> dict[str, dict[str, datetime]]:
+    """Employee id → {group → when it was approved or last re-certified}, from the ledger's grants (the same
+    rows the planner reads; a revoked grant is not there)."""
+    with session_scope(database_url) as session:
+        views = grants_by_employee(session=session)
+    return {owner: dict(view.granted) for owner, view in views.items() if view.granted}
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+@dataclass
+class ReviewRun:
+    """The outcome of one review run."""
+
+    findings: list[Finding]
+    auto: dict[str, ActionResult] = field(default_factory=dict)  # finding id → remediation result
+    reviewers: dict[str, str] = field(default_factory=dict)  # finding id → reviewer (campaign items)
+    campaign_id: str | None = None
+    tickets: dict[str, str | None] = field(default_factory=dict)  # reviewer → ticket id (None: none/failed)
+    accounts: int = 0
+    memberships: int = 0
+    invalid_records: int = 0
+    dry_run: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return count_by_kind(self.findings)
+
+    @property
+    def failed(self) -> list[ActionResult]:
+        return [r for r in self.auto.values() if r.outcome is Outcome.FAILED]
+
+    def handling(self, finding: Finding) -> str:
+        if finding.id in self.auto:
+            return f"auto: {self.auto[finding.id].outcome.value}"
+        return "campaign" if finding.id in self.reviewers else "dry run"
+
+    def summary_rows(self) -> list[dict[str, str]]:
+        """One row per finding for the table artifact: ids, kinds and groups only (no names, no emails)."""
+        return [
+            {
+                "finding": f.id,
+                "kind": f.kind.value,
+                "employee_id": f.employee_id or "",
+                "account_id": f.account_id,
+                "group": f.group or "",
+                "handling": self.handling(f),
+            }
+            for f in self.findings
+        ]
+
+    def markdown(self) -> str:
+        lines = [
+            f"### Access review {self.campaign_id or '(no campaign)'}",
+            "",
+            f"{self.accounts} accounts, {self.memberships} memberships, {len(self.findings)} findings, "
+            f"{len(self.auto)} auto-remediated ({len(self.failed)} failed), "
+            f"{len(self.reviewers)} for {len(set(self.reviewers.values()))} reviewer(s).",
+            "",
+            "| kind | findings |",
+            "|---|---|",
+        ]
+        lines += [f"| {kind} | {n} |" for kind, n in self.counts.items()]
+        return "\n".join(lines)
+
+
+async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, ActionResult]:
+    """Apply the remediations, one plan per account (disables first), each action once."""
+    by_account: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_account[finding.account_id].append(finding)
+    results: dict[str, ActionResult] = {}
+    for account_findings in by_account.values():
+        actions = {}
+        for finding in account_findings:
+            action = remediation(finding)
+            actions.setdefault(action.key, action)
+        ordered = sorted(actions.values(), key=lambda a: a.kind.value != "disable_account")
+        plan = Plan(employee_id=ordered[0].employee_id, event="none", actions=ordered)
+        report = await applier.apply(plan, account_for(account_findings[0]))
+        by_key = {r.action.key: r for r in report.results}
+        for finding in account_findings:
+            results[finding.id] = by_key[remediation(finding).key]
+    return results
+
+
+async def run_review(
+    *,
+    hris: HRIS,
+    idp: IdentityProvider,
+    ticketing: Ticketing | None,
+    policy: Policy,
+    auditor: Auditor,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    step_factory: Callable[[Applier], Step] | None = None,
+) -> ReviewRun:
+    """One access review run (see the module docstring). ``dry_run`` audits the auto-remediations as
+    planned and creates no campaign, no tickets and no finding rows."""
+    now = now or datetime.now(UTC)
+    inventory = await collect_inventory(hris, idp)
+    findings = find(
+        inventory.employees, inventory.accounts, load_approvals(auditor.database_url), now, policy
+    )
+    run = ReviewRun(
+        findings=findings,
+        accounts=len(inventory.accounts),
+        memberships=inventory.memberships,
+        invalid_records=inventory.invalid_records,
+        dry_run=dry_run,
+    )
+    auto_kinds = {FindingKind(k) for k in policy.review.auto_remediate}
+    auto = [f for f in findings if f.kind in auto_kinds]
+    manual = [f for f in findings if f.kind not in auto_kinds]
+    applier = new_applier(idp, ticketing, auditor, dry_run=dry_run, step_factory=step_factory)
+    run.auto = await _remediate(auto, applier)
+    if dry_run:
+        return run
+    campaign_id = f"rc-{now:%Y%m%d}-{uuid.uuid4().hex[:8]}" if findings else None
+    run.campaign_id = campaign_id
+    run.reviewers = route_reviewers(manual, inventory.employees, inventory.accounts, policy)
+    applier.note_many(
+        auditor.event(
+            action="review.finding",
+            target_system="tenure",
+            target_id=f.account_id,
+            employee_id=f.employee_id,
+            outcome=Outcome.APPLIED,
+            reason=f.detail,
+            details={
+                "finding": f.id,
+                "kind": f.kind.value,
+                "group": f.group,
+                "campaign": campaign_id,
+                "handling": run.handling(f),
+            },
+        )
+        for f in findings
+    )
+    if campaign_id is not None:
+        deadline = _store_campaign(campaign_id, run, policy, applier, now)
+        run.tickets = await _open_tickets(campaign_id, run, applier, deadline)
+    applier.note(
+        action="review.run",
+        target_system="tenure",
+        target_id=campaign_id,
+        outcome=Outcome.APPLIED,
+        reason=f"{len(findings)} findings, {len(auto)} auto-remediated, {len(manual)} for review",
+        details={
+            "campaign": campaign_id,
+            "counts": run.counts,
+            "accounts": run.accounts,
+            "memberships": run.memberships,
+            "invalid_records": run.invalid_records,
+            "auto_failed": len(run.failed),
+        },
+    )
+    return run
+
+
+def _store_campaign(
+    campaign_id: str, run: ReviewRun, policy: Policy, applier: Applier, now: datetime
+) -> datetime:
+    """Store the campaign with its items and assignments (:func:`engine.review.campaign.store_campaign`);
+    returns the deadline."""
+    review = policy.review
+    manual = [f for f in run.findings if f.id in run.reviewers]
+    campaign = ReviewCampaign(
+        id=campaign_id,
+        created_at=now,
+        remind_at=now + timedelta(days=review.remind_after_days),
+        escalate_at=now + timedelta(days=review.escalate_after_days),
+        deadline_at=now + timedelta(days=review.deadline_days),
+        on_deadline=review.on_deadline,
+        correlation_id=applier.auditor.correlation_id,
+        status=CampaignStatus.OPEN if manual else CampaignStatus.CLOSED,
+        closed_at=None if manual else now,
+    )
+    store_campaign(
+        database_url=applier.database_url,
+        campaign=campaign,
+        findings=run.findings,
+        reviewers=run.reviewers,
+        auto=run.auto,
+        now=now,
+    )
+    applier.note(
+        action="review.campaign.create",
+        target_system="tenure",
+        target_id=campaign_id,
+        outcome=Outcome.APPLIED,
+        reason=f"{len(manual)} item(s) for {len(set(run.reviewers.values()))} "
+        f"reviewer(s), deadline {campaign.deadline_at.isoformat()}",
+        details={
+            "campaign": campaign_id,
+            "items": len(manual),
+            "auto": len(run.auto),
+            "deadline_at": campaign.deadline_at.isoformat(),
+        },
+    )
+    return campaign.deadline_at
+
+
+def _ticket_body(campaign_id: str, reviewer: str, items: Iterable[Finding], deadline: datetime) -> str:
+    lines = [
+        f"Access review {campaign_id}: please decide keep or revoke for each item by "
+        f"{deadline:%Y-%m-%d %H:%M} UTC. Undecided items follow the policy at the deadline.",
+        "",
+    ]
+    for f in items:
+        lines.append(
+            f"- {f.id} [{f.kind.value}] account {f.user_name}"
+            + (f" group {f.group}" if f.group else "")
+            + f": {f.detail}"
+        )
+    lines += [
+        "",
+        f"Decide: tenure review decide {campaign_id} ITEM keep|revoke --by {reviewer} --reason TEXT",
+        "or in the Prefect UI: run the review-decide/tenure deployment with the same fields.",
+    ]
+    return "\n".join(lines)
+
+
+async def _open_tickets(
+    campaign_id: str, run: ReviewRun, applier: Applier, deadline: datetime
+) -> dict[str, str | None]:
+    """One ticket per reviewer listing their items, through the one door (idempotent by reference); the
+    ticket id goes on the reviewer's assignment. Without a ticketing system the ticket is recorded skipped."""
+    per_reviewer: dict[str, list[Finding]] = defaultdict(list)
+    for finding in run.findings:
+        if finding.id in run.reviewers:
+            per_reviewer[run.reviewers[finding.id]].append(finding)
+    tickets: dict[str, str | None] = {}
+    for reviewer, items in sorted(per_reviewer.items()):
+        reference = campaign_reference(campaign_id, reviewer)
+        ticket = OpenTicket(
+            employee_id=f"review:{campaign_id}",
+            reason=f"access review {campaign_id}: {len(items)} item(s) for {reviewer}",
+            occasion=reviewer,
+            request=TicketRequest(
+                reference=reference,
+                purpose=TICKET_PURPOSE,
+                title=f"Access review {campaign_id}: {len(items)} item(s) for {reviewer}",
+                body=_ticket_body(campaign_id, reviewer, items, deadline),
+            ),
+        )
+        report = await applier.apply(
+            Plan(employee_id=ticket.employee_id, event="none", actions=[ticket]), None
+        )
+        result = report.results[0]
+        tickets[reviewer] = result.target_id if result.outcome is Outcome.APPLIED else None
+        if tickets[reviewer] is not None:
+            with session_scope(applier.database_url) as session:
+                assignment = session.get(ReviewAssignment, (campaign_id, reviewer))
+                if assignment is not None:
+                    assignment.ticket_id = tickets[reviewer]
+                    session.add(assignment)
+                    session.commit()
+    return tickets

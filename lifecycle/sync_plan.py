@@ -1,0 +1,181 @@
+"""Plan everyone at once: ``plan_all(snapshot, histories, settled, policy, now) -> SyncPlan``. Pure, no I/O.
+
+The sync (:mod:`engine.sync`) reads the HRIS and the identity provider once into a :class:`Snapshot`, reads
+the ledger once (histories and settled keys), and asks this module what to do. On top of the per-employee
+planner (:mod:`lifecycle.planner`), planning a whole population decides:
+
+- **user names** across joiners: each joiner sees the names other accounts hold *and* the names joiners planned
+  before it in this run take (:class:`TakenNames`, indexed by stem so a joiner only compares with names it can
+  collide with);
+- **what need not be repeated**: a SCHEDULE when the run has no scheduler (the sync *is* the nightly re-plan);
+  tickets, approval requests and schedules the ledger already settled;
+- **manager references**: a manager change to a manager who has no account and gets none in this run is left
+  out (the IdP cannot point at an account that does not exist yet; it is written once the manager's account
+  exists);
+- **waves**: joiners whose manager is created in the same run go in a later wave, so the manager reference can
+  be resolved when they are created;
+- **bad records**: several accounts carrying one employee id, or a record the planner cannot plan, fail that
+  employee with a reason; the others go on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lifecycle.actions import Action, ActionKind, Plan, UpdateAccount
+from lifecycle.naming import base_user_name
+from lifecycle.planner import History, plan
+from lifecycle.policy import Policy
+from models.domain import Account, Employee
+
+__all__ = ["TakenNames", "Snapshot", "Work", "SyncPlan", "plan_all", "trim_plan", "MAX_WAVES"]
+
+MAX_WAVES = 64
+_NO_HISTORY = History()
+
+
+def _stem(name: str, domain: str) -> str:
+    """A userName reduced to what its collision candidates share (``ada.lovelace3@x`` → ``ada.lovelace``)."""
+    return name.lower().removesuffix(f"@{domain}").rstrip("0123456789")
+
+
+class TakenNames:
+    """The IdP's userNames indexed by stem, so each joiner sees only the names that can collide with it
+    (the planner lower-cases whatever it is given: 10,000 names per joiner would dominate a full sync)."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain.lower()
+        self._by_stem: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, name: str) -> None:
+        if name:
+            self._by_stem[_stem(name, self.domain)].add(name.lower())
+
+    def near(self, base: str) -> frozenset[str]:
+        return frozenset(self._by_stem.get(_stem(base, self.domain), ()))
+
+
+@dataclass
+class Snapshot:
+    """What one sync read: the employees to plan (``None``: no HR record), their accounts (with groups), the
+    names taken in the IdP, employee ids carried by several accounts, and every employee id holding an account
+    (in every partition, for manager references)."""
+
+    employees: list[tuple[str, Employee | None]]
+    accounts: dict[str, Account]
+    taken: TakenNames
+    duplicates: set[str] = field(default_factory=set)
+    account_holders: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Work:
+    """One employee's plan, the account it was made from, and its wave."""
+
+    plan: Plan
+    account: Account | None
+    wave: int = 0
+
+
+@dataclass
+class SyncPlan:
+    works: list[Work]
+    failures: dict[str, str]  # employee id → why they could not be planned
+
+    def batches(self, size: int) -> list[list[Work]]:
+        """The works in waves, each wave cut into batches of ``size``."""
+        out: list[list[Work]] = []
+        for wave in sorted({w.wave for w in self.works}):
+            members = [w for w in self.works if w.wave == wave]
+            out += [members[i : i + size] for i in range(0, len(members), size)]
+        return out
+
+
+def plan_all(
+    snapshot: Snapshot,
+    policy: Policy,
+    now: datetime,
+    *,
+    histories: Mapping[str, History],
+    settled: set[str],
+    unsettled: Iterable[str] = (),
+    schedules: bool = True,
+) -> SyncPlan:
+    """Plan every employee of ``snapshot`` (module docstring). ``settled``: ledger keys of side effects that
+    need not be attempted again; ``unsettled``: employees whose ledger an earlier run left open (their plan is
+    kept even when empty, so the applier settles it); ``schedules``: whether this run can book SCHEDULEs."""
+    failures: dict[str, str] = {}
+    planned: list[tuple[Plan, Account | None, Employee]] = []
+    for employee_id, employee in snapshot.employees:
+        if employee is None:
+            continue  # no HR record: an orphan account is the access review's business
+        if employee_id in snapshot.duplicates:
+            failures[employee_id] = "several accounts carry this employee id; link them by hand"
+            continue
+        account = snapshot.accounts.get(employee_id)
+        near = (
+            frozenset()
+            if account is not None
+            else snapshot.taken.near(base_user_name(employee, policy.naming))
+        )
+        try:
+            result = plan(
+                employee,
+                account,
+                policy,
+                now,
+                taken_user_names=near,
+                history=histories.get(employee_id, _NO_HISTORY),
+            )
+        except Exception as exc:  # noqa: BLE001 - one unplannable record must not stop 10,000 others
+            failures[employee_id] = f"planning failed: {type(exc).__name__}: {exc}"
+            continue
+        for action in result.of_kind(ActionKind.CREATE_ACCOUNT):
+            snapshot.taken.add(action.target)  # the next joiner with the same name gets the next suffix
+        planned.append((result, account, employee))
+    creating = {p.employee_id: e for p, _, e in planned if p.of_kind(ActionKind.CREATE_ACCOUNT)}
+    holders = snapshot.account_holders | set(creating)
+    keep_empty = set(unsettled)
+    works: list[Work] = []
+    for result, account, employee in planned:
+        trimmed = trim_plan(result, holders, settled, schedules=schedules)
+        if trimmed.actions or result.employee_id in keep_empty:  # an empty plan still settles an earlier run
+            works.append(Work(trimmed, account, _wave(employee, creating)))
+    return SyncPlan(works=works, failures=failures)
+
+
+def trim_plan(result: Plan, holders: set[str], settled: set[str], *, schedules: bool) -> Plan:
+    """``result`` without what this run need not do (module docstring). ``holders``: employee ids that hold
+    an account or get one in this run (manager references)."""
+    actions = [kept for a in result.actions if (kept := _needed(a, holders, settled, schedules=schedules))]
+    return result.model_copy(update={"actions": actions})
+
+
+def _needed(action: Action, holders: set[str], settled: set[str], *, schedules: bool) -> Action | None:
+    """``action`` as this run should apply it, or None to leave it out (module docstring)."""
+    if action.kind is ActionKind.SCHEDULE and not schedules:
+        return None
+    if action.kind in (ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE):
+        return None if action.key in settled else action
+    if isinstance(action, UpdateAccount):
+        manager = action.changes.get("manager_id")
+        if manager and manager not in holders:
+            changes = {k: v for k, v in action.changes.items() if k != "manager_id"}
+            if not changes:
+                return None
+            previous = {k: v for k, v in action.previous.items() if k != "manager_id"}
+            reason = f"attributes changed: {', '.join(sorted(changes))}"
+            return action.model_copy(update={"changes": changes, "previous": previous, "reason": reason})
+    return action
+
+
+def _wave(employee: Employee, creating: Mapping[str, Employee]) -> int:
+    """0, or one more than the wave of a manager whose account this run creates."""
+    depth, manager = 0, employee.manager_id
+    while manager in creating and depth < MAX_WAVES:
+        depth += 1
+        manager = creating[manager].manager_id
+    return depth

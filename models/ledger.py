@@ -1,0 +1,255 @@
+"""The ledger: the one store of state every part reads — action outcomes, grants and decisions, sync cursors.
+
+- :class:`LedgerEntry` — one planned action's outcome, keyed by the action's stable key
+  (``employee:kind:target[:occasion]``), so a retry or a re-run skips what was done.
+- :class:`Grant` — one employee's recorded right to one group: an approval, or a reviewer's keep
+  (re-certified until ``recertify_until``), or a reviewer's revoke (the group is not granted again until a
+  new approval is recorded). Read by the planner, the sync, the review and the KPIs alike.
+- :class:`SyncCursor` — the last processed "changed since" point of an incremental job.
+
+Reads are plain functions here. Writes are keyword-only functions called by one caller only, the applier
+(:mod:`engine.applier`), which commits them in the same transaction as their audit row. Upserts use the
+database's ``INSERT … ON CONFLICT`` so that two runs writing the same key never race (SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, String
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from models.audit import utcnow
+
+__all__ = [
+    "LedgerStatus",
+    "OPEN_STATUSES",
+    "LedgerEntry",
+    "GrantStatus",
+    "Grant",
+    "GrantView",
+    "SyncCursor",
+    "aware",
+    "entries_for",
+    "open_employees",
+    "settled_side_effects",
+    "applied_since",
+    "last_applied",
+    "grants_by_employee",
+    "upsert_entry",
+    "upsert_grant",
+    "cursor_get",
+    "cursor_put",
+]
+
+
+class LedgerStatus(str, enum.Enum):
+    PENDING = "pending"  # planned in a run that has not reached it yet
+    STARTED = "started"  # its call was sent; a crash here leaves it so
+    APPLIED = "applied"
+    UNCERTAIN = "uncertain"  # the request went unanswered (timeout, 5xx): it may have taken effect
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing to do (no ticketing configured, denied, already there)
+    SUPERSEDED = "superseded"  # a later plan no longer needs it
+
+
+# Not settled yet: the next run of the employee settles them (engine.applier.Applier.resume).
+OPEN_STATUSES = frozenset(
+    {LedgerStatus.PENDING, LedgerStatus.STARTED, LedgerStatus.UNCERTAIN, LedgerStatus.FAILED}
+)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every instant Tenure stores is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One action's outcome; ``action`` is the typed action as JSON (:data:`lifecycle.actions.ACTION_ADAPTER`)."""
+
+    __tablename__ = "action_ledger"
+
+    key: str = Field(primary_key=True, max_length=512)
+    employee_id: str = Field(index=True)
+    kind: str
+    target: str
+    status: LedgerStatus = Field(sa_column=Column(String(16), nullable=False))
+    action: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    detail: str = ""
+    flow_run_id: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class GrantStatus(str, enum.Enum):
+    GRANTED = "granted"  # approved, or kept in a review
+    REVOKED = "revoked"  # revoked in a review: not granted again without a new approval
+
+
+class Grant(SQLModel, table=True):
+    """The current decision on one employee's membership of one group; the audit trail keeps the history."""
+
+    __tablename__ = "entitlement_grant"
+
+    employee_id: str = Field(primary_key=True, max_length=256)
+    group_name: str = Field(primary_key=True, max_length=256)
+    status: GrantStatus = Field(sa_column=Column(String(16), nullable=False))
+    source: str = Field(max_length=32)  # "approval" | "review"
+    decided_by: str
+    decided_at: datetime
+    recertify_until: datetime | None = None
+    campaign_id: str | None = None
+    item_id: str | None = None
+    correlation_id: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """One employee's grants as the planner and the review read them."""
+
+    granted: dict[str, datetime]  # group → when it was approved or last re-certified
+    revoked: frozenset[str]
+
+
+class SyncCursor(SQLModel, table=True):
+    """The last processed "changed since" point of an incremental job, moved only after processing."""
+
+    __tablename__ = "sync_cursor"
+
+    name: str = Field(primary_key=True, max_length=128)
+    value: datetime
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+# ------------------------------------------------------------------------------------------------ reads
+
+
+def entries_for(
+    *, session: Session, employee_id: str, statuses: Iterable[LedgerStatus] | None = None
+) -> list[LedgerEntry]:
+    query = select(LedgerEntry).where(LedgerEntry.employee_id == employee_id)
+    if statuses is not None:
+        query = query.where(col(LedgerEntry.status).in_([s.value for s in statuses]))
+    return list(session.exec(query).all())
+
+
+def open_employees(*, session: Session) -> set[str]:
+    """Employees whose ledger holds entries an earlier run left open."""
+    rows = session.exec(
+        select(LedgerEntry.employee_id).where(col(LedgerEntry.status).in_([s.value for s in OPEN_STATUSES]))
+    ).all()
+    return set(rows)
+
+
+def settled_side_effects(*, session: Session, ticketing: bool) -> set[str]:
+    """Ledger keys of tickets, approval requests and schedules that need not be attempted again: applied
+    ones, approval requests awaiting a decision (or denied), and tickets skipped for want of a ticketing system
+    (while there still is none)."""
+    kinds = ("open_ticket", "request_approval", "schedule")
+    rows = session.exec(
+        select(LedgerEntry.key, LedgerEntry.kind, LedgerEntry.status).where(col(LedgerEntry.kind).in_(kinds))
+    ).all()
+    settled: set[str] = set()
+    for key, kind, status in rows:
+        if (
+            status == LedgerStatus.APPLIED.value
+            or status == LedgerStatus.SKIPPED.value
+            and (kind == "request_approval" or (kind == "open_ticket" and not ticketing))
+        ):
+            settled.add(key)
+    return settled
+
+
+def applied_since(*, session: Session, employee_id: str, since: datetime, other_than: str | None) -> bool:
+    """Whether a run other than ``other_than`` settled (applied or uncertain) an entry of this employee at or
+    after ``since``: a plan made from state read before then may be stale."""
+    query = select(LedgerEntry.key).where(
+        LedgerEntry.employee_id == employee_id,
+        col(LedgerEntry.status).in_([LedgerStatus.APPLIED.value, LedgerStatus.UNCERTAIN.value]),
+        col(LedgerEntry.updated_at) >= since,
+    )
+    if other_than is not None:
+        query = query.where(col(LedgerEntry.flow_run_id).is_distinct_from(other_than))
+    return session.exec(query.limit(1)).first() is not None
+
+
+def last_applied(*, session: Session, kind: str, employee_id: str | None = None) -> dict[str, datetime]:
+    """Employee id → when an action of ``kind`` was last applied for them (e.g. the last disable)."""
+    query = select(LedgerEntry.employee_id, LedgerEntry.updated_at).where(
+        LedgerEntry.kind == kind, LedgerEntry.status == LedgerStatus.APPLIED.value
+    )
+    if employee_id is not None:
+        query = query.where(LedgerEntry.employee_id == employee_id)
+    found: dict[str, datetime] = {}
+    for owner, at in session.exec(query).all():
+        moment = aware(at)
+        assert moment is not None
+        if owner not in found or found[owner] < moment:
+            found[owner] = moment
+    return found
+
+
+def grants_by_employee(*, session: Session, employee_id: str | None = None) -> dict[str, GrantView]:
+    """Every employee's (or just ``employee_id``'s) granted and revoked groups, in one query."""
+    query = select(Grant)
+    if employee_id is not None:
+        query = query.where(Grant.employee_id == employee_id)
+    granted: dict[str, dict[str, datetime]] = defaultdict(dict)
+    revoked: dict[str, set[str]] = defaultdict(set)
+    for grant in session.exec(query).all():
+        if GrantStatus(grant.status) is GrantStatus.REVOKED:
+            revoked[grant.employee_id].add(grant.group_name)
+        else:
+            moment = aware(grant.decided_at)
+            assert moment is not None
+            granted[grant.employee_id][grant.group_name] = moment
+    return {
+        owner: GrantView(granted=dict(granted.get(owner, {})), revoked=frozenset(revoked.get(owner, ())))
+        for owner in set(granted) | set(revoked)
+    }
+
+
+def cursor_get(*, session: Session, name: str) -> datetime | None:
+    row = session.get(SyncCursor, name)
+    return row.value if row else None
+
+
+# ----------------------------------------------------------------------------------- writes (the applier's)
+
+
+def _upsert(session: Session, model: type[SQLModel], values: dict[str, Any], keys: list[str]) -> None:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` in the session's transaction (not committed here)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
+    )
+    session.execute(statement)
+
+
+def upsert_entry(*, session: Session, entry: LedgerEntry) -> None:
+    entry.updated_at = utcnow()
+    values = entry.model_dump()
+    values["status"] = LedgerStatus(entry.status).value
+    _upsert(session, LedgerEntry, values, ["key"])
+
+
+def upsert_grant(*, session: Session, grant: Grant) -> None:
+    grant.updated_at = utcnow()
+    values = grant.model_dump()
+    values["status"] = GrantStatus(grant.status).value
+    _upsert(session, Grant, values, ["employee_id", "group_name"])
+
+
+def cursor_put(*, session: Session, name: str, value: datetime) -> None:
+    _upsert(session, SyncCursor, {"name": name, "value": value, "updated_at": utcnow()}, ["name"])
