@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install Tenure with its test extras
 
-lint: install  ## ruff (lint + format check)
+lint: install  ## ruff (lint + format check) and mypy (strict) on lifecycle/, connectors/, engine/, models/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy lifecycle connectors engine models
 
 peers:  ## install the real local peers the tests run against (slapd, Request Tracker 5, Chromium)
 	@bash scripts/install-peers.sh

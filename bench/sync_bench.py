@@ -41,7 +41,6 @@ from engine.auditor import Auditor  # noqa: E402
 from engine.sync import SyncEngine, SyncOptions, SyncReport  # noqa: E402
 from lifecycle.actions import ActionKind  # noqa: E402
 from lifecycle.policy import Policy, load_policy  # noqa: E402
-from models.domain import AccountAttributes  # noqa: E402
 from tenure.settings import IdPSettings  # noqa: E402
 from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv  # noqa: E402
 from tests.support.scim_server import SCIMServer, running_scim_server  # noqa: E402
@@ -120,7 +119,7 @@ async def seed_idp(
             in_part = {w.plan.employee_id for w, _ in part}
             operations = []
             for work, action in part:
-                attributes = AccountAttributes.model_validate(action.params)
+                attributes = action.attributes
                 manager = attributes.manager_id
                 ref = ids.get(manager or "") or (f"bulkId:{manager}" if manager in in_part else None)
                 data = user_payload(user_resource(attributes, manager_account_id=ref))

@@ -482,14 +482,14 @@ async def create_idempotently(
     attempts: int = 3,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     backoff_base: float = 0.5,
-    found: Callable[[T], T] = lambda obj: obj,
+    existed: Callable[[T], T] = lambda obj: obj,
 ) -> T:
     """Create an object with a non-idempotent POST, safely: before every retry, ``lookup`` checks whether the
     earlier attempt took effect (a timeout after the server applied the write) and returns what it finds.
-    An object that existed before the first attempt is passed through ``found`` (to mark it as not created)."""
+    An object that existed before the first attempt is passed through ``existed`` (to mark it as not created)."""
     existing = await lookup()
     if existing is not None:
-        return found(existing)
+        return existed(existing)
     for attempt in range(1, attempts + 1):
         try:
             return await create()

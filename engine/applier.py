@@ -419,8 +419,11 @@ class Applier:
             outcome=outcome,
             reason=action.reason if done else f"{action.reason}: {detail}",
             details=details,
-            # one audit row per applied change, whichever run or retry applies it
-            idempotency_key=f"{action.key}:applied" if outcome is Outcome.APPLIED else None,
+            # one audit row per applied change and run, however often its step is retried; two runs never
+            # both apply one change (the employee's lock, and a found account is a look-up, not a creation)
+            idempotency_key=f"{action.key}:{self.auditor.correlation_id}:applied"
+            if outcome is Outcome.APPLIED
+            else None,
         )
 
     # ------------------------------------------------------------------------------------------ decisions

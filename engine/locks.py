@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from models.db import get_engine, is_postgres, normalize_url
@@ -39,6 +39,18 @@ POLL_SECONDS = 0.05
 
 class LockHeld(RuntimeError):
     """The lock could not be taken in time; the message names who holds it."""
+
+
+_lock_engines: dict[str, Engine] = {}
+
+
+def _lock_engine(database_url: str) -> Engine:
+    """One engine per database for lock connections, without a pool: a held lock keeps its connection, and a
+    connection closed (or lost with its process) releases the lock."""
+    url = normalize_url(database_url)
+    if url not in _lock_engines:
+        _lock_engines[url] = create_engine(url, poolclass=NullPool)
+    return _lock_engines[url]
 
 
 def _key(name: str) -> int:
@@ -55,19 +67,12 @@ class Locks:
     def __init__(self, database_url: str, *, holder: str, timeout: float = 60.0) -> None:
         self.holder = holder
         self.timeout = timeout
-        self._url = database_url
-        engine = get_engine(database_url)  # migrated, and tells the dialect
-        self._postgres = is_postgres(engine)
-        self._pg: Engine | None = None
+        self._postgres = is_postgres(get_engine(database_url))  # migrated, and tells the dialect
         if self._postgres:
-            self._pg = create_engine(
-                normalize_url(database_url),
-                poolclass=NullPool,
-                connect_args={"application_name": f"tenure:{holder}"[:63]},
-            )
+            self._pg = _lock_engine(database_url)
         else:
             database = database_url.removeprefix("sqlite:///")
-            if not database or database == ":memory:" or database == "sqlite://":
+            if not database or database in (":memory:", "sqlite://"):
                 database = f"/tmp/tenure-memory-{os.getpid()}.db"
             self._dir = Path(f"{database}.locks")
             self._dir.mkdir(parents=True, exist_ok=True)
@@ -90,35 +95,30 @@ class Locks:
 
     @contextlib.asynccontextmanager
     async def _hold_pg(self, name: str, deadline: float) -> AsyncIterator[None]:
-        assert self._pg is not None
+        # Each call is a local round trip of about a millisecond: made on the event loop's thread, not in a
+        # thread pool (CPython 3.11 may raise a spurious SystemError when another thread compiles code then).
         key = _key(name)
-        connection = await asyncio.to_thread(self._pg.connect)
+        connection = self._pg.connect()
         try:
-            while True:
-                got = await asyncio.to_thread(
-                    lambda: connection.execute(
-                        text("SELECT pg_try_advisory_lock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
-                    ).scalar()
-                )
-                if got:
-                    break
+            connection.execute(
+                text("SELECT set_config('application_name', :h, false)"), {"h": f"tenure:{self.holder}"[:63]}
+            )
+            while not connection.execute(
+                text("SELECT pg_try_advisory_lock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
+            ).scalar():
                 if time.monotonic() >= deadline:
-                    raise self._refused(name, await asyncio.to_thread(self._pg_holder, connection, key))
+                    raise self._refused(name, self._pg_holder(connection, key))
                 await asyncio.sleep(POLL_SECONDS)
             try:
                 yield
             finally:
-                await asyncio.to_thread(
-                    lambda: connection.execute(
-                        text("SELECT pg_advisory_unlock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
-                    )
-                )
+                connection.execute(text("SELECT pg_advisory_unlock(:ns, :k)"), {"ns": _NAMESPACE, "k": key})
         finally:
-            await asyncio.to_thread(connection.close)
+            connection.close()
 
     @staticmethod
-    def _pg_holder(connection: object, key: int) -> str | None:
-        row = connection.execute(  # type: ignore[attr-defined]
+    def _pg_holder(connection: Connection, key: int) -> str | None:
+        row = connection.execute(
             text(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.objid = :k AND l.granted"
@@ -151,7 +151,3 @@ class Locks:
                 handle.truncate()
                 handle.flush()
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def dispose(self) -> None:
-        if self._pg is not None:
-            self._pg.dispose()

@@ -333,7 +333,7 @@ def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
     rehire = enabling and (
         _terminated_before_start(e) or account.last_sign_in is not None or ctx.history.left_before
     )
-    label = "rehire" if rehire else "joiner"
+    label: PlanEvent = "rehire" if rehire else "joiner"
     if enabling and _has_started(ctx):
         actions.append(
             EnableAccount(
@@ -408,14 +408,13 @@ def _plan_leaver(ctx: _Context) -> Plan:
 
 
 def _delete_at(ctx: _Context, *, disabling_now: bool) -> datetime | None:
-    """``delete_after_days`` after the disable, whatever the termination date (a termination recorded late
-    still gets its grace period): after the disable Tenure recorded, after now when disabling now, else (an
-    account disabled outside Tenure) after the termination instant."""
+    """``delete_after_days`` after the disable, whatever the termination date: a termination recorded late
+    still gets its whole grace period. The disable is now when disabling now, else the one Tenure recorded; the
+    grace period never starts before the termination instant (an account disabled outside Tenure counts from
+    that instant alone)."""
     days = ctx.policy.leaver.delete_after_days
     if days is None:
         return None
-    if disabling_now:
-        base: datetime | None = ctx.now
-    else:
-        base = ctx.history.disabled_at or ctx.timeline.disable_at
-    return None if base is None else base.astimezone(UTC) + timedelta(days=days)
+    disabled = ctx.now if disabling_now else ctx.history.disabled_at
+    starts = [moment.astimezone(UTC) for moment in (disabled, ctx.timeline.disable_at) if moment is not None]
+    return max(starts) + timedelta(days=days) if starts else None

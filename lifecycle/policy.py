@@ -145,7 +145,7 @@ class ReviewPolicy(_Strict):
     sod_conflicts: list[tuple[str, str]] = Field(default_factory=list)
     auto_remediate: list[
         Literal["terminated_active", "orphan", "dormant", "outside_policy", "sod_conflict", "recertification"]
-    ] = Field(default_factory=lambda: ["terminated_active"])
+    ] = Field(default_factory=lambda: ["terminated_active"])  # type: ignore[arg-type]  # a Literal list
     fallback_reviewer: str = "it-security"
     deadline_days: int = Field(default=14, ge=1)
     remind_after_days: int = Field(default=3, ge=1)

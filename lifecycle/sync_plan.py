@@ -175,7 +175,7 @@ def _needed(action: Action, holders: set[str], settled: set[str], *, schedules: 
 def _wave(employee: Employee, creating: Mapping[str, Employee]) -> int:
     """0, or one more than the wave of a manager whose account this run creates."""
     depth, manager = 0, employee.manager_id
-    while manager in creating and depth < MAX_WAVES:
+    while manager is not None and manager in creating and depth < MAX_WAVES:
         depth += 1
         manager = creating[manager].manager_id
     return depth

@@ -65,9 +65,7 @@ EXPORT_FIELDS = (
 )
 
 # the fields a campaign item keeps of its finding (kind is stored as its value)
-FINDING_FIELDS = frozenset(
-    {"id", "account_id", "user_name", "employee_id", "group", "revoke_group", "detail"}
-)
+FINDING_FIELDS: set[str] = {"id", "account_id", "user_name", "employee_id", "group", "revoke_group", "detail"}
 
 
 class ReviewError(ValueError):

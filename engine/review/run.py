@@ -21,7 +21,7 @@ from connectors.protocols import HRIS, IdentityProvider, Ticketing
 from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
 from engine.review.campaign import account_for, campaign_reference, new_applier, store_campaign
-from lifecycle.actions import OpenTicket, Plan
+from lifecycle.actions import Action, OpenTicket, Plan
 from lifecycle.policy import Policy
 from lifecycle.review import Finding, FindingKind, count_by_kind, find, remediation, route_reviewers
 from models.audit import Outcome
@@ -149,7 +149,7 @@ async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, Act
         by_account[finding.account_id].append(finding)
     results: dict[str, ActionResult] = {}
     for account_findings in by_account.values():
-        actions = {}
+        actions: dict[str, Action] = {}
         for finding in account_findings:
             action = remediation(finding)
             actions.setdefault(action.key, action)

@@ -210,6 +210,44 @@ def apply_command(
         fail(f"{len(report.failed)} step(s) failed for {employee_id}", EXIT_FAILED)
 
 
+@app.command("approve")
+def approve_command(
+    employee_id: str,
+    group: str,
+    by: Annotated[str, typer.Option("--by", help="who approves")],
+    reason: Annotated[str, typer.Option("--reason", help="why")] = "",
+) -> None:
+    """Record an approval of privileged GROUP for EMPLOYEE_ID in the ledger (audited); the next sync or
+    reconcile adds the membership. A group revoked in a review is granted again only this way."""
+    from engine.applier import Applier
+    from lifecycle.actions import Plan, RecordApproval
+
+    settings, policy = load_config()
+    assert policy is not None
+    if group not in policy.privileged_names:
+        fail(
+            f"{group!r} is not a privileged group of the policy ({', '.join(sorted(policy.privileged_names))})"
+        )
+    if not by.strip():
+        fail("an approval needs the name of who approves (--by)")
+
+    async def _approve(_: Connectors | None, auditor: Auditor) -> Any:
+        approval = RecordApproval(
+            employee_id=employee_id,
+            group=group,
+            decided_by=by,
+            decided_at=datetime.now(UTC),
+            reason=reason or f"approved by {by}",
+        )
+        plan = Plan(employee_id=employee_id, event="none", actions=[approval])
+        return await Applier(auditor=auditor).apply(plan, None)
+
+    report = run_with_connectors(settings, _approve, connect=False)
+    if not report.ok:
+        fail(f"the approval could not be recorded: {report.error or report.failed[0].detail}", EXIT_FAILED)
+    out.print(f"approved {group} for {employee_id} by {by}; the next sync or reconcile applies it")
+
+
 _register_subcommands()
 
 

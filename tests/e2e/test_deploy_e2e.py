@@ -44,6 +44,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "tenure-process"
+# One hire whose birthright names a privileged group (the module's policy adds Security → prod-admin).
+APPROVAL_HIRE = {
+    "employee_id": "E09001",
+    "first_name": "Sam",
+    "last_name": "Approver",
+    "department": "Security",
+    "title": "Security Engineer",
+    "status": "active",
+    "termination_date": "",
+    "manager_id": "",
+}
 WEBHOOK_SECRET = "e2e-deploy-webhook-secret"
 PARTITIONS = 3
 PG_ADMIN_URL = os.environ.get("TENURE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -129,7 +140,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
         asyncio.run(make_groups())
         people = [p for p in fake_people(36, seed=2) if p["status"] != "terminated"]
+        people.insert(0, {**people[0], **APPROVAL_HIRE})
         write_csv(tmp / "hris.csv", people)
+        policy = yaml.safe_load((ROOT / "examples/policy.yaml").read_text(encoding="utf-8"))
+        policy["birthright"].append({"match": {"department": "Security"}, "groups": ["prod-admin"]})
+        (tmp / "policy.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
         audit_url = f"postgresql+psycopg://{server_url}/{audit_db}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TENURE_"))}
         env.update(prefect.env)
@@ -141,7 +156,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "PREFECT_WORKER_PREFETCH_SECONDS": "1",
                 "PREFECT_LOGGING_LEVEL": "INFO",
                 "TENURE_DATABASE_URL": audit_url,
-                "TENURE_POLICY_FILE": str(ROOT / "examples/policy.yaml"),
+                "TENURE_POLICY_FILE": str(tmp / "policy.yaml"),
                 "TENURE_IDP__KIND": "scim",
                 "TENURE_IDP__BASE_URL": idp_url,
                 "TENURE_IDP__TOKEN": scim.token,
@@ -447,3 +462,57 @@ async def test_partitioned_full_sync_spreads_over_two_workers(stack: Stack) -> N
         await idp.aclose()
     assert active <= present
     assert present == set(per_employee)  # every account was created once, through the audited path
+
+
+async def test_approval_suspends_the_deployed_run_and_the_resumed_run_repeats_nothing(stack: Stack) -> None:
+    """A privileged group in a deployed run suspends it (the worker's process exits); answering the form resumes
+    it; the re-run plans only what was left: one account, the membership, one approval row, the grant."""
+    from models.ledger import Grant, GrantStatus
+
+    employee_id = APPROVAL_HIRE["employee_id"]
+    async with prefect_client(stack) as client:
+        deployment = await client.read_deployment_by_name("reconcile-employee/tenure")
+        run = await client.create_flow_run_from_deployment(
+            deployment.id, parameters={"employee_id": employee_id}
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            current = await client.read_flow_run(run.id)
+            if current.state is not None and current.state.name == "Suspended":
+                break
+            assert current.state is None or not current.state.is_final(), (
+                f"{current.state.name}: {current.state.message}\n{stack.worker_logs()}"
+            )
+            assert time.monotonic() < deadline, f"never suspended\n{stack.worker_logs()}"
+            await asyncio.sleep(1)
+        before = audit_rows(stack, employee_id=employee_id)
+        assert not [r for r in before if r.action == "approval.request"]
+        await client.resume_flow_run(
+            run.id, run_input={"approve": True, "approver": "security-lead", "reason": "on-call rota"}
+        )
+        final = await wait_final(client, run.id)
+        assert final.state.is_completed(), f"{final.state.message}\n{stack.worker_logs()}"
+
+    rows = audit_rows(stack, employee_id=employee_id)
+    applied = Counter(r.action for r in rows if r.outcome == "applied")
+    assert applied["approval.request"] == 1
+    assert applied["idp.user.create"] <= 1
+    added = Counter(
+        r.details["target"] for r in rows if r.action == "idp.membership.add" and r.outcome == "applied"
+    )
+    assert set(added.values()) <= {1}
+    idp = scim_idp(stack)
+    try:
+        account = await idp.find_user_by_employee_id(employee_id)
+        assert account is not None
+        member_of = {g.name for g in await idp.list_groups() if account.id in await idp.list_members(g.id)}
+    finally:
+        await idp.aclose()
+    assert "prod-admin" in member_of
+    with session_scope(stack.audit_url) as session:
+        grant = session.get(Grant, (employee_id, "prod-admin"))
+    assert (
+        grant is not None
+        and grant.status == GrantStatus.GRANTED.value
+        and grant.decided_by == "security-lead"
+    )

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from flows.lifecycle import joiner, reconcile_employee
 from flows.orchestration import approve_in_ui, schedule_reconcile
-from lifecycle.actions import Action, ActionKind
+from lifecycle.actions import RequestApproval, Schedule
 from lifecycle.policy import load_policy
 from models.audit import AuditEvent
 from models.db import session_scope
@@ -133,12 +133,8 @@ async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> 
             flow_id=flow_id, name="tenure", entrypoint="flows/lifecycle.py:reconcile_employee"
         )
     at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
-    action = Action(
-        kind=ActionKind.SCHEDULE,
-        employee_id=f"E-{uuid.uuid4().hex[:6]}",
-        target="enable",
-        reason="enable on the hire day",
-        params={"event": "enable", "at": at.isoformat()},
+    action = Schedule(
+        employee_id=f"E-{uuid.uuid4().hex[:6]}", event="enable", at=at, reason="enable on the hire day"
     )
     first, second = await schedule_reconcile(action), await schedule_reconcile(action)
     assert first == second
@@ -151,12 +147,12 @@ async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> 
 @flow(name="approval-probe")
 async def approval_probe(hours: float) -> tuple[bool, str, str]:
     return await approve_in_ui(
-        Action(
-            kind=ActionKind.REQUEST_APPROVAL,
+        RequestApproval(
             employee_id="E9",
-            target="prod-admin",
+            group="prod-admin",
             reason="privileged",
-            params={"timeout_hours": hours, "approvers": ["lead"]},
+            timeout_hours=hours,
+            approvers=("lead",),
         )
     )
 

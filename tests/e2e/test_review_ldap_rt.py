@@ -32,7 +32,7 @@ from connectors.ticketing.rt import reference_query, ticket_sql_string
 from engine.applier import Applier
 from engine.auditor import Auditor
 from engine.review import AUTO_REVIEWER, ReviewRun, campaign_reference, run_review
-from lifecycle.actions import Action, ActionKind, Plan
+from lifecycle.actions import Plan, RequestApproval
 from lifecycle.policy import Policy, load_policy
 from lifecycle.review import FindingKind
 from models.audit import AuditEvent, Outcome, verify
@@ -178,7 +178,7 @@ def _bind_once(slapd: SlapdHandle, dn: str) -> None:
         user.unbind()
 
 
-async def _approve(action: Action) -> tuple[bool, str, str]:
+async def _approve(action: RequestApproval) -> tuple[bool, str, str]:
     return True, "security-lead", "seeded approval"
 
 
@@ -247,12 +247,11 @@ async def seed(slapd: SlapdHandle, rt: RTServer, tmp_path: Path, database_url: s
                 employee_id=employee_id,
                 event="none",
                 actions=[
-                    Action(
-                        kind=ActionKind.REQUEST_APPROVAL,
+                    RequestApproval(
                         employee_id=employee_id,
-                        target=group,
+                        group=group,
                         reason="seeded privileged grant",
-                        params={"approvers": ["security-lead"]},
+                        approvers=("security-lead",),
                     )
                     for group in approved
                 ],
@@ -426,7 +425,11 @@ async def test_review_against_openldap_and_rt(
     assert len(
         [e for e in _audit(db, "review.finding") if (e.details or {}).get("campaign") == campaign]
     ) == len(EXPECTED)
-    tickets = [e for e in _audit(db, "review.ticket") if e.outcome == Outcome.APPLIED.value]
+    tickets = [
+        e
+        for e in _audit(db, "ticket.create")
+        if e.outcome == Outcome.APPLIED.value and e.details["target"] == "access-review"
+    ]
     assert len(tickets) == len(reviewers)
     assert len(_audit(db, "review.decision")) == 2
     assert [

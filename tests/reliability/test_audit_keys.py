@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from engine.applier import Applier
 from engine.auditor import Auditor
-from lifecycle.actions import Action, ActionKind, Plan
+from lifecycle.actions import DisableAccount, EnableAccount, Plan
 from models.audit import AuditEvent, Outcome
 from models.db import session_scope
 from models.domain import Account
@@ -22,8 +22,8 @@ async def test_same_change_in_two_cli_runs_is_audited_twice(fresh_sqlite_url: st
     account = Account(id="a1", user_name="kai.n", employee_id="E1", active=False)
     idp = AsyncMock()
     idp.source = "scim"
-    enable = Action(kind=ActionKind.ENABLE_ACCOUNT, employee_id="E1", target="kai.n", reason="rehired")
-    disable = Action(kind=ActionKind.DISABLE_ACCOUNT, employee_id="E1", target="kai.n", reason="left")
+    enable = EnableAccount(employee_id="E1", user_name="kai.n", reason="rehired")
+    disable = DisableAccount(employee_id="E1", user_name="kai.n", reason="left")
     for actions in ([enable], [disable], [enable]):  # hire, leave, rehire: three separate CLI runs
         applier = Applier(idp=idp, ticketing=None, auditor=Auditor(fresh_sqlite_url, correlation_id=None))
         report = await applier.apply(
