@@ -4,6 +4,10 @@ Connectors take plain values (URLs, names, :class:`connectors.http.HTTPOptions`,
 know nothing of Tenure's settings or of Prefect; this module maps ``TENURE_*`` settings onto them. Secrets are
 resolved here (:func:`tenure.settings.reveal`: the value, or a ``prefect-block:NAME`` Secret block) at build
 time and registered with the connector's HTTP client for redaction.
+
+The vendor modules are imported with this module, when a process loads its code, never on first use inside a
+running flow: CPython 3.11 can fail an ``ast.parse`` (pydantic's docstring extraction while scim2-models is
+imported) made while another thread of the run compiles code.
 """
 
 from __future__ import annotations
@@ -15,8 +19,16 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from connectors.hris.bamboohr import BambooHRHRIS, bamboohr_base_url
+from connectors.hris.csv_export import CSVExportHRIS
 from connectors.http import HTTPOptions, TokenAuth, api_client_from
+from connectors.idp.ldap import LDAPIdentityProvider
+from connectors.idp.okta import OktaIdentityProvider
+from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
 from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
+from connectors.ticketing.jira import JiraServiceManagement
+from connectors.ticketing.rt import RTTicketing, rt_rest_url
+from connectors.ticketing.servicenow import ServiceNowTicketing
 from tenure.settings import HRISSettings, HTTPTuning, IdPSettings, Settings, TicketingSettings, reveal
 
 __all__ = [
@@ -50,12 +62,8 @@ def _resolved(secret: SecretStr | None) -> SecretStr | None:
 def build_hris(settings: HRISSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> HRIS:
     """The HRIS named by ``settings.kind``. BambooHR's API key is the Basic-auth user name, ``x`` the password."""
     if settings.kind == "csv":
-        from connectors.hris.csv_export import CSVExportHRIS
-
         return CSVExportHRIS(settings.path, settings.column_map or None)
     if settings.kind == "bamboohr":
-        from connectors.hris.bamboohr import BambooHRHRIS, bamboohr_base_url
-
         api_key = reveal(settings.api_key)
         if not settings.subdomain:
             raise ValueError("hris.subdomain (the BambooHR company domain) is required for kind=bamboohr")
@@ -77,10 +85,8 @@ def build_identity_provider(
     settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
 ) -> IdentityProvider:
     """The identity provider named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for
-    tests. Vendor modules are imported only when chosen."""
+    tests."""
     if settings.kind == "scim":
-        from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
-
         token = reveal(settings.token)
         return SCIMIdentityProvider(
             api_client_from(
@@ -95,8 +101,6 @@ def build_identity_provider(
             )
         )
     if settings.kind == "okta":
-        from connectors.idp.okta import OktaIdentityProvider
-
         token = reveal(settings.token)
         return OktaIdentityProvider(
             api_client_from(
@@ -110,8 +114,6 @@ def build_identity_provider(
             )
         )
     if settings.kind == "ldap":
-        from connectors.idp.ldap import LDAPIdentityProvider
-
         if not settings.base_dn or not settings.bind_dn:
             raise ValueError("LDAP identity provider needs TENURE_IDP__BASE_DN and TENURE_IDP__BIND_DN")
         return LDAPIdentityProvider(
@@ -165,8 +167,6 @@ def build_ticketing(
         raise ValueError(f"ticketing.base_url is required for kind={settings.kind}")
     if settings.kind == "jira" and not settings.service_desk_id:
         raise ValueError("ticketing.service_desk_id is required for kind=jira")
-    from connectors.ticketing.rt import rt_rest_url
-
     auth, headers, secrets = _ticketing_credentials(settings)
     base_url = (
         rt_rest_url(settings.base_url) if settings.kind == "rt" else settings.base_url.rstrip("/") + "/"
@@ -181,19 +181,13 @@ def build_ticketing(
         headers=headers,
     )
     if settings.kind == "rt":
-        from connectors.ticketing.rt import RTTicketing
-
         return RTTicketing(api, queue=settings.queue)
     if settings.kind == "jira":
-        from connectors.ticketing.jira import JiraServiceManagement
-
         assert settings.service_desk_id  # checked above, before a client was opened
         return JiraServiceManagement(
             api, service_desk_id=settings.service_desk_id, request_type=settings.queue
         )
     if settings.kind == "servicenow":
-        from connectors.ticketing.servicenow import ServiceNowTicketing
-
         # ``queue`` names the table; the generic default ("General", an RT queue) means the incident table.
         default_queue = TicketingSettings.model_fields["queue"].default
         return ServiceNowTicketing(
