@@ -197,7 +197,9 @@ class SambaDC:
 
         tls = ldap3.Tls(validate=ssl.CERT_NONE)
         server = ldap3.Server(url or self.url, get_info=ldap3.NONE, connect_timeout=5, tls=tls)
-        conn = ldap3.Connection(server, user=user, password=password, raise_exceptions=True, receive_timeout=30)
+        conn = ldap3.Connection(
+            server, user=user, password=password, raise_exceptions=True, receive_timeout=30
+        )
         try:
             conn.bind()
         except BaseException:
@@ -303,7 +305,9 @@ def _wait_until_answering(dc: SambaDC, log: Path, deadline: float) -> None:
         except Exception as exc:  # noqa: BLE001 - not listening or not answering yet
             last = f"{type(exc).__name__}: {exc}"
             time.sleep(0.2)
-    raise SambaDCError(f"Samba did not answer LDAPS in time ({last}): {log.read_text(errors='replace')[-3000:]}")
+    raise SambaDCError(
+        f"Samba did not answer LDAPS in time ({last}): {log.read_text(errors='replace')[-3000:]}"
+    )
 
 
 def start_samba_dc(tmpdir: Path | str, *, start_timeout: float = 90.0) -> SambaDC:
