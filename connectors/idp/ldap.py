@@ -299,16 +299,16 @@ def entry_to_account(
     the caller from the entry's ``manager`` DN."""
     names = layout.fields
     account_id = _first(attributes, id_attribute)
-    user_name = _first(attributes, names["user_name"])
-    employee_id = _first(attributes, names["employee_id"])
-    if not account_id or not user_name or not employee_id:
-        required = (
-            (id_attribute, account_id),
-            (names["user_name"], user_name),
-            (names["employee_id"], employee_id),
-        )
+    user_name = _first(attributes, names["user_name"]) or next(
+        (name for name in map(partial(_first, attributes), layout.user_name_fallbacks) if name), None
+    )
+    if not account_id or not user_name:
+        required = ((id_attribute, account_id), (names["user_name"], user_name))
         missing = [n for n, v in required if not v]
         raise InvalidRecordError(f"directory entry lacks {', '.join(missing)}", source=SOURCE)
+    # No employee id: an account made by hand, not by Tenure. It is listed with an empty one, which the
+    # access review reports as an orphan; it never matches an HR record.
+    employee_id = _first(attributes, names["employee_id"]) or ""
     if method == "ad_uac":
         uac = _first(attributes, "userAccountControl")
         active = not (int(uac) & ACCOUNTDISABLE) if uac else True
@@ -808,7 +808,9 @@ class LDAPIdentityProvider(AsyncClosing):
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
         """The account whose employee id attribute (``employeeNumber``; AD ``employeeID``) equals
-        ``employee_id`` (RFC 4515-escaped), or None."""
+        ``employee_id`` (RFC 4515-escaped), or None; an empty id matches nobody."""
+        if not employee_id:
+            return None
         attribute = self.layout.employee_id_attribute
         return await self._call(lambda c: self._find_one(c, attribute, employee_id), "find user")
 

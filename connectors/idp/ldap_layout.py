@@ -62,6 +62,7 @@ class DirectoryLayout:
     cn_is_display_name: bool  # inetOrgPerson's cn is the display name; in AD cn is the RDN
     sign_in_attributes: tuple[str, ...]
     extra_read_attributes: tuple[str, ...] = field(default=())
+    user_name_fallbacks: tuple[str, ...] = field(default=())  # read when the user-name attribute is unset
 
     @property
     def user_name_attribute(self) -> str:
@@ -157,6 +158,7 @@ ACTIVE_DIRECTORY = DirectoryLayout(
     cn_is_display_name=False,
     sign_in_attributes=("lastLogonTimestamp",),
     extra_read_attributes=("userAccountControl", "sAMAccountName", "userPrincipalName"),
+    user_name_fallbacks=("sAMAccountName",),  # an account made by hand may have no UPN
 )
 
 

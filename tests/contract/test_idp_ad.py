@@ -304,3 +304,27 @@ class TestActiveDirectoryOnly:
                 conn.modify(dc.admin_dn, {"title": [(ldap3.MODIFY_REPLACE, ["owned"])]})
         finally:
             conn.unbind()
+
+    async def test_hand_made_account_without_employee_id_is_listed_never_matched(
+        self, ad_idp: LDAPIdentityProvider, dc: SambaDC
+    ) -> None:
+        """An account the helpdesk made by hand (no employeeID) is listed with an empty employee id, so the
+        access review reports it as an orphan; no look-up by employee id ever returns it."""
+        conn = dc.admin_connection()
+        try:
+            conn.add(
+                f"CN=Ada Lovelace,{dc.people_dn}",
+                ["top", "person", "organizationalPerson", "user"],
+                {"sAMAccountName": "ada.byhand", "displayName": "Ada Lovelace", "userAccountControl": "514"},
+            )
+        finally:
+            conn.unbind()
+        tagged = await ad_idp.create_user(
+            IdentityProviderContract.attributes("hand", display_name="Ada Lovelace")
+        )
+        listed = [a async for page in ad_idp.iter_users(page_size=10) for a in page]
+        by_hand = [a for a in listed if a.id != tagged.id]
+        assert len(listed) == 2 and [a.employee_id for a in by_hand] == [""]
+        assert by_hand[0].user_name == "ada.byhand"  # no UPN: the sAMAccountName stands in
+        assert await ad_idp.find_user_by_employee_id("") is None
+        assert (await ad_idp.find_user_by_employee_id(tagged.employee_id)).id == tagged.id  # type: ignore[union-attr]
