@@ -1,6 +1,8 @@
 """LDAP directory (OpenLDAP, 389-DS, Active Directory) as an :class:`~connectors.protocols.IdentityProvider`.
 
-Directory layout (all OUs relative to ``base_dn`` unless given as full DNs)::
+Two entry layouts (:mod:`connectors.idp.ldap_layout`): RFC 2798/4519 by default, Active Directory's with
+``deactivation_method="ad_uac"`` (see "Active Directory" below). RFC layout (all OUs relative to
+``base_dn`` unless given as full DNs)::
 
     <users_ou>,<base_dn>       uid=<userName>   objectClass inetOrgPerson (RFC 2798)
     <disabled_ou>,<base_dn>    deactivated accounts (method "move")
@@ -23,7 +25,25 @@ Deactivation (a leaver), chosen with ``deactivation_method``:
   With OpenLDAP's refint overlay, ``member`` and ``manager`` values follow the move.
 * ``"ad_uac"``: Active Directory's way: set bit ``0x2`` (ACCOUNTDISABLE) of ``userAccountControl``
   (MS-ADTS §2.2.16, default value 512 NORMAL_ACCOUNT); reactivation clears it; ``active`` is "bit not set".
-  Only the flag handling is tested (no AD here); AD also wants ``objectGUID`` rather than ``entryUUID``.
+
+Active Directory (tested against a real Samba AD DC, tests/contract/test_idp_ad.py):
+
+* users are ``user`` objects ``cn=<user name>`` in the users OU, found with
+  ``(&(objectCategory=person)(objectClass=user))``; the user name is ``userPrincipalName`` (or
+  ``sAMAccountName``, ``user_name_attribute``), the employee id ``employeeID`` (or ``employeeNumber``,
+  ``employee_id_attribute``), the department ``department``; ids are ``objectGUID`` (binary, shown in AD's
+  string form). A joiner is added with ``userAccountControl`` 514 and a random ``unicodePwd`` (quoted
+  UTF-16-LE, so LDAPS is required), then set to 512 when active: the scripted creation MS documents
+  (https://learn.microsoft.com/troubleshoot/windows-server/active-directory/useraccountcontrol-manipulate-account-properties).
+* groups are ``group`` objects; ``member`` is a linked attribute that may be empty (no placeholder). AD
+  answers an existing value with entryAlreadyExists (68) and a missing one with unwillingToPerform (53), each
+  checked against the group before it is taken as "already so".
+* a disabled account's own bind fails with result 49 and ``data 533`` in the diagnostic (Win32 error
+  0x533, ERROR_ACCOUNT_DISABLED); paging (RFC 2696) is capped by the DC's MaxPageSize (1000 by default,
+  https://learn.microsoft.com/troubleshoot/windows-server/active-directory/view-set-ldap-policy-using-ntdsutil).
+
+An entry without an employee id (made by hand, not by Tenure) is listed with an empty one: the access
+review reports it as an orphan and no employee-id look-up ever returns it.
 
 Empty groups: groupOfNames requires at least one ``member``, so a group whose last member is removed keeps
 the group's own DN as a placeholder member; it is never reported as a member and is dropped again when a
