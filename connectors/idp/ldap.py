@@ -204,10 +204,8 @@ def new_user_attributes(
     back to the user name when the HRIS has no family / display name; in Active Directory ``cn`` is the
     RDN (set by the DN) and ``sn`` is optional."""
     names = layout.fields
-    values: dict[str, str | None] = {
-        names[name]: getattr(attributes, name) for name in names if name not in ("manager_id", "user_name")
-    }
-    values = {names["user_name"]: attributes.user_name, **values, names["manager_id"]: manager_dn}
+    values: dict[str, str | None] = {names[f]: getattr(attributes, f) for f in names if f != "manager_id"}
+    values[names["manager_id"]] = manager_dn
     if layout.cn_is_display_name:
         given_family = " ".join(p for p in (attributes.given_name, attributes.family_name) if p)
         values[names["family_name"]] = attributes.family_name or attributes.user_name
@@ -319,9 +317,8 @@ def entry_to_account(
     the caller from the entry's ``manager`` DN."""
     names = layout.fields
     account_id = _first(attributes, id_attribute)
-    user_name = _first(attributes, names["user_name"]) or next(
-        (name for name in map(partial(_first, attributes), layout.user_name_fallbacks) if name), None
-    )
+    user_names = (_first(attributes, name) for name in (names["user_name"], *layout.user_name_fallbacks))
+    user_name = next(filter(None, user_names), None)
     if not account_id or not user_name:
         required = ((id_attribute, account_id), (names["user_name"], user_name))
         missing = [n for n, v in required if not v]
@@ -547,9 +544,8 @@ class LDAPIdentityProvider(AsyncClosing):
         """One search result with its id attribute as text (``objectGUID`` comes as 16 raw bytes)."""
         if self.layout.binary_id:
             raw = _values(entry.get("raw_attributes") or {}, self.id_attribute)
-            entry["attributes"][self.id_attribute] = (
-                [text for text in (id_text(self.layout, raw[0]),) if text] if raw else []
-            )
+            text = id_text(self.layout, raw[0]) if raw else None
+            entry["attributes"][self.id_attribute] = [text] if text else []
         return entry
 
     def _entries(self, conn: ldap3.Connection) -> list[dict[str, Any]]:

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.slow
 KNOWN_PASSWORD = "Kn0wn-only-to-this-test!"
 
 
-def make_ad_idp(dc: SambaDC, *, admin: bool = False, **overrides: Any) -> LDAPIdentityProvider:
+def make_ad_idp(
+    dc: SambaDC, *, admin: bool = False, url: str | None = None, **overrides: Any
+) -> LDAPIdentityProvider:
     """A connector on the DC over LDAPS (self-signed certificate: not validated), as the service account."""
     options: dict[str, Any] = {
         "bind_dn": dc.admin_dn if admin else dc.service_dn,
@@ -44,7 +46,7 @@ def make_ad_idp(dc: SambaDC, *, admin: bool = False, **overrides: Any) -> LDAPId
         "verify_tls": False,
     }
     options.update(overrides)
-    return LDAPIdentityProvider(dc.url, **options)
+    return LDAPIdentityProvider(url or dc.url, **options)
 
 
 @pytest.fixture
@@ -97,7 +99,6 @@ def _bind_refusal(dc: SambaDC, user: str, password: str) -> str | None:
     return None
 
 
-@pytest.mark.slow
 class TestActiveDirectoryContract(IdentityProviderContract):
     """The shared contract on a real Samba AD DC with ``ad_uac``, keyed by userPrincipalName."""
 
@@ -127,10 +128,10 @@ class TestActiveDirectoryOnly:
 
     async def test_plain_url_is_an_authentication_error(self, dc: SambaDC) -> None:
         """The connector pointed at ldap:// says it cannot authenticate, and names no password."""
-        idp = make_ad_idp(dc)
-        idp._url = dc.plain_url  # same DC, plain port
+        idp = make_ad_idp(dc, url=dc.plain_url)  # same DC, plain port
         with pytest.raises(AuthenticationError) as caught:
             await idp.find_user_by_username("anyone@tenure.test")
+        await idp.aclose()
         assert dc.service_password not in str(caught.value)
 
     async def test_joiner_created_disabled_with_password_then_enabled(
