@@ -10,8 +10,11 @@ domain where Tenure fills groups but does not create them.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import ldap3
@@ -23,7 +26,7 @@ from connectors.idp.ldap import LDAPIdentityProvider
 from connectors.idp.ldap_layout import ad_password_value
 from models.domain import Group
 from tests.contract.idp_suite import IdentityProviderContract
-from tests.support.samba_dc import SambaDC
+from tests.support.samba_dc import SambaDC, SambaDCUnavailable, skip_or_fail, start_samba_dc
 
 pytestmark = pytest.mark.slow
 
@@ -329,3 +332,47 @@ class TestActiveDirectoryOnly:
         assert by_hand[0].user_name == "ada.byhand"  # no UPN: the sAMAccountName stands in
         assert await ad_idp.find_user_by_employee_id("") is None
         assert (await ad_idp.find_user_by_employee_id(tagged.employee_id)).id == tagged.id  # type: ignore[union-attr]
+
+
+class TestSambaDCHelper:
+    """The throwaway-DC helper the AD contract and e2e tests rely on."""
+
+    def test_stop_leaves_nothing_running(self, samba_dc: SambaDC, tmp_path: Path) -> None:
+        """A second DC beside the session's one (own namespace, own relay ports); stop() ends Samba and the
+        relay by PID and removes the namespace; a second stop() is harmless."""
+        other = start_samba_dc(tmp_path)
+        try:
+            assert other.namespace != samba_dc.namespace and other.url != samba_dc.url
+            pids = other.pids
+            assert len(pids) == 2 and all(os.kill(pid, 0) is None for pid in pids)  # both alive
+            assert other.namespace in _namespaces()
+            other.connection(other.service_dn, other.service_password).unbind()
+        finally:
+            other.stop()
+        other.stop()
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert other.pids == [] and other.namespace not in _namespaces()
+        samba_dc.connection(
+            samba_dc.service_dn, samba_dc.service_password
+        ).unbind()  # the session's one lives
+
+    @pytest.mark.parametrize(
+        ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+    )
+    def test_unavailable_skips_only_outside_ci(
+        self, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+    ) -> None:
+        """No root (or no netns, no Samba): a skip on a developer's machine, a failure in CI."""
+        monkeypatch.setenv("CI", ci)
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+        with pytest.raises(SambaDCUnavailable, match="root") as caught:
+            start_samba_dc(Path("/nonexistent"))
+        with pytest.raises(outcome, match="root"):
+            skip_or_fail(str(caught.value))
+
+
+def _namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
