@@ -126,6 +126,10 @@ def build_identity_provider(
             disabled_ou=settings.disabled_ou,
             deactivation_method=settings.deactivation_method,
             allow_delete=settings.allow_delete,
+            id_attribute=settings.id_attribute,
+            employee_id_attribute=settings.employee_id_attribute,
+            user_name_attribute=settings.user_name_attribute,
+            upn_suffix=settings.upn_suffix,
             timeout_seconds=settings.timeout_seconds,
             verify_tls=settings.verify_tls,
         )

@@ -62,6 +62,12 @@ class IdPSettings(HTTPTuning):
     disabled_ou: str = "ou=disabled"
     deactivation_method: Literal["move", "ad_uac"] = "move"  # ad_uac: Active Directory userAccountControl
     allow_delete: bool = False
+    # The directory's defaults when unset: entryUUID / objectGUID, employeeNumber / employeeID,
+    # uid / userPrincipalName (AD may also key user names by sAMAccountName).
+    id_attribute: str | None = None
+    employee_id_attribute: str | None = None
+    user_name_attribute: str | None = None
+    upn_suffix: str | None = None  # AD keyed by sAMAccountName: UPN = <name>@<suffix>; default from base_dn
 
 
 class HRISSettings(HTTPTuning):

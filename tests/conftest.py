@@ -1,5 +1,5 @@
 """Shared fixtures: throwaway audit databases on SQLite and on the real local PostgreSQL, and the real peers
-(scim2-server, slapd, Request Tracker 5).
+(scim2-server, slapd, a Samba AD domain controller, Request Tracker 5).
 
 Each peer fixture is module-scoped: every test module that asks for one gets its own fresh process on
 127.0.0.1 (a free port), stopped by PID (terminate, then kill) when the module is done. A module that needs
@@ -19,6 +19,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.support.rt_server import RTServer
+    from tests.support.samba_dc import SambaDC
     from tests.support.scim_server import SCIMServer
     from tests.support.slapd import SlapdHandle
 
@@ -93,6 +94,25 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdHandle]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
+    """One real Samba AD DC for the session (provisioned and started once, ~6 s, in a network namespace of
+    its own), stopped by PID and its namespace removed at teardown. Users clear their OUs themselves.
+
+    A machine that cannot run it (not root, no network namespaces, Samba missing) skips, except in CI
+    (``CI=true``), where that is a failure."""
+    from tests.support.samba_dc import SambaDCUnavailable, skip_or_fail, start_samba_dc
+
+    try:
+        dc = start_samba_dc(tmp_path_factory.mktemp("samba-dc"))
+    except SambaDCUnavailable as exc:
+        skip_or_fail(str(exc))
+    try:
+        yield dc
+    finally:
+        dc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """LDAP directory (OpenLDAP, 389-DS, Active Directory) as an :class:`~connectors.protocols.IdentityProvider`.
 
-Directory layout (all OUs relative to ``base_dn`` unless given as full DNs)::
+Two entry layouts (:mod:`connectors.idp.ldap_layout`): RFC 2798/4519 by default, Active Directory's with
+``deactivation_method="ad_uac"`` (see "Active Directory" below). RFC layout (all OUs relative to
+``base_dn`` unless given as full DNs)::
 
     <users_ou>,<base_dn>       uid=<userName>   objectClass inetOrgPerson (RFC 2798)
     <disabled_ou>,<base_dn>    deactivated accounts (method "move")
@@ -23,7 +25,25 @@ Deactivation (a leaver), chosen with ``deactivation_method``:
   With OpenLDAP's refint overlay, ``member`` and ``manager`` values follow the move.
 * ``"ad_uac"``: Active Directory's way: set bit ``0x2`` (ACCOUNTDISABLE) of ``userAccountControl``
   (MS-ADTS §2.2.16, default value 512 NORMAL_ACCOUNT); reactivation clears it; ``active`` is "bit not set".
-  Only the flag handling is tested (no AD here); AD also wants ``objectGUID`` rather than ``entryUUID``.
+
+Active Directory (tested against a real Samba AD DC, tests/contract/test_idp_ad.py):
+
+* users are ``user`` objects ``cn=<user name>`` in the users OU, found with
+  ``(&(objectCategory=person)(objectClass=user))``; the user name is ``userPrincipalName`` (or
+  ``sAMAccountName``, ``user_name_attribute``), the employee id ``employeeID`` (or ``employeeNumber``,
+  ``employee_id_attribute``), the department ``department``; ids are ``objectGUID`` (binary, shown in AD's
+  string form). A joiner is added with ``userAccountControl`` 514 and a random ``unicodePwd`` (quoted
+  UTF-16-LE, so LDAPS is required), then set to 512 when active: the scripted creation MS documents
+  (https://learn.microsoft.com/troubleshoot/windows-server/active-directory/useraccountcontrol-manipulate-account-properties).
+* groups are ``group`` objects; ``member`` is a linked attribute that may be empty (no placeholder). AD
+  answers an existing value with entryAlreadyExists (68) and a missing one with unwillingToPerform (53), each
+  checked against the group before it is taken as "already so".
+* a disabled account's own bind fails with result 49 and ``data 533`` in the diagnostic (Win32 error
+  0x533, ERROR_ACCOUNT_DISABLED); paging (RFC 2696) is capped by the DC's MaxPageSize (1000 by default,
+  https://learn.microsoft.com/troubleshoot/windows-server/active-directory/view-set-ldap-policy-using-ntdsutil).
+
+An entry without an employee id (made by hand, not by Tenure) is listed with an empty one: the access
+review reports it as an orphan and no employee-id look-up ever returns it.
 
 Empty groups: groupOfNames requires at least one ``member``, so a group whose last member is removed keeps
 the group's own DN as a placeholder member; it is never reported as a member and is dropped again when a
@@ -72,6 +92,19 @@ from connectors.errors import (
     RetryableAPIError,
 )
 from connectors.http import AsyncClosing
+from connectors.idp.ldap_layout import (
+    ACTIVE_DIRECTORY,
+    OPENLDAP,
+    SAM_ACCOUNT_NAME_FORBIDDEN,
+    DirectoryLayout,
+    ad_password_value,
+    dns_domain,
+    id_filter_value,
+    id_text,
+    random_ad_password,
+    sam_account_name_candidates,
+    sam_account_name_problem,
+)
 from models.domain import Account, AccountAttributes, Group
 
 __all__ = [
@@ -100,37 +133,10 @@ SOURCE = "ldap"
 DeactivationMethod = Literal["move", "ad_uac"]
 T = TypeVar("T")
 
-FIELD_TO_LDAP: dict[str, str] = {
-    "user_name": "uid",
-    "employee_id": "employeeNumber",
-    "given_name": "givenName",
-    "family_name": "sn",
-    "display_name": "displayName",
-    "email": "mail",
-    "title": "title",
-    "department": "departmentNumber",
-    "manager_id": "manager",
-}
-USER_OBJECT_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson"]
-GROUP_OBJECT_CLASS = "groupOfNames"
+FIELD_TO_LDAP: dict[str, str] = dict(OPENLDAP.fields)
+USER_OBJECT_CLASSES = list(OPENLDAP.user_classes)
 ACCOUNTDISABLE = 0x2  # MS-ADTS 2.2.16 userAccountControl flag
 NORMAL_ACCOUNT = 0x200
-USER_READ_ATTRIBUTES = [
-    "uid",
-    "employeeNumber",
-    "givenName",
-    "sn",
-    "cn",
-    "displayName",
-    "mail",
-    "title",
-    "departmentNumber",
-    "manager",
-    "memberOf",
-    "authTimestamp",
-    "lastLogonTimestamp",
-    "userAccountControl",
-]
 _FULL_SCAN_THRESHOLD = 20  # resolve more member DNs than this with one scan instead of one read each
 
 
@@ -177,65 +183,65 @@ def first_rdn_value(dn: str) -> str:
     return _unescape_dn_value(value)
 
 
-def user_rdn(user_name: str) -> str:
-    """``uid=<user_name>`` with RFC 4514 escaping."""
-    return f"uid={escape_rdn(user_name)}"
+def user_rdn(user_name: str, attribute: str = "uid") -> str:
+    """``uid=<user_name>`` (``cn=`` in Active Directory) with RFC 4514 escaping."""
+    return f"{attribute}={escape_rdn(user_name)}"
 
 
-def user_filter(attribute: str, value: str) -> str:
-    """An inetOrgPerson equality filter with ``value`` escaped per RFC 4515 §3."""
-    return f"(&(objectClass=inetOrgPerson)({attribute}={escape_filter_chars(value)}))"
+def user_filter(attribute: str, value: str, class_filter: str = OPENLDAP.user_class_filter) -> str:
+    """A user equality filter (inetOrgPerson unless told) with ``value`` escaped per RFC 4515 §3."""
+    return f"(&{class_filter}({attribute}={escape_filter_chars(value)}))"
 
 
 def _fallback_name(attributes: Mapping[str, Any]) -> str:
     return str(attributes.get("user_name") or "")
 
 
-def new_user_attributes(attributes: AccountAttributes, *, manager_dn: str | None) -> dict[str, list[str]]:
-    """LDAP attributes for a new inetOrgPerson; ``sn`` and ``cn`` are mandatory, so they fall back to
-    the user name when the HRIS has no family / display name."""
-    given_family = " ".join(p for p in (attributes.given_name, attributes.family_name) if p)
-    display = attributes.display_name or given_family or attributes.user_name
-    values: dict[str, str | None] = {
-        "uid": attributes.user_name,
-        "employeeNumber": attributes.employee_id,
-        "givenName": attributes.given_name,
-        "sn": attributes.family_name or attributes.user_name,
-        "cn": display,
-        "displayName": attributes.display_name,
-        "mail": attributes.email,
-        "title": attributes.title,
-        "departmentNumber": attributes.department,
-        "manager": manager_dn,
-    }
+def new_user_attributes(
+    attributes: AccountAttributes, *, manager_dn: str | None, layout: DirectoryLayout = OPENLDAP
+) -> dict[str, list[str]]:
+    """LDAP attributes for a new user entry. inetOrgPerson's ``sn`` and ``cn`` are mandatory, so they fall
+    back to the user name when the HRIS has no family / display name; in Active Directory ``cn`` is the
+    RDN (set by the DN) and ``sn`` is optional."""
+    names = layout.fields
+    values: dict[str, str | None] = {names[f]: getattr(attributes, f) for f in names if f != "manager_id"}
+    values[names["manager_id"]] = manager_dn
+    if layout.cn_is_display_name:
+        given_family = " ".join(p for p in (attributes.given_name, attributes.family_name) if p)
+        values[names["family_name"]] = attributes.family_name or attributes.user_name
+        values["cn"] = attributes.display_name or given_family or attributes.user_name
     return {name: [value] for name, value in values.items() if value}
 
 
 def modify_changes(
-    changes: Mapping[str, Any], *, manager_dn: str | None, user_name: str
+    changes: Mapping[str, Any],
+    *,
+    manager_dn: str | None,
+    user_name: str,
+    layout: DirectoryLayout = OPENLDAP,
 ) -> dict[str, list[tuple[str, list[str]]]]:
     """The MODIFY_REPLACE list for ``changes`` (AccountAttributes names), nothing else.
 
     ``user_name`` (a rename) and ``active`` are not attribute writes and are left to the caller.
-    ``None`` deletes an optional attribute; the mandatory ``sn``/``cn`` fall back to ``user_name``.
-    ``manager_dn`` is the resolved DN for ``manager_id`` (None: remove the manager).
+    ``None`` deletes an optional attribute; inetOrgPerson's mandatory ``sn``/``cn`` fall back to
+    ``user_name``. ``manager_dn`` is the resolved DN for ``manager_id`` (None: remove the manager).
     """
-    unknown = set(changes) - set(FIELD_TO_LDAP) - {"active"}
+    unknown = set(changes) - set(layout.fields) - {"active"}
     if unknown:
         raise InvalidRecordError(f"not an account attribute: {', '.join(sorted(unknown))}", source=SOURCE)
     mods: dict[str, list[tuple[str, list[str]]]] = {}
     for field, value in changes.items():
         if field in ("user_name", "active"):
             continue
+        attr = layout.fields[field]
         if field == "manager_id":
-            mods["manager"] = [(ldap3.MODIFY_REPLACE, [manager_dn] if manager_dn else [])]
+            mods[attr] = [(ldap3.MODIFY_REPLACE, [manager_dn] if manager_dn else [])]
             continue
-        attr = FIELD_TO_LDAP[field]
-        if field == "family_name" and not value:
+        if field == "family_name" and not value and layout.cn_is_display_name:
             value = user_name
         new = [str(value)] if value not in (None, "") else []
         mods[attr] = [(ldap3.MODIFY_REPLACE, new)]
-        if field == "display_name":
+        if field == "display_name" and layout.cn_is_display_name:
             mods["cn"] = [(ldap3.MODIFY_REPLACE, [str(value) if value else user_name])]
     return mods
 
@@ -305,19 +311,21 @@ def entry_to_account(
     groups_base: str | None = None,
     method: DeactivationMethod = "move",
     manager_id: str | None = None,
+    layout: DirectoryLayout = OPENLDAP,
 ) -> Account:
-    """The Account for one directory entry; ``manager_id`` is the manager's employeeNumber, looked up by
+    """The Account for one directory entry; ``manager_id`` is the manager's employee id, looked up by
     the caller from the entry's ``manager`` DN."""
+    names = layout.fields
     account_id = _first(attributes, id_attribute)
-    user_name = _first(attributes, "uid")
-    employee_id = _first(attributes, "employeeNumber")
-    if not account_id or not user_name or not employee_id:
-        missing = [
-            n
-            for n, v in ((id_attribute, account_id), ("uid", user_name), ("employeeNumber", employee_id))
-            if not v
-        ]
+    user_names = (_first(attributes, name) for name in (names["user_name"], *layout.user_name_fallbacks))
+    user_name = next(filter(None, user_names), None)
+    if not account_id or not user_name:
+        required = ((id_attribute, account_id), (names["user_name"], user_name))
+        missing = [n for n, v in required if not v]
         raise InvalidRecordError(f"directory entry lacks {', '.join(missing)}", source=SOURCE)
+    # No employee id: an account made by hand, not by Tenure. It is listed with an empty one, which the
+    # access review reports as an orphan; it never matches an HR record.
+    employee_id = _first(attributes, names["employee_id"]) or ""
     if method == "ad_uac":
         uac = _first(attributes, "userAccountControl")
         active = not (int(uac) & ACCOUNTDISABLE) if uac else True
@@ -338,12 +346,13 @@ def entry_to_account(
         id=account_id,
         user_name=user_name,
         employee_id=employee_id,
-        given_name=_first(attributes, "givenName"),
-        family_name=_first(attributes, "sn"),
-        display_name=_first(attributes, "displayName") or _first(attributes, "cn"),
-        email=_first(attributes, "mail"),
-        title=_first(attributes, "title"),
-        department=_first(attributes, "departmentNumber"),
+        given_name=_first(attributes, names["given_name"]),
+        family_name=_first(attributes, names["family_name"]),
+        display_name=_first(attributes, names["display_name"])
+        or (_first(attributes, "cn") if layout.cn_is_display_name else None),
+        email=_first(attributes, names["email"]),
+        title=_first(attributes, names["title"]),
+        department=_first(attributes, names["department"]),
         manager_id=manager_id,
         active=active,
         last_sign_in=max(sign_ins) if sign_ins else None,
@@ -427,7 +436,10 @@ class LDAPIdentityProvider(AsyncClosing):
         disabled_ou: str = "ou=disabled",
         deactivation_method: DeactivationMethod = "move",
         allow_delete: bool = False,
-        id_attribute: str = "entryUUID",
+        id_attribute: str | None = None,
+        employee_id_attribute: str | None = None,
+        user_name_attribute: str | None = None,
+        upn_suffix: str | None = None,
         timeout_seconds: float = 30.0,
         verify_tls: bool = True,
     ) -> None:
@@ -443,8 +455,18 @@ class LDAPIdentityProvider(AsyncClosing):
         self.groups_base = _resolve_dn(groups_ou, base_dn)
         self.disabled_base = _resolve_dn(disabled_ou, base_dn)
         self.deactivation_method: DeactivationMethod = deactivation_method
+        self.layout = (ACTIVE_DIRECTORY if deactivation_method == "ad_uac" else OPENLDAP).with_overrides(
+            id_attribute=id_attribute,
+            employee_id_attribute=employee_id_attribute,
+            user_name_attribute=user_name_attribute,
+        )
+        self.upn_suffix = upn_suffix or dns_domain(base_dn)
         self.allow_delete = allow_delete
-        self.id_attribute = id_attribute
+        self.id_attribute = self.layout.id_attribute
+        # Active Directory keeps leavers where they are (the flag disables them); "move" has two OUs.
+        self._user_bases = (
+            (self.users_base,) if deactivation_method == "ad_uac" else (self.users_base, self.disabled_base)
+        )
         self._timeout = timeout_seconds
         self._verify_tls = verify_tls
         self._lock = threading.Lock()
@@ -452,6 +474,10 @@ class LDAPIdentityProvider(AsyncClosing):
 
     def __repr__(self) -> str:
         return f"LDAPIdentityProvider(url={self._url!r}, bind_dn={self._bind_dn!r}, base_dn={self.base_dn!r})"
+
+    @property
+    def _active_directory(self) -> bool:
+        return self.layout.kind == "ad"
 
     # ---------------------------------------------------------------- connection plumbing
 
@@ -514,26 +540,42 @@ class LDAPIdentityProvider(AsyncClosing):
 
     # ---------------------------------------------------------------- sync building blocks (under lock)
 
-    def _user_attributes(self) -> list[str]:
-        return [*USER_READ_ATTRIBUTES, self.id_attribute]
+    def _entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """One search result with its id attribute as text (``objectGUID`` comes as 16 raw bytes)."""
+        if self.layout.binary_id:
+            raw = _values(entry.get("raw_attributes") or {}, self.id_attribute)
+            text = id_text(self.layout, raw[0]) if raw else None
+            entry["attributes"][self.id_attribute] = [text] if text else []
+        return entry
+
+    def _entries(self, conn: ldap3.Connection) -> list[dict[str, Any]]:
+        return [self._entry(e) for e in conn.response if e.get("type") == "searchResEntry"]
+
+    def _user_filter(self, attribute: str, value: str) -> str:
+        return user_filter(attribute, value, self.layout.user_class_filter)
+
+    def _id_filter(self, class_filter: str, object_id: str) -> str | None:
+        value = id_filter_value(self.layout, object_id)
+        return None if value is None else f"(&{class_filter}({self.id_attribute}={value}))"
 
     def _is_user_dn(self, dn: str) -> bool:
-        return is_under(dn, self.users_base) or is_under(dn, self.disabled_base)
+        return any(is_under(dn, base) for base in self._user_bases)
 
     def _search_users(self, conn: ldap3.Connection, search_filter: str) -> list[dict[str, Any]]:
-        conn.search(self.base_dn, search_filter, ldap3.SUBTREE, attributes=self._user_attributes())
-        return [e for e in conn.response if e.get("type") == "searchResEntry" and self._is_user_dn(e["dn"])]
+        conn.search(self.base_dn, search_filter, ldap3.SUBTREE, attributes=self.layout.read_attributes())
+        return [e for e in self._entries(conn) if self._is_user_dn(e["dn"])]
 
     def _read_entry(self, conn: ldap3.Connection, dn: str, attributes: list[str]) -> dict[str, Any] | None:
         try:
             conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=attributes)
         except lx.LDAPNoSuchObjectResult:
             return None
-        entries = [e for e in conn.response if e.get("type") == "searchResEntry"]
+        entries = self._entries(conn)
         return entries[0] if entries else None
 
     def _user_entry(self, conn: ldap3.Connection, account_id: str) -> dict[str, Any] | None:
-        entries = self._search_users(conn, user_filter(self.id_attribute, account_id))
+        search_filter = self._id_filter(self.layout.user_class_filter, account_id)
+        entries = self._search_users(conn, search_filter) if search_filter else []
         return entries[0] if entries else None
 
     def _require_user(self, conn: ldap3.Connection, account_id: str) -> dict[str, Any]:
@@ -545,7 +587,7 @@ class LDAPIdentityProvider(AsyncClosing):
     def _manager_dn(self, conn: ldap3.Connection, manager_id: str | None) -> str | None:
         if not manager_id:
             return None
-        entries = self._search_users(conn, user_filter("employeeNumber", manager_id))
+        entries = self._search_users(conn, self._user_filter(self.layout.employee_id_attribute, manager_id))
         if not entries:
             log.warning("ldap: manager not in the directory yet; manager attribute left unset")
             return None
@@ -554,13 +596,14 @@ class LDAPIdentityProvider(AsyncClosing):
     def _manager_id(
         self, conn: ldap3.Connection, entry: Mapping[str, Any], cache: dict[Any, str | None]
     ) -> str | None:
-        manager_dn = _first(entry["attributes"], "manager")
+        manager_dn = _first(entry["attributes"], self.layout.fields["manager_id"])
         if not manager_dn:
             return None
         key = canonical_dn(manager_dn)
         if key not in cache:
-            manager = self._read_entry(conn, manager_dn, ["employeeNumber"])
-            cache[key] = _first(manager["attributes"], "employeeNumber") if manager else None
+            employee_id = self.layout.employee_id_attribute
+            manager = self._read_entry(conn, manager_dn, [employee_id])
+            cache[key] = _first(manager["attributes"], employee_id) if manager else None
         return cache[key]
 
     def _to_account(
@@ -574,6 +617,7 @@ class LDAPIdentityProvider(AsyncClosing):
             groups_base=self.groups_base,
             method=self.deactivation_method,
             manager_id=self._manager_id(conn, entry, {} if cache is None else cache),
+            layout=self.layout,
         )
 
     def _to_accounts(
@@ -591,7 +635,7 @@ class LDAPIdentityProvider(AsyncClosing):
         raise ConflictError(f"{len(entries)} directory entries share this {what}", source=SOURCE)
 
     def _find_one(self, conn: ldap3.Connection, attribute: str, value: str) -> Account | None:
-        entry = self._pick_one(self._search_users(conn, user_filter(attribute, value)), attribute)
+        entry = self._pick_one(self._search_users(conn, self._user_filter(attribute, value)), attribute)
         return self._to_account(conn, entry) if entry else None
 
     def _set_active(self, conn: ldap3.Connection, account_id: str, active: bool) -> None:
@@ -602,7 +646,7 @@ class LDAPIdentityProvider(AsyncClosing):
             new = uac_with_disabled(int(uac) if uac else None, disabled=not active)
             conn.modify(dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(new)])]})
             return
-        rdn = user_rdn(str(_first(entry["attributes"], "uid")))
+        rdn = user_rdn(str(_first(entry["attributes"], self.layout.user_name_attribute)))
         if not active:
             conn.modify(dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [scrambled_password()])]})
             if not is_under(dn, self.disabled_base):
@@ -610,23 +654,119 @@ class LDAPIdentityProvider(AsyncClosing):
         elif is_under(dn, self.disabled_base):
             conn.modify_dn(dn, rdn, new_superior=self.users_base)
 
-    def _group_entry(self, conn: ldap3.Connection, group_id: str) -> dict[str, Any]:
-        search_filter = (
-            f"(&(objectClass={GROUP_OBJECT_CLASS})({self.id_attribute}={escape_filter_chars(group_id)}))"
-        )
+    # ---------------------------------------------------------------- Active Directory logon names
+
+    def _sam_account_name_taken(self, conn: ldap3.Connection, name: str) -> bool:
         conn.search(
-            self.groups_base, search_filter, ldap3.SUBTREE, attributes=["cn", "member", self.id_attribute]
+            self.base_dn, f"(sAMAccountName={escape_filter_chars(name)})", ldap3.SUBTREE, attributes=[]
         )
-        entries = [e for e in conn.response if e.get("type") == "searchResEntry"]
+        return bool(self._entries(conn))
+
+    def _logon_names(self, conn: ldap3.Connection, user_name: str) -> dict[str, list[str]]:
+        """``sAMAccountName`` and ``userPrincipalName`` for a new AD user.
+
+        Keyed by UPN (default): the UPN is the user name, the sAMAccountName its local part when that is
+        valid and free, else a derived one (see :func:`sam_account_name_candidates`). Keyed by
+        sAMAccountName: the user name must be a valid one; the UPN is ``<user name>@<upn_suffix>``.
+        """
+        if self.layout.user_name_attribute == "sAMAccountName":
+            problem = sam_account_name_problem(user_name)
+            if problem:
+                raise InvalidRecordError(
+                    f"the user name cannot be an AD sAMAccountName: {problem}", source=SOURCE
+                )
+            return {"sAMAccountName": [user_name], "userPrincipalName": [f"{user_name}@{self.upn_suffix}"]}
+        plain, derived = sam_account_name_candidates(user_name)
+        sam = plain if plain and not self._sam_account_name_taken(conn, plain) else derived
+        return {"sAMAccountName": [sam], "userPrincipalName": [user_name]}
+
+    def _add_user(self, conn: ldap3.Connection, attributes: AccountAttributes) -> str:
+        """Add the entry; returns its DN.
+
+        OpenLDAP: ``uid=<user_name>`` under the users OU (the disabled OU when inactive, with a scrambled
+        password). Active Directory (the way MS documents for scripted creation): ``cn=<user_name>`` under
+        the users OU with ``userAccountControl`` 514 (disabled) and a random ``unicodePwd`` nobody knows
+        (set over LDAPS), then 512 when the account is to be active.
+        """
+        manager_dn = self._manager_dn(conn, attributes.manager_id)
+        values: dict[str, list[Any]] = new_user_attributes(
+            attributes, manager_dn=manager_dn, layout=self.layout
+        )
+        if not self._active_directory:
+            parent = self.users_base if attributes.active else self.disabled_base
+            dn = f"{user_rdn(attributes.user_name)},{parent}"
+            if not attributes.active:
+                values["userPassword"] = [scrambled_password()]
+            conn.add(dn, list(self.layout.user_classes), values)
+            return dn
+        dn = f"{user_rdn(attributes.user_name, 'cn')},{self.users_base}"
+        values.update(self._logon_names(conn, attributes.user_name))
+        values["userAccountControl"] = [str(NORMAL_ACCOUNT | ACCOUNTDISABLE)]
+        values["unicodePwd"] = [ad_password_value(random_ad_password())]
+        conn.add(dn, list(self.layout.user_classes), values)
+        if attributes.active:
+            conn.modify(dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(NORMAL_ACCOUNT)])]})
+        return dn
+
+    def _rename(self, conn: ldap3.Connection, entry: Mapping[str, Any], user_name: str) -> None:
+        """A new user name: the RDN follows (ModifyDN, RFC 4511 §4.9); in AD the logon names change too
+        (keyed by UPN the sAMAccountName stays: it is meant never to change)."""
+        dn = str(entry["dn"])
+        if self._active_directory:
+            names = {self.layout.user_name_attribute: [user_name]}
+            if self.layout.user_name_attribute == "sAMAccountName":
+                problem = sam_account_name_problem(user_name)
+                if problem:
+                    raise InvalidRecordError(
+                        f"the user name cannot be an AD sAMAccountName: {problem}", source=SOURCE
+                    )
+                names["userPrincipalName"] = [f"{user_name}@{self.upn_suffix}"]
+            conn.modify(dn, {name: [(ldap3.MODIFY_REPLACE, value)] for name, value in names.items()})
+        conn.modify_dn(dn, user_rdn(user_name, self.layout.rdn_attribute), delete_old_dn=True)
+
+    # ---------------------------------------------------------------- groups (under lock)
+
+    def _group_attributes(self) -> list[str]:
+        return ["cn", "member", self.id_attribute]
+
+    def _group_entry(self, conn: ldap3.Connection, group_id: str) -> dict[str, Any]:
+        search_filter = self._id_filter(self.layout.group_class_filter, group_id)
+        entries: list[dict[str, Any]] = []
+        if search_filter:
+            conn.search(self.groups_base, search_filter, ldap3.SUBTREE, attributes=self._group_attributes())
+            entries = self._entries(conn)
         if not entries:
             raise NotFoundError("no group with this id", source=SOURCE)
         return entries[0]
 
+    def _is_member(self, conn: ldap3.Connection, group_dn: str, member_dn: str) -> bool:
+        conn.search(group_dn, f"(member={escape_filter_chars(member_dn)})", ldap3.BASE, attributes=[])
+        return bool(self._entries(conn))
+
+    def _add_member_dn(self, conn: ldap3.Connection, group_dn: str, member_dn: str) -> None:
+        """Add ``member_dn``; already there is fine: OpenLDAP answers attributeOrValueExists (20), AD
+        entryAlreadyExists (68) for a linked value that exists."""
+        try:
+            conn.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, [member_dn])]})
+        except lx.LDAPAttributeOrValueExistsResult:
+            pass
+        except lx.LDAPEntryAlreadyExistsResult:
+            if not self._is_member(conn, group_dn, member_dn):
+                raise
+        if self.layout.group_needs_member:  # a real member now: drop the empty-group placeholder
+            with contextlib.suppress(lx.LDAPNoSuchAttributeResult):
+                conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [group_dn])]})
+
     def _remove_member_dn(self, conn: ldap3.Connection, group_dn: str, member_dn: str) -> None:
+        """Remove ``member_dn``; not a member is fine: OpenLDAP answers noSuchAttribute (16), AD
+        unwillingToPerform (53). groupOfNames' last member is swapped for the placeholder."""
         try:
             conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [member_dn])]})
         except lx.LDAPNoSuchAttributeResult:
             pass  # not a member
+        except lx.LDAPUnwillingToPerformResult:
+            if self._is_member(conn, group_dn, member_dn):
+                raise
         except lx.LDAPObjectClassViolationResult:  # the last member: leave the placeholder in its place
             conn.modify(
                 group_dn, {"member": [(ldap3.MODIFY_ADD, [group_dn]), (ldap3.MODIFY_DELETE, [member_dn])]}
@@ -635,17 +775,17 @@ class LDAPIdentityProvider(AsyncClosing):
     def _all_user_ids(self, conn: ldap3.Connection) -> dict[Any, str]:
         """canonical DN → account id for every account, read in pages (RFC 2696)."""
         ids: dict[Any, str] = {}
-        for base in (self.users_base, self.disabled_base):
+        for base in self._user_bases:
             for entry in conn.extend.standard.paged_search(
                 base,
-                "(objectClass=inetOrgPerson)",
+                self.layout.user_class_filter,
                 ldap3.SUBTREE,
                 attributes=[self.id_attribute],
                 paged_size=500,
                 generator=True,
             ):
                 if entry.get("type") == "searchResEntry":
-                    account_id = _first(entry["attributes"], self.id_attribute)
+                    account_id = _first(self._entry(entry)["attributes"], self.id_attribute)
                     if account_id:
                         ids[canonical_dn(entry["dn"])] = account_id
         return ids
@@ -683,12 +823,18 @@ class LDAPIdentityProvider(AsyncClosing):
     # ---------------------------------------------------------------- IdentityProvider
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
-        """The account whose ``employeeNumber`` equals ``employee_id`` (RFC 4515-escaped), or None."""
-        return await self._call(lambda c: self._find_one(c, "employeeNumber", employee_id), "find user")
+        """The account whose employee id attribute (``employeeNumber``; AD ``employeeID``) equals
+        ``employee_id`` (RFC 4515-escaped), or None; an empty id matches nobody."""
+        if not employee_id:
+            return None
+        attribute = self.layout.employee_id_attribute
+        return await self._call(lambda c: self._find_one(c, attribute, employee_id), "find user")
 
     async def find_user_by_username(self, user_name: str) -> Account | None:
-        """The account whose ``uid`` equals ``user_name`` (RFC 4515-escaped), or None."""
-        return await self._call(lambda c: self._find_one(c, "uid", user_name), "find user")
+        """The account whose ``uid`` (AD: ``userPrincipalName`` or ``sAMAccountName``) equals ``user_name``
+        (RFC 4515-escaped), or None."""
+        attribute = self.layout.user_name_attribute
+        return await self._call(lambda c: self._find_one(c, attribute, user_name), "find user")
 
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
         """Every account (active and disabled OUs), one RFC 2696 page at a time, on its own connection."""
@@ -705,9 +851,9 @@ class LDAPIdentityProvider(AsyncClosing):
             try:
                 conn.search(
                     base,
-                    "(objectClass=inetOrgPerson)",
+                    self.layout.user_class_filter,
                     ldap3.SUBTREE,
-                    attributes=self._user_attributes(),
+                    attributes=self.layout.read_attributes(),
                     paged_size=page_size,
                     paged_cookie=cookie,
                 )
@@ -715,14 +861,14 @@ class LDAPIdentityProvider(AsyncClosing):
                 return [], None  # the disabled OU may not exist in a directory that never had a leaver
             except Exception as exc:
                 raise translate_error(exc, "list users") from exc
-            entries = [e for e in conn.response if e.get("type") == "searchResEntry"]
+            entries = self._entries(conn)
             control = conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {})
             return entries, control.get("value", {}).get("cookie") or None
 
         conn = await anyio.to_thread.run_sync(open_conn)
         cache: dict[Any, str | None] = {}
         try:
-            for base in (self.users_base, self.disabled_base):
+            for base in self._user_bases:
                 cookie: bytes | None = None
                 while True:
                     entries, cookie = await anyio.to_thread.run_sync(fetch, conn, base, cookie)
@@ -738,29 +884,34 @@ class LDAPIdentityProvider(AsyncClosing):
                 conn.unbind()
 
     async def create_user(self, attributes: AccountAttributes) -> Account:
-        """Add ``uid=<user_name>`` under the users OU (the disabled OU when ``active`` is false).
+        """Add the user (see :meth:`_add_user`; inactive joiners are created disabled).
 
-        Safe to retry: an entry with this ``employeeNumber`` is returned as is. A different person holding
-        the same uid is a ConflictError.
+        Safe to retry: an entry with this employee id is returned, marked ``existing`` (``Account.found``).
+        A different person holding the same user name is a ConflictError.
         """
+        employee_id = self.layout.employee_id_attribute
 
         def create(conn: ldap3.Connection) -> Account:
-            existing = self._find_one(conn, "employeeNumber", attributes.employee_id)
+            existing = self._find_one(conn, employee_id, attributes.employee_id)
             if existing is not None:
                 return existing.found()
-            parent = self.users_base if attributes.active else self.disabled_base
-            dn = f"{user_rdn(attributes.user_name)},{parent}"
-            values = new_user_attributes(attributes, manager_dn=self._manager_dn(conn, attributes.manager_id))
-            if not attributes.active:
-                values["userPassword"] = [scrambled_password()]
             try:
-                conn.add(dn, USER_OBJECT_CLASSES, values)
-            except lx.LDAPEntryAlreadyExistsResult:
-                again = self._find_one(conn, "employeeNumber", attributes.employee_id)
+                dn = self._add_user(conn, attributes)
+            except (lx.LDAPEntryAlreadyExistsResult, lx.LDAPConstraintViolationResult) as exc:
+                # AD answers a taken userPrincipalName with constraintViolation (19), a taken DN or
+                # sAMAccountName with entryAlreadyExists (68), as OpenLDAP does for a taken DN
+                again = self._find_one(conn, employee_id, attributes.employee_id)
                 if again is not None:  # a concurrent create won the race
                     return again.found()
-                raise ConflictError("an entry with this user name already exists", source=SOURCE) from None
-            entry = self._read_entry(conn, dn, self._user_attributes())
+                taken = isinstance(exc, lx.LDAPEntryAlreadyExistsResult) or self._find_one(
+                    conn, self.layout.user_name_attribute, attributes.user_name
+                )
+                if taken:
+                    raise ConflictError(
+                        "an entry with this user name already exists", source=SOURCE
+                    ) from None
+                raise
+            entry = self._read_entry(conn, dn, self.layout.read_attributes())
             if entry is None:
                 raise NotFoundError("entry vanished right after creation", source=SOURCE)
             return self._to_account(conn, entry)
@@ -773,19 +924,19 @@ class LDAPIdentityProvider(AsyncClosing):
 
         def update(conn: ldap3.Connection) -> Account:
             entry = self._require_user(conn, account.id)
-            dn = str(entry["dn"])
-            user_name = str(changes.get("user_name") or _first(entry["attributes"], "uid"))
+            current_name = _first(entry["attributes"], self.layout.user_name_attribute)
+            user_name = str(changes.get("user_name") or current_name)
             manager_dn = (
                 self._manager_dn(conn, changes.get("manager_id")) if "manager_id" in changes else None
             )
-            mods = modify_changes(changes, manager_dn=manager_dn, user_name=user_name)
+            mods = modify_changes(changes, manager_dn=manager_dn, user_name=user_name, layout=self.layout)
+            manager = self.layout.fields["manager_id"]
             if "manager_id" in changes and changes["manager_id"] and manager_dn is None:
-                del mods["manager"]  # manager not provisioned yet: keep the old value, the next sync retries
-            if "user_name" in changes and changes["user_name"] != _first(entry["attributes"], "uid"):
-                conn.modify_dn(dn, user_rdn(user_name), delete_old_dn=True)
-                dn = str(self._require_user(conn, account.id)["dn"])
+                del mods[manager]  # manager not provisioned yet: keep the old value, the next sync retries
+            if "user_name" in changes and changes["user_name"] != current_name:
+                self._rename(conn, entry, user_name)
             if mods:
-                conn.modify(dn, mods)
+                conn.modify(str(self._require_user(conn, account.id)["dn"]), mods)
             if "active" in changes:
                 self._set_active(conn, account.id, bool(changes["active"]))
             return self._to_account(conn, self._require_user(conn, account.id))
@@ -817,25 +968,31 @@ class LDAPIdentityProvider(AsyncClosing):
             # next person given the same uid (refint cannot remove a groupOfNames' last member).
             conn.search(
                 self.groups_base,
-                f"(&(objectClass={GROUP_OBJECT_CLASS})(member={escape_filter_chars(dn)}))",
+                f"(&{self.layout.group_class_filter}(member={escape_filter_chars(dn)}))",
                 ldap3.SUBTREE,
                 attributes=[],
             )
-            for group_dn in [str(e["dn"]) for e in conn.response if e.get("type") == "searchResEntry"]:
+            for group_dn in [str(e["dn"]) for e in self._entries(conn)]:
                 self._remove_member_dn(conn, group_dn, dn)
             conn.delete(dn)
 
         await self._call(delete, "delete user")
 
     async def create_group(self, name: str) -> Group:
-        """Not in the Protocol: add ``cn=<name>`` (groupOfNames) under the groups OU, or return the existing
-        one. The new group holds only the placeholder member (its own DN)."""
+        """Not in the Protocol: add ``cn=<name>`` under the groups OU, or return the existing one. A new
+        groupOfNames holds only the placeholder member (its own DN); an AD group (global security, the
+        default ``groupType``) starts empty, its ``sAMAccountName`` the name when valid (else AD picks one)."""
 
         def create(conn: ldap3.Connection) -> Group:
             dn = f"cn={escape_rdn(name)},{self.groups_base}"
+            values: dict[str, list[str]] = {"cn": [name]}
+            if self.layout.group_needs_member:
+                values["member"] = [dn]
+            elif not SAM_ACCOUNT_NAME_FORBIDDEN & set(name) and len(name) <= 256:
+                values["sAMAccountName"] = [name]
             with contextlib.suppress(lx.LDAPEntryAlreadyExistsResult):
-                conn.add(dn, ["top", GROUP_OBJECT_CLASS], {"cn": [name], "member": [dn]})
-            entry = self._read_entry(conn, dn, ["cn", "member", self.id_attribute])
+                conn.add(dn, list(self.layout.group_classes), values)
+            entry = self._read_entry(conn, dn, self._group_attributes())
             if entry is None:
                 raise NotFoundError("group vanished right after creation", source=SOURCE)
             return self._to_group(conn, entry, None)
@@ -843,16 +1000,16 @@ class LDAPIdentityProvider(AsyncClosing):
         return await self._call(create, "create group")
 
     async def list_groups(self) -> list[Group]:
-        """Every groupOfNames under the groups OU with its member account ids."""
+        """Every group under the groups OU with its member account ids."""
 
         def groups(conn: ldap3.Connection) -> list[Group]:
             conn.search(
                 self.groups_base,
-                f"(objectClass={GROUP_OBJECT_CLASS})",
+                self.layout.group_class_filter,
                 ldap3.SUBTREE,
-                attributes=["cn", "member", self.id_attribute],
+                attributes=self._group_attributes(),
             )
-            entries = [e for e in conn.response if e.get("type") == "searchResEntry"]
+            entries = self._entries(conn)
             ids = self._all_user_ids(conn) if entries else {}
             return [self._to_group(conn, entry, ids) for entry in entries]
 
@@ -868,22 +1025,18 @@ class LDAPIdentityProvider(AsyncClosing):
         return await self._call(members, "list members")
 
     async def add_member(self, group_id: str, account_id: str) -> None:
-        """Add the account's DN to ``member``; an existing value is fine (attributeOrValueExists, 20)."""
+        """Add the account's DN to ``member``; an existing value is fine."""
 
         def add(conn: ldap3.Connection) -> None:
             group_dn = str(self._group_entry(conn, group_id)["dn"])
             user_dn = str(self._require_user(conn, account_id)["dn"])
-            with contextlib.suppress(lx.LDAPAttributeOrValueExistsResult):
-                conn.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, [user_dn])]})
-            # the group has a real member now: drop the empty-group placeholder if it is there
-            with contextlib.suppress(lx.LDAPNoSuchAttributeResult):
-                conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [group_dn])]})
+            self._add_member_dn(conn, group_dn, user_dn)
 
         await self._call(add, "add member")
 
     async def remove_member(self, group_id: str, account_id: str) -> None:
-        """Remove the account's DN from ``member``; a non-member (noSuchAttribute, 16) is fine. Removing the
-        last member puts the placeholder in its place in the same modify (groupOfNames needs a member)."""
+        """Remove the account's DN from ``member``; a non-member is fine. Removing a groupOfNames' last
+        member puts the placeholder in its place in the same modify (groupOfNames needs a member)."""
 
         def remove(conn: ldap3.Connection) -> None:
             group_dn = str(self._group_entry(conn, group_id)["dn"])

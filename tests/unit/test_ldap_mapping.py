@@ -238,11 +238,21 @@ def test_entry_to_account_accepts_scalars_and_missing_optionals() -> None:
 
 
 def test_entry_to_account_requires_identity_attributes() -> None:
-    """An entry without uid or employeeNumber cannot be an account."""
-    with pytest.raises(InvalidRecordError, match="employeeNumber"):
-        entry_to_account(
-            f"uid=a,{DISABLED}", _entry(employeeNumber=[]), id_attribute="entryUUID", disabled_base=DISABLED
-        )
+    """An entry without an id or uid cannot be an account."""
+    for missing, attribute in (({"uid": []}, "uid"), ({"entryUUID": []}, "entryUUID")):
+        with pytest.raises(InvalidRecordError, match=attribute):
+            entry_to_account(
+                f"uid=a,{DISABLED}", _entry(**missing), id_attribute="entryUUID", disabled_base=DISABLED
+            )
+
+
+def test_entry_without_employee_number_is_an_account_without_employee_id() -> None:
+    """An entry made by hand (no employeeNumber) is an account with an empty employee id: an orphan for the
+    access review, never a match for an HR record."""
+    account = entry_to_account(
+        f"uid=a,{DISABLED}", _entry(employeeNumber=[]), id_attribute="entryUUID", disabled_base=DISABLED
+    )
+    assert account.employee_id == "" and account.user_name == "ada@example.com"
 
 
 def test_entry_to_account_ad_uac() -> None:
