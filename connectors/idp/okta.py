@@ -241,7 +241,11 @@ class OktaIdentityProvider(ClosesAPI):
 
         try:
             return await create_idempotently(
-                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base, existed=Account.found
+                create,
+                lookup,
+                sleep=self.api.sleep,
+                backoff_base=self.api.backoff_base,
+                existed=Account.found,
             )
         except PermanentAPIError as exc:
             if exc.status_code not in (400, 409) or DUPLICATE_MARKER not in exc.message:

@@ -574,7 +574,11 @@ class SCIMIdentityProvider(ClosesAPI):
 
         try:
             return await create_idempotently(
-                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base, existed=Account.found
+                create,
+                lookup,
+                sleep=self.api.sleep,
+                backoff_base=self.api.backoff_base,
+                existed=Account.found,
             )
         except ConflictError as exc:
             holder = await self.find_user_by_username(attributes.user_name)
