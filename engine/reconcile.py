@@ -16,6 +16,7 @@ from connectors.protocols import Connectors, IdentityProvider
 from engine.applier import Applier, ApplyReport, Approver, Scheduler, Step
 from engine.auditor import Auditor
 from engine.locks import LockHeld
+from engine.preflight import check_groups
 from lifecycle.actions import ActionKind, Plan
 from lifecycle.naming import user_name_candidates
 from lifecycle.planner import History, plan
@@ -121,7 +122,8 @@ async def reconcile(
     now: datetime | None = None,
 ) -> ApplyReport:
     """Bring one employee's accounts in line with their HR record. A bad HR record is audited, not raised; a
-    lock held by another run past its timeout changes nothing and is reported as the error."""
+    lock held by another run past its timeout changes nothing and is reported as the error; a group the policy
+    grants but the IdP lacks raises :class:`engine.preflight.MissingGroups` before anything is applied."""
     applier = Applier(
         idp=connectors.idp,
         ticketing=connectors.ticketing,
@@ -138,6 +140,7 @@ async def reconcile(
             employee_id, connectors=connectors, policy=policy, database_url=auditor.database_url, now=now
         )
 
+    applier.remember_groups(await check_groups(connectors.idp, policy))  # preflight: raises MissingGroups
     read_at = datetime.now(UTC)
     try:
         the_plan, account = await planned()

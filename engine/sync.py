@@ -46,6 +46,7 @@ from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
 from engine.applier import Applier, ApplyReport, Scheduler
 from engine.auditor import Auditor
 from engine.locks import LockHeld
+from engine.preflight import require_groups
 from engine.reconcile import histories
 from lifecycle.actions import ACCOUNT_KINDS, Plan
 from lifecycle.brake import BrakeDecision, check_brake
@@ -315,7 +316,8 @@ class SyncEngine:
         for group in groups:
             for member in group.member_ids:
                 member_of[member].add(group.name)
-        self.applier.remember_groups({g.name: g.id for g in groups})  # the applier need not list them again
+        # preflight (engine.preflight): a group the policy grants but the IdP lacks refuses the whole run
+        self.applier.remember_groups(require_groups(groups, self.policy, source=self.idp.source))
         accounts = {
             eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
             for eid, a in accounts.items()

@@ -13,6 +13,7 @@ from prefect.states import Completed, Failed, State
 from connectors.errors import ConnectorError
 from engine.applier import ActionResult, Applier, ApplyReport, Step
 from engine.auditor import Auditor
+from engine.preflight import MissingGroups
 from engine.reconcile import reconcile
 from flows.orchestration import approve_in_ui, in_deployment, run_identity, schedule_reconcile
 from lifecycle.actions import Action, ActionKind
@@ -76,16 +77,20 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     auditor = Auditor(settings.database_url, **run_identity())
     deployed = in_deployment()
     async with open_connectors(settings) as connectors:
-        report: ApplyReport = await reconcile(
-            employee_id,
-            connectors=connectors,
-            policy=policy,
-            auditor=auditor,
-            dry_run=dry_run,
-            scheduler=schedule_reconcile if deployed else None,
-            approver=approve_in_ui,
-            step_factory=_steps,
-        )
+        try:
+            report: ApplyReport = await reconcile(
+                employee_id,
+                connectors=connectors,
+                policy=policy,
+                auditor=auditor,
+                dry_run=dry_run,
+                scheduler=schedule_reconcile if deployed else None,
+                approver=approve_in_ui,
+                step_factory=_steps,
+            )
+        except MissingGroups as exc:  # the preflight refused: nothing was applied
+            logger.error("%s", exc)
+            return Failed(message=str(exc))
     if report.event not in (event, "none") and event != "reconcile":
         logger.info("asked for %s, but the HR record makes this a %s", event, report.event)
     await create_markdown_artifact(

@@ -18,6 +18,7 @@ from prefect.states import Completed, Failed, State
 
 from engine.auditor import Auditor
 from engine.locks import LockHeld
+from engine.preflight import MissingGroups
 from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
@@ -129,7 +130,7 @@ async def sync(
         try:
             async with engine:
                 report = await _run(engine, options, logger)
-        except LockHeld as exc:  # another sync of this partition holds the job lock
+        except (LockHeld, MissingGroups) as exc:  # another sync holds the job lock; the preflight refused
             logger.error("%s", exc)
             return Failed(message=str(exc))
     await acreate_table_artifact(

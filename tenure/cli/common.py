@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from connectors.errors import ConnectorError
+from engine.preflight import MissingGroups
 from lifecycle.policy import Policy, PolicyError, load_policy
 from models.db import DatabaseUnavailable
 from tenure.settings import Settings, load_settings
@@ -64,9 +65,12 @@ def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
 
 
 def run_async(coro: Any) -> Any:
-    """Run ``coro``; a connector failure exits 1, an unreachable database exits 2."""
+    """Run ``coro``; a connector failure exits 1; an unreachable database or a policy group the IdP lacks
+    (the preflight) exits 2."""
     try:
         return asyncio.run(coro)
+    except MissingGroups as exc:
+        fail(str(exc))
     except ConnectorError as exc:
         fail(f"{exc}", EXIT_FAILED)
     except DatabaseUnavailable as exc:

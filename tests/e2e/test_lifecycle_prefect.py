@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import flow
@@ -28,6 +29,18 @@ from tests.support.scim_server import create_group
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _idp(scim_server: Any) -> Any:
+    """A SCIM connector on this test's tenant (the one ``tenure_env`` points Tenure at)."""
+    from pydantic import SecretStr
+
+    from tenure.compose import build_identity_provider
+    from tenure.settings import IdPSettings
+
+    return build_identity_provider(
+        IdPSettings(base_url=os.environ["TENURE_IDP__BASE_URL"], token=SecretStr(scim_server.token))
+    )
 
 
 @pytest.fixture
@@ -97,16 +110,21 @@ async def test_failed_step_fails_the_run_and_the_next_run_completes_it(
     scim_server,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A step that fails (its group is missing in the IdP) is audited, does not undo the others, and ends the run
-    Failed with a summary naming it; once the group exists, the next run completes exactly what was left."""
-    import httpx
+    """A step that fails (the IdP refuses one membership) is audited, does not undo the others, and ends the run
+    Failed with a summary naming it; once the IdP accepts it, the next run completes exactly what was left."""
+    from connectors.errors import PermanentAPIError
+    from connectors.idp.scim import SCIMIdentityProvider
 
-    base_url = os.environ["TENURE_IDP__BASE_URL"]
-    headers = {"Authorization": f"Bearer {scim_server.token}"}
-    groups = httpx.get(f"{base_url}Groups", headers=headers).json()["Resources"]
-    github = next(g["id"] for g in groups if g["displayName"] == "github-users")
-    assert httpx.delete(f"{base_url}Groups/{github}", headers=headers).status_code in (200, 204)
+    real_add = SCIMIdentityProvider.add_member
+    async with _idp(scim_server) as idp:
+        github = {g.name: g.id for g in await idp.list_groups()}["github-users"]
 
+    async def refusing_add(self: SCIMIdentityProvider, group_id: str, account_id: str) -> None:
+        if group_id == github:
+            raise PermanentAPIError("mutability: members of github-users are read-only", source="scim")
+        await real_add(self, group_id, account_id)
+
+    monkeypatch.setattr(SCIMIdentityProvider, "add_member", refusing_add)
     state = await joiner("E7", return_state=True)
     assert state.is_failed()
     assert "1 failed" in (state.message or "") and "add_membership github-users" in (state.message or "")
@@ -119,10 +137,37 @@ async def test_failed_step_fails_the_run_and_the_next_run_completes_it(
     assert ("idp.membership.add", "github-users", "failed") in outcomes
     assert ("idp.membership.add", "engineering", "applied") in outcomes  # the other steps stand
 
-    await create_group(base_url, scim_server.token, "github-users")
+    monkeypatch.setattr(SCIMIdentityProvider, "add_member", real_add)
     again = await reconcile_employee("E7", return_state=True)
     assert again.is_completed(), again.message
     assert (again.message or "").split(": ", 1)[1].startswith("1 applied"), again.message
+
+
+async def test_policy_group_missing_in_the_idp_refuses_the_run_before_any_change(
+    tenure_env: str,
+    scim_server,  # type: ignore[no-untyped-def]
+) -> None:
+    """Preflight: a group the policy grants but the IdP lacks fails the run naming it, with nothing applied; once
+    the group exists the run provisions everything."""
+    import httpx
+
+    base_url = os.environ["TENURE_IDP__BASE_URL"]
+    headers = {"Authorization": f"Bearer {scim_server.token}"}
+    groups = httpx.get(f"{base_url}Groups", headers=headers).json()["Resources"]
+    crm = next(g["id"] for g in groups if g["displayName"] == "crm-users")
+    assert httpx.delete(f"{base_url}Groups/{crm}", headers=headers).status_code in (200, 204)
+    try:
+        state = await joiner("E7", return_state=True)
+        assert state.is_failed() and "crm-users" in (state.message or "")
+        with session_scope(tenure_env) as session:
+            rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
+        assert [r for r in rows if r.outcome == "applied"] == []
+        async with _idp(scim_server) as idp:
+            assert await idp.find_user_by_employee_id("E7") is None
+    finally:
+        await create_group(base_url, scim_server.token, "crm-users")
+    again = await joiner("E7", return_state=True)
+    assert again.is_completed(), again.message
 
 
 async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> None:  # type: ignore[no-untyped-def]
