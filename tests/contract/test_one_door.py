@@ -458,3 +458,37 @@ async def test_two_cli_syncs_at_once_on_postgres(
             assert verify(session=session).ok
     finally:
         await world.idp.aclose()
+
+
+async def test_policy_groups_missing_in_the_idp_refuse_the_run_with_zero_writes(
+    pg_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preflight: `tenure sync --full` and `tenure apply` with a policy group the IdP lacks exit 2 naming it,
+    and nothing is written to the IdP."""
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+    from tests.contract.test_sync_scim import _cli_env
+
+    world = pg_world
+    _cli_env(world, tmp_path, monkeypatch)
+    ghostly = POLICY.model_copy(
+        update={
+            "birthright": [
+                *POLICY.birthright,
+                *Policy.model_validate(
+                    {"birthright": [{"match": {"department": "Sales"}, "groups": ["ghost-group"]}]}
+                ).birthright,
+            ]
+        }
+    )
+    policy_file = tmp_path / "ghost.yaml"
+    policy_file.write_text(ghostly.model_dump_json(), encoding="utf-8")
+    monkeypatch.setenv("TENURE_POLICY_FILE", str(policy_file))
+    runner = CliRunner()
+    for args in (["sync", "--full"], ["apply", world.rows[0]["employee_id"]]):
+        result = await asyncio.to_thread(runner.invoke, app, args, catch_exceptions=False)
+        assert result.exit_code == 2, result.output
+        assert "ghost-group" in result.output and "Traceback" not in result.output
+    assert await world.accounts() == {}
+    assert [e for e in _events(world, "idp.user.create")] == []
