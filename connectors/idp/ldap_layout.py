@@ -175,9 +175,9 @@ def id_filter_value(layout: DirectoryLayout, account_id: str) -> str | None:
     """``account_id`` escaped for an equality filter on the id attribute (RFC 4515 §3); for ``objectGUID``
     its 16 bytes escaped one by one. None when the id cannot be one of this directory's ids."""
     if not layout.binary_id:
-        return escape_filter_chars(account_id)
+        return str(escape_filter_chars(account_id))
     try:
-        return escape_bytes(uuid.UUID(account_id).bytes_le)
+        return str(escape_bytes(uuid.UUID(account_id).bytes_le))
     except ValueError:
         return None
 

@@ -208,7 +208,8 @@ class OktaIdentityProvider(ClosesAPI):
         found = await self._search(okta_search_eq("profile.login", user_name))
         exact = [a for a in found if a.user_name == user_name]
         loose = [a for a in found if a.user_name.casefold() == user_name.casefold()]
-        return (exact or loose or [None])[0]
+        picks = exact or loose
+        return picks[0] if picks else None
 
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
         """Every user, one page at a time: the default listing, then the DEPROVISIONED ones it omits."""

@@ -45,7 +45,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -202,17 +202,19 @@ def user_resource(attributes: AccountAttributes, *, manager_account_id: str | No
 
 def user_payload(user: Any, context: Context = Context.RESOURCE_CREATION_REQUEST) -> dict[str, Any]:
     """The JSON body for a create (or, with ``RESOURCE_REPLACEMENT_REQUEST``, a replace) request."""
-    return user.model_dump(scim_ctx=context)
+    payload: dict[str, Any] = user.model_dump(scim_ctx=context)
+    return payload
 
 
 def _primary_email(user: Any) -> str | None:
     emails = [e for e in user.emails or [] if e.value]
-    for pick in (
-        lambda e: e.primary and str(e.type or "").lower() == "work",
-        lambda e: e.primary,
+    picks: tuple[Callable[[Any], bool], ...] = (
+        lambda e: bool(e.primary) and str(e.type or "").lower() == "work",
+        lambda e: bool(e.primary),
         lambda e: str(e.type or "").lower() == "work",
         lambda e: True,
-    ):
+    )
+    for pick in picks:
         for email in emails:
             if pick(email):
                 return str(email.value)
@@ -311,7 +313,7 @@ def patch_operations(
 
 def patch_body(operations: list[dict[str, Any]], resource: type[Any] = SCIMUserEnterprise) -> dict[str, Any]:
     """The PatchOp message for ``operations``, validated by scim2-models."""
-    patch = PatchOp[resource].model_validate(  # type: ignore[index]
+    patch = PatchOp[resource].model_validate(  # type: ignore[valid-type]
         {"schemas": [PATCH_SCHEMA], "Operations": operations}, scim_ctx=Context.RESOURCE_PATCH_REQUEST
     )
     body = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
@@ -507,8 +509,8 @@ class SCIMIdentityProvider(ClosesAPI):
         found = await self._search_users(scim_filter_eq("userName", user_name))
         exact = [p for p in found if p[0].user_name == user_name]
         loose = [p for p in found if (p[0].user_name or "").casefold() == user_name.casefold()]
-        pick = (exact or loose or [None])[0]
-        return await self._account(*pick) if pick else None
+        picks = exact or loose
+        return await self._account(*picks[0]) if picks else None
 
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
         """Every user exactly once, page by page (RFC 7644 §3.4.2.4). A user whose manager was not seen yet is
@@ -531,7 +533,7 @@ class SCIMIdentityProvider(ClosesAPI):
                     source=self.source,
                 )
             seen |= ids
-            ready = []
+            ready: list[tuple[Any, dict[str, Any]]] = []
             for user, extra in users:
                 manager = _manager_account_id(user)
                 (held_back if manager and manager not in self._employee_ids else ready).append((user, extra))
