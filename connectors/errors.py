@@ -2,7 +2,7 @@
 
 ::
 
-    ConnectorError(message, source)
+    ConnectorError(message, source, status_code, code)
     ├─ NetworkError                      retryable: connect/read failure, timeout
     ├─ RetryableAPIError                 retryable: 429 / 5xx, carries retry_after (seconds)
     ├─ PermanentAPIError                 do not retry: other 4xx, or a body that says "error"
@@ -31,15 +31,20 @@ __all__ = [
 
 
 class ConnectorError(Exception):
-    """Base of all connector errors; ``source`` names the system (e.g. ``scim``, ``bamboohr``)."""
+    """Base of all connector errors; ``source`` names the system (e.g. ``scim``, ``bamboohr``); ``code`` is the
+    vendor's machine-readable error code where its body carries one (Graph ``error.code``, Google
+    ``error.errors[].reason``, OAuth ``error``, Okta ``errorCode``)."""
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, source: str = "", status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str = "", status_code: int | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.source = source
         self.status_code = status_code
+        self.code = code
 
     def __str__(self) -> str:
         prefix = f"[{self.source}] " if self.source else ""
@@ -68,8 +73,9 @@ class RetryableAPIError(ConnectorError):
         source: str = "",
         status_code: int | None = None,
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
-        super().__init__(message, source=source, status_code=status_code)
+        super().__init__(message, source=source, status_code=status_code, code=code)
         self.retry_after = retry_after
 
 

@@ -3,7 +3,9 @@
 - :func:`build_client`: an ``httpx.AsyncClient`` with timeouts, auth, base URL and user agent. Connectors receive
   a client (injected), so tests pass a real local server's URL, respx, or ``httpx.MockTransport``.
 - :func:`raise_for_status`: status classification in one place (429/5xx → retryable except 501/505,
-  401/403 → auth, 404 → not found, 409 → conflict, other 4xx → permanent).
+  401/403 → auth, 404 → not found, 409 → conflict, other 4xx → permanent). A 403 whose body names a rate-limit
+  reason (Google's ``userRateLimitExceeded``/``rateLimitExceeded``/``quotaExceeded``, sent without Retry-After)
+  is retryable with backoff. The vendor's error code (:func:`vendor_error_code`) rides on the error as ``code``.
 - :class:`APIClient`: send with a client-side rate limit (requests/second and max concurrency per target), tenacity
   retries with exponential backoff and jitter that honour ``Retry-After`` and ``X-Rate-Limit-Reset``, and
   redaction of secrets in every log line, exception and repr. Non-idempotent requests (POST) are not retried
@@ -60,6 +62,7 @@ __all__ = [
     "install_log_redaction",
     "retry_after_seconds",
     "raise_for_status",
+    "vendor_error_code",
     "json_body",
     "RateLimiter",
     "APIClient",
@@ -97,6 +100,11 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 # 501 Not Implemented / 505 HTTP Version Not Supported (RFC 9110 §15.6.2, §15.6.6) will not get better by waiting.
 _PERMANENT_5XX = frozenset({501, 505})
+# Google APIs answer an exhausted per-user or per-project rate with 403 and one of these reasons, and no
+# Retry-After: retry with exponential backoff (https://developers.google.com/workspace/admin/directory/v1/limits,
+# https://developers.google.com/workspace/admin/directory/v1/guides/troubleshoot-error-codes). ``dailyLimitExceeded``
+# is left out: the quota returns the next day, not after a backoff.
+RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded", "quotaExceeded"})
 
 
 class TokenAuth(httpx.Auth):
@@ -273,6 +281,29 @@ def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -
     return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
 
 
+def vendor_error_code(response: httpx.Response) -> str | None:
+    """The machine-readable error code of an error body, in the shapes the vendors document: OData/Graph
+    ``{"error": {"code": "..."}}``, Google ``{"error": {"errors": [{"reason": "..."}]}}``, OAuth 2.0 token
+    endpoints ``{"error": "invalid_client"}`` (RFC 6749 §5.2) and Okta ``{"errorCode": "E0000001"}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        for item in error.get("errors") or []:
+            if isinstance(item, dict) and isinstance(item.get("reason"), str):
+                return item["reason"]
+        if isinstance(error.get("code"), str):
+            return error["code"]
+    code = body.get("errorCode")
+    return code if isinstance(code, str) else None
+
+
 def raise_for_status(response: httpx.Response, *, source: str, detail: str = "") -> None:
     """Classify a response: return on 2xx/3xx, else raise the matching typed error (redacted URL only)."""
     code = response.status_code
@@ -280,17 +311,26 @@ def raise_for_status(response: httpx.Response, *, source: str, detail: str = "")
         return
     where = f"{response.request.method} {redact_url(response.request.url)}"
     message = f"{where} failed{': ' + detail if detail else ''}"
-    if code == 429 or (code >= 500 and code not in _PERMANENT_5XX):
+    vendor = vendor_error_code(response)
+    if (
+        code == 429
+        or (code >= 500 and code not in _PERMANENT_5XX)
+        or (code == 403 and vendor in RATE_LIMIT_REASONS)
+    ):
         raise RetryableAPIError(
-            message, source=source, status_code=code, retry_after=retry_after_seconds(response)
+            message,
+            source=source,
+            status_code=code,
+            retry_after=retry_after_seconds(response),
+            code=vendor,
         )
     if code in (401, 403):
-        raise AuthenticationError(message, source=source, status_code=code)
+        raise AuthenticationError(message, source=source, status_code=code, code=vendor)
     if code == 404:
-        raise NotFoundError(message, source=source, status_code=code)
+        raise NotFoundError(message, source=source, status_code=code, code=vendor)
     if code == 409:
-        raise ConflictError(message, source=source, status_code=code)
-    raise PermanentAPIError(message, source=source, status_code=code)
+        raise ConflictError(message, source=source, status_code=code, code=vendor)
+    raise PermanentAPIError(message, source=source, status_code=code, code=vendor)
 
 
 def json_body(response: httpx.Response, *, source: str) -> Any:
