@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 DEFAULT_SERVICENOW_TABLE = "incident"
+GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+ENTRA_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+GOOGLE_BASE_URL = "https://admin.googleapis.com"
 
 
 def http_options(tuning: HTTPTuning) -> HTTPOptions:
@@ -133,7 +137,111 @@ def build_identity_provider(
             timeout_seconds=settings.timeout_seconds,
             verify_tls=settings.verify_tls,
         )
+    if settings.kind == "entra":
+        return _build_entra(settings, transport=transport, **api_options)
+    if settings.kind == "google":
+        return _build_google(settings, transport=transport, **api_options)
     raise ValueError(f"unknown identity provider kind: {settings.kind!r}")
+
+
+def _vendor_base_url(settings: IdPSettings, default: str) -> str:
+    """The configured base URL, or the vendor's when ``TENURE_IDP__BASE_URL`` was not set (its own default is
+    the local SCIM service's)."""
+    return settings.base_url if "base_url" in settings.model_fields_set else default
+
+
+def _build_entra(
+    settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None, **api_options: Any
+) -> IdentityProvider:
+    """Microsoft Graph with a client-credentials token of the app registration."""
+    from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
+    from connectors.oauth import BearerTokenAuth, client_credentials_fetcher
+
+    if not settings.tenant_id:
+        raise ValueError("TENURE_IDP__TENANT_ID (the Entra tenant id) is required for kind=entra")
+    if not settings.client_id:
+        raise ValueError(
+            "TENURE_IDP__CLIENT_ID (the app registration's client id) is required for kind=entra"
+        )
+    secret = reveal(settings.client_secret)
+    if not secret:
+        raise ValueError(
+            "TENURE_IDP__CLIENT_SECRET (the app registration's secret) is required for kind=entra"
+        )
+    token_url = settings.token_url or ENTRA_TOKEN_URL.format(tenant=quote(settings.tenant_id, safe=""))
+    token_api = api_client_from(
+        http_options(settings),
+        base_url=token_url,
+        source="entra",
+        secrets=[secret],
+        transport=transport,
+        **api_options,
+    )
+    fetch = client_credentials_fetcher(
+        token_api,
+        token_url=token_url,
+        client_id=settings.client_id,
+        client_secret=SecretStr(secret),
+        scope=GRAPH_SCOPE,
+    )
+    auth = BearerTokenAuth(fetch, closers=(token_api.aclose,))
+    api = api_client_from(
+        http_options(settings),
+        base_url=_vendor_base_url(settings, GRAPH_BASE_URL),
+        source="entra",
+        auth=auth,
+        secrets=[secret],
+        transport=transport,
+        **api_options,
+    )
+    return EntraIdentityProvider(api, auth=auth, employee_id_attribute=settings.employee_id_attribute)
+
+
+def _build_google(
+    settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None, **api_options: Any
+) -> IdentityProvider:
+    """The Admin SDK Directory API with a service account acting for ``subject`` (domain-wide delegation)."""
+    from connectors.idp.google import (
+        DIRECTORY_SCOPES,
+        GoogleWorkspaceIdentityProvider,
+        ServiceAccountAssertion,
+    )
+    from connectors.oauth import BearerTokenAuth, jwt_bearer_fetcher
+
+    if not settings.credentials_file:
+        raise ValueError(
+            "TENURE_IDP__CREDENTIALS_FILE (the service account's JSON key) is required for kind=google"
+        )
+    if not settings.subject:
+        raise ValueError("TENURE_IDP__SUBJECT (the admin to act as) is required for kind=google")
+    assertion = ServiceAccountAssertion.from_file(
+        settings.credentials_file, subject=settings.subject, scopes=DIRECTORY_SCOPES
+    )
+    token_url = settings.token_url or assertion.token_uri
+    token_api = api_client_from(
+        http_options(settings),
+        base_url=token_url,
+        source="google",
+        secrets=assertion.secrets,
+        transport=transport,
+        **api_options,
+    )
+    auth = BearerTokenAuth(
+        jwt_bearer_fetcher(token_api, token_url=token_url, assertion=assertion.sign),
+        closers=(token_api.aclose,),
+    )
+    api = api_client_from(
+        http_options(settings),
+        base_url=_vendor_base_url(settings, GOOGLE_BASE_URL),
+        source="google",
+        auth=auth,
+        secrets=assertion.secrets,
+        transport=transport,
+        **api_options,
+    )
+    return GoogleWorkspaceIdentityProvider(
+        api, auth=auth, customer=settings.customer, domain=settings.domain, leaver_ou=settings.leaver_ou
+    )
 
 
 def _ticketing_credentials(

@@ -48,11 +48,31 @@ class HTTPTuning(BaseModel):
 
 
 class IdPSettings(HTTPTuning):
-    """The identity provider. ``scim`` serves any SCIM 2.0 service (scim2-server by default)."""
+    """The identity provider. ``scim`` serves any SCIM 2.0 service (scim2-server by default); ``entra`` is
+    Microsoft Entra ID through Microsoft Graph, ``google`` Google Workspace through the Admin SDK Directory API.
+    For those two an unset ``base_url`` means the vendor's (``https://graph.microsoft.com/v1.0``,
+    ``https://admin.googleapis.com``)."""
 
-    kind: Literal["scim", "okta", "ldap"] = "scim"
+    kind: Literal["scim", "okta", "ldap", "entra", "google"] = "scim"
     base_url: str = "http://127.0.0.1:8041/"
     token: SecretStr | None = None  # SCIM bearer token / Okta SSWS API token
+    # Entra ID (Microsoft Graph): an app registration with a client secret
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token_url: str | None = (
+        None  # Entra: default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token;
+    )
+    # Google: default the service account file's token_uri
+    employee_id_attribute: str = "employeeId"  # Entra: or a directory extension attribute
+    # Google Workspace (Admin SDK Directory API): a service account with domain-wide delegation
+    credentials_file: Path | None = (
+        None  # the service account's JSON key: a secret, keep it readable by Tenure only
+    )
+    subject: str | None = None  # the admin the service account acts as
+    customer: str = "my_customer"
+    domain: str | None = None
+    leaver_ou: str | None = None  # Google: suspended leavers are moved to this org unit (e.g. /Leavers)
     # LDAP only
     bind_dn: str | None = None
     password: SecretStr | None = None

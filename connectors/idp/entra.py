@@ -436,7 +436,9 @@ class EntraIdentityProvider(ClosesAPI):
                 "POST", "users", permission=WRITE_USERS, json=self._user_body(attributes), retry=False
             )
             if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-                raise ResponseValidationError("Graph answered a created user without an id", source=self.source)
+                raise ResponseValidationError(
+                    "Graph answered a created user without an id", source=self.source
+                )
             # The 201 body holds only the default properties (no employeeId, no accountEnabled): read it back.
             return self.account(await self._user(data["id"]))
 
