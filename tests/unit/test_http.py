@@ -33,6 +33,7 @@ from connectors.http import (
     next_link,
     redact_url,
     retry_after_seconds,
+    vendor_error_code,
 )
 
 BASE = "https://api.test/"
@@ -119,6 +120,53 @@ async def test_permanent_statuses_are_typed_and_not_retried(api: APIClient, stat
         await api.request("GET", "items")
     assert type(info.value) is error and not info.value.retryable
     assert route.call_count == 1 and info.value.status_code == status
+
+
+def _google_error(status: int, reason: str) -> httpx.Response:
+    message = "Rate Limit Exceeded"
+    errors = [{"domain": "usageLimits", "reason": reason, "message": message}]
+    return httpx.Response(status, json={"error": {"code": status, "message": message, "errors": errors}})
+
+
+@respx.mock
+@pytest.mark.parametrize("reason", ["userRateLimitExceeded", "rateLimitExceeded", "quotaExceeded"])
+async def test_google_rate_limit_403_is_retried_with_backoff(
+    api: APIClient, sleeps: Sleeps, reason: str
+) -> None:
+    """Google answers an exhausted rate with 403 and a reason, without Retry-After: backoff, then success."""
+    route = respx.get(f"{BASE}items").mock(
+        side_effect=[_google_error(403, reason), httpx.Response(200, json=[])]
+    )
+    assert await api.request_json("GET", "items") == []
+    assert route.call_count == 2 and len(sleeps) == 1 and 0 <= sleeps[0] <= 30
+
+
+@respx.mock
+async def test_other_403_reasons_stay_permanent_and_carry_the_code(api: APIClient, sleeps: Sleeps) -> None:
+    route = respx.get(f"{BASE}items").mock(side_effect=[_google_error(403, "dailyLimitExceeded")])
+    with pytest.raises(AuthenticationError) as info:
+        await api.request("GET", "items")
+    assert info.value.code == "dailyLimitExceeded" and route.call_count == 1 and sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (
+            {"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges"}},
+            "Authorization_RequestDenied",
+        ),
+        ({"error": {"code": 403, "errors": [{"reason": "forbidden"}]}}, "forbidden"),
+        ({"error": "invalid_client", "error_description": "AADSTS7000215"}, "invalid_client"),
+        ({"errorCode": "E0000011", "errorSummary": "Invalid token"}, "E0000011"),
+        ([1, 2], None),
+    ],
+    ids=["odata", "google", "oauth", "okta", "other"],
+)
+def test_vendor_error_codes(body: Any, code: str | None) -> None:
+    response = httpx.Response(400, json=body, request=httpx.Request("GET", BASE))
+    assert vendor_error_code(response) == code
+    assert vendor_error_code(httpx.Response(500, text="<html>", request=httpx.Request("GET", BASE))) is None
 
 
 @respx.mock
