@@ -29,7 +29,8 @@ Microsoft documents (learn.microsoft.com):
   ``400 syncStateNotFound`` (directory objects keep state for 7 days) or ``410 Gone`` (a reset): either raises
   :class:`DeltaExpired`, and the caller does a full read (https://learn.microsoft.com/en-us/graph/delta-query-overview,
   https://learn.microsoft.com/en-us/graph/delta-query-users, …/api/user-delta, …/api/group-delta).
-- JSON batching: ``POST /$batch`` with at most 20 requests; each answer has its own ``status``, ``headers`` and
+- JSON batching (``change_members``, ``add_members``, ``remove_members``, ``update_users``, ``get_users``):
+  ``POST /$batch`` with at most 20 requests; each answer has its own ``status``, ``headers`` and
   ``body`` and is judged on its own; a throttled (429) sub-request is sent again alone after its ``Retry-After``
   (https://learn.microsoft.com/en-us/graph/json-batching, https://learn.microsoft.com/en-us/graph/throttling).
   429/503 on the request itself: the shared layer honours ``Retry-After``.
@@ -610,6 +611,31 @@ class EntraIdentityProvider(ClosesAPI):
         """Remove many members from one group (``$batch``, 20 per call); returns the failed account ids."""
         failed = await self.change_members(MembershipChange("remove", group_id, a) for a in account_ids)
         return {c.account_id: e for c, e in failed.items()}
+
+    async def update_users(self, updates: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, ConnectorError]:
+        """Many ``PATCH /users/{id}`` through ``$batch`` (20 per call), each judged on its own: ``changes`` as for
+        :meth:`update_user` without ``manager_id`` (that needs a look-up: use ``update_user``). A disabled user is
+        also signed out (``revokeSignInSessions``, in the same batches). Returns the failed account ids."""
+        subs: list[tuple[str, _Sub]] = []
+        for account_id, changes in updates:
+            unknown = set(changes) - set(FIELDS) - {"active"}
+            if unknown:
+                raise ValueError(f"update_users cannot write {sorted(unknown)!r}; use update_user")
+            body = {FIELDS[k]: (v if v != "" else None) for k, v in changes.items() if k in FIELDS}
+            if "active" in changes:
+                body["accountEnabled"] = bool(changes["active"])
+            subs.append((account_id, _Sub("PATCH", f"/users/{_seg(account_id)}", WRITE_USERS, body=body)))
+            if "active" in changes and not changes["active"] and self.revoke_sessions_on_leave:
+                revoke = _Sub(
+                    "POST", f"/users/{_seg(account_id)}/revokeSignInSessions", REVOKE_SESSIONS, body={}
+                )
+                subs.append((account_id, revoke))
+        await self._run_batches([sub for _, sub in subs])
+        failed: dict[str, ConnectorError] = {}
+        for account_id, sub in subs:
+            if sub.result is not None:
+                failed.setdefault(account_id, sub.result)
+        return failed
 
     async def _run_batches(self, subs: list[_Sub]) -> None:
         for start in range(0, len(subs), MAX_BATCH):

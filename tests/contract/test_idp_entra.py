@@ -349,3 +349,49 @@ async def test_a_leaver_is_disabled_and_signed_out(graph: FakeGraph, entra: Entr
     await entra.deactivate_user(account.id)
     assert graph.users[account.id]["accountEnabled"] is False
     assert ("POST", f"users/{account.id}/revokeSignInSessions") in graph.requests
+
+
+async def test_bulk_user_updates_are_batched_and_judged_one_by_one(
+    graph: FakeGraph, entra: EntraIdentityProvider
+) -> None:
+    users = seed(graph, 30)
+    updates = [(u["id"], {"title": "Staff Engineer"}) for u in users[:25]]
+    updates += [(users[25]["id"], {"active": False}), ("no-such-user", {"department": "X"})]
+    failed = await entra.update_users(updates)
+    assert list(failed) == ["no-such-user"] and failed["no-such-user"].status_code == 404
+    assert all(graph.users[u["id"]].get("jobTitle") == "Staff Engineer" for u in users[:25])
+    assert graph.users[users[25]["id"]]["accountEnabled"] is False
+    assert ("POST", f"users/{users[25]['id']}/revokeSignInSessions") in graph.requests
+    assert graph.count("POST", "$batch") == 2  # 28 sub-requests (27 PATCH + 1 revoke): ⌈28/20⌉
+
+
+@pytest.mark.slow
+async def test_a_full_read_of_5000_users_and_the_nightly_delta_cost_what_graph_promises(
+    graph: FakeGraph, entra: EntraIdentityProvider
+) -> None:
+    """The call budget of issue 13 at connector level: a full read of 5,000 users is ⌈5000/999⌉ = 6 user pages
+    plus the group pages; 1% drift written as N membership changes and user updates costs ⌈N/20⌉ ``$batch``
+    calls; the next night reads only the delta."""
+    users = seed(graph, 5000, tag="big")
+    groups = [graph.add_group(f"team-{n}") for n in range(5)]
+    for n, user in enumerate(users):
+        graph.members[groups[n % 5]["id"]].append(user["id"])
+    link = await entra.latest_user_delta_link()
+    before = len(graph.http_calls)
+    accounts = [a async for page in entra.iter_users() for a in page]
+    listed = await entra.list_groups()
+    assert len(accounts) == 5000 and sum(len(g.member_ids) for g in listed) == 5000
+    read = graph.http_calls[before:]
+    assert sum(1 for m, p in read if (m, p) == ("GET", "users")) == 6  # ⌈5000/999⌉
+    assert len(read) == 6 + 1 + 5 * 2  # + one groups page + 1,000 members per group → 2 member pages each
+    movers = users[:50]  # 1% drift: 50 movers change team and title
+    changes = [MembershipChange("remove", groups[n % 5]["id"], u["id"]) for n, u in enumerate(movers)]
+    changes += [MembershipChange("add", groups[(n + 1) % 5]["id"], u["id"]) for n, u in enumerate(movers)]
+    batches = graph.count("POST", "$batch")
+    assert await entra.change_members(changes) == {}
+    assert await entra.update_users([(u["id"], {"title": "Moved"}) for u in movers]) == {}
+    assert graph.count("POST", "$batch") - batches == -(-len(changes) // 20) + -(-len(movers) // 20)
+    calls = len(graph.http_calls)
+    pages = [page async for page in entra.iter_user_changes(link)]
+    assert len(graph.http_calls) - calls == 1  # 50 changed users fit one delta page
+    assert sorted(i for p in pages for i in p.changed_ids) == sorted(u["id"] for u in movers)
