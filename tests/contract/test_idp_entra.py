@@ -395,3 +395,28 @@ async def test_a_full_read_of_5000_users_and_the_nightly_delta_cost_what_graph_p
     pages = [page async for page in entra.iter_user_changes(link)]
     assert len(graph.http_calls) - calls == 1  # 50 changed users fit one delta page
     assert sorted(i for p in pages for i in p.changed_ids) == sorted(u["id"] for u in movers)
+
+
+async def test_secret_and_tokens_never_in_logs_or_errors(
+    graph: FakeGraph, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    entra = make_entra()
+    errors: list[str] = []
+    try:
+        account = await entra.create_user(TestEntra.attributes("secret"))
+        await entra.add_members(graph.add_group("g")["id"], [account.id, "missing-id"])
+        graph.revoke_tokens()
+        graph.granted = set()
+        try:
+            await entra.delete_user(account.id)
+        except AuthenticationError as exc:
+            errors += [str(exc), repr(exc)]
+    finally:
+        await entra.aclose()
+    assert errors and graph.tokens
+    text = caplog.text + "".join(errors)
+    for secret in (CLIENT_SECRET, *graph.tokens):
+        assert secret not in text

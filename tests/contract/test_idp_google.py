@@ -259,3 +259,29 @@ async def test_update_keeps_other_list_entries(
 async def test_a_joiner_without_names_fails_clearly(google: GoogleWorkspaceIdentityProvider) -> None:
     with pytest.raises(InvalidRecordError, match="given name and a family name"):
         await google.create_user(IdentityProviderContract.attributes("noname", given_name=None))
+
+
+async def test_key_and_tokens_never_in_logs_or_errors(
+    directory: FakeDirectory, key: ServiceAccountKey, key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    google = make_google(key_file)
+    errors: list[str] = []
+    try:
+        await google.create_user(IdentityProviderContract.attributes("secret"))
+        directory.tokens.clear()
+        directory.admins.clear()  # the next token request is refused
+        try:
+            await google.find_user_by_employee_id("E-secret-0")
+        except AuthenticationError as exc:
+            errors += [str(exc), repr(exc)]
+    finally:
+        await google.aclose()
+    assert errors
+    text = caplog.text + "".join(errors) + repr(google) + repr(google.auth)
+    key_body = "".join(key.private_pem.splitlines()[1:-1])
+    for line in key.private_pem.splitlines()[1:-1]:
+        assert line not in text
+    assert key_body[:40] not in text and key.key_id not in text
