@@ -114,3 +114,29 @@ def test_export_rejects_bad_since(env: str) -> None:
     """A --since that is not ISO-8601 is a usage error (exit 2)."""
     result = runner.invoke(app, ["audit", "export", "--since", "yesterday"])
     assert result.exit_code == 2 and "ISO-8601" in result.output
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "named"),
+    [
+        (
+            {"TENURE_IDP__KIND": "entra", "TENURE_IDP__CLIENT_ID": "c", "TENURE_IDP__CLIENT_SECRET": "s"},
+            "TENANT_ID",
+        ),
+        (
+            {"TENURE_IDP__KIND": "entra", "TENURE_IDP__TENANT_ID": "t", "TENURE_IDP__CLIENT_SECRET": "s"},
+            "CLIENT_ID",
+        ),
+        ({"TENURE_IDP__KIND": "google", "TENURE_IDP__SUBJECT": "admin@example.com"}, "CREDENTIALS_FILE"),
+    ],
+    ids=["entra-tenant", "entra-client", "google-credentials"],
+)
+def test_missing_directory_settings_exit_2_naming_them(
+    env: str, monkeypatch: pytest.MonkeyPatch, env_vars: dict[str, str], named: str
+) -> None:
+    """Entra without a tenant or client id, Google without a credentials file: exit 2 naming the setting."""
+    for name, value in env_vars.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["plan", "E1"])
+    assert result.exit_code == 2, result.output
+    assert f"TENURE_IDP__{named}" in result.output
