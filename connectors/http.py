@@ -296,10 +296,12 @@ def vendor_error_code(response: httpx.Response) -> str | None:
         return error
     if isinstance(error, dict):
         for item in error.get("errors") or []:
-            if isinstance(item, dict) and isinstance(item.get("reason"), str):
-                return item["reason"]
-        if isinstance(error.get("code"), str):
-            return error["code"]
+            reason = item.get("reason") if isinstance(item, dict) else None
+            if isinstance(reason, str):
+                return reason
+        odata_code = error.get("code")
+        if isinstance(odata_code, str):
+            return odata_code
     code = body.get("errorCode")
     return code if isinstance(code, str) else None
 

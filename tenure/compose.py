@@ -23,9 +23,12 @@ from pydantic import SecretStr
 from connectors.hris.bamboohr import BambooHRHRIS, bamboohr_base_url
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.http import HTTPOptions, TokenAuth, api_client_from
+from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
+from connectors.idp.google import DIRECTORY_SCOPES, GoogleWorkspaceIdentityProvider, ServiceAccountAssertion
 from connectors.idp.ldap import LDAPIdentityProvider
 from connectors.idp.okta import OktaIdentityProvider
 from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
+from connectors.oauth import BearerTokenAuth, client_credentials_fetcher, jwt_bearer_fetcher
 from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
 from connectors.ticketing.jira import JiraServiceManagement
 from connectors.ticketing.rt import RTTicketing, rt_rest_url
@@ -43,6 +46,7 @@ __all__ = [
 
 DEFAULT_SERVICENOW_TABLE = "incident"
 GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_ENTRA_EMPLOYEE_ID = "employeeId"
 ENTRA_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 GOOGLE_BASE_URL = "https://admin.googleapis.com"
 
@@ -154,9 +158,6 @@ def _build_entra(
     settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None, **api_options: Any
 ) -> IdentityProvider:
     """Microsoft Graph with a client-credentials token of the app registration."""
-    from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
-    from connectors.oauth import BearerTokenAuth, client_credentials_fetcher
-
     if not settings.tenant_id:
         raise ValueError("TENURE_IDP__TENANT_ID (the Entra tenant id) is required for kind=entra")
     if not settings.client_id:
@@ -194,20 +195,15 @@ def _build_entra(
         transport=transport,
         **api_options,
     )
-    return EntraIdentityProvider(api, auth=auth, employee_id_attribute=settings.employee_id_attribute)
+    return EntraIdentityProvider(
+        api, auth=auth, employee_id_attribute=settings.employee_id_attribute or DEFAULT_ENTRA_EMPLOYEE_ID
+    )
 
 
 def _build_google(
     settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None, **api_options: Any
 ) -> IdentityProvider:
     """The Admin SDK Directory API with a service account acting for ``subject`` (domain-wide delegation)."""
-    from connectors.idp.google import (
-        DIRECTORY_SCOPES,
-        GoogleWorkspaceIdentityProvider,
-        ServiceAccountAssertion,
-    )
-    from connectors.oauth import BearerTokenAuth, jwt_bearer_fetcher
-
     if not settings.credentials_file:
         raise ValueError(
             "TENURE_IDP__CREDENTIALS_FILE (the service account's JSON key) is required for kind=google"

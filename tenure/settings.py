@@ -60,15 +60,12 @@ class IdPSettings(HTTPTuning):
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
-    token_url: str | None = (
-        None  # Entra: default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token;
-    )
-    # Google: default the service account file's token_uri
-    employee_id_attribute: str = "employeeId"  # Entra: or a directory extension attribute
-    # Google Workspace (Admin SDK Directory API): a service account with domain-wide delegation
-    credentials_file: Path | None = (
-        None  # the service account's JSON key: a secret, keep it readable by Tenure only
-    )
+    # OAuth token endpoint; Entra default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token,
+    # Google default the service account file's token_uri
+    token_url: str | None = None
+    # Google Workspace (Admin SDK Directory API): a service account with domain-wide delegation.
+    # The JSON key file is a secret: keep it readable by Tenure's user only.
+    credentials_file: Path | None = None
     subject: str | None = None  # the admin the service account acts as
     customer: str = "my_customer"
     domain: str | None = None
@@ -83,7 +80,8 @@ class IdPSettings(HTTPTuning):
     deactivation_method: Literal["move", "ad_uac"] = "move"  # ad_uac: Active Directory userAccountControl
     allow_delete: bool = False
     # The directory's defaults when unset: entryUUID / objectGUID, employeeNumber / employeeID,
-    # uid / userPrincipalName (AD may also key user names by sAMAccountName).
+    # uid / userPrincipalName (AD may also key user names by sAMAccountName). employee_id_attribute also
+    # serves Entra (default employeeId, or a directory extension attribute extension_<appId>_<name>).
     id_attribute: str | None = None
     employee_id_attribute: str | None = None
     user_name_attribute: str | None = None

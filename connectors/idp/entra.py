@@ -365,7 +365,7 @@ class EntraIdentityProvider(ClosesAPI):
         found = await self._filter_users(f"userPrincipalName eq {odata_string(user_name)}")
         exact = [a for a in found if a.user_name == user_name]
         loose = [a for a in found if a.user_name.casefold() == user_name.casefold()]
-        return (exact or loose or [None])[0]
+        return (exact or loose)[0] if exact or loose else None
 
     async def iter_users(self, *, page_size: int = MAX_PAGE) -> AsyncIterator[list[Account]]:
         """Every user (enabled or not), ``$top`` ≤ 999 per page."""
@@ -673,7 +673,8 @@ class EntraIdentityProvider(ClosesAPI):
         if not isinstance(status, int):
             sub.result = ResponseValidationError("Graph $batch answer lacks a status", source=self.source)
             return
-        headers = answer.get("headers") if isinstance(answer.get("headers"), dict) else {}
+        raw_headers = answer.get("headers")
+        headers: dict[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
         body = answer.get("body")
         request = httpx.Request(sub.method, self.api.client.base_url.join(sub.url.lstrip("/")))
         response = httpx.Response(
@@ -741,7 +742,8 @@ class EntraIdentityProvider(ClosesAPI):
             else ("users/delta", {"$select": self._select, "$expand": self._expand})
         )
         async for page in self._delta_pages(url, params, READ_USERS):
-            changed, removed = [], []
+            changed: list[str] = []
+            removed: list[str] = []
             for item in page["value"]:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise ResponseValidationError("Graph delta item lacks an id", source=self.source)

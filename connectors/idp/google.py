@@ -121,7 +121,9 @@ class ServiceAccountAssertion:
         if not isinstance(info, dict) or info.get("type") != "service_account":
             raise ValueError(f'{setting} is not a service account key ("type": "service_account"): {path}')
         try:
-            credentials = service_account.Credentials.from_service_account_info(info, scopes=list(scopes))
+            credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=list(scopes)
+            )
         except (ValueError, KeyError, TypeError):
             raise ValueError(
                 f"{setting} lacks a usable client_email, token_uri or private_key: {path}"
@@ -146,7 +148,8 @@ class ServiceAccountAssertion:
             "iat": now,
             "exp": now + ASSERTION_LIFETIME,
         }
-        return google.auth.jwt.encode(self._credentials.signer, payload).decode("ascii")
+        signed: bytes = google.auth.jwt.encode(self._credentials.signer, payload)  # type: ignore[no-untyped-call]
+        return signed.decode("ascii")
 
 
 def query_value(value: str) -> str:
@@ -292,7 +295,8 @@ class GoogleWorkspaceIdentityProvider(ClosesAPI):
     def _account(self, user: dict[str, Any], manager_id: str | None) -> Account:
         if not isinstance(user.get("id"), str):
             raise ResponseValidationError("Directory API user lacks an id", source=self.source)
-        name = user.get("name") if isinstance(user.get("name"), dict) else {}
+        raw_name = user.get("name")
+        name: dict[str, Any] = raw_name if isinstance(raw_name, dict) else {}
         org = _organization(user)
         primary = str(user.get("primaryEmail") or "")
         work = next(
