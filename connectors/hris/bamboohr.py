@@ -46,9 +46,18 @@ from connectors.hris.parsing import (
 from connectors.http import APIClient, ClosesAPI
 from models.domain import ChangeSet, Employee, EmployeeStatus
 
-__all__ = ["BambooHRHRIS", "bamboohr_base_url", "FIELD_MAP", "REPORT_FIELDS", "bamboohr_status", "to_record"]
+__all__ = [
+    "BambooHRHRIS",
+    "DEFAULT_BASE_URL",
+    "bamboohr_base_url",
+    "FIELD_MAP",
+    "REPORT_FIELDS",
+    "bamboohr_status",
+    "to_record",
+]
 
 SOURCE = "bamboohr"
+DEFAULT_BASE_URL = "https://api.bamboohr.com/api/gateway.php/"
 
 FIELD_MAP: dict[str, str] = {  # BambooHR alias -> our field
     "id": "employee_id",
