@@ -220,7 +220,7 @@ class BambooHRHRIS(ClosesAPI):
     async def changed_since(self, cursor: datetime | None) -> ChangeSet:
         """Ids inserted, updated or deleted since ``cursor`` (``employees/changed``); None → every id in the
         custom report. ``next_cursor`` is BambooHR's ``latest`` (else the newest ``lastChanged``, else the
-        time we asked), so no change between two polls is lost."""
+        cursor), never earlier than the cursor, so no change between two polls is lost."""
         asked_at = self._now()
         if cursor is None:
             report = await self._report()
@@ -237,5 +237,6 @@ class BambooHRHRIS(ClosesAPI):
             if changed and (newest is None or changed > newest):
                 newest = changed
         latest = _parse_timestamp(body.get("latest")) if isinstance(body, Mapping) else None
-        next_cursor = latest or newest or (cursor if cursor.tzinfo else cursor.replace(tzinfo=UTC))
-        return ChangeSet(employee_ids=ids, next_cursor=next_cursor)
+        cursor = cursor if cursor.tzinfo else cursor.replace(tzinfo=UTC)
+        # never backwards: BambooHR's ``latest`` has whole seconds, our cursor may not
+        return ChangeSet(employee_ids=ids, next_cursor=max(latest or newest or cursor, cursor))

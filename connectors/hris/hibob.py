@@ -35,9 +35,9 @@ location, ``payroll.employment.type`` → employment_type (display names), ``wor
 Active/Inactive) refined by the dates (:func:`connectors.hris.parsing.status_from`).
 
 Rehire: Bob may keep the previous employment's termination date after a rehire. A termination date before the
-start date is therefore checked against the lifecycle history: an ``employed``/``hired`` entry effective after
-the termination proves a rehire and the old termination is dropped; otherwise the record is invalid
-(``termination_date before hire_date``).
+start date is therefore checked against the lifecycle history: ``employed``/``hired`` entries effective both
+before and after the termination prove a rehire and the old termination is dropped; otherwise the record is
+invalid (``termination_date before hire_date``).
 
 Change detection: HiBob documents no "changed since" read for people; webhooks (``deployments/hibob_webhook.py``)
 are the incremental path, and :meth:`HiBobHRIS.changed_since` reports every employee (the sync then reads the
@@ -230,12 +230,14 @@ class HiBobHRIS(ClosesAPI):
         *,
         today: date,
     ) -> date | None:
-        """The termination date the lifecycle history supports: None after a rehire (an employed/hired entry
-        effective after the termination), a scheduled termination when Bob has not filled the field yet."""
+        """The termination date the lifecycle history supports: None after a rehire (employed before the
+        termination and employed again after it), a scheduled termination when Bob has not filled the field
+        yet."""
         words = [(when, " ".join(str(e.get("status") or "").lower().split())) for when, e in lifecycle]
         if termination is not None and hire is not None and termination < hire:
-            if any(word in REHIRE_WORDS and when > termination for when, word in words):
-                return None
+            employed = [when for when, word in words if word in REHIRE_WORDS]
+            if any(when < termination for when in employed) and any(when > termination for when in employed):
+                return None  # employed, terminated, employed again: the termination ended the earlier job
             return termination
         if termination is None:
             start = hire or date.min

@@ -144,7 +144,7 @@ RESPONSE_GROUP_LOG = (
     "<wd:Include_Transaction_Log_Data>1</wd:Include_Transaction_Log_Data>"
 )
 log = logging.getLogger("tenure.hris.workday")
-_FAULT = re.compile(r"<(?:\w+:)?Fault[\s>]")
+_FAULT = re.compile(r"<(?:[\w.-]+:)?Fault[\s>]")
 
 
 def _today() -> date:
@@ -152,9 +152,10 @@ def _today() -> date:
 
 
 def _moment(moment: datetime) -> str:
+    """An ``xsd:dateTime`` in UTC with the fraction kept (a truncated ``Through`` would miss the last second)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def workday_user(username: str, tenant: str) -> str:
