@@ -1,9 +1,11 @@
 """Workday as the HRIS: a custom report (RaaS) in JSON for the roster, ``Get_Workers`` (SOAP) for the rest.
 
-Connection: an Integration System User (ISU) with Get access to the worker domains the report and
-``Get_Workers`` read ("Worker Data: Public Worker Reports", "Worker Data: Workers", "Worker Data: Current
-Staffing Information", "Worker Data: Personal Data" for names and e-mail) in an integration system security
-group. The ISU's user name is sent as ``user@tenant`` (Workday Web Services expect the tenant-qualified name);
+Connection: an Integration System User (ISU) in an integration system security group with **Get** on the
+domains Microsoft Entra's Workday tutorial lists for reading workers (learn.microsoft.com/entra/identity/
+saas-apps/workday-inbound-tutorial, "Configuring domain security policy permissions"): Worker Data: Workers,
+Worker Data: Public Worker Reports, Person Data: Work Contact Information, Worker Data: All Positions, Worker
+Data: Current Staffing Information, Worker Data: Business Title on Worker Profile (plus Person Data: Home
+Contact Information if the report carries the home e-mail). Tenure only reads: no Put is needed. The ISU's user name is sent as ``user@tenant`` (Workday Web Services expect the tenant-qualified name);
 the password is a secret: HTTP Basic for RaaS, a WS-Security ``UsernameToken`` (``PasswordText``; OASIS
 "Web Services Security UsernameToken Profile 1.0" §3.1) in the SOAP header for Web Services. Base URL
 ``https://{host}/ccx/service/``.
