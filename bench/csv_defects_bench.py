@@ -34,12 +34,15 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import select  # noqa: E402
 
+from connectors.errors import InvalidRecordError  # noqa: E402
+from connectors.hris.csv_export import CSVExportHRIS  # noqa: E402
 from models.audit import AuditEvent  # noqa: E402
 from models.db import session_scope  # noqa: E402
 from tests.support.hris_data import all_active, fake_people, plant_defects, write_csv  # noqa: E402
 from tests.support.scim_server import running_scim_server  # noqa: E402
 
 SUMMARY = re.compile(r"(\d+) employees seen, (\d+) planned")
+DURATION = re.compile(r"duration \(s\)\s*│\s*([\d.]+)")
 
 
 def child_cpu_seconds() -> float:
@@ -61,6 +64,11 @@ def main(count: int, share: float, seed: int) -> int:
             f"generated {count} rows, {len(defects)} broken ({dict(sorted(Counter(defects.values()).items()))}), "
             f"{csv_path.stat().st_size / 2**20:.1f} MiB, in {time.perf_counter() - started:.1f} s"
         )
+        parse_started = time.perf_counter()
+        items = CSVExportHRIS(csv_path).read()
+        parsed = time.perf_counter() - parse_started
+        invalid_read = sum(isinstance(i, InvalidRecordError) for i in items)
+        print(f"CSV connector alone: {len(items)} records ({invalid_read} invalid) read in {parsed:.1f} s")
         database_url = f"sqlite:///{tmp_path / 'audit.db'}"
         env = {
             **os.environ,
@@ -97,6 +105,10 @@ def main(count: int, share: float, seed: int) -> int:
     print(f"\n== tenure sync --full --dry-run, {count} rows, {share:.0%} defects")
     print(f"   wall time            {wall:8.1f} s")
     print(f"   CPU time (child)     {cpu:8.1f} s   (user + system of the tenure process)")
+    engine = DURATION.search(result.stdout)
+    print(
+        f"   engine run           {float(engine.group(1)) if engine else -1:8.1f} s   (the report's duration)"
+    )
     print(f"   exit code            {result.returncode:8d}   (expected 1: invalid rows were skipped)")
     print(f"   employees seen       {seen:8d}")
     print(f"   good planned         {planned:8d}   (expected {good})")

@@ -316,7 +316,8 @@ def plant_defects(
         if kind == "manager_loop" and not queue:
             kind = "impossible_date"
         if kind == "latin1":
-            row["first_name"] = "Zoë"  # a character Latin-1 writes as one byte that is not UTF-8
+            # characters Latin-1 writes as single bytes that are not UTF-8 (and nothing Latin-1 cannot write)
+            row.update(first_name="Zoë", last_name="Weiß")
         elif kind == "huge_field":
             row["title"] = "x" * huge_field_chars
         elif kind == "impossible_date":
