@@ -224,8 +224,8 @@ class BambooHRHRIS(ClosesAPI):
         asked_at = self._now()
         if cursor is None:
             report = await self._report()
-            ids = [str(p["id"]) for p in report if isinstance(p, Mapping) and clean(p.get("id"))]
-            return ChangeSet(employee_ids=ids, next_cursor=asked_at)
+            every = [str(p["id"]) for p in report if isinstance(p, Mapping) and clean(p.get("id"))]
+            return ChangeSet(employee_ids=every, next_cursor=asked_at)
         body = await self.api.request_json("GET", "employees/changed/", params={"since": _iso_utc(cursor)})
         entries = self._changed_entries(body)
         ids: list[str] = []

@@ -197,7 +197,7 @@ def build_employee(
             status = parse_status(record.get("status"))
         if status is None:
             status = derive_status(hire_date, termination_date, today=today)
-        values = {field: clean(record.get(field)) for field in EMPLOYEE_FIELDS}
+        values: dict[str, Any] = {field: clean(record.get(field)) for field in EMPLOYEE_FIELDS}
         values.update(status=status, hire_date=hire_date, termination_date=termination_date)
         return Employee(**values, raw=dict(raw if raw is not None else record))
     except RecordProblem as problem:

@@ -172,7 +172,8 @@ def _flag(value: Any) -> bool:
 
 def _parse_xml(content: bytes) -> Element:
     try:
-        return fromstring(content)
+        root: Element = fromstring(content)
+        return root
     except (ParseError, DefusedXmlException) as exc:
         raise ResponseValidationError(
             f"Workday answered XML we refuse to parse ({type(exc).__name__})", source=SOURCE
@@ -467,15 +468,22 @@ class WorkdayHRIS(ClosesAPI):
             raise result
         return result
 
-    async def _changed(self, **window: tuple[datetime, datetime]) -> tuple[list[str], int, int]:
-        """(ids, rescinded, corrected) of the workers with a transaction in one window, every page."""
+    async def _changed(
+        self,
+        *,
+        updated: tuple[datetime, datetime] | None = None,
+        effective: tuple[datetime, datetime] | None = None,
+    ) -> tuple[list[str], int, int]:
+        """(ids, rescinded, corrected) of the workers with a transaction in one window (entered or
+        effective), every page."""
         ids: list[str] = []
         rescinded = corrected = 0
         guard = LoopGuard(SOURCE)
         page, pages = 1, 1
         while page <= pages:
             guard.check(page)
-            answer = await self._get_workers(get_workers_request(as_of=self._now(), page=page, **window))
+            request = get_workers_request(as_of=self._now(), page=page, updated=updated, effective=effective)
+            answer = await self._get_workers(request)
             total = clean(answer.findtext("wd:Response_Results/wd:Total_Pages", namespaces=NS))
             pages = int(total) if total and total.isdigit() else page
             for worker in answer.findall("wd:Response_Data/wd:Worker", NS):
