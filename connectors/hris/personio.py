@@ -17,7 +17,7 @@ APIs - GA"):
   ``next`` link (absolute; followed only on the API's own host, each cursor once: :class:`LoopGuard`). A
   person carries ``id``, ``first_name``, ``last_name``, ``preferred_name``, ``email`` and the ids of its
   employments.
-- ``GET /v2/persons/{id}/employments`` per person, most recent first: the latest employment is the person's
+- ``GET /v2/persons/{id}/employments`` per person (concurrently, within the client's limits), most recent first: the latest employment is the person's
   current one (a rehire is a new employment, so an earlier employment's termination does not leak into it).
   Read from it: ``status`` (``ONBOARDING``, ``ACTIVE``, ``LEAVE``, ``INACTIVE``), ``employment_start_date``
   (``start_date`` also accepted) → hire_date, ``termination.termination_date`` (``terminated_at`` also
@@ -45,6 +45,7 @@ the client secret nor the access token appears in a log line, exception or repr.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -140,6 +141,8 @@ class PersonioHRIS(ClosesAPI):
         self._token: str | None = None
         self._token_expires = 0.0
         self._org_units: dict[str, str | None] = {}
+        self._org_unit_lock = asyncio.Lock()  # concurrent reads of one person each: one read per org unit
+        self._token_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"PersonioHRIS(api={self.api!r}, api_version={self.api_version!r})"
@@ -147,6 +150,10 @@ class PersonioHRIS(ClosesAPI):
     # -- token --------------------------------------------------------------------------------------------
 
     async def _access_token(self) -> str:
+        async with self._token_lock:  # concurrent requests share one exchange
+            return await self._exchange_if_needed()
+
+    async def _exchange_if_needed(self) -> str:
         if self._token is not None and self._clock() < self._token_expires:
             return self._token
         form = {
@@ -228,9 +235,10 @@ class PersonioHRIS(ClosesAPI):
             unit_id = clean(unit.get("id"))
             if unit_id is None:
                 return None
-            if unit_id not in self._org_units:
-                body = await self._get(f"v2/org-units/{unit_id}")
-                self._org_units[unit_id] = clean(_ref(body, "name"))
+            async with self._org_unit_lock:
+                if unit_id not in self._org_units:
+                    body = await self._get(f"v2/org-units/{unit_id}")
+                    self._org_units[unit_id] = clean(_ref(body, "name"))
             return self._org_units[unit_id]
         return None
 
@@ -342,7 +350,9 @@ class PersonioHRIS(ClosesAPI):
         """Every person with their latest employment (v2), or every employee (v1), paged."""
         today = self._today()
         if await self._use_v2():
-            items = [await self._v2_employee(person, today) for person in await self._v2_persons()]
+            persons = await self._v2_persons()
+            # one employments read per person, concurrently (the APIClient bounds concurrency and rate)
+            items = list(await asyncio.gather(*(self._v2_employee(person, today) for person in persons)))
         else:
             items = [self._v1_employee(entry, today) for entry in await self._v1_employees()]
         for item in reject_manager_loops(items, source=SOURCE):
