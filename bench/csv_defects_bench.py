@@ -6,8 +6,8 @@
    (``plant_defects``): one row written in Latin-1 inside the UTF-8 file, one 10 MB title, and the rest cycling
    through missing ids and names, dates that are not dates (2026-02-30 among them), unknown status words,
    duplicate ids, terminations before the hire date and manager loops.
-2. Runs the real CLI (``python -m tenure.cli sync --full --dry-run``) as a child process against an empty
-   tenant of a local scim2-server (127.0.0.1), with a fresh SQLite audit database.
+2. Runs the real CLI (``python -m tenure.cli sync --full --dry-run``) as a child process against a tenant of a
+   local scim2-server (127.0.0.1) holding the policy's groups and no user, with a fresh SQLite audit database.
 3. Prints wall time, the child's CPU time (user + system), the exit code (must be 1: invalid rows were
    skipped), the good employees planned (must be N - defects) and the ``hris.record.invalid`` audit rows
    (each broken line exactly once, with its line number). Exits 1 if any of those checks fails.
@@ -18,6 +18,7 @@ No assertion on time. The server is stopped by PID at the end.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import resource
@@ -36,10 +37,11 @@ from sqlmodel import select  # noqa: E402
 
 from connectors.errors import InvalidRecordError  # noqa: E402
 from connectors.hris.csv_export import CSVExportHRIS  # noqa: E402
+from lifecycle.policy import load_policy  # noqa: E402
 from models.audit import AuditEvent  # noqa: E402
 from models.db import session_scope  # noqa: E402
 from tests.support.hris_data import all_active, fake_people, plant_defects, write_csv  # noqa: E402
-from tests.support.scim_server import running_scim_server  # noqa: E402
+from tests.support.scim_server import create_group, running_scim_server  # noqa: E402
 
 SUMMARY = re.compile(r"(\d+) employees seen, (\d+) planned")
 DURATION = re.compile(r"duration \(s\)\s*│\s*([\d.]+)")
@@ -70,14 +72,20 @@ def main(count: int, share: float, seed: int) -> int:
         invalid_read = sum(isinstance(i, InvalidRecordError) for i in items)
         print(f"CSV connector alone: {len(items)} records ({invalid_read} invalid) read in {parsed:.1f} s")
         database_url = f"sqlite:///{tmp_path / 'audit.db'}"
+        tenant = server.tenant_url("defects")
+        policy_file = ROOT / "examples" / "policy.yaml"
+        for group in sorted(
+            load_policy(policy_file).managed_groups
+        ):  # the preflight wants every policy group
+            asyncio.run(create_group(tenant, server.token, group))
         env = {
             **os.environ,
             "DO_NOT_TRACK": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "TENURE_DATABASE_URL": database_url,
-            "TENURE_POLICY_FILE": str(ROOT / "examples" / "policy.yaml"),
+            "TENURE_POLICY_FILE": str(policy_file),
             "TENURE_IDP__KIND": "scim",
-            "TENURE_IDP__BASE_URL": server.tenant_url("defects"),
+            "TENURE_IDP__BASE_URL": tenant,
             "TENURE_IDP__TOKEN": server.token,
             "TENURE_IDP__REQUESTS_PER_SECOND": "10000",
             "TENURE_HRIS__KIND": "csv",

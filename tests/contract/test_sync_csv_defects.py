@@ -15,16 +15,17 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from connectors.hris.csv_export import MAX_FIELD_CHARS
+from lifecycle.policy import load_policy
 from models.audit import AuditEvent
 from models.db import reset_engines, session_scope
 from tests.support.hris_data import DEFECTS, all_active, fake_people, plant_defects, write_csv
-from tests.support.scim_server import SCIMServer
+from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = pytest.mark.slow
 
 ROWS = 400
 DEFECT_SHARE = 0.05
-REPO = Path(__file__).resolve().parents[2]
+POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 
 
 async def test_dry_run_plans_every_good_row_and_audits_each_bad_row_once(
@@ -45,11 +46,14 @@ async def test_dry_run_plans_every_good_row_and_audits_each_bad_row_once(
         tmp_path / "hris.csv", rows, latin1_lines=[line for line, kind in defects.items() if kind == "latin1"]
     )
     database_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    tenant = scim_server.tenant_url(f"defects-{uuid.uuid4().hex[:8]}")
+    for group in sorted(load_policy(POLICY).managed_groups):  # the preflight wants every policy group
+        await create_group(tenant, scim_server.token, group)
     for key, value in {
         "TENURE_DATABASE_URL": database_url,
-        "TENURE_POLICY_FILE": str(REPO / "examples" / "policy.yaml"),
+        "TENURE_POLICY_FILE": str(POLICY),
         "TENURE_IDP__KIND": "scim",
-        "TENURE_IDP__BASE_URL": scim_server.tenant_url(f"defects-{uuid.uuid4().hex[:8]}"),
+        "TENURE_IDP__BASE_URL": tenant,
         "TENURE_IDP__TOKEN": scim_server.token,
         "TENURE_IDP__REQUESTS_PER_SECOND": "1000",
         "TENURE_HRIS__KIND": "csv",
