@@ -103,14 +103,22 @@ class InvalidRecordError(ConnectorError):
     """One input record is unusable; it is audited and skipped, the batch goes on.
 
     ``row`` is the 1-based line in a file source (header = line 1); ``record_id`` is the
-    record's id where one could be read. ``reason`` is short and free of personal data.
+    record's id where one could be read; ``field`` names the offending field (our field name) where one
+    field is to blame. ``reason`` is short, names the field, and is free of personal data.
     """
 
     def __init__(
-        self, reason: str, *, source: str = "", row: int | None = None, record_id: str | None = None
+        self,
+        reason: str,
+        *,
+        source: str = "",
+        row: int | None = None,
+        record_id: str | None = None,
+        field: str | None = None,
     ) -> None:
         where = f"row {row}: " if row is not None else ""
         super().__init__(f"{where}{reason}", source=source)
         self.reason = reason
         self.row = row
         self.record_id = record_id
+        self.field = field

@@ -383,7 +383,11 @@ class APIClient:
     """A rate-limited, retrying, redacting sender for one target system.
 
     ``sleep`` is injectable so tests run retries at zero wait. ``secrets`` are the values to redact from every
-    message (tokens, passwords, API keys) in addition to URL query secrets.
+    message (tokens, passwords, API keys) in addition to URL query secrets. ``auth_hint`` (e.g. "check
+    TENURE_HRIS__TOKEN") is appended to every AuthenticationError so the operator knows which setting to fix.
+    ``classify`` lets a protocol whose errors are not in the status code (a SOAP fault is HTTP 500 whatever
+    its cause) turn a response into the right typed error first; it returns None to fall back to
+    :func:`raise_for_status`.
     """
 
     def __init__(
@@ -397,12 +401,17 @@ class APIClient:
         secrets: Iterable[str | None] = (),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         backoff_base: float = 0.5,
+        auth_hint: str = "",
+        classify: Callable[[httpx.Response], ConnectorError | None] | None = None,
     ) -> None:
         self.client = client
+        self.auth_hint = auth_hint
+        self.classify = classify
         self.source = source
         self.max_attempts = max_attempts
         self.limiter = RateLimiter(requests_per_second, max_concurrency)
-        self.redact = Redactor(secrets)
+        self._secrets: list[str | None] = list(secrets)
+        self.redact = Redactor(self._secrets)
         install_log_redaction(self.redact)
         self.sleep = sleep
         self.backoff_base = backoff_base
@@ -414,6 +423,12 @@ class APIClient:
 
     def __repr__(self) -> str:
         return f"APIClient(source={self.source!r}, base_url={redact_url(self.client.base_url)!r})"
+
+    def add_secrets(self, *secrets: str | None) -> None:
+        """Also redact ``secrets`` from now on (a bearer token obtained at run time)."""
+        self._secrets = [*self._secrets, *secrets]
+        self.redact = Redactor(self._secrets)
+        install_log_redaction(self.redact)
 
     @property
     def writes(self) -> int:
@@ -451,6 +466,9 @@ class APIClient:
             (time.monotonic() - started) * 1000,
         )
         self._note_quota(response)
+        problem = self.classify(response) if self.classify is not None else None
+        if problem is not None:
+            raise self.scrub(problem) from None
         try:
             raise_for_status(response, source=self.source, detail=self._error_detail(response))
         except ConnectorError as exc:
@@ -458,7 +476,10 @@ class APIClient:
         return response
 
     def scrub(self, exc: ConnectorError) -> ConnectorError:
-        """The same error with its message (and ``args``) redacted; returns it for ``raise``."""
+        """The same error with its message (and ``args``) redacted, and the ``auth_hint`` on an
+        AuthenticationError; returns it for ``raise``."""
+        if isinstance(exc, AuthenticationError) and self.auth_hint and self.auth_hint not in exc.message:
+            exc.message = f"{exc.message}; {self.auth_hint}"
         exc.message = self.redact(exc.message)
         exc.args = (exc.message,)
         return exc

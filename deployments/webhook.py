@@ -21,6 +21,10 @@ Routes (an ASGI app, :func:`create_app`):
     (its retries resend the same body) plus the employee id: ``<sha256[:32]>:<employee id>``. A delivery
     naming several employees starts one run each; it is refused whole (nothing started) if any is invalid.
 
+``POST /webhooks/hibob``
+    HiBob's signed v2 webhook (``Bob-Signature``, base64 HMAC-SHA512 of the body): parsed and verified in
+    :mod:`deployments.hibob_webhook`; Bob's connection ping is answered 200 and starts nothing.
+
 ``POST /webhooks/generic``
     Any HRIS or script: header ``X-Tenure-Timestamp`` (unix seconds) and ``X-Tenure-Signature:
     sha256=<hex HMAC-SHA256(secret, timestamp + "." + raw body)>``; body ``{"event_id", "type":
@@ -444,6 +448,7 @@ def create_app(
     emitter: Emit = emit or _prefect_emit
     generic_secret = _Secret(config.secret)
     bamboohr_secret = _Secret(config.bamboohr_secret, config.secret)
+    hibob_secret = _Secret(config.hibob_secret, config.secret)
     guard = ReplayGuard(ttl=2 * config.max_skew_seconds)
 
     def secret_or_reject(secret: _Secret, source: str) -> str:
@@ -546,6 +551,14 @@ def create_app(
         _verify(sign_bamboohr(secret, timestamp or "", body), headers.get("x-bamboohr-signature"))
         return parse_bamboohr(body)
 
+    def hibob_events(body: bytes, headers: Mapping[str, str]) -> list[HRISEvent]:
+        from deployments.hibob_webhook import hibob_events as verified_events
+
+        return verified_events(secret_or_reject(hibob_secret, "hibob"), body, headers)
+
+    async def hibob(request: Request) -> JSONResponse:
+        return await handle(request, "hibob", hibob_events)
+
     async def generic(request: Request) -> JSONResponse:
         return await handle(request, "generic", generic_events)
 
@@ -558,6 +571,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/webhooks/bamboohr", bamboohr, methods=["POST"]),
+            Route("/webhooks/hibob", hibob, methods=["POST"]),
             Route("/webhooks/generic", generic, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]

@@ -25,14 +25,15 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default: TENURE_WEBHOOK__PORT).")] = None,
 ) -> None:
-    """Serve POST /webhooks/bamboohr, POST /webhooks/generic and GET /healthz until interrupted."""
+    """Serve POST /webhooks/bamboohr, /webhooks/hibob, /webhooks/generic and GET /healthz until interrupted."""
     import uvicorn
 
     from deployments.webhook import create_app
     from tenure.settings import load_settings
 
     settings = load_settings()
-    if settings.webhook.secret is None and settings.webhook.bamboohr_secret is None:
+    webhook = settings.webhook
+    if webhook.secret is None and webhook.bamboohr_secret is None and webhook.hibob_secret is None:
         typer.echo(
             "warning: no webhook secret configured (TENURE_WEBHOOK__SECRET); every request will get 401",
             err=True,

@@ -11,6 +11,11 @@ re-plan later and disables nothing) and compares the count with ``policy.brake``
 refuses the run, unless the operator overrides the brake explicitly. A refused run applies nothing. Both
 limits are "exceeds": exactly at the limit passes. With no active account the percentage is 0 when nothing
 is disabled and 100 otherwise (a delete of a disabled account still counts: it is irreversible).
+
+A second check runs *before* planning (:func:`check_roster_shrink`): a truncated export (a partial download,
+a report that timed out half-way) shows fewer records than the last run. When the roster shrank by more than
+the brake's share (``max_disable_percent`` of the last run's count) the run is refused before anything is
+planned, unless overridden. Exactly at the share passes; a first run (no previous count) always passes.
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ from dataclasses import dataclass
 from lifecycle.actions import ActionKind, Plan
 from lifecycle.policy import MassChangeBrake
 
-__all__ = ["BRAKE_KINDS", "BrakeDecision", "disabling_employees", "check_brake"]
+__all__ = [
+    "BRAKE_KINDS",
+    "BrakeDecision",
+    "disabling_employees",
+    "check_brake",
+    "RosterShrinkDecision",
+    "check_roster_shrink",
+]
 
 # Action kinds that take access away now.
 BRAKE_KINDS = frozenset({ActionKind.DISABLE_ACCOUNT, ActionKind.DELETE_ACCOUNT})
@@ -79,6 +91,61 @@ def check_brake(
         active_accounts=active_accounts,
         percent=percent,
         max_count=brake.max_disable_count,
+        max_percent=brake.max_disable_percent,
+        tripped=tripped,
+        overridden=tripped and override,
+    )
+
+
+@dataclass(frozen=True)
+class RosterShrinkDecision:
+    """Whether the HR roster shrank too much since the last run. ``refused``: tripped and not overridden."""
+
+    previous: int | None
+    current: int
+    percent: float
+    max_percent: float
+    tripped: bool
+    overridden: bool
+
+    @property
+    def refused(self) -> bool:
+        return self.tripped and not self.overridden
+
+    @property
+    def message(self) -> str:
+        """One line for logs and the audit row (counts only)."""
+        if self.previous is None:
+            return f"roster check: {self.current} record(s), no earlier run to compare with"
+        what = (
+            f"{self.current} HR record(s), {self.percent:.1f}% fewer than the last run's {self.previous} "
+            f"(limit {self.max_percent:g}%)"
+        )
+        if not self.tripped:
+            return f"roster check passed: {what}"
+        if self.overridden:
+            return f"roster shrank and the brake was OVERRIDDEN by the operator: {what}"
+        return (
+            f"roster brake refused the run before planning: {what}. Is the export truncated? Nothing was "
+            f"planned or applied; if the drop is real, re-run with override_brake / --override-brake"
+        )
+
+
+def check_roster_shrink(
+    previous_count: int | None, current_count: int, brake: MassChangeBrake, *, override: bool = False
+) -> RosterShrinkDecision:
+    """Refuse a roster that shrank by more than ``brake.max_disable_percent`` of ``previous_count`` (see the
+    module docstring). Counts are records read from the HRIS (valid and invalid alike)."""
+    if current_count < 0 or (previous_count is not None and previous_count < 0):
+        raise ValueError("record counts must not be negative")
+    shrink = 0.0
+    if previous_count and current_count < previous_count:
+        shrink = 100.0 * (previous_count - current_count) / previous_count
+    tripped = shrink > brake.max_disable_percent
+    return RosterShrinkDecision(
+        previous=previous_count,
+        current=current_count,
+        percent=shrink,
         max_percent=brake.max_disable_percent,
         tripped=tripped,
         overridden=tripped and override,

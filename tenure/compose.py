@@ -13,16 +13,22 @@ imported) made while another thread of the run compiles code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 import httpx
 from pydantic import SecretStr
 
+from connectors.hris import bamboohr, hibob, personio
 from connectors.hris.bamboohr import BambooHRHRIS, bamboohr_base_url
 from connectors.hris.csv_export import CSVExportHRIS
-from connectors.http import HTTPOptions, TokenAuth, api_client_from
+from connectors.hris.hibob import HiBobHRIS
+from connectors.hris.personio import PersonioHRIS
+from connectors.hris.workday import WorkdayHRIS, workday_fault, workday_user
+from connectors.http import HTTPOptions, TokenAuth, api_client_from, basic_auth_secrets
 from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
 from connectors.idp.google import DIRECTORY_SCOPES, GoogleWorkspaceIdentityProvider, ServiceAccountAssertion
 from connectors.idp.ldap import LDAPIdentityProvider
@@ -67,10 +73,25 @@ def _resolved(secret: SecretStr | None) -> SecretStr | None:
     return SecretStr(value) if value is not None else None
 
 
-def build_hris(settings: HRISSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> HRIS:
-    """The HRIS named by ``settings.kind``. BambooHR's API key is the Basic-auth user name, ``x`` the password."""
+def _required(settings: HRISSettings, *names: str) -> None:
+    """A configuration error naming every missing ``TENURE_HRIS__*`` setting the kind needs."""
+    missing = [n for n in names if not getattr(settings, n)]
+    if missing:
+        listed = ", ".join(f"TENURE_HRIS__{n.upper()}" for n in missing)
+        raise ValueError(f"hris.kind={settings.kind} needs {listed}")
+
+
+def _hint(*names: str) -> str:
+    return "check " + " and ".join(f"TENURE_HRIS__{n}" for n in names)
+
+
+def build_hris(
+    settings: HRISSettings, *, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
+) -> HRIS:
+    """The HRIS named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for tests. Each
+    vendor's AuthenticationError names the settings to check (``auth_hint``)."""
     if settings.kind == "csv":
-        return CSVExportHRIS(settings.path, settings.column_map or None)
+        return CSVExportHRIS(settings.path, settings.column_map or None, encoding=settings.encoding)
     if settings.kind == "bamboohr":
         api_key = reveal(settings.api_key)
         if not settings.subdomain:
@@ -79,14 +100,102 @@ def build_hris(settings: HRISSettings, *, transport: httpx.AsyncBaseTransport | 
             raise ValueError("hris.api_key is required for kind=bamboohr")
         api = api_client_from(
             http_options(settings),
-            base_url=bamboohr_base_url(settings.base_url, settings.subdomain),
+            base_url=bamboohr_base_url(settings.base_url or bamboohr.DEFAULT_BASE_URL, settings.subdomain),
             source="bamboohr",
             auth=(api_key, "x"),
             secrets=[api_key],
             transport=transport,
+            auth_hint=_hint("API_KEY", "SUBDOMAIN"),
+            **api_options,
         )
         return BambooHRHRIS(api)
+    if settings.kind == "hibob":
+        return _build_hibob(settings, transport, api_options)
+    if settings.kind == "personio":
+        return _build_personio(settings, transport, api_options)
+    if settings.kind == "workday":
+        return _build_workday(settings, transport, api_options)
     raise ValueError(f"unknown HRIS kind {settings.kind!r}")  # pragma: no cover - Literal guards it
+
+
+def _build_hibob(
+    settings: HRISSettings, transport: httpx.AsyncBaseTransport | None, api_options: dict[str, Any]
+) -> HRIS:
+    """HiBob: the service user's id and token as Basic auth; ~50 requests/min unless the rate is set."""
+    token = reveal(settings.token)
+    _required(settings, "service_user_id")
+    if not token:
+        raise ValueError("hris.kind=hibob needs TENURE_HRIS__TOKEN")
+    assert settings.service_user_id is not None
+    options = http_options(settings)
+    if "requests_per_second" not in settings.model_fields_set:
+        options = dataclasses.replace(options, requests_per_second=hibob.REQUESTS_PER_MINUTE / 60)
+    api = api_client_from(
+        options,
+        base_url=settings.base_url or hibob.DEFAULT_BASE_URL,
+        source="hibob",
+        auth=(settings.service_user_id, token),
+        secrets=basic_auth_secrets(settings.service_user_id, token),
+        transport=transport,
+        auth_hint=_hint("SERVICE_USER_ID", "TOKEN"),
+        **api_options,
+    )
+    return HiBobHRIS(api)
+
+
+def _build_personio(
+    settings: HRISSettings, transport: httpx.AsyncBaseTransport | None, api_options: dict[str, Any]
+) -> HRIS:
+    """Personio: the client id and secret, exchanged by the connector for a bearer token."""
+    secret = reveal(settings.client_secret)
+    _required(settings, "client_id")
+    if not secret:
+        raise ValueError("hris.kind=personio needs TENURE_HRIS__CLIENT_SECRET")
+    assert settings.client_id is not None
+    api = api_client_from(
+        http_options(settings),
+        base_url=settings.base_url or personio.DEFAULT_BASE_URL,
+        source="personio",
+        secrets=[secret],
+        transport=transport,
+        auth_hint=_hint("CLIENT_ID", "CLIENT_SECRET"),
+        **api_options,
+    )
+    return PersonioHRIS(
+        api, client_id=settings.client_id, client_secret=secret, api_version=settings.api_version
+    )
+
+
+def _build_workday(
+    settings: HRISSettings, transport: httpx.AsyncBaseTransport | None, api_options: dict[str, Any]
+) -> HRIS:
+    """Workday: the ISU (``user@tenant``) and password, Basic for RaaS and WS-Security for SOAP."""
+    password = reveal(settings.password)
+    _required(settings, "base_url", "tenant", "username", "report")
+    if not password:
+        raise ValueError("hris.kind=workday needs TENURE_HRIS__PASSWORD")
+    assert settings.base_url and settings.tenant and settings.username and settings.report
+    user = workday_user(settings.username, settings.tenant)
+    api = api_client_from(
+        http_options(settings),
+        base_url=settings.base_url.rstrip("/") + "/",
+        source="workday",
+        auth=(user, password),
+        secrets=[*basic_auth_secrets(user, password), escape(password)],
+        transport=transport,
+        auth_hint=_hint("USERNAME", "PASSWORD"),
+        classify=workday_fault,
+        **api_options,
+    )
+    return WorkdayHRIS(
+        api,
+        tenant=settings.tenant,
+        report=settings.report,
+        user=user,
+        password=password,
+        version=settings.workday_version,
+        column_map=settings.column_map or None,
+    )
 
 
 def build_identity_provider(

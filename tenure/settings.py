@@ -89,14 +89,31 @@ class IdPSettings(HTTPTuning):
 
 
 class HRISSettings(HTTPTuning):
-    """The HR system of record."""
+    """The HR system of record. ``base_url`` defaults per kind (BambooHR's gateway, api.hibob.com,
+    api.personio.de); Workday needs its own (``https://{host}/ccx/service/``)."""
 
-    kind: Literal["csv", "bamboohr"] = "csv"
+    kind: Literal["csv", "bamboohr", "hibob", "personio", "workday"] = "csv"
+    base_url: str | None = None
+    column_map: dict[str, str] = Field(default_factory=dict)  # our field name -> the export/report column
+    # CSV export
     path: Path = Path("examples/hris.csv")
-    column_map: dict[str, str] = Field(default_factory=dict)  # our field name -> the export's column
-    base_url: str = "https://api.bamboohr.com/api/gateway.php/"
+    encoding: str = "utf-8"  # the export's encoding (utf-8 with or without BOM, latin-1, cp1252, ...)
+    # BambooHR
     subdomain: str | None = None
     api_key: SecretStr | None = None
+    # HiBob: a service user's id and token (HTTP Basic)
+    service_user_id: str | None = None
+    token: SecretStr | None = None
+    # Personio: API credentials (client id + secret -> bearer token); v2 with the v1 list as fallback
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    api_version: Literal["auto", "v2", "v1"] = "auto"
+    # Workday: tenant, the ISU's user name and password, the custom report ("owner/report name")
+    tenant: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    report: str | None = None
+    workday_version: str = "v41.0"  # Workday Web Services version of Human_Resources
 
 
 class TicketingSettings(HTTPTuning):
@@ -121,6 +138,8 @@ class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # BambooHR signs with its own per-webhook "private key"; falls back to ``secret`` when unset.
     bamboohr_secret: SecretStr | None = None
+    # HiBob signs with the webhook's secret key (Bob-Signature); falls back to ``secret`` when unset.
+    hibob_secret: SecretStr | None = None
     # HRIS event kind -> Prefect deployment ("flow-name/deployment-name") started for it.
     event_deployments: dict[str, str] = Field(
         default_factory=lambda: {

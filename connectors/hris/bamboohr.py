@@ -20,9 +20,10 @@ Field mapping (BambooHR field alias → Employee): ``firstName``, ``lastName``, 
 ``homeEmail`` → personal_email, ``department``, ``jobTitle`` → title, ``supervisorEId`` (the supervisor's
 employee id) → manager_id, ``location``, ``employmentHistoryStatus`` → employment_type, ``hireDate``,
 ``terminationDate`` (``0000-00-00`` = empty). Status (:func:`bamboohr_status`): ``Inactive`` → terminated
-(with or without a termination date: an inactive person keeps no access); ``Active`` with a termination date in
-the past → terminated; ``Active`` with a future hire date → pending; ``Active`` with an employment status
-mentioning leave → leave; else active. Any other status word makes the record invalid.
+(with or without a termination date: an inactive person keeps no access) unless a future hire date says a
+rehire is coming (→ pending); a termination date in the past → terminated; a future hire date → pending;
+``Active`` with an employment status mentioning leave → leave; else active. Any other status word makes the
+record invalid. Employees on a manager loop (A→B→A) are invalid records (``manager_id``).
 
 The API key never appears in a log line, exception or repr: the APIClient redacts it (and its Basic encoding).
 """
@@ -34,13 +35,29 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from connectors.errors import InvalidRecordError, ResponseValidationError
-from connectors.hris.parsing import RecordProblem, build_employee, clean, derive_status, parse_date
+from connectors.hris.parsing import (
+    RecordProblem,
+    build_employee,
+    clean,
+    parse_date,
+    reject_manager_loops,
+    status_from,
+)
 from connectors.http import APIClient, ClosesAPI
 from models.domain import ChangeSet, Employee, EmployeeStatus
 
-__all__ = ["BambooHRHRIS", "bamboohr_base_url", "FIELD_MAP", "REPORT_FIELDS", "bamboohr_status", "to_record"]
+__all__ = [
+    "BambooHRHRIS",
+    "DEFAULT_BASE_URL",
+    "bamboohr_base_url",
+    "FIELD_MAP",
+    "REPORT_FIELDS",
+    "bamboohr_status",
+    "to_record",
+]
 
 SOURCE = "bamboohr"
+DEFAULT_BASE_URL = "https://api.bamboohr.com/api/gateway.php/"
 
 FIELD_MAP: dict[str, str] = {  # BambooHR alias -> our field
     "id": "employee_id",
@@ -70,19 +87,18 @@ def to_record(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def bamboohr_status(payload: Mapping[str, Any], *, today: date) -> EmployeeStatus:
-    """Our status from BambooHR's ``status`` (Active/Inactive), dates and employment status."""
+    """Our status from BambooHR's ``status`` (Active/Inactive), dates and employment status, by the shared
+    rule :func:`connectors.hris.parsing.status_from` (the dates decide, the word refines)."""
     word = (clean(payload.get("status")) or "").lower()
+    if word not in ("active", "inactive"):
+        raise RecordProblem("unknown status", "status")
     hire_date = parse_date(payload.get("hireDate"), "hire_date")
     termination_date = parse_date(payload.get("terminationDate"), "termination_date")
-    if word == "inactive":
-        return EmployeeStatus.TERMINATED
-    if word != "active":
-        raise RecordProblem("unknown status")
-    derived = derive_status(hire_date, termination_date, today=today)
+    hint = EmployeeStatus.TERMINATED if word == "inactive" else EmployeeStatus.ACTIVE
     employment = (clean(payload.get("employmentHistoryStatus")) or "").lower()
-    if derived is EmployeeStatus.ACTIVE and "leave" in employment:
-        return EmployeeStatus.LEAVE
-    return derived
+    if hint is EmployeeStatus.ACTIVE and "leave" in employment:
+        hint = EmployeeStatus.LEAVE
+    return status_from(hint, hire_date, termination_date, today=today)
 
 
 def _iso_utc(moment: datetime) -> str:
@@ -148,7 +164,9 @@ class BambooHRHRIS(ClosesAPI):
         try:
             status = bamboohr_status(payload, today=today)
         except RecordProblem as problem:
-            return InvalidRecordError(problem.reason, source=SOURCE, record_id=clean(record["employee_id"]))
+            return InvalidRecordError(
+                problem.reason, source=SOURCE, record_id=clean(record["employee_id"]), field=problem.field
+            )
         return build_employee(record, source=SOURCE, today=today, raw=dict(payload), status=status)
 
     @staticmethod
@@ -182,8 +200,9 @@ class BambooHRHRIS(ClosesAPI):
     async def iter_employees(self) -> AsyncIterator[Employee | InvalidRecordError]:
         """Every employee (current, future-dated and terminated) from one custom report."""
         today = self._today()
-        for payload in await self._report():
-            yield self.to_employee(payload, today=today)
+        items = [self.to_employee(payload, today=today) for payload in await self._report()]
+        for item in reject_manager_loops(items, source=SOURCE):
+            yield item
 
     async def get_employee(self, employee_id: str) -> Employee:
         """``GET employees/{id}/?fields=...``; NotFoundError (404) if unknown, InvalidRecordError if
@@ -201,12 +220,12 @@ class BambooHRHRIS(ClosesAPI):
     async def changed_since(self, cursor: datetime | None) -> ChangeSet:
         """Ids inserted, updated or deleted since ``cursor`` (``employees/changed``); None → every id in the
         custom report. ``next_cursor`` is BambooHR's ``latest`` (else the newest ``lastChanged``, else the
-        time we asked), so no change between two polls is lost."""
+        cursor), never earlier than the cursor, so no change between two polls is lost."""
         asked_at = self._now()
         if cursor is None:
             report = await self._report()
-            ids = [str(p["id"]) for p in report if isinstance(p, Mapping) and clean(p.get("id"))]
-            return ChangeSet(employee_ids=ids, next_cursor=asked_at)
+            every = [str(p["id"]) for p in report if isinstance(p, Mapping) and clean(p.get("id"))]
+            return ChangeSet(employee_ids=every, next_cursor=asked_at)
         body = await self.api.request_json("GET", "employees/changed/", params={"since": _iso_utc(cursor)})
         entries = self._changed_entries(body)
         ids: list[str] = []
@@ -218,5 +237,6 @@ class BambooHRHRIS(ClosesAPI):
             if changed and (newest is None or changed > newest):
                 newest = changed
         latest = _parse_timestamp(body.get("latest")) if isinstance(body, Mapping) else None
-        next_cursor = latest or newest or (cursor if cursor.tzinfo else cursor.replace(tzinfo=UTC))
-        return ChangeSet(employee_ids=ids, next_cursor=next_cursor)
+        cursor = cursor if cursor.tzinfo else cursor.replace(tzinfo=UTC)
+        # never backwards: BambooHR's ``latest`` has whole seconds, our cursor may not
+        return ChangeSet(employee_ids=ids, next_cursor=max(latest or newest or cursor, cursor))

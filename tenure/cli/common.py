@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from connectors.errors import ConnectorError
+from connectors.errors import AuthenticationError, ConnectorError
 from engine.preflight import MissingGroups
 from lifecycle.policy import Policy, PolicyError, load_policy
 from models.db import DatabaseUnavailable
@@ -65,12 +65,14 @@ def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
 
 
 def run_async(coro: Any) -> Any:
-    """Run ``coro``; a connector failure exits 1; an unreachable database or a policy group the IdP lacks
-    (the preflight) exits 2."""
+    """Run ``coro``; a connector failure exits 1; an unreachable database, a policy group the IdP lacks (the
+    preflight) or a refused credential (the message names the setting) exits 2."""
     try:
         return asyncio.run(coro)
     except MissingGroups as exc:
         fail(str(exc))
+    except AuthenticationError as exc:  # a refused credential is a configuration error
+        fail(f"{exc}")
     except ConnectorError as exc:
         fail(f"{exc}", EXIT_FAILED)
     except DatabaseUnavailable as exc:
@@ -81,8 +83,8 @@ def run_with_connectors(
     settings: Settings, work: Callable[[Connectors | None, Auditor], Awaitable[T]], *, connect: bool = True
 ) -> T:
     """Run ``work(connectors, auditor)`` with the configured connectors open (``None`` when ``connect`` is false)
-    and closed afterwards. A factory refusing its settings exits 2, a connector failure exits 1, an unreachable
-    database exits 2."""
+    and closed afterwards. A factory refusing its settings or a refused credential exits 2, another connector
+    failure exits 1, an unreachable database exits 2."""
     from engine.auditor import Auditor
     from tenure.compose import open_connectors
 

@@ -20,7 +20,8 @@ def sync_command(
         bool, typer.Option("--override-brake", help="apply even if the mass-change brake trips (audited)")
     ] = False,
 ) -> None:
-    """Reconcile every changed employee (or all, with --full). Exit 1 if anything failed or the brake refused."""
+    """Reconcile every changed employee (or all, with --full). Exit 1 if anything failed, an HR record was
+    invalid (audited and skipped) or the brake refused."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -96,3 +97,5 @@ def sync_command(
     if not report.ok:
         fail(f"{report.failed} employee(s) failed", EXIT_FAILED)
     out.print(report.summary())
+    if report.invalid_records:  # the good records were processed; the bad ones still need HR's attention
+        raise typer.Exit(EXIT_FAILED)

@@ -26,6 +26,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from pydantic import SecretStr
 
+from deployments.hibob_webhook import sign_hibob
 from deployments.webhook import create_app, sign_bamboohr, sign_generic
 from tenure.settings import WebhookSettings
 from tests.support.prefect_server import PrefectServerHandle
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.slow
 
 SECRET = "e2e-generic-secret"
 BAMBOO_KEY = "e2e-bamboo-private-key"
+BOB_KEY = "e2e-hibob-secret-key"
 
 
 @flow(name="joiner")
@@ -105,7 +107,10 @@ def receiver(prefect_server: PrefectServerHandle) -> Iterator[Receiver]:
     """The receiver (real PrefectRunStarter and emit_event) serving over HTTP, with the deployments registered."""
     deployments = asyncio.run(_register_deployments())
     config = WebhookSettings(
-        secret=SecretStr(SECRET), bamboohr_secret=SecretStr(BAMBOO_KEY), start_backoff_seconds=0.1
+        secret=SecretStr(SECRET),
+        bamboohr_secret=SecretStr(BAMBOO_KEY),
+        hibob_secret=SecretStr(BOB_KEY),
+        start_backoff_seconds=0.1,
     )
     yield from (Receiver(url, deployments) for url in _serve(create_app(config)))
 
@@ -229,6 +234,31 @@ async def test_bamboohr_created_starts_joiner(http: httpx.AsyncClient, receiver:
     assert response.status_code == 202, response.text
     [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
     assert str(run.id) == response.json()["accepted"][0]["flow_run_id"]
+
+
+async def test_hibob_created_starts_joiner(http: httpx.AsyncClient, receiver: Receiver) -> None:
+    """A HiBob v2 employee.created signed with Bob-Signature starts one joiner run for that employee, and the
+    re-delivered body starts no second one."""
+    employee_id = str(uuid.uuid4().int % 10**18)
+    body = json.dumps(
+        {
+            "companyId": 636192,
+            "type": "employee.created",
+            "triggeredBy": "3332883804594373380",
+            "triggeredAt": "2026-01-08T13:06:26.915906",
+            "version": "v2",
+            "data": {"employeeId": employee_id},
+        }
+    ).encode()
+    headers = {"Bob-Signature": sign_hibob(BOB_KEY, body), "Content-Type": "application/json"}
+    response = await http.post("/webhooks/hibob", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
+    assert str(run.id) == response.json()["accepted"][0]["flow_run_id"]
+    assert run.parameters == {"employee_id": employee_id}
+    again = await http.post("/webhooks/hibob", content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["accepted"][0]["flow_run_id"] == str(run.id)
+    assert len(await runs_for(employee_id)) == 1
 
 
 def _bad_signature(event_id: str, employee_id: str) -> tuple[bytes, dict[str, str]]:

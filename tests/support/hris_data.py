@@ -10,11 +10,16 @@ Usage::
     people = fake_people(10_000, seed=7)
     broken = break_rows(people, count=100, seed=7)   # {file line: kind of breakage}
     write_csv(tmp_path / "hris.csv", people, bom=True)
+
+    defects = plant_defects(people, count=500, seed=7)   # + one Latin-1 row and one huge field
+    write_csv(tmp_path / "hris.csv", people, latin1_lines={l for l, k in defects.items() if k == "latin1"})
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -29,6 +34,9 @@ __all__ = [
     "break_rows",
     "write_csv",
     "line_of",
+    "DEFECTS",
+    "plant_defects",
+    "all_active",
 ]
 
 # The CSV export connector's default columns: our field names, in one place.
@@ -272,6 +280,79 @@ def break_rows(rows: list[dict[str, str]], *, count: int, seed: int = 0) -> dict
     return broken
 
 
+# Defects an export meets in the wild, beyond BREAKAGES: a date that does not exist, a termination before the
+# hire date, two employees managing each other (one defect, two rows); plus, once each, a row in Latin-1 in a
+# UTF-8 file and a field far over the CSV bound.
+DEFECTS = (*BREAKAGES, "impossible_date", "termination_before_hire", "manager_loop")
+
+
+def all_active(rows: list[dict[str, str]], *, today: date) -> None:
+    """Make every row an active employee hired in the past (so each good row plans a joiner)."""
+    for row in rows:
+        if row["status"] != "active" or row["termination_date"] or row["hire_date"] > today.isoformat():
+            row.update(
+                status="active", termination_date="", hire_date=(today - timedelta(days=30)).isoformat()
+            )
+
+
+def plant_defects(
+    rows: list[dict[str, str]], *, count: int, seed: int = 0, huge_field_chars: int = 10 * 1024 * 1024
+) -> dict[int, str]:
+    """Break ``count`` distinct rows in place: the first is written in Latin-1 (``write_csv(latin1_lines=)``),
+    the second gets a title of ``huge_field_chars`` characters, the rest cycle through :data:`DEFECTS` (a
+    manager loop takes two rows). Returns {file line: kind}; every other row stays valid."""
+    if count < 2:
+        raise ValueError("count must leave room for the Latin-1 row and the huge field")
+    rng = random.Random(seed)
+    picked = sorted(rng.sample(range(1, len(rows)), count))  # row 0 stays intact: it can be duplicated
+    picked_set = set(picked)
+    defects: dict[int, str] = {}
+    queue = list(picked)
+    rng.shuffle(queue)
+    kinds = iter(("latin1", "huge_field", *(DEFECTS[n % len(DEFECTS)] for n in range(count))))
+    while queue:
+        index, kind = queue.pop(), next(kinds)
+        row = rows[index]
+        if kind == "manager_loop" and not queue:
+            kind = "impossible_date"
+        if kind == "latin1":
+            # characters Latin-1 writes as single bytes that are not UTF-8 (and nothing Latin-1 cannot write)
+            row.update(first_name="Zoë", last_name="Weiß")
+        elif kind == "huge_field":
+            row["title"] = "x" * huge_field_chars
+        elif kind == "impossible_date":
+            row["hire_date"] = "2026-02-30"
+        elif kind == "termination_before_hire":
+            hire = date.fromisoformat(row["hire_date"])
+            row.update(status="terminated", termination_date=(hire - timedelta(days=30)).isoformat())
+        elif kind == "manager_loop":
+            other = queue.pop()
+            rows[other]["manager_id"], row["manager_id"] = row["employee_id"], rows[other]["employee_id"]
+            defects[line_of(other)] = kind
+        elif kind == "duplicate_id":
+            source = rng.choice([i for i in range(index) if i not in picked_set] or [0])
+            row["employee_id"] = rows[source]["employee_id"]
+        else:
+            _break_one(row, kind, rng)
+        defects[line_of(index)] = kind
+    return defects
+
+
+def _break_one(row: dict[str, str], kind: str, rng: random.Random) -> None:
+    if kind == "missing_id":
+        row["employee_id"] = ""
+    elif kind == "bad_hire_date":
+        row["hire_date"] = rng.choice(("2024-13-45", "31/12/2023", "yesterday"))
+    elif kind == "bad_termination_date":
+        row["termination_date"] = rng.choice(("2025-00-10", "12.03.2025", "soon"))
+    elif kind == "unknown_status":
+        row["status"] = rng.choice(("retired", "on sabbatical", "??"))
+    elif kind == "missing_first_name":
+        row["first_name"] = "  "
+    elif kind == "missing_last_name":
+        row["last_name"] = ""
+
+
 def write_csv(
     path: str | Path,
     rows: Iterable[Mapping[str, str]],
@@ -279,13 +360,21 @@ def write_csv(
     columns: Sequence[str] = COLUMNS,
     column_map: Mapping[str, str] | None = None,
     bom: bool = False,
+    latin1_lines: Iterable[int] = (),
 ) -> Path:
-    """Write ``rows`` as UTF-8 CSV (optionally with a BOM); ``column_map`` renames our field → header."""
+    """Write ``rows`` as UTF-8 CSV (optionally with a BOM); ``column_map`` renames our field → header; the rows
+    at ``latin1_lines`` (file lines, header = 1) are written in Latin-1 instead, as a broken export would."""
     path = Path(path)
     header = [(column_map or {}).get(c, c) for c in columns]
-    with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([row.get(c, "") for c in columns])
+    latin1 = set(latin1_lines)
+    line = io.StringIO()
+    writer = csv.writer(line)
+    with path.open("wb") as handle:
+        if bom:
+            handle.write(codecs.BOM_UTF8)
+        for number, cells in enumerate([header, *([row.get(c, "") for c in columns] for row in rows)], 1):
+            line.seek(0)
+            line.truncate()
+            writer.writerow(cells)
+            handle.write(line.getvalue().encode("latin-1" if number in latin1 else "utf-8"))
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lifecycle.actions import ActionKind, Plan
-from lifecycle.brake import check_brake, disabling_employees
+from lifecycle.brake import check_brake, check_roster_shrink, disabling_employees
 from lifecycle.policy import MassChangeBrake
 from tests.support.actions import make_action
 
@@ -90,3 +90,53 @@ def test_negative_active_count_is_a_programming_error() -> None:
     """A negative account count is rejected rather than producing a nonsense percentage."""
     with pytest.raises(ValueError, match="must not be negative"):
         check_brake([], -1, BRAKE)
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "tripped"),
+    [
+        (None, 10, False),
+        (0, 0, False),
+        (1000, 1000, False),
+        (1000, 1200, False),
+        (1000, 950, False),
+        (1000, 949, True),
+        (1000, 0, True),
+        (20, 18, True),
+    ],
+    ids=[
+        "first-run",
+        "empty-before",
+        "same",
+        "grew",
+        "at-share",
+        "over-share",
+        "empty-export",
+        "small-company",
+    ],
+)
+def test_roster_shrink_over_the_brake_share_is_refused(
+    previous: int | None, current: int, tripped: bool
+) -> None:
+    """A roster that lost more than max_disable_percent (5%) of the last run's records trips; at the share
+    passes; a first run or a grown roster never trips."""
+    decision = check_roster_shrink(previous, current, BRAKE)
+    assert decision.tripped is tripped and decision.refused is tripped
+    if previous:
+        assert decision.percent == pytest.approx(max(0.0, 100 * (previous - current) / previous))
+
+
+def test_roster_shrink_message_and_override() -> None:
+    """The refusal names the counts and the way out; the override lets it through and says so."""
+    refused = check_roster_shrink(1000, 500, BRAKE)
+    assert refused.refused and "refused the run before planning" in refused.message
+    assert "500 HR record(s), 50.0% fewer than the last run's 1000 (limit 5%)" in refused.message
+    overridden = check_roster_shrink(1000, 500, BRAKE, override=True)
+    assert overridden.tripped and not overridden.refused and "OVERRIDDEN" in overridden.message
+    assert "no earlier run" in check_roster_shrink(None, 3, BRAKE).message
+
+
+def test_roster_shrink_rejects_negative_counts() -> None:
+    """Negative counts are a programming error."""
+    with pytest.raises(ValueError, match="must not be negative"):
+        check_roster_shrink(-1, 3, BRAKE)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import InvalidRecordError, NotFoundError, ResponseValidationError
-from connectors.hris.csv_export import CSVExportHRIS
+from connectors.hris.csv_export import MAX_FIELD_CHARS, CSVExportHRIS
 from connectors.protocols import HRIS
 from models.domain import Employee, EmployeeStatus
 from tests.support.hris_data import break_rows, fake_people, write_csv
@@ -89,12 +89,134 @@ async def test_missing_required_column_is_an_unusable_file(tmp_path: Path) -> No
         await collect(hris(path))
 
 
-async def test_not_utf8_is_rejected(tmp_path: Path) -> None:
-    """A Latin-1 export fails loudly instead of producing mojibake names."""
+async def test_latin1_row_fails_alone_with_its_line_number(tmp_path: Path) -> None:
+    """One Latin-1 row in a UTF-8 export is an InvalidRecordError at its line; the rows around it survive."""
     path = tmp_path / "hris.csv"
-    path.write_bytes((HEADER + "E1,Zoë,X,,,,,,,,,active,2020-01-01,\n").encode("latin-1"))
-    with pytest.raises(ResponseValidationError, match="not UTF-8"):
-        await collect(hris(path))
+    path.write_bytes(
+        HEADER.encode()
+        + b"G1,Grace,Hopper,,,,,,,,,active,2019-05-06,\n"
+        + "E1,Zoë,Weiß,,,,,,,,,active,2020-01-01,\n".encode("latin-1")
+        + "G2,Zoë,Turing,,,,,,,,,active,2018-01-01,\n".encode()
+    )
+    first, bad, last = await collect(hris(path))
+    assert isinstance(first, Employee) and isinstance(last, Employee) and last.first_name == "Zoë"
+    assert isinstance(bad, InvalidRecordError)
+    assert (bad.row, bad.record_id, bad.field) == (3, "E1", "first_name")
+    assert bad.reason.startswith("not valid utf-8 (first_name, last_name)")
+    assert "Zo" not in str(bad)
+
+
+async def test_whole_latin1_export_fails_only_its_non_ascii_rows(tmp_path: Path) -> None:
+    """A Latin-1 export read as UTF-8: rows that are plain ASCII are good, each other row fails alone."""
+    path = tmp_path / "hris.csv"
+    path.write_bytes(
+        (HEADER + "E1,Zoë,X,,,,,,,,,active,2020-01-01,\nE2,Ada,Byron,,,,,,,,,active,2020-01-01,\n").encode(
+            "latin-1"
+        )
+    )
+    bad, good = await collect(hris(path))
+    assert isinstance(bad, InvalidRecordError) and bad.row == 2
+    assert isinstance(good, Employee) and good.employee_id == "E2"
+
+
+async def test_configured_encoding_decodes_a_latin1_export(tmp_path: Path) -> None:
+    """With encoding="latin-1" (TENURE_HRIS__ENCODING) the same bytes are read as the names they are."""
+    path = tmp_path / "hris.csv"
+    path.write_bytes((HEADER + "E1,Zoë,Weiß,,,,,,,,,active,2020-01-01,\n").encode("latin-1"))
+    [employee] = await collect(CSVExportHRIS(path, encoding="latin-1", today=lambda: TODAY))
+    assert isinstance(employee, Employee) and (employee.first_name, employee.last_name) == ("Zoë", "Weiß")
+
+
+def test_encoding_must_keep_ascii_delimiters(tmp_path: Path) -> None:
+    """An encoding that does not spell quote, comma and newline as ASCII cannot be split by line."""
+    with pytest.raises(ValueError, match="utf-16"):
+        CSVExportHRIS(tmp_path / "x.csv", encoding="utf-16")
+    with pytest.raises(ValueError, match="unknown encoding"):
+        CSVExportHRIS(tmp_path / "x.csv", encoding="no-such-codec")
+
+
+async def test_field_over_the_bound_fails_alone_and_a_long_field_under_it_is_read(tmp_path: Path) -> None:
+    """A field longer than MAX_FIELD_CHARS fails its row only; one over Python's default csv limit (131072)
+    but under the bound is read."""
+    long_title = "T" * 200_000
+    huge_title = "x" * (MAX_FIELD_CHARS + 1)
+    path = write_text(
+        tmp_path / "hris.csv",
+        HEADER
+        + f"G1,Grace,Hopper,,,,,{long_title},,,,active,2019-05-06,\n"
+        + f'E1,Ada,Lovelace,,,,,"{huge_title}",,,,active,2020-01-01,\n'
+        + "G2,Alan,Turing,,,,,,,,,active,2018-01-01,\n",
+    )
+    first, bad, last = await collect(hris(path))
+    assert isinstance(first, Employee) and first.title == long_title
+    assert isinstance(last, Employee)
+    assert isinstance(bad, InvalidRecordError)
+    assert (bad.row, bad.record_id, bad.field) == (3, "E1", "title")
+    assert bad.reason == f"title longer than {MAX_FIELD_CHARS} characters"
+
+
+async def test_quoted_line_break_is_kept_and_the_following_line_numbers_too(tmp_path: Path) -> None:
+    """A complete record spanning two lines (a quoted line break) is valid CSV; the next row keeps its own
+    line number."""
+    path = write_text(
+        tmp_path / "hris.csv",
+        HEADER
+        + 'E1,Ada,Lovelace,,,,,"Chief\nEngineer",,,,active,2020-01-01,\n'
+        + "E2,Alan,Turing,,,,,,,,,active,yesterday,\n",
+    )
+    multi, dated = await collect(hris(path))
+    assert isinstance(multi, Employee) and multi.title == "Chief\nEngineer"
+    assert isinstance(dated, InvalidRecordError) and dated.row == 4 and dated.field == "hire_date"
+
+
+async def test_unclosed_quote_is_one_clear_error(tmp_path: Path) -> None:
+    """An unclosed quote swallows the rest of the file into one field: reported once, with its line range."""
+    path = write_text(
+        tmp_path / "hris.csv",
+        HEADER
+        + "G1,Grace,Hopper,,,,,,,,,active,2019-05-06,\n"
+        + 'E1,"Ada,Lovelace,,,,,,,,,active,2020-01-01,\n'
+        + "E2,Alan,Turing,,,,,,,,,active,2018-01-01,\n",
+    )
+    good, broken = await collect(hris(path))
+    assert isinstance(good, Employee)
+    assert isinstance(broken, InvalidRecordError)
+    assert (broken.row, broken.field) == (3, "first_name")
+    assert broken.reason == "first_name runs over lines 3-4 and the row lacks cells: an unclosed quote?"
+
+
+async def test_manager_loops_fail_each_member_once(tmp_path: Path) -> None:
+    """A→B→A and a self-manager are one error per employee on the loop; a chain into a loop is fine."""
+    path = write_text(
+        tmp_path / "hris.csv",
+        HEADER
+        + "A1,Ada,One,,,,,,B1,,,active,2020-01-01,\n"
+        + "B1,Bo,Two,,,,,,A1,,,active,2020-01-01,\n"
+        + "C1,Cy,Three,,,,,,C1,,,active,2020-01-01,\n"
+        + "D1,Di,Four,,,,,,A1,,,active,2020-01-01,\n",
+    )
+    a, b, c, d = await collect(hris(path))
+    assert isinstance(d, Employee) and d.manager_id == "A1"
+    for item, row in ((a, 2), (b, 3), (c, 4)):
+        assert isinstance(item, InvalidRecordError)
+        assert (item.row, item.field) == (row, "manager_id")
+    assert {a.reason, b.reason} == {"manager loop: A1 -> B1 -> A1", "manager loop: B1 -> A1 -> B1"}
+    assert c.reason == "manager loop: C1 -> C1"
+
+
+async def test_termination_before_hire_and_impossible_date_fail(tmp_path: Path) -> None:
+    """2026-02-30 is not a date; a termination before the hire date is not an employment."""
+    path = write_text(
+        tmp_path / "hris.csv",
+        HEADER
+        + "E1,Ada,Lovelace,,,,,,,,,active,2026-02-30,\n"
+        + "E2,Alan,Turing,,,,,,,,,terminated,2024-05-01,2024-04-30\n",
+    )
+    impossible, backwards = await collect(hris(path))
+    assert isinstance(impossible, InvalidRecordError) and impossible.field == "hire_date"
+    assert impossible.reason == "invalid hire_date (expected YYYY-MM-DD)"
+    assert isinstance(backwards, InvalidRecordError) and backwards.field == "termination_date"
+    assert backwards.reason == "termination_date before hire_date"
 
 
 @pytest.mark.parametrize(
