@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from models.db import DatabaseUnavailable, session_scope
 from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
 from tenure.cli.review import kpi_command, review_app
 from tenure.cli.sync import sync_command
+from tenure.export import NeutralCSVWriter
 
 if TYPE_CHECKING:
     from engine.auditor import Auditor
@@ -129,7 +129,7 @@ def audit_export(
                     sys.stdout.write(json.dumps(row, sort_keys=True, default=str) + "\n")
                     continue
                 if writer is None:
-                    writer = csv.DictWriter(sys.stdout, fieldnames=list(row))
+                    writer = NeutralCSVWriter(sys.stdout, fieldnames=list(row))
                     writer.writeheader()
                 writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
     except DatabaseUnavailable as exc:
