@@ -1,16 +1,22 @@
 """Settings from the environment (prefix ``TENURE_``, nested delimiter ``__``) and an optional ``.env``.
 
 Secrets are ``SecretStr``. A secret may also name a Prefect Secret block as ``prefect-block:NAME``;
-:func:`reveal` resolves either form at the moment of use, never earlier.
+:func:`reveal` resolves either form at the moment of use, never earlier. Every secret a ``Settings`` object
+holds, and the database URL's password, is registered with the process-wide scrubber
+(:mod:`connectors.redaction`) for as long as the object lives; a value read from a Secret block is registered
+when it is revealed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.redaction import RUN_LENGTH, Redactor, register_secrets
 
 __all__ = [
     "IdPSettings",
@@ -19,10 +25,12 @@ __all__ = [
     "WebhookSettings",
     "Settings",
     "reveal",
+    "secret_values",
     "load_settings",
 ]
 
 PREFECT_BLOCK_PREFIX = "prefect-block:"
+_REVEALED: list[Redactor] = []  # values read from Secret blocks: registered for the life of the process
 
 
 def reveal(secret: SecretStr | None) -> str | None:
@@ -33,8 +41,30 @@ def reveal(secret: SecretStr | None) -> str | None:
     if value.startswith(PREFECT_BLOCK_PREFIX):
         from prefect.blocks.system import Secret
 
-        return str(Secret.load(value.removeprefix(PREFECT_BLOCK_PREFIX)).get())
+        value = str(Secret.load(value.removeprefix(PREFECT_BLOCK_PREFIX)).get())
+        _REVEALED.append(register_secrets([value]))
     return value
+
+
+def secret_values(model: BaseModel) -> list[str]:
+    """Every secret value ``model`` holds (nested models included; ``prefect-block:`` names left out)."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            if secret and not secret.startswith(PREFECT_BLOCK_PREFIX):
+                found.append(secret)
+        elif isinstance(value, BaseModel):
+            found += secret_values(value)
+    return found
+
+
+def database_password(url: str) -> str | None:
+    """The password in a database URL, if it has one of at least 8 characters (a shorter one would mask
+    ordinary words everywhere; it is still masked wherever it appears inside a URL)."""
+    password = urlsplit(url).password
+    return unquote(password) if password and len(password) >= RUN_LENGTH else None
 
 
 class HTTPTuning(BaseModel):
@@ -130,6 +160,11 @@ class Settings(BaseSettings):
     hris: HRISSettings = Field(default_factory=HRISSettings)
     ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    _scrubber: Redactor | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any) -> None:
+        """Register this object's secrets with the scrubber while it lives."""
+        self._scrubber = register_secrets([*secret_values(self), database_password(self.database_url)])
 
     @field_validator("database_url")
     @classmethod

@@ -12,6 +12,7 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
+from connectors.redaction import install_output_scrubbing, mask_urls
 from models.audit import iter_events, verify
 from models.db import DatabaseUnavailable, session_scope
 from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
@@ -48,6 +49,8 @@ app.command("sync")(sync_command)
 def _masked(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "********" if value.get_secret_value() else "(empty)"
+    if isinstance(value, str):
+        return mask_urls(value)  # e.g. TENURE_DATABASE_URL's password
     if isinstance(value, dict):
         return {k: _masked(v) for k, v in value.items()}
     return value
@@ -253,6 +256,7 @@ _register_subcommands()
 
 def main() -> None:
     """Console-script entry point."""
+    install_output_scrubbing()
     app()
 
 
