@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -133,7 +134,7 @@ async def test_generic_event_starts_mapped_deployment(event_type: str, deploymen
     [request] = recorder.requests
     assert request.deployment == deployment
     assert request.parameters == {"employee_id": "E42"}
-    assert request.idempotency_key == "hris:generic:evt-1"
+    assert request.idempotency_key == f"hris:generic:evt-1:{hashlib.sha256(body).hexdigest()[:16]}"
     assert request.name == f"{deployment.split('/')[0]}-E42"
     assert response.json()["flow_run_id"] and response.json()["duplicate"] is False
     [event] = recorder.events
@@ -237,11 +238,11 @@ async def test_replay_guard_forgets_after_ttl() -> None:
         starts.append("run")
         return f"run-{len(starts)}"
 
-    assert await guard.run_once("generic:e1", start) == ("run-1", False)
+    assert await guard.run_once("generic:e1", "d1", start) == ("run-1", False)
     now[0] = 599.0
-    assert await guard.run_once("generic:e1", start) == ("run-1", True)
+    assert await guard.run_once("generic:e1", "d1", start) == ("run-1", True)
     now[0] = 601.0
-    assert await guard.run_once("generic:e1", start) == ("run-2", False)
+    assert await guard.run_once("generic:e1", "d2", start) == ("run-2", False)
     assert len(starts) == 2
 
 
@@ -425,7 +426,9 @@ async def test_bamboohr_event_based_created_starts_joiner() -> None:
     assert response.status_code == 202
     [request] = recorder.requests
     assert (request.deployment, request.parameters) == ("joiner/tenure", {"employee_id": "67890"})
-    assert request.idempotency_key.startswith("hris:bamboohr:") and request.idempotency_key.endswith(":67890")
+    assert request.event.idempotency_key.startswith("hris:bamboohr:")
+    assert request.event.idempotency_key.endswith(":67890")
+    assert request.idempotency_key.startswith(request.event.idempotency_key + ":")
 
 
 async def test_bamboohr_field_based_maps_each_employee() -> None:
