@@ -197,9 +197,10 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: render what we can, never drop the record
             message = str(record.msg)
+            record.args = None
         redacted = self.redact(message)
-        if redacted != message or record.args:
-            record.msg, record.args = redacted, None
+        if redacted != message:
+            self._redact_message(record, redacted)
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
@@ -207,6 +208,21 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         return True
+
+    def _redact_message(self, record: logging.LogRecord, redacted: str) -> None:
+        """Scrub the text arguments in place when that suffices, keeping ``args`` for formatters that read
+        them (uvicorn's access log unpacks them); else the rendered, scrubbed message replaces both."""
+        args = record.args
+        if isinstance(args, tuple) and isinstance(record.msg, str):
+            scrubbed = tuple(self.redact(a) if isinstance(a, str) else a for a in args)
+            try:
+                rendered = self.redact(record.msg) % scrubbed
+            except (TypeError, ValueError):
+                rendered = None
+            if rendered is not None and self.redact(rendered) == rendered:
+                record.msg, record.args = self.redact(record.msg), scrubbed
+                return
+        record.msg, record.args = redacted, None
 
 
 _GLOBAL_FILTER = RedactingFilter()

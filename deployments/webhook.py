@@ -73,7 +73,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -611,6 +611,9 @@ def create_app(
         except WebhookRejected as rejected:
             log.warning("rejected %s webhook: %s (HTTP %d)", source, rejected.reason, rejected.status_code)
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status_code)
+        except ClientDisconnect:  # e.g. closed by the server's body timeout (deployments/webhook_server.py)
+            log.debug("%s webhook: the client went away before its request was read", source)
+            return JSONResponse({"error": "request not received"}, status_code=400)
         except RunStartUnavailable as exc:
             log.error("%s webhook not processed, answering 503: %s", source, exc)
             return JSONResponse(

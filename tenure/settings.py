@@ -145,6 +145,13 @@ class WebhookSettings(BaseModel):
         default=3, ge=1, le=10
     )  # Prefect API tries (each ~1.5 s when down) before 503
     start_backoff_seconds: float = Field(default=0.5, ge=0)
+    # Abuse limits of `tenure webhook serve` (deployments/webhook_server.py): a request's headers must arrive
+    # within header_timeout_seconds, its body within body_timeout_seconds after them; at most max_connections
+    # at once (lowered to fit the open-file limit).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    keepalive_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
 
 
 class Settings(BaseSettings):

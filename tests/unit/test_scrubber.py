@@ -153,3 +153,23 @@ def test_database_password_is_a_registered_secret(monkeypatch: pytest.MonkeyPatc
 
 def test_redactor_repr_shows_nothing() -> None:
     assert TOKEN not in repr(Redactor([TOKEN]))
+
+
+def test_log_record_arguments_keep_their_shape() -> None:
+    """A secret in one text argument is scrubbed in place, so formatters that unpack ``args`` (uvicorn's access
+    log) still work; nothing clean is touched."""
+    held = register_secrets([TOKEN])
+    record = logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4", "GET", f"/x?t={TOKEN}", "1.1", 200),
+        None,
+    )
+    clean = logging.getLogger("x").makeRecord("x", logging.INFO, __file__, 1, "%s %d", ("plain", 3), None)
+    del held
+    assert isinstance(record.args, tuple) and len(record.args) == 5 and record.args[4] == 200
+    assert leaked_runs(record.getMessage(), TOKEN) == [] and "GET /x?t=***" in record.getMessage()
+    assert clean.args == ("plain", 3)

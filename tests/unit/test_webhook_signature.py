@@ -560,14 +560,14 @@ async def test_prefect_starter_retries_then_gives_up() -> None:
     assert sleeps == [0.25]
 
 
-def test_cli_serve_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`webhook serve --host --port` hands the app to uvicorn with those values."""
+def test_cli_serve_runs_the_guarded_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`webhook serve --host --port` hands the app to the guarded uvicorn server with those values."""
     calls: list[dict[str, Any]] = []
-    import uvicorn
+    from deployments import webhook_server
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setattr(webhook_server, "serve", lambda app, **kw: calls.append({"app": app, **kw}))
     monkeypatch.setenv("TENURE_WEBHOOK__SECRET", SECRET)
     result = CliRunner().invoke(webhook_cli.app, ["serve", "--host", "127.0.0.1", "--port", "18042"])
     assert result.exit_code == 0, result.output
     assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 18042
-    assert hasattr(calls[0]["app"], "router")
+    assert hasattr(calls[0]["app"], "router") and calls[0]["settings"].header_timeout_seconds == 10
