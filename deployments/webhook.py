@@ -76,9 +76,9 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from tenure.auditor import Auditor
 
 from models.audit import Outcome
-from tenure.auditor import Auditor
 from tenure.settings import Settings, WebhookSettings, reveal
 
 __all__ = [

@@ -20,6 +20,7 @@ from lifecycle.actions import Action, ActionKind
 from lifecycle.policy import load_policy
 from models.audit import Outcome
 from models.domain import Account
+from tenure.checkpoint import write_checkpoint
 from tenure.compose import open_connectors
 from tenure.settings import load_settings
 
@@ -103,6 +104,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
         f"{len(report.failed)} failed, {report.count(Outcome.SKIPPED)} skipped"
     )
     logger.info(summary)
+    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     if not report.ok:
         failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
         return Failed(message=f"{summary}. {report.error or failed}")

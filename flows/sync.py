@@ -22,6 +22,7 @@ from engine.preflight import MissingGroups
 from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
+from tenure.checkpoint import write_checkpoint
 from tenure.compose import open_connectors
 from tenure.settings import load_settings
 
@@ -137,4 +138,5 @@ async def sync(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )
     logger.info(report.summary())
+    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     return _outcome(report)

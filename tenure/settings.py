@@ -23,6 +23,7 @@ __all__ = [
     "HRISSettings",
     "TicketingSettings",
     "WebhookSettings",
+    "AuditSettings",
     "Settings",
     "reveal",
     "secret_values",
@@ -154,6 +155,22 @@ class WebhookSettings(BaseModel):
     max_connections: int = Field(default=100, ge=1, le=10_000)
 
 
+class AuditSettings(BaseModel):
+    """Anchoring the audit chain's end (``tenure/checkpoint.py``): the HMAC-SHA256 key the checkpoints are signed
+    with (never stored in the audit database; may name a Prefect Secret block) and where they are appended."""
+
+    checkpoint_key: SecretStr | None = None
+    checkpoint_dir: Path = Path(".tenure/checkpoints")
+
+    @field_validator("checkpoint_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        value = key.get_secret_value() if key is not None else ""
+        if value and not value.startswith(PREFECT_BLOCK_PREFIX) and len(value) < 16:
+            raise ValueError("must be at least 16 characters (32 random bytes, hex or base64, recommended)")
+        return key
+
+
 class Settings(BaseSettings):
     """Everything Tenure is configured with. Defaults give the embedded setup under ``.tenure/``."""
 
@@ -167,6 +184,7 @@ class Settings(BaseSettings):
     hris: HRISSettings = Field(default_factory=HRISSettings)
     ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     _scrubber: Redactor | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:

@@ -348,6 +348,7 @@ async def test_tampering_with_a_real_runs_audit_trail_is_detected(
 # ----------------------------------------------------------------------------------- a hostile peer (issue 16)
 
 HOSTILE_TOKEN = "TOKv4lue/SECRET+Hq7Wn2~Pz9.Xc4_Lm8"
+CHECKPOINT_KEY = "ckptKEY-Bv6Nm3Qw8Er1-neverlog"
 HOSTILE_POLICY = """
 naming: {username: "{given}.{last}", email_domain: example.com}
 birthright: [{groups: [all-staff]}]
@@ -451,6 +452,8 @@ def test_a_hostile_peer_echoing_the_token_leaves_no_piece_of_it_anywhere(tmp_pat
             "TENURE_IDP__BASE_URL": f"http://127.0.0.1:{server.server_address[1]}/scim/v2/",
             "TENURE_IDP__TOKEN": HOSTILE_TOKEN,
             "TENURE_IDP__MAX_ATTEMPTS": "1",
+            "TENURE_AUDIT__CHECKPOINT_KEY": CHECKPOINT_KEY,
+            "TENURE_AUDIT__CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
         }
         outputs = {
             "sync": _cli(env, "sync", "--full"),
@@ -465,6 +468,10 @@ def test_a_hostile_peer_echoing_the_token_leaves_no_piece_of_it_anywhere(tmp_pat
     assert outputs["sync"].returncode == 1 and outputs["apply"].returncode == 1
     assert outputs["export jsonl"].stdout.count('"idp.user.create"') >= 5
     assert "failed" in outputs["sync"].stderr
+    # sync and apply each ended by anchoring the chain (tenure/checkpoint.py), the last at its full length
+    checkpoints = [json.loads(line) for line in (tmp_path / "checkpoints/checkpoints.jsonl").open()]
+    assert len(checkpoints) == 2
+    assert checkpoints[-1]["seq"] == len(outputs["export jsonl"].stdout.splitlines())
     haystacks = {
         f"{name} {stream}": getattr(result, stream)
         for name, result in outputs.items()
@@ -472,5 +479,10 @@ def test_a_hostile_peer_echoing_the_token_leaves_no_piece_of_it_anywhere(tmp_pat
     }
     for path in database.parent.glob(database.name + "*"):  # the database and any -wal/-journal file
         haystacks[path.name] = path.read_bytes().decode("utf-8", "replace")
-    leaks = {where: runs for where, text in haystacks.items() if (runs := leaked_runs(text, HOSTILE_TOKEN))}
+    leaks = {
+        f"{where} ({secret[:3]}…)": runs
+        for where, text in haystacks.items()
+        for secret in (HOSTILE_TOKEN, CHECKPOINT_KEY)
+        if (runs := leaked_runs(text, secret))
+    }
     assert leaks == {}
