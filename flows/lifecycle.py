@@ -11,6 +11,7 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
 from connectors.errors import ConnectorError
+from connectors.redaction import scrub
 from engine.applier import ActionResult, Applier, ApplyReport, Step
 from engine.auditor import Auditor
 from engine.preflight import MissingGroups
@@ -95,7 +96,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     if report.event not in (event, "none") and event != "reconcile":
         logger.info("asked for %s, but the HR record makes this a %s", event, report.event)
     await create_markdown_artifact(
-        markdown=report.markdown(),
+        markdown=scrub(report.markdown()),
         key=_artifact_key(employee_id),
         description=f"{event} {employee_id}: what changed",
     )
@@ -107,7 +108,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     if not report.ok:
         failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
-        return Failed(message=f"{summary}. {report.error or failed}")
+        return Failed(message=scrub(f"{summary}. {report.error or failed}"))
     return Completed(message=summary)
 
 

@@ -16,6 +16,7 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
+from connectors.redaction import scrub
 from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import MissingGroups
@@ -62,7 +63,7 @@ def _outcome(report: SyncReport) -> State:
     if report.refused and report.brake is not None:
         return Failed(message=report.brake.message)
     if not report.ok:
-        shown = "; ".join(report.failures[:MAX_FAILURES_IN_MESSAGE])
+        shown = scrub("; ".join(report.failures[:MAX_FAILURES_IN_MESSAGE]))
         more = len(report.failures) - MAX_FAILURES_IN_MESSAGE
         return Failed(message=f"{summary}. Failures: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     return Completed(message=summary)
