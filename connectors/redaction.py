@@ -18,7 +18,7 @@ Registration is weak: :func:`register_secrets` returns the :class:`Redactor`, an
 while the caller holds it (an ``APIClient`` for its client's life, ``Settings`` for theirs). Where it applies:
 every log record, at creation (:func:`install_log_redaction` wraps the log record factory, so every logger and
 handler is covered, Prefect's API log handler included); connector errors (``APIClient.scrub``); audit rows
-(``tenure.auditor``); console output (:func:`install_output_scrubbing` on the CLI's stdout and stderr).
+(``engine.auditor``); console output (:func:`install_output_scrubbing` on the CLI's stdout and stderr).
 """
 
 from __future__ import annotations

@@ -76,8 +76,9 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tenure.auditor import Auditor
 
+from engine.applier import Applier
+from engine.auditor import Auditor
 from models.audit import Outcome
 from tenure.settings import Settings, WebhookSettings, reveal
 
@@ -508,7 +509,11 @@ def create_app(
     generic_secret = _Secret(config.secret)
     bamboohr_secret = _Secret(config.bamboohr_secret, config.secret)
     guard = ReplayGuard(ttl=2 * config.max_skew_seconds)
-    auditor = Auditor(settings.database_url, actor="webhook") if isinstance(settings, Settings) else None
+    evidence = (  # the one door for audit rows (engine.applier); the receiver only ever notes evidence
+        Applier(auditor=Auditor(settings.database_url, actor="webhook"))
+        if isinstance(settings, Settings)
+        else None
+    )
 
     def secret_or_reject(secret: _Secret, source: str) -> str:
         value = secret.get()
@@ -535,10 +540,10 @@ def create_app(
         """Audit a second body under an accepted event id; the answer is 409."""
         event = request.event
         log.warning("%s event %s replayed with a different body: refused (409)", event.source, event.event_id)
-        if auditor is not None:
+        if evidence is not None:
             try:
                 await asyncio.to_thread(
-                    auditor.record,
+                    evidence.note,
                     action="webhook.replay.conflict",
                     target_system=event.source,
                     employee_id=event.employee_id,
