@@ -478,7 +478,8 @@ def test_a_hostile_peer_echoing_the_token_leaves_no_piece_of_it_anywhere(tmp_pat
         for stream in ("stdout", "stderr")
     }
     for path in database.parent.glob(database.name + "*"):  # the database and any -wal/-journal file
-        haystacks[path.name] = path.read_bytes().decode("utf-8", "replace")
+        if path.is_file():
+            haystacks[path.name] = path.read_bytes().decode("utf-8", "replace")
     leaks = {
         f"{where} ({secret[:3]}…)": runs
         for where, text in haystacks.items()
