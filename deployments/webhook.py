@@ -77,10 +77,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from connectors.redaction import register_secrets
 from engine.applier import Applier
 from engine.auditor import Auditor
 from models.audit import Outcome
-from tenure.settings import Settings, WebhookSettings, reveal
+from tenure.compose import register_settings_secrets
+from tenure.settings import Settings, WebhookSettings, reveal, secret_values
 
 __all__ = [
     "EventKind",
@@ -509,6 +511,11 @@ def create_app(
     generic_secret = _Secret(config.secret)
     bamboohr_secret = _Secret(config.bamboohr_secret, config.secret)
     guard = ReplayGuard(ttl=2 * config.max_skew_seconds)
+    scrubber = (  # the receiver's secrets (and the database password) masked wherever its text goes
+        register_settings_secrets(settings)
+        if isinstance(settings, Settings)
+        else register_secrets(secret_values(config))
+    )
     evidence = (  # the one door for audit rows (engine.applier); the receiver only ever notes evidence
         Applier(auditor=Auditor(settings.database_url, actor="webhook"))
         if isinstance(settings, Settings)
@@ -665,4 +672,5 @@ def create_app(
         ]
     )
     app.state.replay_guard = guard
+    app.state.scrubber = scrubber  # registered while the app lives
     return app

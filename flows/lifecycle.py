@@ -16,6 +16,7 @@ from engine.applier import ActionResult, Applier, ApplyReport, Step
 from engine.auditor import Auditor
 from engine.preflight import MissingGroups
 from engine.reconcile import reconcile
+from flows.anchoring import publish_checkpoint
 from flows.orchestration import approve_in_ui, in_deployment, run_identity, schedule_reconcile
 from lifecycle.actions import Action, ActionKind
 from lifecycle.policy import load_policy
@@ -105,7 +106,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
         f"{len(report.failed)} failed, {report.count(Outcome.SKIPPED)} skipped"
     )
     logger.info(summary)
-    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     if not report.ok:
         failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
         return Failed(message=scrub(f"{summary}. {report.error or failed}"))

@@ -21,6 +21,7 @@ from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import MissingGroups
 from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
+from flows.anchoring import publish_checkpoint
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
 from tenure.checkpoint import write_checkpoint
@@ -139,5 +140,5 @@ async def sync(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )
     logger.info(report.summary())
-    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     return _outcome(report)

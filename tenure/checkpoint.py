@@ -6,9 +6,9 @@ of those is a valid chain. A checkpoint anchors the end: ``{"v": 1, "seq", "head
 event's seq and hash at a moment, signed with HMAC-SHA256 under ``TENURE_AUDIT__CHECKPOINT_KEY`` (a key the
 audit database does not hold; it may name a Prefect Secret block, ``prefect-block:NAME``). Checkpoints are
 appended, one JSON line each, to ``<TENURE_AUDIT__CHECKPOINT_DIR>/checkpoints.jsonl`` (opened ``O_APPEND``; Tenure
-never rewrites it) and, inside a Prefect flow run, published as the markdown artifact ``tenure-audit-checkpoint``
-(Prefect's database: a second place). :func:`write_checkpoint` is called at the end of ``tenure sync``/``apply``
-and of the sync and lifecycle flows, and on demand by ``tenure audit checkpoint``.
+never rewrites it); the flows also publish it as the markdown artifact ``tenure-audit-checkpoint`` of their run
+(Prefect's database: a second place; ``flows/anchoring.py``). :func:`write_checkpoint` is called at the end of
+``tenure sync``/``apply`` and of the sync and lifecycle flows, and on demand by ``tenure audit checkpoint``.
 
 :func:`check_anchor` (``tenure audit verify``) takes the checkpoint with the highest seq (so a replayed older
 line does not lower the bar) and reports: a **wipe** (no events, the checkpoint says there were), a **truncated**
@@ -41,7 +41,6 @@ from tenure.settings import Settings, reveal
 
 __all__ = [
     "CHECKPOINT_FILE",
-    "ARTIFACT_KEY",
     "Checkpoint",
     "CheckpointError",
     "AnchorResult",
@@ -52,7 +51,6 @@ __all__ = [
 
 log = logging.getLogger("tenure.checkpoint")
 CHECKPOINT_FILE = "checkpoints.jsonl"
-ARTIFACT_KEY = "tenure-audit-checkpoint"
 VERSION = 1
 KEY_SETTING = "TENURE_AUDIT__CHECKPOINT_KEY"
 
@@ -114,9 +112,9 @@ def _head(session: Session) -> tuple[int, str]:
 def write_checkpoint(
     settings: Settings, *, now: datetime | None = None, required: bool = False
 ) -> Checkpoint | None:
-    """Sign the chain's current end and append it to the checkpoint file (and, in a flow run, publish it as an
-    artifact). Without a key, or when the file cannot be written, returns None (logging a warning for the
-    latter) so that a run's end never fails for it; ``required=True`` raises CheckpointError instead."""
+    """Sign the chain's current end and append it to the checkpoint file. Without a key, or when the file cannot
+    be written, returns None (logging a warning for the latter) so that a run's end never fails for it;
+    ``required=True`` raises CheckpointError instead."""
     key: bytes | None = None
     try:
         key = _key(settings)
@@ -133,7 +131,6 @@ def write_checkpoint(
         if key is not None:
             log.warning("audit checkpoint not written: %s", exc)
         return None
-    _publish(checkpoint)
     return checkpoint
 
 
@@ -149,26 +146,6 @@ def _append(path: Path, line: str) -> None:
             os.close(fd)
     except OSError as exc:
         raise CheckpointError(f"cannot append to {path}: {exc.strerror or type(exc).__name__}") from None
-
-
-def _publish(checkpoint: Checkpoint) -> None:
-    """Inside a Prefect flow run, the checkpoint as a markdown artifact too (a second place to find it)."""
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
-        return
-    from prefect.artifacts import create_markdown_artifact
-
-    try:
-        create_markdown_artifact(
-            markdown=f"Audit chain end: seq {checkpoint.seq}, head `{checkpoint.head}`, at {checkpoint.at}.\n\n"
-            f"```json\n{checkpoint.line()}\n```\n",
-            key=ARTIFACT_KEY,
-            description=f"signed audit checkpoint, seq {checkpoint.seq}",
-            _sync=True,  # type: ignore[call-arg]  # prefect's async_dispatch: the sync client, also in a flow
-        )
-    except Exception as exc:  # the file is the checkpoint; the artifact is a copy
-        log.warning("audit checkpoint artifact not published: %s", type(exc).__name__)
 
 
 def read_checkpoints(path: Path, key: bytes) -> tuple[list[Checkpoint], list[str]]:

@@ -1,22 +1,18 @@
 """Settings from the environment (prefix ``TENURE_``, nested delimiter ``__``) and an optional ``.env``.
 
 Secrets are ``SecretStr``. A secret may also name a Prefect Secret block as ``prefect-block:NAME``;
-:func:`reveal` resolves either form at the moment of use, never earlier. Every secret a ``Settings`` object
-holds, and the database URL's password, is registered with the process-wide scrubber
-(:mod:`connectors.redaction`) for as long as the object lives; a value read from a Secret block is registered
-when it is revealed.
+:func:`reveal` resolves either form at the moment of use, never earlier. :func:`secret_values` (with the
+database URL's password, :func:`database_password`) is what the composition root registers with the scrubber.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from connectors.redaction import RUN_LENGTH, Redactor, register_secrets
 
 __all__ = [
     "IdPSettings",
@@ -27,11 +23,12 @@ __all__ = [
     "Settings",
     "reveal",
     "secret_values",
+    "database_password",
     "load_settings",
 ]
 
 PREFECT_BLOCK_PREFIX = "prefect-block:"
-_REVEALED: list[Redactor] = []  # values read from Secret blocks: registered for the life of the process
+MIN_MASKED_PASSWORD_LENGTH = 8  # the scrubber's run length (connectors.redaction.RUN_LENGTH)
 
 
 def reveal(secret: SecretStr | None) -> str | None:
@@ -42,8 +39,7 @@ def reveal(secret: SecretStr | None) -> str | None:
     if value.startswith(PREFECT_BLOCK_PREFIX):
         from prefect.blocks.system import Secret
 
-        value = str(Secret.load(value.removeprefix(PREFECT_BLOCK_PREFIX)).get())
-        _REVEALED.append(register_secrets([value]))
+        return str(Secret.load(value.removeprefix(PREFECT_BLOCK_PREFIX)).get())
     return value
 
 
@@ -65,7 +61,7 @@ def database_password(url: str) -> str | None:
     """The password in a database URL, if it has one of at least 8 characters (a shorter one would mask
     ordinary words everywhere; it is still masked wherever it appears inside a URL)."""
     password = urlsplit(url).password
-    return unquote(password) if password and len(password) >= RUN_LENGTH else None
+    return unquote(password) if password and len(password) >= MIN_MASKED_PASSWORD_LENGTH else None
 
 
 class HTTPTuning(BaseModel):
@@ -185,11 +181,6 @@ class Settings(BaseSettings):
     ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
-    _scrubber: Redactor | None = PrivateAttr(default=None)
-
-    def model_post_init(self, context: Any) -> None:
-        """Register this object's secrets with the scrubber while it lives."""
-        self._scrubber = register_secrets([*secret_values(self), database_password(self.database_url)])
 
     @field_validator("database_url")
     @classmethod

@@ -13,10 +13,11 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
+from flows.anchoring import ARTIFACT_KEY
 from flows.lifecycle import joiner
 from models.audit import AuditEvent
 from models.db import session_scope
-from tenure.checkpoint import ARTIFACT_KEY, CHECKPOINT_FILE
+from tenure.checkpoint import CHECKPOINT_FILE
 from tenure.cli import app
 from tests.e2e.test_lifecycle_prefect import tenure_env  # noqa: F401 - the fixture, shared
 

@@ -469,7 +469,9 @@ def test_a_hostile_peer_echoing_the_token_leaves_no_piece_of_it_anywhere(tmp_pat
     assert outputs["export jsonl"].stdout.count('"idp.user.create"') >= 5
     assert "failed" in outputs["sync"].stderr
     # sync and apply each ended by anchoring the chain (tenure/checkpoint.py), the last at its full length
-    checkpoints = [json.loads(line) for line in (tmp_path / "checkpoints/checkpoints.jsonl").open()]
+    checkpoints = [
+        json.loads(line) for line in (tmp_path / "checkpoints/checkpoints.jsonl").read_text().splitlines()
+    ]
     assert len(checkpoints) == 2
     assert checkpoints[-1]["seq"] == len(outputs["export jsonl"].stdout.splitlines())
     haystacks = {

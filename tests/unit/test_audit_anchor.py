@@ -191,8 +191,10 @@ def test_an_unwritable_directory_is_a_clear_error(anchored: tuple[str, Path]) ->
 
 
 def test_the_key_is_a_registered_secret(anchored: tuple[str, Path]) -> None:
-    """The checkpoint key is a SecretStr like every other: masked by the scrubber while settings live."""
+    """The checkpoint key is a SecretStr like every other: registered with the scrubber with the settings."""
     from connectors.redaction import scrub
+    from tenure.compose import register_settings_secrets
 
-    settings = load_settings()
-    assert scrub(f"key={KEY}") == "key=***" and settings.audit.checkpoint_key is not None
+    held = register_settings_secrets(load_settings())
+    assert scrub(f"key={KEY}") == "key=***"
+    del held

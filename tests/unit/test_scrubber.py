@@ -140,15 +140,17 @@ def test_config_check_masks_the_database_password(monkeypatch: pytest.MonkeyPatc
     assert leaked_runs(result.output, password) == []
 
 
-def test_database_password_is_a_registered_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loaded settings register the database password (8+ characters) like every other secret."""
+def test_a_commands_settings_secrets_are_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The composition root registers every secret of the settings, the database password (8+ characters)
+    included, while the returned handle is held (a command holds it for its run, open_connectors for its own)."""
+    from tenure.compose import register_settings_secrets
     from tenure.settings import load_settings
 
     monkeypatch.setenv("TENURE_DATABASE_URL", "postgresql://tenure:Another-db-Pw-77@db/tenure")
     monkeypatch.setenv("TENURE_IDP__TOKEN", TOKEN)
-    settings = load_settings()
+    held = register_settings_secrets(load_settings())
     assert scrub(f"auth failed for Another-db-Pw-77 with {TOKEN}") == "auth failed for *** with ***"
-    del settings
+    del held
 
 
 def test_redactor_repr_shows_nothing() -> None:
