@@ -15,26 +15,24 @@
   :func:`parse_model` (a response body into a pydantic model, or ResponseValidationError) and :class:`ClosesAPI`
   (``aclose`` and ``async with`` for a connector holding ``self.api``).
 
-Redaction covers three places: our own messages (explicit ``Redactor`` calls), every exception we raise
-(message and ``args``), and the records of the ``httpx``/``httpcore`` loggers (httpx logs each request's full URL,
-userinfo and query included, at INFO): each :class:`APIClient` registers its secrets with one process-wide
-:class:`RedactingFilter` installed on those loggers, which also masks URL userinfo and sensitive query values.
+Redaction is the one scrubber of :mod:`connectors.redaction`: each :class:`APIClient` registers its secrets
+there for its lifetime, which covers our own messages, every exception we raise (message and ``args``), an
+error body (scrubbed *before* it is cut to 300 characters) and every log record, httpx's own included (it logs
+each request's full URL, userinfo and query, at INFO).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import logging
 import random
 import re
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -50,9 +48,18 @@ from connectors.errors import (
     ResponseValidationError,
     RetryableAPIError,
 )
+from connectors.redaction import (
+    RedactingFilter,
+    Redactor,
+    cut,
+    install_log_redaction,
+    register_secrets,
+    scrub,
+)
 
 __all__ = [
     "USER_AGENT",
+    "ERROR_DETAIL_LENGTH",
     "TokenAuth",
     "build_client",
     "redact_url",
@@ -80,22 +87,7 @@ log = logging.getLogger("tenure.http")
 USER_AGENT = "tenure/0.1 (+https://github.com/tenure-dev/tenure)"
 MAX_RETRY_AFTER_SECONDS = 120.0
 _SENSITIVE_QUERY = re.compile(r"(token|key|secret|password|passwd|sig|signature|auth|code)", re.IGNORECASE)
-# In free text (log lines): ``name=value`` where name looks sensitive, and ``scheme://user:pass@`` userinfo.
-_SENSITIVE_PAIR = re.compile(
-    r"([?&;\s][\w.\-]*(?:token|key|secret|password|passwd|sig|signature|auth|code)[\w.\-]*=)([^&\s\"'>]+)",
-    re.IGNORECASE,
-)
-_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^/@\s]+@", re.IGNORECASE)
-# Loggers whose records we filter: httpx logs full request URLs; httpcore's trace logs carry request objects.
-_THIRD_PARTY_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "tenure.http",
-)
+ERROR_DETAIL_LENGTH = 300  # characters of an error body kept in the error (after scrubbing)
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 # 501 Not Implemented / 505 HTTP Version Not Supported (RFC 9110 §15.6.2, §15.6.6) will not get better by waiting.
@@ -162,92 +154,6 @@ def redact_url(url: str | httpx.URL) -> str:
 def basic_auth_secrets(user: str, password: str | None) -> list[str]:
     """What to redact for HTTP Basic auth: the password and ``user:password`` (whose base64 is the header)."""
     return [password, f"{user}:{password}"] if password else []
-
-
-class Redactor:
-    """Replaces known secret values with ``***`` in any text: the value itself, its percent-encodings (as it
-    appears in a URL query) and its base64 encoding (as it appears in a Basic ``Authorization`` header)."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        values: set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                values.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
-                values.add(base64.b64encode(secret.encode()).decode().rstrip("="))
-        self._pattern = (
-            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
-            if values
-            else None
-        )
-
-    def __bool__(self) -> bool:
-        return self._pattern is not None
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub("***", text) if self._pattern else text
-
-    def __repr__(self) -> str:
-        return "Redactor(***)"
-
-
-def _mask_urls(text: str) -> str:
-    """Masks URL userinfo and ``token=...``-style query values in free text."""
-    return _SENSITIVE_PAIR.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts every record's rendered message: the secrets of each registered
-    :class:`Redactor` (held weakly, so a closed client's secrets are dropped with it), URL userinfo and
-    sensitive query values. The exception text of a record is redacted too."""
-
-    def __init__(self, *redactors: Redactor) -> None:
-        super().__init__()
-        self._redactors: weakref.WeakSet[Redactor] = weakref.WeakSet(redactors)
-
-    @property
-    def redactor(self) -> Redactor | None:
-        """The first registered redactor (kept for callers of the single-redactor form)."""
-        return next(iter(self._redactors), None)
-
-    def add(self, redactor: Redactor) -> None:
-        if redactor:
-            self._redactors.add(redactor)
-
-    def redact(self, text: str) -> str:
-        for redactor in list(self._redactors):
-            text = redactor(text)
-        return _mask_urls(text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: render what we can, never drop the record
-            message = str(record.msg)
-        redacted = self.redact(message)
-        if redacted != message or record.args:
-            record.msg, record.args = redacted, None
-        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        return True
-
-
-_GLOBAL_FILTER = RedactingFilter()
-
-
-def install_log_redaction(
-    redactor: Redactor | None = None, *, loggers: Iterable[str] = ()
-) -> RedactingFilter:
-    """Registers ``redactor`` with the process-wide filter and makes sure that filter sits on the httpx/httpcore
-    loggers (and on ``loggers``). Idempotent; returns the filter."""
-    if redactor is not None:
-        _GLOBAL_FILTER.add(redactor)
-    for name in (*_THIRD_PARTY_LOGGERS, *loggers):
-        target = logging.getLogger(name)
-        if _GLOBAL_FILTER not in target.filters:
-            target.addFilter(_GLOBAL_FILTER)
-    return _GLOBAL_FILTER
 
 
 def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -> float | None:
@@ -411,8 +317,7 @@ class APIClient:
         self.max_attempts = max_attempts
         self.limiter = RateLimiter(requests_per_second, max_concurrency)
         self._secrets: list[str | None] = list(secrets)
-        self.redact = Redactor(self._secrets)
-        install_log_redaction(self.redact)
+        self.redact = register_secrets(self._secrets)  # registered while this client lives
         self.sleep = sleep
         self.backoff_base = backoff_base
         self.calls: dict[str, int] = {}  # "METHOD" -> count of requests actually sent (for benchmarks/tests)
@@ -427,8 +332,7 @@ class APIClient:
     def add_secrets(self, *secrets: str | None) -> None:
         """Also redact ``secrets`` from now on (a bearer token obtained at run time)."""
         self._secrets = [*self._secrets, *secrets]
-        self.redact = Redactor(self._secrets)
-        install_log_redaction(self.redact)
+        self.redact = register_secrets(self._secrets)
 
     @property
     def writes(self) -> int:
@@ -448,12 +352,12 @@ class APIClient:
                 response = await self.client.request(method, url, **kwargs)
             except httpx.TimeoutException:
                 raise NetworkError(
-                    self.redact(f"{method} {redact_url(self.client.base_url.join(url))} timed out"),
+                    scrub(f"{method} {redact_url(self.client.base_url.join(url))} timed out"),
                     source=self.source,
                 ) from None  # httpx's own text can carry the full URL: never chain it
             except httpx.TransportError as exc:
                 raise NetworkError(
-                    self.redact(
+                    scrub(
                         f"{method} {redact_url(self.client.base_url.join(url))} failed: {type(exc).__name__}"
                     ),
                     source=self.source,
@@ -461,7 +365,7 @@ class APIClient:
         log.debug(
             "%s %s -> %s in %.0f ms",
             method,
-            self.redact(redact_url(response.request.url)),
+            redact_url(response.request.url),
             response.status_code,
             (time.monotonic() - started) * 1000,
         )
@@ -476,11 +380,11 @@ class APIClient:
         return response
 
     def scrub(self, exc: ConnectorError) -> ConnectorError:
-        """The same error with its message (and ``args``) redacted, and the ``auth_hint`` on an
+        """The same error with its message (and ``args``) scrubbed, and the ``auth_hint`` on an
         AuthenticationError; returns it for ``raise``."""
         if isinstance(exc, AuthenticationError) and self.auth_hint and self.auth_hint not in exc.message:
             exc.message = f"{exc.message}; {self.auth_hint}"
-        exc.message = self.redact(exc.message)
+        exc.message = scrub(exc.message)
         exc.args = (exc.message,)
         return exc
 
@@ -532,10 +436,10 @@ class APIClient:
     def _error_detail(self, response: httpx.Response) -> str:
         if response.status_code < 400:
             return ""
-        text = response.text[:300].replace("\n", " ")
+        text = cut(response.text.replace("\n", " "), ERROR_DETAIL_LENGTH)
         if "<html" in text.lower() or "<!doctype html" in text.lower():
             return "HTML error page (is the base URL right?)"
-        return _mask_urls(self.redact(text))
+        return text
 
 
 async def create_idempotently(

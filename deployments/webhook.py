@@ -43,15 +43,21 @@ Errors, checked in this order; none starts a run, each is logged without the bod
 
 - 413: body larger than ``max_body_bytes`` (by Content-Length, and counted while reading);
 - 401: missing/invalid signature, timestamp missing or outside ``max_skew_seconds``, no secret configured;
-- 400: body is not JSON;
+- 400: body is not JSON, or JSON that can never be processed: nested deeper than :data:`MAX_JSON_DEPTH`, a number
+  longer than :data:`MAX_JSON_NUMBER_CHARS` characters, ``NaN``/``Infinity`` (not JSON, RFC 8259 §6);
 - 422: JSON of the wrong shape, unknown event type or action;
+- 409: an event id accepted earlier with a *different* body (see replays);
 - 503 (with Retry-After; the HRIS re-delivers): Prefect API unreachable after ``start_attempts`` tries with
   exponential backoff, or the deployment does not exist.
 
-Replays: an event id already accepted within the replay window (2 × ``max_skew_seconds``; an older delivery
-fails the timestamp check anyway) answers **200** with the *original* flow run id and ``"duplicate": true``
-rather than 409, because an HRIS that re-delivers a webhook wants a 2xx to stop retrying. The window is kept in
-process; after a restart Prefect's idempotency key still returns the original run instead of creating a second.
+Replays: a delivery's identity is its event id **and** the SHA-256 of its body. The same id with the same body,
+within the replay window (2 × ``max_skew_seconds``; an older delivery fails the timestamp check anyway), answers
+**200** with the *original* flow run id and ``"duplicate": true`` rather than 409, because an HRIS that
+re-delivers a webhook wants a 2xx to stop retrying. The same id with another (validly signed) body is refused
+with **409** and an audit row ``webhook.replay.conflict`` (both digests, the first run), never dropped as a
+duplicate. The window is kept in process; the flow run's idempotency key is ``hris:<source>:<event id>:<first
+16 hex of the body digest>``, so after a restart a re-delivery still returns the original run, and another body
+starts its own run instead of being folded into the first.
 """
 
 from __future__ import annotations
@@ -71,11 +77,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tenure.settings import Settings, WebhookSettings, reveal
+from connectors.redaction import register_secrets
+from engine.applier import Applier
+from engine.auditor import Auditor
+from models.audit import Outcome
+from tenure.compose import register_settings_secrets
+from tenure.settings import Settings, WebhookSettings, reveal, secret_values
 
 __all__ = [
     "EventKind",
@@ -85,6 +96,7 @@ __all__ = [
     "Emit",
     "WebhookRejected",
     "RunStartUnavailable",
+    "ReplayConflict",
     "ReplayGuard",
     "PrefectRunStarter",
     "sign_generic",
@@ -109,6 +121,8 @@ _TIMESTAMP = re.compile(r"^\d{1,12}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,200}$")
 _EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
+MAX_JSON_DEPTH = 32  # nesting of objects and arrays; HRIS payloads need 4 or 5
+MAX_JSON_NUMBER_CHARS = 64  # digits, sign, point and exponent of one number
 
 
 # -- values --------------------------------------------------------------------------------------------------
@@ -130,13 +144,15 @@ class HRISEvent:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to start: a deployment (``flow/deployment``) with parameters, idempotently."""
+    """What to start: a deployment (``flow/deployment``) with parameters, idempotently, for one event of a
+    delivery whose body has the SHA-256 ``body_sha256``."""
 
     deployment: str
     parameters: dict[str, Any]
     idempotency_key: str
     name: str
     event: HRISEvent = field(repr=False)
+    body_sha256: str = ""
 
 
 StartRun = Callable[[RunRequest], Awaitable[str]]  # returns the flow run id
@@ -154,6 +170,16 @@ class WebhookRejected(Exception):
 
 class RunStartUnavailable(Exception):
     """The flow run could not be created now (Prefect API down, deployment missing): answer 503."""
+
+
+class ReplayConflict(Exception):
+    """An event id already accepted with another body (``first_digest``, which started ``run_id``)."""
+
+    def __init__(self, key: str, first_digest: str, run_id: str | None) -> None:
+        super().__init__(f"event {key} was accepted earlier with a different body")
+        self.key = key
+        self.first_digest = first_digest
+        self.run_id = run_id
 
 
 # -- signatures ----------------------------------------------------------------------------------------------
@@ -202,11 +228,47 @@ def _verify(expected: str, given: str | None) -> None:
 # -- payloads ------------------------------------------------------------------------------------------------
 
 
+def _json_number(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        if len(text) > MAX_JSON_NUMBER_CHARS:
+            raise WebhookRejected(400, f"JSON number longer than {MAX_JSON_NUMBER_CHARS} characters")
+        return kind(text)
+
+    return parse
+
+
+def _not_json_constant(name: str) -> Any:
+    raise WebhookRejected(400, f"body is not JSON ({name} is not a JSON value)")
+
+
+def _json_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed value (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
 def _json(body: bytes) -> Any:
+    """The parsed body, or 400: not JSON, nested deeper than MAX_JSON_DEPTH, or a number too long to be an id
+    (Python's int would refuse 4,300+ digits anyway: a request that can never succeed is a 4xx, not a 5xx)."""
     try:
-        return json.loads(body)
+        value = json.loads(
+            body,
+            parse_int=_json_number(int),
+            parse_float=_json_number(float),
+            parse_constant=_not_json_constant,
+        )
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise WebhookRejected(400, "body is not JSON") from None
+    except RecursionError:
+        raise WebhookRejected(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise WebhookRejected(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
 
 
 def _identifier(value: Any, pattern: re.Pattern[str], what: str) -> str:
@@ -283,7 +345,8 @@ def parse_bamboohr(body: bytes) -> list[HRISEvent]:
 
 
 class ReplayGuard:
-    """Event keys accepted within ``ttl`` seconds → their flow run id; concurrent twins share one start."""
+    """Event keys accepted within ``ttl`` seconds → (body digest, flow run id); concurrent twins share one start,
+    and the same key with another digest is a :class:`ReplayConflict`."""
 
     def __init__(
         self, ttl: float, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic
@@ -291,8 +354,8 @@ class ReplayGuard:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        self._done: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._done: OrderedDict[str, tuple[float, str, str]] = OrderedDict()  # key -> (expiry, digest, run)
+        self._inflight: dict[str, tuple[str, asyncio.Future[str]]] = {}
 
     def _purge(self) -> None:
         now = self._clock()
@@ -302,19 +365,22 @@ class ReplayGuard:
                 break
             self._done.popitem(last=False)
 
-    def seen(self, key: str) -> str | None:
+    async def run_once(self, key: str, digest: str, start: Callable[[], Awaitable[str]]) -> tuple[str, bool]:
+        """``(run id, duplicate)``: the remembered run for a replay of the same body, else the result of
+        ``start()``; ReplayConflict for the same key with another body."""
         self._purge()
-        entry = self._done.get(key)
-        return entry[1] if entry else None
-
-    async def run_once(self, key: str, start: Callable[[], Awaitable[str]]) -> tuple[str, bool]:
-        """``(run id, duplicate)``: the remembered run for a replay, else the result of ``start()``."""
-        if (run_id := self.seen(key)) is not None:
+        if (done := self._done.get(key)) is not None:
+            _, first_digest, run_id = done
+            if first_digest != digest:
+                raise ReplayConflict(key, first_digest, run_id)
             return run_id, True
         if key in self._inflight:
-            return await asyncio.shield(self._inflight[key]), True
+            first_digest, pending = self._inflight[key]
+            if first_digest != digest:
+                raise ReplayConflict(key, first_digest, None)
+            return await asyncio.shield(pending), True
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        self._inflight[key] = (digest, future)
         try:
             run_id = await start()
         except BaseException as exc:
@@ -323,7 +389,7 @@ class ReplayGuard:
             raise
         else:
             future.set_result(run_id)
-            self._done[key] = (self._clock() + self.ttl, run_id)
+            self._done[key] = (self._clock() + self.ttl, digest, run_id)
             return run_id, False
         finally:
             del self._inflight[key]
@@ -450,6 +516,16 @@ def create_app(
     bamboohr_secret = _Secret(config.bamboohr_secret, config.secret)
     hibob_secret = _Secret(config.hibob_secret, config.secret)
     guard = ReplayGuard(ttl=2 * config.max_skew_seconds)
+    scrubber = (  # the receiver's secrets (and the database password) masked wherever its text goes
+        register_settings_secrets(settings)
+        if isinstance(settings, Settings)
+        else register_secrets(secret_values(config))
+    )
+    evidence = (  # the one door for audit rows (engine.applier); the receiver only ever notes evidence
+        Applier(auditor=Auditor(settings.database_url, actor="webhook"))
+        if isinstance(settings, Settings)
+        else None
+    )
 
     def secret_or_reject(secret: _Secret, source: str) -> str:
         value = secret.get()
@@ -458,7 +534,7 @@ def create_app(
             raise WebhookRejected(401, "receiver has no secret configured")
         return value
 
-    def plan(event: HRISEvent) -> RunRequest:
+    def plan(event: HRISEvent, body_sha256: str) -> RunRequest:
         """The run an event asks for; 422 if no deployment is configured for its kind."""
         deployment = config.event_deployments.get(event.kind)
         if not deployment:
@@ -466,15 +542,43 @@ def create_app(
         return RunRequest(
             deployment=deployment,
             parameters={"employee_id": event.employee_id},
-            idempotency_key=event.idempotency_key,
+            idempotency_key=f"{event.idempotency_key}:{body_sha256[:16]}",
             name=f"{deployment.split('/', 1)[0]}-{event.employee_id}",
             event=event,
+            body_sha256=body_sha256,
         )
+
+    async def refuse_conflict(request: RunRequest, conflict: ReplayConflict) -> WebhookRejected:
+        """Audit a second body under an accepted event id; the answer is 409."""
+        event = request.event
+        log.warning("%s event %s replayed with a different body: refused (409)", event.source, event.event_id)
+        if evidence is not None:
+            try:
+                await asyncio.to_thread(
+                    evidence.note,
+                    action="webhook.replay.conflict",
+                    target_system=event.source,
+                    employee_id=event.employee_id,
+                    outcome=Outcome.FAILED,
+                    reason=f"event id {event.event_id} was accepted earlier with a different body; refused",
+                    details={
+                        "event_id": event.event_id,
+                        "body_sha256": request.body_sha256,
+                        "first_body_sha256": conflict.first_digest,
+                        "flow_run_id": conflict.run_id,
+                    },
+                )
+            except Exception as exc:  # the answer is 409 either way; the log line above stands
+                log.error("could not audit the replay conflict: %s", type(exc).__name__)
+        return WebhookRejected(409, f"event id {event.event_id} was accepted earlier with a different body")
 
     async def accept(request: RunRequest) -> dict[str, Any]:
         event = request.event
         key = f"{event.source}:{event.event_id}"
-        run_id, duplicate = await guard.run_once(key, lambda: starter(request))
+        try:
+            run_id, duplicate = await guard.run_once(key, request.body_sha256, lambda: starter(request))
+        except ReplayConflict as conflict:
+            raise await refuse_conflict(request, conflict) from None
         if duplicate:
             log.info("replayed %s event %s: flow run %s already exists", event.source, event.event_id, run_id)
         else:
@@ -487,7 +591,7 @@ def create_app(
                 request.deployment,
                 run_id,
             )
-            _emit_event(event, run_id)
+            _emit_event(request, run_id)
         return {
             "event_id": event.event_id,
             "kind": event.kind,
@@ -497,7 +601,8 @@ def create_app(
             "duplicate": duplicate,
         }
 
-    def _emit_event(event: HRISEvent, run_id: str) -> None:
+    def _emit_event(request: RunRequest, run_id: str) -> None:
+        event = request.event
         try:
             emitter(
                 event=f"hris.employee.{event.kind}",
@@ -506,7 +611,7 @@ def create_app(
                     {"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}
                 ],
                 payload={"source": event.source, "event_id": event.event_id},
-                id=uuid.uuid5(uuid.NAMESPACE_URL, event.idempotency_key),
+                id=uuid.uuid5(uuid.NAMESPACE_URL, request.idempotency_key),
             )
         except Exception as exc:  # an event is a notification: never fail the webhook for it
             log.warning("could not emit Prefect event for %s: %s", event.event_id, type(exc).__name__)
@@ -517,11 +622,15 @@ def create_app(
         try:
             body = await _read_body(request, config.max_body_bytes)
             events = events_of(body, request.headers)
-            requests = [plan(event) for event in events]  # refuse the whole delivery before starting any
+            digest = hashlib.sha256(body).hexdigest()
+            requests = [plan(event, digest) for event in events]  # refuse the whole delivery before any start
             results = [await accept(request) for request in requests]
         except WebhookRejected as rejected:
             log.warning("rejected %s webhook: %s (HTTP %d)", source, rejected.reason, rejected.status_code)
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status_code)
+        except ClientDisconnect:  # e.g. closed by the server's body timeout (deployments/webhook_server.py)
+            log.debug("%s webhook: the client went away before its request was read", source)
+            return JSONResponse({"error": "request not received"}, status_code=400)
         except RunStartUnavailable as exc:
             log.error("%s webhook not processed, answering 503: %s", source, exc)
             return JSONResponse(
@@ -577,4 +686,5 @@ def create_app(
         ]
     )
     app.state.replay_guard = guard
+    app.state.scrubber = scrubber  # registered while the app lives
     return app

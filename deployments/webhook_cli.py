@@ -25,9 +25,10 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default: TENURE_WEBHOOK__PORT).")] = None,
 ) -> None:
-    """Serve POST /webhooks/bamboohr, /webhooks/hibob, /webhooks/generic and GET /healthz until interrupted."""
-    import uvicorn
-
+    """Serve POST /webhooks/bamboohr, /webhooks/hibob, /webhooks/generic and GET /healthz until interrupted,
+    with read timeouts and a connection cap (TENURE_WEBHOOK__HEADER_TIMEOUT_SECONDS, __BODY_TIMEOUT_SECONDS,
+    __MAX_CONNECTIONS)."""
+    from deployments import webhook_server
     from deployments.webhook import create_app
     from tenure.settings import load_settings
 
@@ -38,11 +39,9 @@ def serve(
             "warning: no webhook secret configured (TENURE_WEBHOOK__SECRET); every request will get 401",
             err=True,
         )
-    uvicorn.run(
+    webhook_server.serve(
         create_app(settings),
         host=host or settings.webhook.host,
         port=port or settings.webhook.port,
-        log_level="info",
-        # The app enforces max_body_bytes itself; keep uvicorn from buffering huge headers.
-        h11_max_incomplete_event_size=64 * 1024,
+        settings=settings.webhook,
     )

@@ -1,6 +1,8 @@
 """Who acts and in which run: the actor and correlation id every audit row of a run carries.
 
 An :class:`Auditor` builds audit events; it writes none. The applier (:mod:`engine.applier`) is the only writer.
+:meth:`Auditor.event` scrubs every event's ``reason`` and ``details`` of every registered secret
+(:func:`connectors.redaction.scrub`): the chain is append-only, so what reaches it stays for good.
 The flows pass the Prefect flow run's identity (:func:`flows.orchestration.run_identity`); everywhere else the
 actor is the CLI user and each invocation gets its own ``cli-run:<uuid>`` correlation id.
 """
@@ -11,6 +13,7 @@ import getpass
 import uuid
 from typing import Any
 
+from connectors.redaction import scrub, scrub_data
 from models.audit import AuditEventBase, Outcome
 
 __all__ = ["Auditor", "cli_identity"]
@@ -55,8 +58,8 @@ class Auditor:
             target_id=target_id,
             employee_id=employee_id,
             outcome=outcome,
-            reason=reason,
-            details=details or {},
+            reason=scrub(reason),
+            details=scrub_data(details or {}),
             correlation_id=self.correlation_id,
             idempotency_key=idempotency_key,
         )

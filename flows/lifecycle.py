@@ -11,15 +11,18 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
 from connectors.errors import ConnectorError
+from connectors.redaction import scrub
 from engine.applier import ActionResult, Applier, ApplyReport, Step
 from engine.auditor import Auditor
 from engine.preflight import MissingGroups
 from engine.reconcile import reconcile
+from flows.anchoring import publish_checkpoint
 from flows.orchestration import approve_in_ui, in_deployment, run_identity, schedule_reconcile
 from lifecycle.actions import Action, ActionKind
 from lifecycle.policy import load_policy
 from models.audit import Outcome
 from models.domain import Account
+from tenure.checkpoint import write_checkpoint
 from tenure.compose import open_connectors
 from tenure.settings import load_settings
 
@@ -94,7 +97,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     if report.event not in (event, "none") and event != "reconcile":
         logger.info("asked for %s, but the HR record makes this a %s", event, report.event)
     await create_markdown_artifact(
-        markdown=report.markdown(),
+        markdown=scrub(report.markdown()),
         key=_artifact_key(employee_id),
         description=f"{event} {employee_id}: what changed",
     )
@@ -103,9 +106,10 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
         f"{len(report.failed)} failed, {report.count(Outcome.SKIPPED)} skipped"
     )
     logger.info(summary)
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     if not report.ok:
         failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
-        return Failed(message=f"{summary}. {report.error or failed}")
+        return Failed(message=scrub(f"{summary}. {report.error or failed}"))
     return Completed(message=summary)
 
 

@@ -16,12 +16,15 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
+from connectors.redaction import scrub
 from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import MissingGroups
 from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
+from flows.anchoring import publish_checkpoint
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
+from tenure.checkpoint import write_checkpoint
 from tenure.compose import open_connectors
 from tenure.settings import load_settings
 
@@ -61,7 +64,7 @@ def _outcome(report: SyncReport) -> State:
     if report.refused and report.brake is not None:
         return Failed(message=report.brake.message)
     if not report.ok:
-        shown = "; ".join(report.failures[:MAX_FAILURES_IN_MESSAGE])
+        shown = scrub("; ".join(report.failures[:MAX_FAILURES_IN_MESSAGE]))
         more = len(report.failures) - MAX_FAILURES_IN_MESSAGE
         return Failed(message=f"{summary}. Failures: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     return Completed(message=summary)
@@ -137,4 +140,5 @@ async def sync(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )
     logger.info(report.summary())
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     return _outcome(report)

@@ -1,13 +1,20 @@
 """The policy file (YAML), validated with pydantic. Pure: loading reads a file, nothing else.
 
 See ``examples/policy.yaml`` for a documented example; README "Policy file" explains each section.
+
+Everything that would fail later fails at load, with a message naming the place: templates may use only plain
+``{field}`` placeholders (:func:`plain_fields`), a mapping may not name a key twice (YAML 1.2 §3.2.1.1 requires
+unique keys; PyYAML would silently keep the last one), a privileged group is listed once. A file that does not
+parse is reported by line and column only: its content (it may be any file, ``/etc/shadow``) is never echoed.
 """
 
 from __future__ import annotations
 
+import re
 import string
+from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -25,6 +32,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "load_policy",
+    "plain_fields",
     "TEMPLATE_FIELDS",
 ]
 
@@ -45,6 +53,10 @@ TEMPLATE_FIELDS = frozenset(
 )
 NAME_FIELDS = frozenset({"first", "last", "preferred", "given", "first_initial", "employee_id"})
 MATCH_FIELDS = ("department", "title", "location", "employment_type")
+MAX_PROBLEMS = 10  # validation problems listed in one PolicyError
+# A key or path part from the file is shown only if it looks like a policy name: anything else may be content.
+_SHOWABLE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .\-]{0,63}$")
+_QUOTED = re.compile(r"'[^']{2,}'|\"[^\"]{2,}\"")
 
 
 class PolicyError(ValueError):
@@ -55,8 +67,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _template_fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+def plain_fields(template: str) -> set[str]:
+    """The field names of a template made of text and plain ``{field}`` placeholders (``{{``/``}}`` are literal
+    braces). ValueError naming the first placeholder that is anything else: a conversion (``{x!r}``), a format
+    spec (``{x:d}``), nesting (``{x:{y}}``), attribute or index access (``{x.y}``, ``{x[0]}``), positional
+    (``{}``, ``{0}``) or unbalanced braces."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(
+            f"malformed template ({exc}); only plain {{field}} placeholders are allowed"
+        ) from None
+    names: set[str] = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not name or name.isdigit():
+            why = "is positional"
+        elif any(c in name for c in ".["):
+            why = "reaches into a value"
+        elif not name.isidentifier():
+            why = "is not a field name"
+        elif conversion is not None:
+            why = f"uses the conversion !{conversion}"
+        elif spec:
+            why = "uses a format spec" + (" with a nested field" if "{" in spec else "")
+        else:
+            names.add(name)
+            continue
+        raise ValueError(f"placeholder {shown} {why}; only plain {{field}} placeholders are allowed")
+    return names
 
 
 class NamingPolicy(_Strict):
@@ -69,7 +110,7 @@ class NamingPolicy(_Strict):
     @field_validator("username")
     @classmethod
     def _known_fields(cls, value: str) -> str:
-        unknown = _template_fields(value) - NAME_FIELDS
+        unknown = plain_fields(value) - NAME_FIELDS
         if unknown:
             raise ValueError(f"unknown name field(s) {sorted(unknown)}; use {sorted(NAME_FIELDS)}")
         return value
@@ -117,14 +158,15 @@ class TicketTemplate(_Strict):
     body: str = ""
     queue: str | None = None
 
-    @model_validator(mode="after")
-    def _known_fields(self) -> TicketTemplate:
-        unknown = (_template_fields(self.title) | _template_fields(self.body)) - TEMPLATE_FIELDS
+    @field_validator("title", "body")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        unknown = plain_fields(value) - TEMPLATE_FIELDS
         if unknown:
             raise ValueError(
                 f"template names unknown field(s) {sorted(unknown)}; allowed: {sorted(TEMPLATE_FIELDS)}"
             )
-        return self
+        return value
 
 
 class TicketPolicy(_Strict):
@@ -167,6 +209,16 @@ class Policy(_Strict):
     brake: MassChangeBrake = Field(default_factory=MassChangeBrake)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
 
+    @field_validator("privileged_groups")
+    @classmethod
+    def _each_privileged_group_once(cls, groups: list[PrivilegedGroup]) -> list[PrivilegedGroup]:
+        twice = sorted(name for name, n in Counter(g.name for g in groups).items() if n > 1)
+        if twice:
+            raise ValueError(
+                f"duplicate privileged group name(s) {', '.join(map(repr, twice))}: list each group once"
+            )
+        return groups
+
     @model_validator(mode="after")
     def _valid_timezones(self) -> Policy:
         for where, tz in [
@@ -192,15 +244,83 @@ class Policy(_Strict):
         return ZoneInfo(self.location_timezones.get(location or "", self.default_timezone))
 
 
+class _DuplicateKey(ValueError):
+    """A mapping in the policy file names one key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (merge keys ``<<`` still merge)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                break
+            if earlier != key_node.start_mark.line + 1:
+                raise _DuplicateKey(
+                    f"duplicate key {_shown(key)} at line {earlier} and line {key_node.start_mark.line + 1}"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _shown(part: object) -> str:
+    """A key or path part from the file, quoted, if it looks like a policy name; else a placeholder."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return str(part)
+    text = str(part)
+    return repr(text) if _SHOWABLE_KEY.fullmatch(text) else "(a key that is not shown)"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's context and problem with their positions, without the snippet of the offending line it
+    normally quotes (and with quoted names, such as aliases or tags, elided: they come from the file)."""
+    found = []
+    for what, mark in (("context", "context_mark"), ("problem", "problem_mark")):
+        text, where = getattr(exc, what, None), getattr(exc, mark, None)
+        if text:
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            found.append(_QUOTED.sub("'…'", str(text)) + at)
+    return ": ".join(found) or "unreadable YAML"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """A validation error's path, each part from the file shown only if it looks like a policy name."""
+    parts = [
+        str(p) if isinstance(p, int) or _SHOWABLE_KEY.fullmatch(str(p)) else "(key not shown)" for p in loc
+    ]
+    return ".".join(parts) or "(top level)"
+
+
+def _validation_problems(errors: list[Any]) -> str:
+    """The first :data:`MAX_PROBLEMS` distinct problems, a repeated one counted (``(3 times)``)."""
+    counts = Counter(f"{_location(err['loc'])}: {err['msg']}" for err in errors)
+    shown = [problem + (f" ({n} times)" if n > 1 else "") for problem, n in counts.most_common()]
+    more = f"; and {len(shown) - MAX_PROBLEMS} more" if len(shown) > MAX_PROBLEMS else ""
+    return "; ".join(shown[:MAX_PROBLEMS]) + more
+
+
 def load_policy(path: Path | str) -> Policy:
-    """Read and validate a policy file; PolicyError names the file and the failing field."""
+    """Read and validate a policy file; PolicyError names the file and the failing field (or line)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} not found (set TENURE_POLICY_FILE)") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader subclass: no object tags
+    except _DuplicateKey as exc:
+        raise PolicyError(f"policy file {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
+        raise PolicyError(f"policy file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"policy file {path}: top level must be a mapping")
     from pydantic import ValidationError
@@ -208,7 +328,4 @@ def load_policy(path: Path | str) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise PolicyError(f"policy file {path}: {problems}") from None
+        raise PolicyError(f"policy file {path}: {_validation_problems(exc.errors())}") from None

@@ -4,8 +4,9 @@ Pure (policy rendering, no I/O).
 
 Only the fields in :data:`lifecycle.policy.TEMPLATE_FIELDS` reach a ticket, whatever the caller passes:
 extra keys are dropped, a template naming another field is refused (:class:`TemplateError`), and placeholders
-may not reach into values (``{employee_id.__class__}``, ``{x[0]}``) or use ``!r``/``!a`` conversions.
-Policy validation already rejects unknown fields at load; rendering checks again because a template can be
+must be plain ``{field}`` (:func:`lifecycle.policy.plain_fields`): no reaching into values
+(``{employee_id.__class__}``, ``{x[0]}``), no conversions (``!r``), no format specs (``:d``) or nesting.
+Policy validation already rejects all of that at load; rendering checks again because a template can be
 built without validation (``model_construct``) or come from elsewhere. A missing value renders as ``n/a``.
 
 The reference ``tenure:<employee_id>:<purpose>:<occasion>`` makes ticket creation idempotent per *occasion*:
@@ -23,11 +24,10 @@ move is a new occasion and opens a new ticket. The occasion (:func:`occasion_for
 from __future__ import annotations
 
 import hashlib
-import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from lifecycle.policy import TEMPLATE_FIELDS, TicketTemplate
+from lifecycle.policy import TEMPLATE_FIELDS, TicketTemplate, plain_fields
 from models.domain import Employee, TicketRequest
 
 __all__ = [
@@ -43,50 +43,11 @@ __all__ = [
 
 TicketEvent = Literal["joiner", "mover", "leaver"]
 
-MISSING = "n/a"  # what a missing (None or empty) field renders as, whatever its format spec
+MISSING = "n/a"  # what a missing (None or empty) field renders as
 
 
 class TemplateError(ValueError):
     """A ticket template uses a field or syntax it may not; the message names it."""
-
-
-class _Missing:
-    """Marks a field without a value; rendered as :data:`MISSING` without applying any format spec."""
-
-    def __str__(self) -> str:
-        return MISSING
-
-
-_ABSENT = _Missing()
-
-
-class _OnlyAllowedFields(string.Formatter):
-    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        if field_name not in TEMPLATE_FIELDS:
-            if any(c in field_name for c in ".["):
-                raise TemplateError(
-                    f"template field {{{field_name}}} reaches into a value; use a plain field name"
-                )
-            raise TemplateError(
-                f"template names unknown field {{{field_name}}};"
-                f" allowed: {', '.join(sorted(TEMPLATE_FIELDS))}"
-            )
-        return kwargs[field_name], field_name
-
-    def convert_field(self, value: Any, conversion: str | None) -> Any:
-        if conversion not in (None, "s"):
-            raise TemplateError(f"template conversion !{conversion} is not allowed")
-        if value is _ABSENT:
-            return value
-        return super().convert_field(value, conversion)
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        if value is _ABSENT:  # e.g. {termination_date:%d.%m.%Y} without a termination date
-            return MISSING
-        return super().format_field(value, format_spec)
-
-
-_FORMATTER = _OnlyAllowedFields()
 
 
 def occasion_for(event: TicketEvent, employee: Employee) -> str:
@@ -123,11 +84,15 @@ def template_fields(employee: Employee, *, user_name: str | None = None) -> dict
 
 def _render(text: str, values: Mapping[str, Any]) -> str:
     try:
-        return _FORMATTER.vformat(text, (), values)
-    except TemplateError:
-        raise
-    except (ValueError, IndexError, KeyError) as exc:  # bad braces, positional {} or {0}, bad format spec
-        raise TemplateError(f"template {text!r} is malformed: {exc}") from None
+        names = plain_fields(text)
+    except ValueError as exc:
+        raise TemplateError(f"template {text!r}: {exc}") from None
+    unknown = sorted(names - TEMPLATE_FIELDS)
+    if unknown:
+        raise TemplateError(
+            f"template names unknown field {{{unknown[0]}}}; allowed: {', '.join(sorted(TEMPLATE_FIELDS))}"
+        )
+    return text.format_map(values)
 
 
 def render_ticket(
@@ -136,16 +101,14 @@ def render_ticket(
     """The ticket ``template`` describes for ``employee_id`` on ``occasion`` (see :func:`occasion_for`).
 
     ``fields`` supplies TEMPLATE_FIELDS values (others are ignored). A missing, None or empty value renders
-    as ``n/a``; a date renders as ISO 8601 unless the template gives a spec (``{hire_date:%d.%m.%Y}``);
-    ``{purpose}`` is the template's.
+    as ``n/a``; a date renders as ISO 8601; ``{purpose}`` is the template's.
     """
-    values: dict[str, Any] = dict.fromkeys(TEMPLATE_FIELDS, _ABSENT)
+    values: dict[str, Any] = dict.fromkeys(TEMPLATE_FIELDS, MISSING)
     for name, value in fields.items():
         if name in TEMPLATE_FIELDS and value is not None and value != "":
             values[name] = value
     values["purpose"] = template.purpose
-    if values["employee_id"] is _ABSENT:
-        values["employee_id"] = employee_id
+    values["employee_id"] = fields.get("employee_id") or employee_id
     return TicketRequest(
         reference=reference_for(employee_id, template.purpose, occasion),
         purpose=template.purpose,

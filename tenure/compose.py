@@ -3,7 +3,9 @@
 Connectors take plain values (URLs, names, :class:`connectors.http.HTTPOptions`, secrets as ``SecretStr``) and
 know nothing of Tenure's settings or of Prefect; this module maps ``TENURE_*`` settings onto them. Secrets are
 resolved here (:func:`tenure.settings.reveal`: the value, or a ``prefect-block:NAME`` Secret block) at build
-time and registered with the connector's HTTP client for redaction.
+time and registered with the connector's HTTP client for redaction; :func:`register_settings_secrets` registers
+all of a run's secrets with the scrubber (:mod:`connectors.redaction`), as :func:`open_connectors` does for the
+time the connectors are open.
 
 The vendor modules are imported with this module, when a process loads its code, never on first use inside a
 running flow: CPython 3.11 can fail an ``ast.parse`` (pydantic's docstring extraction while scim2-models is
@@ -36,10 +38,21 @@ from connectors.idp.okta import OktaIdentityProvider
 from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
 from connectors.oauth import BearerTokenAuth, client_credentials_fetcher, jwt_bearer_fetcher
 from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
+from connectors.redaction import Redactor, register_secrets
 from connectors.ticketing.jira import JiraServiceManagement
 from connectors.ticketing.rt import RTTicketing, rt_rest_url
 from connectors.ticketing.servicenow import ServiceNowTicketing
-from tenure.settings import HRISSettings, HTTPTuning, IdPSettings, Settings, TicketingSettings, reveal
+from tenure.settings import (
+    PREFECT_BLOCK_PREFIX,
+    HRISSettings,
+    HTTPTuning,
+    IdPSettings,
+    Settings,
+    TicketingSettings,
+    database_password,
+    reveal,
+    secret_values,
+)
 
 __all__ = [
     "Connectors",
@@ -48,6 +61,7 @@ __all__ = [
     "build_identity_provider",
     "build_ticketing",
     "open_connectors",
+    "register_settings_secrets",
 ]
 
 DEFAULT_SERVICENOW_TABLE = "incident"
@@ -68,8 +82,26 @@ def http_options(tuning: HTTPTuning) -> HTTPOptions:
     )
 
 
-def _resolved(secret: SecretStr | None) -> SecretStr | None:
+_FROM_BLOCKS: list[Redactor] = []  # values read from Prefect Secret blocks: registered for the process's life
+
+
+def register_settings_secrets(settings: Settings) -> Redactor:
+    """Register every secret ``settings`` holds, and the database URL's password, with the scrubber
+    (:mod:`connectors.redaction`); they stay registered while the returned Redactor is held."""
+    return register_secrets([*secret_values(settings), database_password(settings.database_url)])
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    """:func:`reveal`, and a value read from a Secret block registered with the scrubber (the settings hold
+    only the block's name)."""
     value = reveal(secret)
+    if value and secret is not None and secret.get_secret_value().startswith(PREFECT_BLOCK_PREFIX):
+        _FROM_BLOCKS.append(register_secrets([value]))
+    return value
+
+
+def _resolved(secret: SecretStr | None) -> SecretStr | None:
+    value = _reveal(secret)
     return SecretStr(value) if value is not None else None
 
 
@@ -93,7 +125,7 @@ def build_hris(
     if settings.kind == "csv":
         return CSVExportHRIS(settings.path, settings.column_map or None, encoding=settings.encoding)
     if settings.kind == "bamboohr":
-        api_key = reveal(settings.api_key)
+        api_key = _reveal(settings.api_key)
         if not settings.subdomain:
             raise ValueError("hris.subdomain (the BambooHR company domain) is required for kind=bamboohr")
         if not api_key:
@@ -204,7 +236,7 @@ def build_identity_provider(
     """The identity provider named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for
     tests."""
     if settings.kind == "scim":
-        token = reveal(settings.token)
+        token = _reveal(settings.token)
         return SCIMIdentityProvider(
             api_client_from(
                 http_options(settings),
@@ -218,7 +250,7 @@ def build_identity_provider(
             )
         )
     if settings.kind == "okta":
-        token = reveal(settings.token)
+        token = _reveal(settings.token)
         return OktaIdentityProvider(
             api_client_from(
                 http_options(settings),
@@ -360,7 +392,7 @@ def _ticketing_credentials(
       ``token`` alone as a Bearer personal access token (Data Center), or ``username`` + ``password``;
     - ServiceNow: ``username`` + ``password`` (Basic), or ``token`` alone as an OAuth Bearer token.
     """
-    password, token = reveal(settings.password), reveal(settings.token)
+    password, token = _reveal(settings.password), _reveal(settings.token)
     secrets = [s for s in (password, token) if s]
     if settings.kind == "jira" and settings.username and token:
         return (settings.username, token), {}, secrets
@@ -415,7 +447,9 @@ def build_ticketing(
 
 @contextlib.asynccontextmanager
 async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
-    """Build the configured connectors and close them afterwards (each is an async context manager)."""
+    """Build the configured connectors and close them afterwards (each is an async context manager); the
+    settings' secrets are registered with the scrubber meanwhile."""
+    scrubber = register_settings_secrets(settings)  # held while the connectors are open
     async with contextlib.AsyncExitStack() as stack:
         hris = await stack.enter_async_context(build_hris(settings.hris))
         idp = await stack.enter_async_context(build_identity_provider(settings.idp))
@@ -423,3 +457,4 @@ async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
         if ticketing is not None:
             await stack.enter_async_context(ticketing)
         yield Connectors(hris=hris, idp=idp, ticketing=ticketing)
+    del scrubber

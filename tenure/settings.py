@@ -1,13 +1,15 @@
 """Settings from the environment (prefix ``TENURE_``, nested delimiter ``__``) and an optional ``.env``.
 
 Secrets are ``SecretStr``. A secret may also name a Prefect Secret block as ``prefect-block:NAME``;
-:func:`reveal` resolves either form at the moment of use, never earlier.
+:func:`reveal` resolves either form at the moment of use, never earlier. :func:`secret_values` (with the
+database URL's password, :func:`database_password`) is what the composition root registers with the scrubber.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,12 +19,16 @@ __all__ = [
     "HRISSettings",
     "TicketingSettings",
     "WebhookSettings",
+    "AuditSettings",
     "Settings",
     "reveal",
+    "secret_values",
+    "database_password",
     "load_settings",
 ]
 
 PREFECT_BLOCK_PREFIX = "prefect-block:"
+MIN_MASKED_PASSWORD_LENGTH = 8  # the scrubber's run length (connectors.redaction.RUN_LENGTH)
 
 
 def reveal(secret: SecretStr | None) -> str | None:
@@ -35,6 +41,27 @@ def reveal(secret: SecretStr | None) -> str | None:
 
         return str(Secret.load(value.removeprefix(PREFECT_BLOCK_PREFIX)).get())
     return value
+
+
+def secret_values(model: BaseModel) -> list[str]:
+    """Every secret value ``model`` holds (nested models included; ``prefect-block:`` names left out)."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            if secret and not secret.startswith(PREFECT_BLOCK_PREFIX):
+                found.append(secret)
+        elif isinstance(value, BaseModel):
+            found += secret_values(value)
+    return found
+
+
+def database_password(url: str) -> str | None:
+    """The password in a database URL, if it has one of at least 8 characters (a shorter one would mask
+    ordinary words everywhere; it is still masked wherever it appears inside a URL)."""
+    password = urlsplit(url).password
+    return unquote(password) if password and len(password) >= MIN_MASKED_PASSWORD_LENGTH else None
 
 
 class HTTPTuning(BaseModel):
@@ -152,6 +179,29 @@ class WebhookSettings(BaseModel):
         default=3, ge=1, le=10
     )  # Prefect API tries (each ~1.5 s when down) before 503
     start_backoff_seconds: float = Field(default=0.5, ge=0)
+    # Abuse limits of `tenure webhook serve` (deployments/webhook_server.py): a request's headers must arrive
+    # within header_timeout_seconds, its body within body_timeout_seconds after them; at most max_connections
+    # at once (lowered to fit the open-file limit).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    keepalive_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+
+
+class AuditSettings(BaseModel):
+    """Anchoring the audit chain's end (``tenure/checkpoint.py``): the HMAC-SHA256 key the checkpoints are signed
+    with (never stored in the audit database; may name a Prefect Secret block) and where they are appended."""
+
+    checkpoint_key: SecretStr | None = None
+    checkpoint_dir: Path = Path(".tenure/checkpoints")
+
+    @field_validator("checkpoint_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        value = key.get_secret_value() if key is not None else ""
+        if value and not value.startswith(PREFECT_BLOCK_PREFIX) and len(value) < 16:
+            raise ValueError("must be at least 16 characters (32 random bytes, hex or base64, recommended)")
+        return key
 
 
 class Settings(BaseSettings):
@@ -167,6 +217,7 @@ class Settings(BaseSettings):
     hris: HRISSettings = Field(default_factory=HRISSettings)
     ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -75,6 +75,7 @@ from connectors.errors import (
     ResponseValidationError,
 )
 from connectors.http import (
+    ERROR_DETAIL_LENGTH,
     APIClient,
     ClosesAPI,
     LoopGuard,
@@ -82,6 +83,7 @@ from connectors.http import (
     json_body,
     raise_for_status,
 )
+from connectors.redaction import cut
 from models.domain import Account, AccountAttributes, Group
 
 __all__ = [
@@ -336,7 +338,9 @@ def raise_for_scim_error(response: httpx.Response, body: Any, *, source: str) ->
     status = status if 400 <= status <= 599 else 400
     fake = httpx.Response(status, headers=response.headers, request=response.request)
     raise_for_status(
-        fake, source=source, detail=f"SCIM error in a {response.status_code} answer: {detail}"[:300]
+        fake,
+        source=source,
+        detail=cut(f"SCIM error in a {response.status_code} answer: {detail}", ERROR_DETAIL_LENGTH),
     )
     raise PermanentAPIError(detail or "SCIM error", source=source, status_code=status)  # pragma: no cover
 

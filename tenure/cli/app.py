@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import UTC, datetime
@@ -13,11 +12,14 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
+from connectors.redaction import install_output_scrubbing, mask_urls
 from models.audit import iter_events, verify
 from models.db import DatabaseUnavailable, session_scope
+from tenure.checkpoint import CheckpointError, check_anchor, write_checkpoint
 from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
 from tenure.cli.review import kpi_command, review_app
 from tenure.cli.sync import sync_command
+from tenure.export import NeutralCSVWriter
 
 if TYPE_CHECKING:
     from engine.auditor import Auditor
@@ -48,6 +50,8 @@ app.command("sync")(sync_command)
 def _masked(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "********" if value.get_secret_value() else "(empty)"
+    if isinstance(value, str):
+        return mask_urls(value)  # e.g. TENURE_DATABASE_URL's password
     if isinstance(value, dict):
         return {k: _masked(v) for k, v in value.items()}
     return value
@@ -92,16 +96,34 @@ class ExportFormat(str, Enum):
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute the hash chain; exit 1 naming the first edited, deleted, inserted or reordered event."""
+    """Recompute the hash chain and check its end against the latest signed checkpoint; exit 1 naming the first
+    edited, deleted, inserted or reordered event, or a truncated, wiped or re-hashed chain."""
     settings, _ = load_config(with_policy=False)
     try:
         with session_scope(settings.database_url) as session:
             result = verify(session=session)
+            anchor = check_anchor(session, result, settings) if result.ok else None
     except DatabaseUnavailable as exc:
         fail(str(exc))
+    except CheckpointError as exc:
+        fail(str(exc))
     out.print(result.describe())
-    if not result.ok:
+    for line in anchor.lines if anchor else ():
+        out.print(line)
+    if not result.ok or (anchor is not None and not anchor.ok):
         raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's current end and append it to the checkpoint file (TENURE_AUDIT__CHECKPOINT_DIR)."""
+    settings, _ = load_config(with_policy=False)
+    try:
+        checkpoint = write_checkpoint(settings, required=True)
+    except (CheckpointError, DatabaseUnavailable) as exc:
+        fail(str(exc))
+    assert checkpoint is not None
+    out.print(f"wrote {checkpoint.describe()} to {settings.audit.checkpoint_dir}")
 
 
 @audit_app.command("export")
@@ -129,7 +151,7 @@ def audit_export(
                     sys.stdout.write(json.dumps(row, sort_keys=True, default=str) + "\n")
                     continue
                 if writer is None:
-                    writer = csv.DictWriter(sys.stdout, fieldnames=list(row))
+                    writer = NeutralCSVWriter(sys.stdout, fieldnames=list(row))
                     writer.writeheader()
                 writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
     except DatabaseUnavailable as exc:
@@ -194,6 +216,7 @@ def apply_command(
             fail(str(exc), EXIT_FAILED)
 
     report = run_with_connectors(settings, _apply)
+    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     for result in report.results:
         out.print(
             f"{result.outcome.value:<8} {result.action.kind.value:<18} {result.action.target:<28} "
@@ -253,6 +276,7 @@ _register_subcommands()
 
 def main() -> None:
     """Console-script entry point."""
+    install_output_scrubbing()
     app()
 
 

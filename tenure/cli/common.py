@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from connectors.errors import AuthenticationError, ConnectorError
+from connectors.redaction import Redactor
 from engine.preflight import MissingGroups
 from lifecycle.policy import Policy, PolicyError, load_policy
 from models.db import DatabaseUnavailable
@@ -39,6 +40,9 @@ T = TypeVar("T")
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
+_scrubber: Redactor | None = (
+    None  # the loaded settings' secrets (connectors.redaction), one command at a time
+)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -47,7 +51,9 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
-    """Settings and policy, or exit 2 with a message naming the bad field. Nothing is written."""
+    """Settings and policy, or exit 2 with a message naming the bad field. Nothing is written. The settings'
+    secrets are registered with the scrubber for the rest of the command."""
+    global _scrubber
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -55,6 +61,9 @@ def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
             f"TENURE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         )
         fail(f"invalid settings: {problems}")
+    from tenure.compose import register_settings_secrets  # the vendor modules load only when needed
+
+    _scrubber = register_settings_secrets(settings)
     policy = None
     if with_policy:
         try:

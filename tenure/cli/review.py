@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from enum import Enum
@@ -160,6 +159,7 @@ def review_export(
     """Write the campaign's evidence (each item, decision, who, when, why, action taken) to stdout."""
     from engine.review import EXPORT_FIELDS, ReviewError, export_rows
     from tenure.cli.common import fail, load_config
+    from tenure.export import NeutralCSVWriter
 
     settings, _ = load_config(with_policy=False)
     try:
@@ -169,7 +169,7 @@ def review_export(
     if format is ExportFormat.json:
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(EXPORT_FIELDS))
+    writer = NeutralCSVWriter(sys.stdout, fieldnames=list(EXPORT_FIELDS))
     writer.writeheader()
     writer.writerows(rows)
 

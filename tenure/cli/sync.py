@@ -28,6 +28,7 @@ def sync_command(
     from engine.auditor import Auditor
     from engine.locks import LockHeld
     from engine.sync import SyncEngine, SyncOptions, SyncReport
+    from tenure.checkpoint import write_checkpoint
     from tenure.cli.common import EXIT_FAILED, console, fail, load_config, out, run_with_connectors
     from tenure.compose import Connectors
 
@@ -75,6 +76,7 @@ def sync_command(
             return await engine.run(on_progress=on_progress)
 
     report: Any = run_with_connectors(settings, _sync)
+    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     table = Table(title="tenure sync", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")

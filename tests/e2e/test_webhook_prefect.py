@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -162,7 +163,7 @@ async def test_hire_creates_exactly_one_joiner_run(http: httpx.AsyncClient, rece
     [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
     assert str(run.id) == run_id
     assert run.parameters == {"employee_id": employee_id}
-    assert run.idempotency_key == f"hris:generic:{event_id}"
+    assert run.idempotency_key == f"hris:generic:{event_id}:{hashlib.sha256(body).hexdigest()[:16]}"
     assert run.name == f"joiner-{employee_id}"
     assert run.state is not None and run.state.is_scheduled()
 
@@ -324,7 +325,9 @@ async def test_replay_of_accepted_event_creates_no_run(http: httpx.AsyncClient) 
     async with get_client() as client:
         keyed = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                idempotency_key=FlowRunFilterIdempotencyKey(any_=[f"hris:generic:{event_id}"])
+                idempotency_key=FlowRunFilterIdempotencyKey(
+                    any_=[f"hris:generic:{event_id}:{hashlib.sha256(body).hexdigest()[:16]}"]
+                )
             ),
             sort=FlowRunSort.ID_DESC,
             limit=10,

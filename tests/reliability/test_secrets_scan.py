@@ -1,21 +1,29 @@
 """Secrets never leak: distinctive secrets (SCIM token, RT password, BambooHR key, webhook secret) are configured,
 representative operations run (a sync through faults, RT calls, BambooHR with a 429, failing authentication, the
 CLI), and every log record (DEBUG on root, ``prefect``, ``httpx``), exception str/repr, CLI output, audit export and
-report markdown is scanned for each secret, plain, URL-encoded and base64-encoded (Basic auth).
+report markdown is scanned for each secret: any 8-character run of it, plain, JSON-escaped, URL- or
+base64-encoded (Basic auth included), in any case.
 
-Also: hostile userNames against a real scim2-server (filter injection) and tampering with a real run's audit
-trail, detected by ``tenure audit verify``.
+Also: a hostile peer echoing the bearer token in every form (JSON-escaped, case-folded, encoded, in pieces,
+straddling the error cut) leaves no 8-character run of it in CLI output, the raw SQLite file or ``audit export``;
+hostile userNames against a real scim2-server (filter injection) and tampering with a real run's audit trail,
+detected by ``tenure audit verify``.
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -34,6 +42,7 @@ from tenure.settings import HRISSettings, IdPSettings, TicketingSettings
 from tests.reliability.helpers import REPO, audit_verify_cli
 from tests.support.fault_proxy import FaultProxy
 from tests.support.hris_data import fake_people, write_csv
+from tests.support.leaks import hostile_echo, leaked_runs
 from tests.support.rt_server import RT_ROOT_PASSWORD, RT_ROOT_USER, RTServer
 from tests.support.scim_server import SCIMServer, create_group, running_scim_server
 
@@ -53,23 +62,7 @@ POLICY = Policy.model_validate(
 )
 
 
-def forms(secret: str, user: str | None = None) -> set[str]:
-    """The secret as it could leak: plain, URL-encoded, base64 (alone and as Basic ``user:secret``)."""
-    found = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode().rstrip("=")}
-    if user is not None:
-        found.add(base64.b64encode(f"{user}:{secret}".encode()).decode().rstrip("="))
-        found.add(base64.b64encode(f"{secret}:{user}".encode()).decode().rstrip("="))
-    return found
-
-
-SECRET_FORMS = (
-    forms(SCIM_TOKEN)
-    | forms(BAMBOO_KEY, "x")
-    | forms(WEBHOOK_SECRET)
-    | forms(WRONG_TOKEN)
-    | forms(RT_ROOT_PASSWORD, RT_ROOT_USER)
-    | forms(WRONG_RT_PASSWORD, RT_ROOT_USER)
-)
+SECRETS = (SCIM_TOKEN, BAMBOO_KEY, WEBHOOK_SECRET, WRONG_TOKEN, RT_ROOT_PASSWORD, WRONG_RT_PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +89,12 @@ class Haystack:
             self.exception(f"{where} cause", exc.__cause__)
 
     def leaks(self) -> list[str]:
+        """Each place holding an 8-character run of a secret, in any form or case (tests.support.leaks)."""
         return [
-            f"{where}: …{text[max(0, text.find(s) - 40) : text.find(s) + 40]}…"
+            f"{where}: {runs}"
             for where, text in self.texts
-            for s in SECRET_FORMS
-            if s in text
+            for secret in SECRETS
+            if (runs := leaked_runs(text, secret))
         ]
 
 
@@ -349,3 +343,149 @@ async def test_tampering_with_a_real_runs_audit_trail_is_detected(
             assert result.returncode == 1, (kind, result.stdout)
     finally:
         await idp.aclose()
+
+
+# ----------------------------------------------------------------------------------- a hostile peer (issue 16)
+
+HOSTILE_TOKEN = "TOKv4lue/SECRET+Hq7Wn2~Pz9.Xc4_Lm8"
+CHECKPOINT_KEY = "ckptKEY-Bv6Nm3Qw8Er1-neverlog"
+HOSTILE_POLICY = """
+naming: {username: "{given}.{last}", email_domain: example.com}
+birthright: [{groups: [all-staff]}]
+brake: {max_disable_count: 1000, max_disable_percent: 100}
+"""
+
+
+class _HostileSCIM(BaseHTTPRequestHandler):
+    """A SCIM service that lists nothing and refuses every write with an error echoing the caller's bearer
+    token in every form: plain text with the token straddling the 300-character cut, and a SCIM Error whose
+    detail carries it JSON-escaped (``\\/``), upper-cased, URL- and base64-encoded, and in pieces."""
+
+    seen_tokens: ClassVar[list[str]] = []
+    writes = 0
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        return None
+
+    def _answer(self, status: int, body: str, content_type: str = "application/scim+json") -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if "ServiceProviderConfig" in self.path:
+            self._answer(404, "")
+            return
+        resources = (
+            [
+                {
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "id": "g1",
+                    "displayName": "all-staff",
+                }
+            ]
+            if "/Groups" in self.path
+            else []
+        )
+        self._answer(
+            200,
+            json.dumps(
+                {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                    "totalResults": len(resources),
+                    "startIndex": 1,
+                    "itemsPerPage": len(resources),
+                    "Resources": resources,
+                }
+            ),
+        )
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        type(self).seen_tokens.append(token)
+        type(self).writes += 1
+        if self.writes % 2:  # plain text: the token straddles the 300-character cut
+            self._answer(400, "p" * (300 - len(token) // 2) + token + " " + hostile_echo(token), "text/plain")
+            return
+        error = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": "400",
+            "detail": "q" * 196 + hostile_echo(token),  # its token straddles the cut of the raw body
+        }
+        self._answer(400, json.dumps(error).replace("/", "\\/"))
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tenure.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_hostile_peer_echoing_the_token_leaves_no_piece_of_it_anywhere(tmp_path: Path) -> None:
+    """A peer answering every write with the bearer token echoed in every form: no 8-character run of it, in
+    any case or encoding, in the CLI's output, the raw SQLite file or ``tenure audit export`` (JSONL, CSV)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileSCIM)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        csv_path, policy = tmp_path / "hris.csv", tmp_path / "policy.yaml"
+        rows = fake_people(4, seed=9)
+        for row in rows:
+            row.update(status="active", termination_date="", hire_date="2020-01-01")
+        write_csv(csv_path, rows)
+        policy.write_text(HOSTILE_POLICY)
+        database = tmp_path / "audit.db"
+        env = {
+            **os.environ,
+            "TENURE_DATABASE_URL": f"sqlite:///{database}",
+            "TENURE_POLICY_FILE": str(policy),
+            "TENURE_HRIS__PATH": str(csv_path),
+            "TENURE_IDP__BASE_URL": f"http://127.0.0.1:{server.server_address[1]}/scim/v2/",
+            "TENURE_IDP__TOKEN": HOSTILE_TOKEN,
+            "TENURE_IDP__MAX_ATTEMPTS": "1",
+            "TENURE_AUDIT__CHECKPOINT_KEY": CHECKPOINT_KEY,
+            "TENURE_AUDIT__CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        }
+        outputs = {
+            "sync": _cli(env, "sync", "--full"),
+            "apply": _cli(env, "apply", rows[0]["employee_id"]),
+            "export jsonl": _cli(env, "audit", "export", "--format", "jsonl"),
+            "export csv": _cli(env, "audit", "export", "--format", "csv"),
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(_HostileSCIM.seen_tokens) == {HOSTILE_TOKEN}  # the peer did hold the token to echo
+    assert outputs["sync"].returncode == 1 and outputs["apply"].returncode == 1
+    assert outputs["export jsonl"].stdout.count('"idp.user.create"') >= 5
+    assert "failed" in outputs["sync"].stderr
+    # sync and apply each ended by anchoring the chain (tenure/checkpoint.py), the last at its full length
+    checkpoints = [
+        json.loads(line) for line in (tmp_path / "checkpoints/checkpoints.jsonl").read_text().splitlines()
+    ]
+    assert len(checkpoints) == 2
+    assert checkpoints[-1]["seq"] == len(outputs["export jsonl"].stdout.splitlines())
+    haystacks = {
+        f"{name} {stream}": getattr(result, stream)
+        for name, result in outputs.items()
+        for stream in ("stdout", "stderr")
+    }
+    for path in database.parent.glob(database.name + "*"):  # the database and any -wal/-journal file
+        if path.is_file():
+            haystacks[path.name] = path.read_bytes().decode("utf-8", "replace")
+    leaks = {
+        f"{where} ({secret[:3]}…)": runs
+        for where, text in haystacks.items()
+        for secret in (HOSTILE_TOKEN, CHECKPOINT_KEY)
+        if (runs := leaked_runs(text, secret))
+    }
+    assert leaks == {}

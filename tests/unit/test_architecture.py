@@ -23,7 +23,17 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"lifecycle", "connectors", "models"},
     "tenure.settings": set(),
     "tenure.compose": {"tenure.settings", "connectors", "models"},
-    "flows": {"engine", "lifecycle", "connectors", "models", "tenure.settings", "tenure.compose"},
+    "tenure.checkpoint": {"tenure.settings", "models"},
+    "tenure.export": set(),
+    "flows": {
+        "engine",
+        "lifecycle",
+        "connectors",
+        "models",
+        "tenure.settings",
+        "tenure.compose",
+        "tenure.checkpoint",
+    },
     "deployments": {"engine", "lifecycle", "connectors", "models", "tenure.settings", "tenure.compose"},
     "tenure.cli": {
         "engine",
@@ -34,6 +44,8 @@ ALLOWED: dict[str, set[str]] = {
         "deployments",
         "tenure.settings",
         "tenure.compose",
+        "tenure.checkpoint",
+        "tenure.export",
     },
 }
 # Prefect is glue: only the flows, the deployments, the settings (Secret blocks) and the CLI may import it.

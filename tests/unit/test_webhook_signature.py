@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -133,7 +134,7 @@ async def test_generic_event_starts_mapped_deployment(event_type: str, deploymen
     [request] = recorder.requests
     assert request.deployment == deployment
     assert request.parameters == {"employee_id": "E42"}
-    assert request.idempotency_key == "hris:generic:evt-1"
+    assert request.idempotency_key == f"hris:generic:evt-1:{hashlib.sha256(body).hexdigest()[:16]}"
     assert request.name == f"{deployment.split('/')[0]}-E42"
     assert response.json()["flow_run_id"] and response.json()["duplicate"] is False
     [event] = recorder.events
@@ -237,11 +238,11 @@ async def test_replay_guard_forgets_after_ttl() -> None:
         starts.append("run")
         return f"run-{len(starts)}"
 
-    assert await guard.run_once("generic:e1", start) == ("run-1", False)
+    assert await guard.run_once("generic:e1", "d1", start) == ("run-1", False)
     now[0] = 599.0
-    assert await guard.run_once("generic:e1", start) == ("run-1", True)
+    assert await guard.run_once("generic:e1", "d1", start) == ("run-1", True)
     now[0] = 601.0
-    assert await guard.run_once("generic:e1", start) == ("run-2", False)
+    assert await guard.run_once("generic:e1", "d2", start) == ("run-2", False)
     assert len(starts) == 2
 
 
@@ -425,7 +426,9 @@ async def test_bamboohr_event_based_created_starts_joiner() -> None:
     assert response.status_code == 202
     [request] = recorder.requests
     assert (request.deployment, request.parameters) == ("joiner/tenure", {"employee_id": "67890"})
-    assert request.idempotency_key.startswith("hris:bamboohr:") and request.idempotency_key.endswith(":67890")
+    assert request.event.idempotency_key.startswith("hris:bamboohr:")
+    assert request.event.idempotency_key.endswith(":67890")
+    assert request.idempotency_key.startswith(request.event.idempotency_key + ":")
 
 
 async def test_bamboohr_field_based_maps_each_employee() -> None:
@@ -557,14 +560,14 @@ async def test_prefect_starter_retries_then_gives_up() -> None:
     assert sleeps == [0.25]
 
 
-def test_cli_serve_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`webhook serve --host --port` hands the app to uvicorn with those values."""
+def test_cli_serve_runs_the_guarded_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`webhook serve --host --port` hands the app to the guarded uvicorn server with those values."""
     calls: list[dict[str, Any]] = []
-    import uvicorn
+    from deployments import webhook_server
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setattr(webhook_server, "serve", lambda app, **kw: calls.append({"app": app, **kw}))
     monkeypatch.setenv("TENURE_WEBHOOK__SECRET", SECRET)
     result = CliRunner().invoke(webhook_cli.app, ["serve", "--host", "127.0.0.1", "--port", "18042"])
     assert result.exit_code == 0, result.output
     assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 18042
-    assert hasattr(calls[0]["app"], "router")
+    assert hasattr(calls[0]["app"], "router") and calls[0]["settings"].header_timeout_seconds == 10
