@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
+from connectors.errors import PermanentAPIError
 from connectors.hris.csv_export import CSVExportHRIS
 from connectors.idp.scim import SCIMIdentityProvider
 from engine.auditor import Auditor
@@ -297,22 +298,38 @@ async def test_incremental_sync_uses_and_moves_the_cursor(
         await world.idp.aclose()
 
 
-async def test_failed_change_keeps_the_cursor(
-    scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str
-) -> None:
-    """If any change fails (a policy group missing in the IdP) the cursor stays; the fixed re-run moves it."""
-    world = await make_world(scim_server, tmp_path, fresh_sqlite_url, groups=("all-staff", "engineering"))
-    try:
-        failed = await world.sync()
-        assert not failed.ok and failed.failed == sum(1 for r in world.rows if r["department"] == "Sales")
-        assert not failed.cursor_moved
-        with session_scope(fresh_sqlite_url) as session:
-            assert cursor_get(session=session, name=SYNC_CURSOR) is None
-        await create_group(world.base_url, world.token, "sales")
-        fixed = await world.sync()
-        assert fixed.ok and fixed.cursor_moved and fixed.changes == failed.failed
-    finally:
-        await world.idp.aclose()
+class _RefusingSales:
+    """The world's IdP, except that it refuses memberships of ``sales`` until ``healed``."""
+
+    def __init__(self, idp: SCIMIdentityProvider) -> None:
+        self._idp, self.healed, self._sales = idp, False, ""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._idp, name)
+
+    async def list_groups(self) -> Any:
+        groups = await self._idp.list_groups()
+        self._sales = next(g.id for g in groups if g.name == "sales")
+        return groups
+
+    async def add_member(self, group_id: str, account_id: str) -> None:
+        if group_id == self._sales and not self.healed:
+            raise PermanentAPIError("mutability: sales is read-only", source="scim", status_code=400)
+        await self._idp.add_member(group_id, account_id)
+
+
+async def test_failed_change_keeps_the_cursor(world: World) -> None:
+    """If any change fails (the IdP refuses a membership) the cursor stays; the fixed re-run moves it."""
+    refusing = _RefusingSales(world.idp)
+    failing = world.engine()
+    failing.idp = failing.applier.idp = refusing  # type: ignore[assignment]
+    failed = await failing.run()
+    assert not failed.ok and failed.failed == sum(1 for r in world.rows if r["department"] == "Sales")
+    assert not failed.cursor_moved
+    with session_scope(world.database_url) as session:
+        assert cursor_get(session=session, name=SYNC_CURSOR) is None
+    fixed = await world.sync()
+    assert fixed.ok and fixed.cursor_moved and fixed.changes == failed.failed
 
 
 class PowerCut(BaseException):
