@@ -70,6 +70,7 @@ from models.ledger import (
     applied_since,
     cursor_put,
     entries_for,
+    roster_count_put,
     upsert_entry,
     upsert_grant,
 )
@@ -220,6 +221,12 @@ class Applier:
     def note_many(self, events: Iterable[AuditEventBase]) -> None:
         with session_scope(self.database_url) as session:
             record_many(session=session, events=events)
+
+    def record_roster(self, name: str, count: int) -> None:
+        """Remember how many HR records a full sync read (the next full sync's truncated-export check)."""
+        with session_scope(self.database_url) as session:
+            roster_count_put(session=session, name=name, count=count)
+            session.commit()
 
     def move_cursor(self, name: str, value: datetime) -> None:
         """Store an incremental job's cursor (only once everything it covers was processed)."""

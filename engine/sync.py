@@ -49,13 +49,13 @@ from engine.locks import LockHeld
 from engine.preflight import require_groups
 from engine.reconcile import histories
 from lifecycle.actions import ACCOUNT_KINDS, Plan
-from lifecycle.brake import BrakeDecision, check_brake
+from lifecycle.brake import BrakeDecision, RosterShrinkDecision, check_brake, check_roster_shrink
 from lifecycle.policy import Policy
 from lifecycle.sync_plan import Snapshot, TakenNames, Work, plan_all, trim_plan
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
-from models.ledger import cursor_get, open_employees, settled_side_effects
+from models.ledger import cursor_get, open_employees, roster_count_get, settled_side_effects
 
 __all__ = [
     "SYNC_CURSOR",
@@ -171,13 +171,16 @@ class SyncReport:
     duration_seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)  # read / plan / apply wall time
     brake: BrakeDecision | None = None
+    roster: RosterShrinkDecision | None = None  # full syncs: the truncated-export check, before planning
     cursor_before: datetime | None = None
     cursor_after: datetime | None = None
     cursor_moved: bool = False
 
     @property
     def refused(self) -> bool:
-        return self.brake is not None and self.brake.refused
+        return (self.brake is not None and self.brake.refused) or (
+            self.roster is not None and self.roster.refused
+        )
 
     @property
     def ok(self) -> bool:
@@ -187,6 +190,8 @@ class SyncReport:
         head = f"sync {self.mode}{' (dry run)' if self.dry_run else ''}"
         if self.partitions > 1:
             head += f" partition {self.partition}/{self.partitions}"
+        if self.roster is not None and self.roster.refused:
+            return f"{head}: {self.roster.message}"
         if self.refused and self.brake is not None:
             return f"{head}: {self.brake.message}"
         return (
@@ -414,6 +419,9 @@ class SyncEngine:
         started = time.monotonic()
         self.report.employees_seen = len(employees) + self.report.invalid_records
         url = self.auditor.database_url
+        if self.options.full and self._roster_shrank(url):
+            self._prepared = True
+            return
         with session_scope(url) as session:
             settled = settled_side_effects(session=session, ticketing=self.ticketing is not None)
             unsettled = open_employees(session=session)
@@ -452,6 +460,35 @@ class SyncEngine:
             self.batches = sync_plan.batches(self.options.batch_size)
         self.report.batches = len(self.batches)
         self._prepared = True
+
+    @property
+    def roster_name(self) -> str:
+        return f"roster {self.options.partition}/{self.options.partitions}"
+
+    def _roster_shrank(self, url: str) -> bool:
+        """The truncated-export check of a full sync (:func:`lifecycle.brake.check_roster_shrink`): a roster
+        that shrank by more than the brake's share since the last full sync refuses the run before planning."""
+        with session_scope(url) as session:
+            previous = roster_count_get(session=session, name=self.roster_name)
+        decision = check_roster_shrink(
+            previous, self.report.employees_seen, self.policy.brake, override=self.options.override_brake
+        )
+        self.report.roster = decision
+        if decision.tripped:
+            self.applier.note(
+                action="sync.roster",
+                target_system=self.hris.source,
+                outcome=Outcome.FAILED if decision.refused else Outcome.APPLIED,
+                reason=decision.message,
+                details={
+                    "previous": decision.previous,
+                    "current": decision.current,
+                    "percent": round(decision.percent, 2),
+                    "overridden": decision.overridden,
+                },
+            )
+            log.warning("%s", decision.message)
+        return decision.refused
 
     def _audit_brake(self, decision: BrakeDecision) -> None:
         if not decision.tripped:
@@ -559,6 +596,8 @@ class SyncEngine:
             r.cursor_after, r.cursor_moved = self._next_cursor, True
         else:
             r.cursor_after = r.cursor_before
+        if self.options.full and not self.options.dry_run and not r.refused:
+            self.applier.record_roster(self.roster_name, r.employees_seen)
         counts = self._idp_counts()
         if counts is not None and self._calls_before is not None:
             r.idp_calls = counts[0] - self._calls_before[0]

@@ -46,6 +46,9 @@ __all__ = [
     "upsert_grant",
     "cursor_get",
     "cursor_put",
+    "RosterCount",
+    "roster_count_get",
+    "roster_count_put",
 ]
 
 
@@ -126,6 +129,17 @@ class SyncCursor(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=128)
     value: datetime
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RosterCount(SQLModel, table=True):
+    """How many HR records the last full sync of a share read (valid and invalid): a truncated export shows
+    fewer (:func:`lifecycle.brake.check_roster_shrink`)."""
+
+    __tablename__ = "roster_count"
+
+    name: str = Field(primary_key=True, max_length=128)
+    count: int
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -222,6 +236,11 @@ def cursor_get(*, session: Session, name: str) -> datetime | None:
     return row.value if row else None
 
 
+def roster_count_get(*, session: Session, name: str) -> int | None:
+    row = session.get(RosterCount, name)
+    return row.count if row else None
+
+
 # ----------------------------------------------------------------------------------- writes (the applier's)
 
 
@@ -253,3 +272,7 @@ def upsert_grant(*, session: Session, grant: Grant) -> None:
 
 def cursor_put(*, session: Session, name: str, value: datetime) -> None:
     _upsert(session, SyncCursor, {"name": name, "value": value, "updated_at": utcnow()}, ["name"])
+
+
+def roster_count_put(*, session: Session, name: str, count: int) -> None:
+    _upsert(session, RosterCount, {"name": name, "count": count, "updated_at": utcnow()}, ["name"])

@@ -461,3 +461,18 @@ def test_cli_sync_config_error_exits_2(tmp_path: Path, monkeypatch: pytest.Monke
     result = CliRunner().invoke(app, ["sync"])
     assert result.exit_code == 2 and "not found" in result.output
     assert not (tmp_path / "db.sqlite").exists()
+
+
+async def test_truncated_export_is_refused_before_planning(world: World) -> None:
+    """A full sync whose export lost more rows than the brake's share since the last full sync plans nothing and
+    is refused (audited); with the override it goes on and the new count is remembered."""
+    assert (await world.sync(full=True)).ok
+    world.rows = world.rows[:12]  # 40% of the roster missing; the policy's brake allows 30%
+    world.write()
+    refused = await world.sync(full=True)
+    assert refused.refused and not refused.ok and refused.planned == 0 and refused.changes == 0
+    assert "shrank" in refused.summary() or "fewer" in refused.summary()
+    assert [e.outcome for e in world.events() if e.action == "sync.roster"] == [Outcome.FAILED.value]
+    overridden = await world.sync(full=True, override_brake=True)
+    assert overridden.ok and not overridden.refused
+    assert (await world.sync(full=True)).ok  # 12 is now the count to compare with

@@ -126,8 +126,8 @@ def test_no_cycle_between_rooms() -> None:
         visit(room, ())
 
 
-WRITERS = {"record", "record_many", "upsert_entry", "upsert_grant", "cursor_put"}
-TABLES = {"AuditEvent", "LedgerEntry", "Grant", "SyncCursor"}
+WRITERS = {"record", "record_many", "upsert_entry", "upsert_grant", "cursor_put", "roster_count_put"}
+TABLES = {"AuditEvent", "LedgerEntry", "Grant", "SyncCursor", "RosterCount"}
 THE_DOOR = ROOT / "engine" / "applier.py"
 
 
