@@ -23,7 +23,9 @@ class TestWorkdayContract(HRISContract):
         return WorkdayFake()
 
     def connect(self, world: WorkdayFake, *, sleep: Sleeps, wrong_secret: bool = False) -> HRIS:
-        password = "wd-wrong-password-0000" if wrong_secret else world.password
+        password = (
+            "wd-refused-9f3k-0000" if wrong_secret else world.password
+        )  # no word of a setting name in it
         settings = HRISSettings(
             kind="workday",
             base_url=world.base_url,

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from connectors.ticketing.rt import reference_matches, reference_query
+from lifecycle.policy import load_policy
 from tests.reliability.conftest import size
 from tests.reliability.helpers import REPO, applied_changes, audit_verify_cli, snapshot
 from tests.support.hris_data import COLUMNS
@@ -119,7 +120,9 @@ async def test_killed_runs_converge_without_duplicates(
     one account per employee with the stage's groups and state, one ticket per reference, one applied audit
     row per change, and the audit chain verifies."""
     base_url = scim_server.tenant_url()
-    for group in ("all-staff", "engineering", "github-users", "office-berlin", "sales", "crm-users"):
+    for group in sorted(
+        load_policy(REPO / "examples/policy.yaml").managed_groups
+    ):  # the preflight wants them all
         await create_group(base_url, scim_server.token, group)
     hris_csv, database_url = tmp_path / "hris.csv", f"sqlite:///{tmp_path / 'audit.db'}"
     env = {

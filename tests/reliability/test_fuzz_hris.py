@@ -39,7 +39,7 @@ from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
 from tests.reliability.conftest import size
 from tests.support.hris_data import COLUMNS
-from tests.support.scim_server import SCIMServer
+from tests.support.scim_server import SCIMServer, create_group
 
 TODAY = date(2026, 1, 15)
 FIELD = r"(employee_id|first_name|last_name|preferred_name|work_email|personal_email|department|title|manager_id|location|employment_type|status|hire_date|termination_date)"
@@ -252,9 +252,11 @@ def test_fuzzed_rows_through_the_sync_are_audited(
         path, url = Path(tmp) / "hris.csv", f"sqlite:///{tmp}/audit.db"
         _write(path, rows)
         items = CSVExportHRIS(path).read()
-        idp = build_identity_provider(
-            IdPSettings(base_url=scim_server.tenant_url(), token=SecretStr(scim_server.token))
-        )
+        tenant = scim_server.tenant_url()
+        asyncio.run(
+            create_group(tenant, scim_server.token, "all-staff")
+        )  # the policy's one group (preflight)
+        idp = build_identity_provider(IdPSettings(base_url=tenant, token=SecretStr(scim_server.token)))
 
         async def run() -> Any:
             try:
