@@ -19,10 +19,12 @@ from engine.applier import Applier
 from engine.auditor import Auditor
 from engine.kpi import compute_kpis
 from engine.review import decide, process_deadlines, run_review
+from flows.anchoring import publish_checkpoint
 from flows.lifecycle import apply_action
 from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
+from tenure.checkpoint import write_checkpoint
 from tenure.compose import Connectors, open_connectors
 from tenure.settings import Settings, load_settings
 
@@ -65,6 +67,7 @@ async def access_review(dry_run: bool = False) -> State:
         async for record in connectors.hris.iter_employees():
             if isinstance(record, Employee):
                 employees[record.employee_id] = record
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     rows = run.summary_rows()
     await create_table_artifact(
         table=rows[:MAX_TABLE_ROWS],
@@ -96,6 +99,7 @@ async def review_deadline() -> State:
         report = await process_deadlines(
             database_url=settings.database_url, **_engine_args(settings, policy, connectors)
         )
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     await create_markdown_artifact(
         markdown=report.markdown(),
         key="review-deadlines",
@@ -123,6 +127,7 @@ async def review_decide(
             reason=reason,
             **_engine_args(settings, policy, connectors),
         )
+    await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     message = f"{item_id}: {item.decision} by {item.decided_by}" + (
         f"; {item.action_taken}: {item.action_outcome}" if item.action_outcome else ""
     )

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tenure.checkpoint import write_checkpoint
+
 if TYPE_CHECKING:
     from engine.auditor import Auditor
     from lifecycle.policy import Policy
@@ -66,6 +68,7 @@ def review_run(
         )
 
     run = run_with_connectors(settings, _run)
+    write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     out.print(
         f"{run.accounts} accounts, {run.memberships} memberships, {len(run.findings)} findings"
         + (f", {run.invalid_records} unreadable HR records" if run.invalid_records else "")
@@ -118,6 +121,7 @@ def review_decide(
 
     try:
         result = run_with_connectors(settings, _decide, connect=decision is DecisionChoice.revoke)
+        write_checkpoint(settings)
     except ReviewError as exc:
         fail(str(exc))
     out.print(
@@ -149,6 +153,7 @@ def review_deadline() -> None:
         )
 
     out.print(run_with_connectors(settings, _deadline).markdown())
+    write_checkpoint(settings)
 
 
 @review_app.command("export")
