@@ -30,7 +30,7 @@ from connectors.hris.csv_export import CSVExportHRIS
 from connectors.hris.hibob import HiBobHRIS
 from connectors.hris.personio import PersonioHRIS
 from connectors.hris.workday import WorkdayHRIS, workday_fault, workday_user
-from connectors.http import HTTPOptions, TokenAuth, api_client_from, basic_auth_secrets
+from connectors.http import APIClient, HTTPOptions, TokenAuth, api_client_from, basic_auth_secrets
 from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
 from connectors.idp.google import DIRECTORY_SCOPES, GoogleWorkspaceIdentityProvider, ServiceAccountAssertion
 from connectors.idp.ldap import LDAPIdentityProvider
@@ -230,38 +230,46 @@ def _build_workday(
     )
 
 
+def _token_api(
+    settings: IdPSettings,
+    source: str,
+    scheme: str,
+    transport: httpx.AsyncBaseTransport | None,
+    api_options: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+) -> APIClient:
+    """An API client that sends ``settings.token`` as ``Authorization: <scheme> <token>`` (SCIM, Okta)."""
+    token = _reveal(settings.token)
+    return api_client_from(
+        http_options(settings),
+        base_url=settings.base_url,
+        source=source,
+        auth=TokenAuth(token, scheme) if token else None,
+        secrets=[token],
+        transport=transport,
+        headers=headers,
+        **api_options,
+    )
+
+
 def build_identity_provider(
     settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None = None, **api_options: Any
 ) -> IdentityProvider:
     """The identity provider named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for
     tests."""
     if settings.kind == "scim":
-        token = _reveal(settings.token)
-        return SCIMIdentityProvider(
-            api_client_from(
-                http_options(settings),
-                base_url=settings.base_url,
-                source="scim",
-                auth=TokenAuth(token, "Bearer") if token else None,
-                secrets=[token],
-                transport=transport,
-                headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
-                **api_options,
-            )
+        api = _token_api(
+            settings,
+            "scim",
+            "Bearer",
+            transport,
+            api_options,
+            headers={"Accept": f"{SCIM_MEDIA_TYPE}, application/json"},
         )
+        return SCIMIdentityProvider(api)
     if settings.kind == "okta":
-        token = _reveal(settings.token)
-        return OktaIdentityProvider(
-            api_client_from(
-                http_options(settings),
-                base_url=settings.base_url,
-                source="okta",
-                auth=TokenAuth(token, "SSWS") if token else None,
-                secrets=[token],
-                transport=transport,
-                **api_options,
-            )
-        )
+        return OktaIdentityProvider(_token_api(settings, "okta", "SSWS", transport, api_options))
     if settings.kind == "ldap":
         if not settings.base_dn or not settings.bind_dn:
             raise ValueError("LDAP identity provider needs TENURE_IDP__BASE_DN and TENURE_IDP__BIND_DN")
