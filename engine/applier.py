@@ -60,6 +60,7 @@ from lifecycle.actions import (
 )
 from models.audit import AuditEventBase, Outcome, record_many, utcnow
 from models.db import session_scope
+from models.directory import Mirror, MirrorChanges, mirror_put
 from models.domain import Account
 from models.ledger import (
     OPEN_STATUSES,
@@ -232,6 +233,13 @@ class Applier:
         """Store an incremental job's cursor (only once everything it covers was processed)."""
         with session_scope(self.database_url) as session:
             cursor_put(session=session, name=name, value=value)
+            session.commit()
+
+    def mirror_directory(self, name: str, mirror: Mirror, changes: MirrorChanges | None = None) -> None:
+        """Store the sync's copy of a change-tracking directory with its delta links (:mod:`models.directory`):
+        every row after a full read, the changed rows after a delta read."""
+        with session_scope(self.database_url) as session:
+            mirror_put(session=session, name=name, mirror=mirror, changes=changes)
             session.commit()
 
     # ------------------------------------------------------------------------------------------ plans

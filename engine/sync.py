@@ -45,6 +45,7 @@ from connectors.errors import ConnectorError, InvalidRecordError, NotFoundError
 from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
 from engine.applier import Applier, ApplyReport, Scheduler
 from engine.auditor import Auditor
+from engine.directory import DirectoryRead, read_directory
 from engine.locks import LockHeld
 from engine.preflight import require_groups
 from engine.reconcile import histories
@@ -98,6 +99,7 @@ class SyncOptions:
     partitions: int = 1
     batch_size: int = DEFAULT_BATCH_SIZE
     max_concurrency: int = 8
+    reread_directory: bool = False  # read a change-tracking directory in full, not from the copy + delta
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or not 0 <= self.partition < self.partitions:
@@ -158,6 +160,8 @@ class SyncReport:
     accounts_read: int = 0
     active_accounts: int = 0
     pages_read: int = 0
+    directory_read: str = "full"  # "full", "delta" or "full (delta link expired)" (engine.directory)
+    drifted: int = 0  # delta reads: employees whose account changed in the directory since the last read
     planned: int = 0  # employees with a non-empty plan
     planned_actions: int = 0
     batches: int = 0
@@ -208,6 +212,8 @@ class SyncReport:
             ("employees seen", self.employees_seen),
             ("invalid records", self.invalid_records),
             ("accounts read", self.accounts_read),
+            ("directory read", self.directory_read),
+            ("drifted in the directory", self.drifted),
             ("planned", self.planned),
             ("planned actions", self.planned_actions),
             ("batches", self.batches),
@@ -267,6 +273,7 @@ class SyncEngine:
         self._calls_before = self._idp_counts()
         self._prepared = False
         self._account_ids: set[str] = set()  # employee ids holding an account, in every partition
+        self._directory: DirectoryRead | None = None
 
     # ------------------------------------------------------------------------------------------ one at a time
 
@@ -297,32 +304,45 @@ class SyncEngine:
             return None
         return sum(calls.values()), int(getattr(api, "writes", 0))
 
+    @property
+    def directory_name(self) -> str:
+        """The name of this share's copy of a change-tracking directory (:mod:`engine.directory`)."""
+        return f"{self.idp.source} {self.options.partition}/{self.options.partitions}"
+
     async def _read_idp(self) -> tuple[dict[str, Account], TakenNames, set[str]]:
-        """Every account (pages) and every group (one list): employee id → account with its groups."""
+        """Every account and every group — read in pages, or from the share's copy and the delta — as
+        employee id → account with its groups."""
+        read = await read_directory(
+            self.idp,
+            database_url=self.auditor.database_url,
+            name=self.directory_name,
+            page_size=PAGE_SIZE,
+            reread=self.options.reread_directory,
+        )
+        self._directory = read
+        self.report.directory_read = read.how
+        self.report.drifted = len(read.drifted)
+        self.report.pages_read += read.pages
         taken = TakenNames(self.policy.naming.email_domain)
         accounts: dict[str, Account] = {}
         duplicates: set[str] = set()
-        async for page in self.idp.iter_users(page_size=PAGE_SIZE):
-            self.report.pages_read += 1
-            for account in page:
-                self.report.accounts_read += 1
-                taken.add(account.user_name)
-                if account.employee_id:
-                    self._account_ids.add(account.employee_id)
-                if not account.employee_id or not self.options.mine(account.employee_id):
-                    continue
-                if account.employee_id in accounts:
-                    duplicates.add(account.employee_id)
-                accounts[account.employee_id] = account
-                self.report.active_accounts += 1 if account.active else 0
-        groups = await self.idp.list_groups()
-        self.report.pages_read += 1
+        for account in read.accounts:
+            self.report.accounts_read += 1
+            taken.add(account.user_name)
+            if account.employee_id:
+                self._account_ids.add(account.employee_id)
+            if not account.employee_id or not self.options.mine(account.employee_id):
+                continue
+            if account.employee_id in accounts:
+                duplicates.add(account.employee_id)
+            accounts[account.employee_id] = account
+            self.report.active_accounts += 1 if account.active else 0
         member_of: dict[str, set[str]] = defaultdict(set)
-        for group in groups:
+        for group in read.groups:
             for member in group.member_ids:
                 member_of[member].add(group.name)
         # preflight (engine.preflight): a group the policy grants but the IdP lacks refuses the whole run
-        self.applier.remember_groups(require_groups(groups, self.policy, source=self.idp.source))
+        self.applier.remember_groups(require_groups(read.groups, self.policy, source=self.idp.source))
         accounts = {
             eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
             for eid, a in accounts.items()
@@ -379,6 +399,10 @@ class SyncEngine:
         ids = list(
             dict.fromkeys(eid for eid in [*changes.employee_ids, *unsettled] if self.options.mine(eid))
         )
+        return await self._read_ids(ids)
+
+    async def _read_ids(self, ids: list[str]) -> list[tuple[str, Employee | None]]:
+        """These employees' HR records: one by one, or one pass over the export when there are many."""
         if len(ids) > FETCH_ONE_BY_ONE_LIMIT:
             return await self._read_all(set(ids))
         semaphore = asyncio.Semaphore(self.options.max_concurrency)
@@ -415,6 +439,11 @@ class SyncEngine:
         self._read_at = datetime.now(UTC)
         read_hris = self._read_all() if self.options.full else self._read_changed()
         employees, (accounts, taken, duplicates) = await asyncio.gather(read_hris, self._read_idp())
+        if not self.options.full and self._directory is not None:
+            # accounts that changed in the directory since the last read are planned too (drift repaired nightly)
+            seen = {eid for eid, _ in employees}
+            drifted = sorted(e for e in self._directory.drifted if e not in seen and self.options.mine(e))
+            employees += await self._read_ids(drifted)
         self.report.phase_seconds["read"] = time.monotonic() - started
         started = time.monotonic()
         self.report.employees_seen = len(employees) + self.report.invalid_records
@@ -598,12 +627,23 @@ class SyncEngine:
             r.cursor_after = r.cursor_before
         if self.options.full and not self.options.dry_run and not r.refused:
             self.applier.record_roster(self.roster_name, r.employees_seen)
+        self._keep_directory()
         counts = self._idp_counts()
         if counts is not None and self._calls_before is not None:
             r.idp_calls = counts[0] - self._calls_before[0]
             r.idp_writes = counts[1] - self._calls_before[1]
         r.duration_seconds = time.monotonic() - self._started
         return r
+
+    def _keep_directory(self) -> None:
+        """Store the share's copy of a change-tracking directory (not after a dry run or a refusal). After a
+        failure the copy's rows are kept but not its new links, so the changes are read again next time."""
+        read, r = self._directory, self.report
+        if read is None or read.mirror is None or self.options.dry_run or r.refused:
+            return
+        if self._cursor_blocked:
+            read.keep_previous_links()
+        self.applier.mirror_directory(self.directory_name, read.mirror, read.changes)
 
     async def run(
         self, *, batch_runner: BatchRunner | None = None, on_progress: Progress | None = None

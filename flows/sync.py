@@ -104,10 +104,12 @@ async def sync(
     partition: int = 0,
     partitions: int = 1,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    reread_directory: bool = False,
 ) -> State:
     """Bring the IdP in line with the HRIS: incremental since the cursor, or ``full``; ``dry_run`` audits the
     plan as ``planned`` and changes nothing; ``override_brake`` lets a mass disable through (audited);
-    ``partition``/``partitions`` take a stable share of the employees; ``batch_size`` employees per task run."""
+    ``partition``/``partitions`` take a stable share of the employees; ``batch_size`` employees per task run;
+    ``reread_directory`` reads a change-tracking directory (Entra ID) in full, not from its copy and the delta."""
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
@@ -118,6 +120,7 @@ async def sync(
         partition=partition,
         partitions=partitions,
         batch_size=batch_size,
+        reread_directory=reread_directory,
         max_concurrency=settings.idp.max_concurrency,
     )
     async with open_connectors(settings) as connectors:

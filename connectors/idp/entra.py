@@ -60,6 +60,7 @@ from urllib.parse import quote
 
 import httpx
 
+from connectors.delta import DeltaExpired, DeltaPage, GroupChange, GroupDeltaPage
 from connectors.errors import (
     AuthenticationError,
     ConflictError,
@@ -118,37 +119,6 @@ READ_GROUPS = "GroupMember.Read.All (or Group.Read.All)"
 WRITE_MEMBERS = "GroupMember.ReadWrite.All (or Group.ReadWrite.All)"
 READ_SIGN_INS = "AuditLog.Read.All"
 REVOKE_SESSIONS = "User.RevokeSessions.All (or User.ReadWrite.All)"
-
-
-class DeltaExpired(PermanentAPIError):
-    """The delta link is no longer valid (410 Gone / syncStateNotFound): do a full read, then start over."""
-
-
-@dataclass(frozen=True)
-class DeltaPage:
-    """One page of ``/users/delta``: users created or changed (read them in full with ``get_users``), users
-    removed (deleted or soft-deleted), and, on the last page, the delta link to keep for next time."""
-
-    changed_ids: tuple[str, ...] = ()
-    removed_ids: tuple[str, ...] = ()
-    delta_link: str | None = None
-
-
-@dataclass(frozen=True)
-class GroupChange:
-    """A group in a ``/groups/delta`` page: its new name if it changed, members added and removed."""
-
-    id: str
-    name: str | None = None
-    added_member_ids: frozenset[str] = frozenset()
-    removed_member_ids: frozenset[str] = frozenset()
-    removed: bool = False
-
-
-@dataclass(frozen=True)
-class GroupDeltaPage:
-    groups: tuple[GroupChange, ...] = ()
-    delta_link: str | None = None
 
 
 class MembershipChange(NamedTuple):

@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import models.audit  # noqa: F401  (registers tables on SQLModel.metadata)
+import models.directory  # noqa: F401
 import models.ledger  # noqa: F401
 import models.review  # noqa: F401
 

@@ -19,6 +19,13 @@ def sync_command(
     override_brake: Annotated[
         bool, typer.Option("--override-brake", help="apply even if the mass-change brake trips (audited)")
     ] = False,
+    reread_directory: Annotated[
+        bool,
+        typer.Option(
+            "--reread-directory",
+            help="read a change-tracking directory (Entra ID) in full instead of its kept copy and the delta",
+        ),
+    ] = False,
 ) -> None:
     """Reconcile every changed employee (or all, with --full). Exit 1 if anything failed, an HR record was
     invalid (audited and skipped) or the brake refused."""
@@ -38,6 +45,7 @@ def sync_command(
         full=full,
         dry_run=dry_run,
         override_brake=override_brake,
+        reread_directory=reread_directory,
         max_concurrency=settings.idp.max_concurrency,
     )
 

@@ -126,8 +126,25 @@ def test_no_cycle_between_rooms() -> None:
         visit(room, ())
 
 
-WRITERS = {"record", "record_many", "upsert_entry", "upsert_grant", "cursor_put", "roster_count_put"}
-TABLES = {"AuditEvent", "LedgerEntry", "Grant", "SyncCursor", "RosterCount"}
+WRITERS = {
+    "record",
+    "record_many",
+    "upsert_entry",
+    "upsert_grant",
+    "cursor_put",
+    "roster_count_put",
+    "mirror_put",
+}
+TABLES = {
+    "AuditEvent",
+    "LedgerEntry",
+    "Grant",
+    "SyncCursor",
+    "RosterCount",
+    "DirectoryLink",
+    "DirectoryAccount",
+    "DirectoryGroup",
+}
 THE_DOOR = ROOT / "engine" / "applier.py"
 
 
@@ -140,7 +157,8 @@ def test_ledger_and_audit_rows_are_written_only_by_the_applier(path: Path) -> No
     imported = {
         alias.asname or alias.name
         for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module in ("models.audit", "models.ledger")
+        if isinstance(node, ast.ImportFrom)
+        and node.module in ("models.audit", "models.ledger", "models.directory")
         for alias in node.names
     }
     assert not imported & WRITERS, f"{path.relative_to(ROOT)} imports a ledger/audit writer"
