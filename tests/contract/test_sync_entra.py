@@ -31,6 +31,8 @@ from tests.contract.test_idp_entra import make_entra
 from tests.support.graph_fake import FakeGraph
 from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv
 
+pytestmark = pytest.mark.slow
+
 N = 1_100  # two pages of users at $top=999
 MOVERS = N // 100  # 1% drift
 TODAY = datetime.now(UTC).date()
@@ -133,9 +135,9 @@ def graph() -> Iterator[FakeGraph]:
 
 
 @pytest.fixture
-async def tenant(graph: FakeGraph, tmp_path: Path, fresh_sqlite_url: str) -> AsyncIterator[Tenant]:
+async def tenant(graph: FakeGraph, tmp_path: Path, database_url: str) -> AsyncIterator[Tenant]:
     idp = make_entra()
-    t = Tenant(graph, idp, tmp_path / "hris.csv", people(), fresh_sqlite_url, {}, {})
+    t = Tenant(graph, idp, tmp_path / "hris.csv", people(), database_url, {}, {})
     t.write()
     await seed(t)
     try:
