@@ -21,14 +21,12 @@ from connectors.hris.csv_export import CSVExportHRIS
 from connectors.idp.entra import EntraIdentityProvider
 from engine.auditor import Auditor
 from engine.sync import SyncEngine, SyncOptions, SyncReport
-from lifecycle.actions import AddMembership, CreateAccount
-from lifecycle.planner import plan
 from lifecycle.policy import Policy
 from models.db import session_scope
 from models.directory import mirror_get
-from models.domain import Employee
 from tests.contract.test_idp_entra import make_entra
 from tests.support.graph_fake import FakeGraph
+from tests.support.graph_seed import seed_in_line
 from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv
 
 pytestmark = pytest.mark.slow
@@ -101,30 +99,6 @@ def reads(calls: list[tuple[str, str]], path: str) -> int:
     return sum(1 for m, p in calls if m == "GET" and p == path)
 
 
-async def seed(tenant: Tenant) -> None:
-    """Every employee's account as Tenure would have made it (the planner's own create and groups)."""
-    async with CSVExportHRIS(tenant.csv_path) as hris:
-        employees = [e async for e in hris.iter_employees() if isinstance(e, Employee)]
-    now = datetime.now(UTC)
-    for name in GROUPS:
-        tenant.group_ids[name] = tenant.graph.add_group(name)["id"]
-    for employee in employees:
-        actions = plan(employee, None, POLICY, now).actions
-        create = next(a for a in actions if isinstance(a, CreateAccount))
-        body = tenant.idp._user_body(create.attributes.model_copy(update={"active": True}))
-        body.pop("passwordProfile")
-        user = tenant.graph.add_user(**body)
-        tenant.user_ids[employee.employee_id] = user["id"]
-        for action in actions:
-            if isinstance(action, AddMembership):
-                tenant.graph.members[tenant.group_ids[action.group]].append(user["id"])
-    for employee in employees:
-        if employee.manager_id:
-            tenant.graph.managers[tenant.user_ids[employee.employee_id]] = tenant.user_ids[
-                employee.manager_id
-            ]
-
-
 @pytest.fixture
 def graph() -> Iterator[FakeGraph]:
     fake = FakeGraph()
@@ -139,7 +113,7 @@ async def tenant(graph: FakeGraph, tmp_path: Path, database_url: str) -> AsyncIt
     idp = make_entra()
     t = Tenant(graph, idp, tmp_path / "hris.csv", people(), database_url, {}, {})
     t.write()
-    await seed(t)
+    t.group_ids, t.user_ids = await seed_in_line(graph, idp, t.csv_path, POLICY, GROUPS)
     try:
         yield t
     finally:
