@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for due runs (1)")
     parser.add_argument("--limit", type=int, default=4, help="flow runs at a time (4)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()  # Prefect configures the root logger; this one reports on its own
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     runner = LifecycleRunner(poll_seconds=args.poll_seconds, limit=args.limit)
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
