@@ -9,7 +9,7 @@ and the audit database's growth. Every input is a flag, so a newer measurement r
   figures of issue #19 measured on main (11 ms per applied action, 1.2 ms per unchanged employee); pass the
   figures of bench/RESULTS.md's latest sync measurement once they are lower.
 * ``--audit-bytes-per-row``: on-disk bytes per audit row, indexes included. Default: measured here with
-  ``--measure-audit 5000`` against PostgreSQL (see bench/RESULTS.md, "(f)").
+  ``--measure-audit 5000`` against PostgreSQL (see bench/RESULTS.md, "(h)").
 * Target mix and limits (writes per second a target accepts org-wide), cited in docs/SCALE.md: Microsoft
   Graph 3,000 writes per 150 s per app and tenant, Okta 600 per minute on ``/api/v1/users`` (and 600 on
   ``/api/v1/users/{id}``), Slack SCIM 180 user writes per minute (600 writes/min org-wide).
