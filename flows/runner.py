@@ -7,7 +7,7 @@ a thread of its own (its own event loop, so a blocking call in one run never sta
 
 1. every ``poll_seconds`` it asks the Prefect API for scheduled runs of the deployments of the lifecycle flows
    (``joiner``, ``mover``, ``leaver``, ``reconcile-employee``, found by *flow* name, whatever the deployments
-   are called) that are due;
+   are called; the list is re-read every ``refresh_seconds`` and while it is empty) that are due;
 2. it claims a run by proposing ``Pending``: the server refuses a second claim (Prefect's
    ``PreventPendingTransitions`` rule), so a process worker polling the same deployments never runs it twice;
 3. it runs the flow with Prefect's engine (``prefect.flow_engine.run_flow``) in this process, at most ``limit``
@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -55,9 +57,12 @@ logger = logging.getLogger("tenure.runner")
 class LifecycleRunner:
     """Claims due runs of the lifecycle deployments and runs them in this process (see the module docstring)."""
 
-    def __init__(self, *, poll_seconds: float = 1.0, limit: int = 4) -> None:
+    def __init__(self, *, poll_seconds: float = 1.0, limit: int = 4, refresh_seconds: float = 30.0) -> None:
         self.poll_seconds = poll_seconds
         self.limit = limit
+        self.refresh_seconds = refresh_seconds  # how long the list of watched deployments is reused
+        self._watched: dict[UUID, Flow[..., Any]] = {}
+        self._watched_at = -math.inf
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="tenure-run")
         self._running: dict[UUID, Future[None]] = {}
@@ -75,7 +80,9 @@ class LifecycleRunner:
         room = self.limit - len(self._running)
         if room <= 0:
             return 0
-        watched = await self.deployments(client)
+        if not self._watched or time.monotonic() - self._watched_at > self.refresh_seconds:
+            self._watched, self._watched_at = await self.deployments(client), time.monotonic()
+        watched = self._watched
         if not watched:
             return 0
         due = await client.get_scheduled_flow_runs_for_deployments(
