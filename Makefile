@@ -45,7 +45,7 @@ demo-stop:  ## stop what `make demo` started
 ui-check:  ## headless Chromium checks the Prefect UI shows the demo's runs (screenshot in test-artifacts/)
 	$(PY) scripts/ui_check.py $(UI_CHECK_ARGS)
 
-bench-webhook: install  ## webhook → account active latency through a real Prefect server + worker (BENCH_ARGS=--hires 10 --poll-seconds 1,10)
+bench-webhook: install  ## webhook → account active latency through a real Prefect server: process worker and lifecycle runner (BENCH_ARGS=--hires 10 --poll-seconds 1,10 --runners worker,in-process)
 	$(PY) bench/webhook_latency.py $(BENCH_ARGS)
 
 clean:

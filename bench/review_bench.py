@@ -1,10 +1,13 @@
-"""Access review findings at scale: 10,000 and 50,000 accounts with 200,000 memberships, in memory.
+"""Access review findings at scale: generated accounts (5 memberships each unless told), in memory.
 
-Pure analysis (lifecycle.review.find), no API. For each size it prints the time of the analysis, the peak
-memory the analysis allocated (tracemalloc, measured in a second run because tracing slows Python down),
-the process's peak RSS (inputs included) and the findings by kind. No assertions: these are figures.
+Pure analysis (lifecycle.review.find), no API. For each size it prints the wall and CPU time (user + system)
+of the analysis, the process's RSS once the inputs are built, its peak RSS after the analysis (inputs
+included) and the findings by kind; with ``--trace-memory`` also the peak the analysis itself allocated
+(tracemalloc, in a second run because tracing slows Python down and adds its own memory). Run one size per
+process for a clean peak RSS. No assertions: these are figures.
 
-    .venv/bin/python bench/review_bench.py [--sizes 10000,50000] [--memberships 200000]
+    .venv/bin/python bench/review_bench.py [--sizes 1000000] [--memberships N] [--trace-memory]
+    /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000    # whole-process figures
 """
 
 from __future__ import annotations
@@ -86,34 +89,47 @@ def generate(
     return employees, result, approvals
 
 
-def measure(accounts: int, memberships: int) -> None:
+def _rss_mib() -> float:
+    """The process's current resident set size (``/proc/self/statm``)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def measure(accounts: int, memberships: int, trace_memory: bool) -> None:
     employees, account_list, approvals = generate(accounts, memberships)
     held = sum(len(a.groups) for a in account_list)
     gc.collect()
-    started = time.perf_counter()
+    inputs_mib = _rss_mib()
+    started, cpu_started = time.perf_counter(), time.process_time()
     findings = find(employees, account_list, approvals, NOW, POLICY)
-    elapsed = time.perf_counter() - started
-    del findings
-    gc.collect()
-    tracemalloc.start()
-    findings = find(employees, account_list, approvals, NOW, POLICY)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    traced = ""
+    if trace_memory:
+        del findings
+        gc.collect()
+        tracemalloc.start()
+        findings = find(employees, account_list, approvals, NOW, POLICY)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        traced = f", analysis allocated {peak / 2**20:.1f} MiB (tracemalloc)"
     counts = ", ".join(f"{k} {v}" for k, v in count_by_kind(findings).items())
     print(
-        f"{accounts:>7} accounts, {held:>7} memberships: {elapsed:6.2f} s, analysis peak "
-        f"{peak / 2**20:6.1f} MiB, process peak RSS {rss_mib:6.1f} MiB | {len(findings)} findings ({counts})"
+        f"{accounts:>7} accounts, {held:>7} memberships: {elapsed:6.2f} s wall, {cpu:6.2f} s CPU; RSS with "
+        f"the inputs {inputs_mib:6.1f} MiB, process peak RSS {peak_mib:6.1f} MiB{traced} | "
+        f"{len(findings)} findings ({counts})",
+        flush=True,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,50000")
-    parser.add_argument("--memberships", type=int, default=200_000)
+    parser.add_argument("--sizes", default="10000,50000", help="comma-separated account counts")
+    parser.add_argument("--memberships", type=int, default=None, help="memberships in all (5 per account)")
+    parser.add_argument("--trace-memory", action="store_true", help="also trace the analysis' allocations")
     args = parser.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
-        measure(size, args.memberships)
+        measure(size, args.memberships or 5 * size, args.trace_memory)
 
 
 if __name__ == "__main__":

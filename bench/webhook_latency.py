@@ -3,19 +3,22 @@
 Starts, all on 127.0.0.1 on free ports (reusing :mod:`sandbox.processes` and :mod:`sandbox.demo`): a Prefect
 server (SQLite, no UI), scim2-server with the policy's groups as the IdP, the RT-shaped sandbox ticketing API,
 the webhook receiver (``tenure webhook serve``), deploys ``joiner/tenure`` from ``prefect.yaml``, then for each
-worker polling interval (``PREFECT_WORKER_QUERY_SECONDS``, default 1 and 10) starts one process worker and
-measures ``--hires`` sequential hires: append the employee to the CSV HRIS (active, hired yesterday), send a
+executor (``--runners``: ``worker``, a process worker that starts a flow-run process per run, and
+``in-process``, the long-lived lifecycle runner of :mod:`flows.runner`) and polling interval
+(``PREFECT_WORKER_QUERY_SECONDS`` / ``--poll-seconds``, default 1 and 10) starts one executor and measures
+``--hires`` sequential hires: append the employee to the CSV HRIS (active, hired yesterday), send a
 signed generic webhook (``deployments.webhook.sign_generic``), poll scim2-server until the account exists and
 is active. One unmeasured warm-up hire precedes each series.
 
 Per hire it records (one wall clock; Prefect timestamps come from the server on the same machine):
 webhook sent → 2xx answered, → flow run created (``flow_run.created``), → Pending (the worker picked it up),
-→ Running (the flow process started), → account active (seen by polling), → Completed.
+→ Running (the flow process started), → account active (seen by polling), → Completed; per series the
+process CPU (user + system, from ``/proc``) of the executor, its reaped flow-run processes included.
 
 No assertions: figures only. Everything started is stopped by process group at the end, also on Ctrl-C or an
 exception. Usage::
 
-    .venv/bin/python bench/webhook_latency.py [--hires 10] [--poll-seconds 1,10]
+    .venv/bin/python bench/webhook_latency.py [--hires 10] [--poll-seconds 1,10] [--runners worker,in-process]
 """
 
 from __future__ import annotations
@@ -255,6 +258,33 @@ async def _wait_worker_online(name: str, worker: Started, timeout: float = 90.0)
             await asyncio.sleep(0.2)
 
 
+def start_runner(demo: Demo, poll_seconds: float, timeout: float = 120.0) -> Started:
+    """The long-lived lifecycle runner (``python -m flows.runner``); returns once it logs that it polls."""
+    name = f"bench-runner-{poll_seconds:g}s"
+    runner = demo.keep(
+        spawn(
+            name,
+            [sys.executable, "-m", "flows.runner", "--poll-seconds", f"{poll_seconds:g}"],
+            log_path=BENCH_DIR / f"logs/{name}.log",
+            env=demo.env,
+            cwd=ROOT,
+        )
+    )
+    deadline = time.monotonic() + timeout
+    while "lifecycle runner:" not in runner.log_tail(100_000):
+        if runner.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{runner.log_tail()}")
+        time.sleep(0.2)
+    return runner
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its reaped children (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_worker(demo: Demo, worker: Started) -> None:
     worker.stop()
     demo.state.pids.pop(worker.name, None)
@@ -343,12 +373,14 @@ def nearest_rank(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def report(query_seconds: float, timings: list[HireTiming]) -> str:
+def report(executor: str, query_seconds: float, timings: list[HireTiming], cpu_seconds: float) -> str:
     """Markdown: one row per hire, then min/median/p95/max per column (milliseconds)."""
     header = "| hire | " + " | ".join(name for name, _ in COLUMNS) + " | final |"
     lines = [
-        f"### Worker polling every {query_seconds:g} s (`PREFECT_WORKER_QUERY_SECONDS={query_seconds:g}`), "
-        f"{len(timings)} sequential hires, milliseconds",
+        f"### {executor} polling every {query_seconds:g} s, {len(timings)} sequential hires, milliseconds",
+        "",
+        f"Process CPU of the {executor} (user + system, flow-run processes included): {cpu_seconds:.1f} s, "
+        f"{cpu_seconds / max(1, len(timings)):.2f} s per hire.",
         "",
         header,
         "|" + "---|" * (len(COLUMNS) + 2),
@@ -394,7 +426,16 @@ def main(argv: list[str] | None = None) -> int:
         default="1,10",
         help="comma-separated PREFECT_WORKER_QUERY_SECONDS values, one series each (1,10)",
     )
+    parser.add_argument(
+        "--runners",
+        default="worker,in-process",
+        help="comma-separated executors, one series per polling interval each: worker, in-process",
+    )
     args = parser.parse_args(argv)
+    runners = [v.strip() for v in args.runners.split(",") if v.strip()]
+    unknown = set(runners) - {"worker", "in-process"}
+    if unknown:
+        parser.error(f"unknown runner(s): {', '.join(sorted(unknown))}")
     intervals = [float(v) for v in args.poll_seconds.split(",") if v.strip()]
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -408,24 +449,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start_stack(demo)
         index = 0
-        for query_seconds in intervals:
-            worker = start_worker(demo, query_seconds)
-            say(f"\nWorker {worker.name} online; warm-up hire (not counted)")
-            warm = hire(demo, index)
-            index += 1
-            say(f"  warm-up {warm.employee_id}: account active after {_ms(warm.since_sent(warm.active))} ms")
-            timings = []
-            for _ in range(args.hires):
-                timing = hire(demo, index)
+        for executor in runners:
+            for query_seconds in intervals:
+                if executor == "worker":
+                    worker = start_worker(demo, query_seconds)
+                else:
+                    worker = start_runner(demo, query_seconds)
+                say(f"\n{executor} {worker.name} online; warm-up hire (not counted)")
+                warm = hire(demo, index)
                 index += 1
-                timings.append(timing)
                 say(
-                    f"  {timing.employee_id}: 2xx {_ms(timing.answered - timing.sent)} ms, account active "
-                    f"{_ms(timing.since_sent(timing.active))} ms, run {timing.final_state}"
+                    f"  warm-up {warm.employee_id}: account active after {_ms(warm.since_sent(warm.active))} ms"
                 )
-            stop_worker(demo, worker)
-            reports.append(report(query_seconds, timings))
-            say("\n" + reports[-1])
+                cpu_before = process_cpu(worker.pid)
+                timings = []
+                for _ in range(args.hires):
+                    timing = hire(demo, index)
+                    index += 1
+                    timings.append(timing)
+                    say(
+                        f"  {timing.employee_id}: 2xx {_ms(timing.answered - timing.sent)} ms, account active "
+                        f"{_ms(timing.since_sent(timing.active))} ms, run {timing.final_state}"
+                    )
+                cpu = process_cpu(worker.pid) - cpu_before
+                stop_worker(demo, worker)
+                reports.append(report(executor, query_seconds, timings, cpu))
+                say("\n" + reports[-1])
     except KeyboardInterrupt:
         say("\nInterrupted: stopping everything.")
         return 130

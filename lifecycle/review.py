@@ -110,6 +110,8 @@ def _finding(
 
 def is_disable_due(employee: Employee, policy: Policy, now: datetime) -> bool:
     """Whether the leaver disable of ``employee`` is due now (the planner's leaver rule)."""
+    if employee.termination_date is None and employee.status is not EmployeeStatus.TERMINATED:
+        return False  # no termination instant and not terminated: not a leaver (the common case, no timeline)
     tl = timeline(employee, policy)
     terminated_before_start = (
         employee.termination_date is not None
