@@ -21,6 +21,7 @@ from engine.kpi import compute_kpis
 from engine.review import decide, process_deadlines, run_review
 from flows.anchoring import publish_checkpoint
 from flows.lifecycle import apply_action
+from flows.notify import FAILURE_HOOKS
 from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
@@ -54,7 +55,7 @@ def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> 
     }
 
 
-@flow(name="access-review", flow_run_name="access-review", log_prints=False)
+@flow(name="access-review", flow_run_name="access-review", log_prints=False, **FAILURE_HOOKS)
 async def access_review(dry_run: bool = False) -> State:
     """Find access problems; auto-remediate the policy's kinds, open a campaign for the rest; KPI artifact."""
     logger = get_run_logger()
@@ -91,7 +92,7 @@ async def access_review(dry_run: bool = False) -> State:
     return Completed(message=summary)
 
 
-@flow(name="review-deadline", flow_run_name="review-deadline")
+@flow(name="review-deadline", flow_run_name="review-deadline", **FAILURE_HOOKS)
 async def review_deadline() -> State:
     """Daily: remind after remind_after_days, escalate after escalate_after_days, settle at the deadline."""
     settings, policy = _config()
@@ -111,7 +112,7 @@ async def review_deadline() -> State:
     return Completed(message=report.markdown().splitlines()[-1])
 
 
-@flow(name="review-decide", flow_run_name="review-decide-{campaign_id}-{item_id}")
+@flow(name="review-decide", flow_run_name="review-decide-{campaign_id}-{item_id}", **FAILURE_HOOKS)
 async def review_decide(
     campaign_id: str, item_id: str, decision: Literal["keep", "revoke"], by: str, reason: str = ""
 ) -> State:

@@ -30,6 +30,7 @@ from models.audit import utcnow
 __all__ = [
     "LedgerStatus",
     "OPEN_STATUSES",
+    "sent_notices",
     "LedgerEntry",
     "GrantStatus",
     "Grant",
@@ -180,6 +181,17 @@ def settled_side_effects(*, session: Session, ticketing: bool) -> set[str]:
         ):
             settled.add(key)
     return settled
+
+
+def sent_notices(*, session: Session, employee_id: str | None = None) -> frozenset[str]:
+    """Ledger keys of notifications sent (or skipped for want of a notifier): never planned again."""
+    query = select(LedgerEntry.key).where(
+        LedgerEntry.kind == "notify",
+        col(LedgerEntry.status).in_([LedgerStatus.APPLIED.value, LedgerStatus.SKIPPED.value]),
+    )
+    if employee_id is not None:
+        query = query.where(LedgerEntry.employee_id == employee_id)
+    return frozenset(session.exec(query).all())
 
 
 def applied_since(*, session: Session, employee_id: str, since: datetime, other_than: str | None) -> bool:
