@@ -133,6 +133,7 @@ async def sync(
             auditor=Auditor(settings.database_url, **run_identity()),
             options=options,
             scheduler=schedule_reconcile if in_deployment() else None,
+            notifier=connectors.notifier,
         )
         try:
             async with engine:

@@ -4,10 +4,11 @@
 employee's :class:`~lifecycle.actions.Plan` as :class:`~lifecycle.actions.Notify` actions (the applier sends
 them through the one door, after the plan's other steps, so a notification never blocks provisioning):
 
-* **joiner**, ``when: prehire`` — the plan creates the account: the manager hears when it becomes active, its
-  groups and tickets. Occasion: the hire date.
-* **leaver**, ``when: planned`` — the plan disables an active account, now or at the termination time (a
-  SCHEDULE "disable"): the manager hears what is removed and when. Occasion: the termination date.
+* **joiner**, ``when: prehire`` — the plan creates the account before or on the hire day: the manager hears
+  when it becomes active, its groups and tickets. Occasion: the hire date. An account created for someone
+  whose hire day is long past (adopting an existing directory, a record the HRIS sent late) tells nobody.
+* **leaver**, ``when: planned`` — the plan disables an active account now, or its termination instant lies
+  ahead: the manager hears what is removed and when. Occasion: the termination date.
 * **failure** (:func:`failure_notices`) — a flow run failed or crashed: the named recipients (ops) hear its id,
   state and message. Occasion: the flow run id.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lifecycle.actions import (
@@ -33,7 +34,6 @@ from lifecycle.actions import (
     OpenTicket,
     Plan,
     RequestApproval,
-    Schedule,
 )
 from lifecycle.planner import timeline
 from lifecycle.policy import NoticeRule, Policy
@@ -42,6 +42,8 @@ from models.domain import Account, Employee
 __all__ = ["RunFailure", "local_time", "notices", "with_notices", "failure_notices"]
 
 _NAME_FIELDS = ("display_name",)
+# A creation later than this after the hire day began is a backfill (adoption, a missed record), not news.
+NEW_HIRE_WINDOW = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -141,14 +143,26 @@ def notices(
         return []
     found: list[Notify] = []
     creates = [a for a in plan.actions if isinstance(a, CreateAccount)]
-    if creates and policy.notify.joiner:
+    enable_at = timeline(employee, policy).enable_at
+    if creates and policy.notify.joiner and enable_at is not None and now < enable_at + NEW_HIRE_WINDOW:
         found += _joiner(plan, employee, manager, policy, now, active=creates[0].attributes.active)
-    disables = [a for a in plan.actions if isinstance(a, DisableAccount)]
-    schedules = [a for a in plan.actions if isinstance(a, Schedule) and a.event == "disable"]
-    if account is not None and account.active and (disables or schedules) and policy.notify.leaver:
-        at = now if disables else schedules[0].at
-        found += _leaver(employee, account, manager, policy, at)
+    if account is not None and account.active and policy.notify.leaver:
+        at = _leaving_at(plan, employee, policy, now)
+        if at is not None:
+            found += _leaver(employee, account, manager, policy, at)
     return [n for n in found if n.key not in sent]
+
+
+def _leaving_at(plan: Plan, employee: Employee, policy: Policy, now: datetime) -> datetime | None:
+    """When the account is disabled: now if the plan disables it, else the termination instant if it lies
+    ahead (whether or not this run can book its SCHEDULE); None if no leave is planned."""
+    if any(isinstance(a, DisableAccount) for a in plan.actions):
+        return now
+    at = timeline(employee, policy).disable_at
+    end, start = employee.termination_date, employee.hire_date
+    if at is None or now >= at or (end is not None and start is not None and end < start):
+        return None  # no termination ahead (an old one before a rehire does not count)
+    return at
 
 
 def _joiner(

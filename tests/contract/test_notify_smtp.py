@@ -25,6 +25,7 @@ from connectors.protocols import Connectors
 from engine.auditor import Auditor
 from engine.notify import tell_failure
 from engine.reconcile import reconcile
+from engine.sync import SyncEngine, SyncOptions
 from lifecycle.notices import RunFailure
 from lifecycle.policy import Policy
 from models.audit import AuditEvent, Outcome
@@ -259,3 +260,28 @@ def test_a_template_naming_an_unknown_field_is_refused_at_load() -> None:
                 "recipients": {"ops": "ops@example.com"},
             }
         )
+
+
+async def test_the_nightly_sync_tells_the_manager_of_a_hire_it_creates_once(
+    world: World, smtp: SMTPServer
+) -> None:
+    world.rows.append(_row("E0600", "Lucía", "Pérez", status="pending", hire_date="2027-01-04"))
+    world.write()
+
+    async def sync() -> Any:
+        engine = SyncEngine(
+            hris=CSVExportHRIS(world.csv_path),
+            idp=world.idp,
+            ticketing=None,
+            policy=NOTIFY_POLICY,
+            auditor=Auditor(world.database_url, actor="test"),
+            options=SyncOptions(full=True),
+            now=NOW,
+            notifier=_notifier(smtp),
+        )
+        return await engine.run()
+
+    assert (await sync()).ok
+    [message] = smtp.to("grace.hopper@example.com")
+    assert "Lucía Pérez's account will be active on Mon 4 Jan 2027 01:00 (Europe/Berlin)" in _text(message)
+    assert (await sync()).ok and len(smtp.messages) == 1

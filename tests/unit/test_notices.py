@@ -241,3 +241,11 @@ async def test_a_webhook_that_fails_raises_a_scrubbed_connector_error_without_re
             await notifier.send(Notice(key="k", to="#it", subject="s", body="b"))
     assert route.call_count == 1
     assert "XXXXsecretXXXX" not in str(caught.value)
+
+
+def test_an_account_created_long_after_the_hire_day_is_a_backfill_and_tells_nobody() -> None:
+    backfill = HIRE.model_copy(update={"status": EmployeeStatus.ACTIVE, "hire_date": date(2020, 1, 6)})
+    assert _joiner(MANAGER, backfill) == []
+    on_the_day = HIRE.model_copy(update={"status": EmployeeStatus.ACTIVE, "hire_date": date(2027, 1, 1)})
+    [notice] = _joiner(MANAGER, on_the_day)
+    assert "active on Fri 1 Jan 2027 07:00 (America/New_York)" in notice.body  # created now, active now
