@@ -26,7 +26,7 @@ async def tell_failure(
     """Send the policy's ``failure:`` notifications for ``run`` (none twice for one run)."""
     subject = f"run:{run.flow_run_id}"
     with session_scope(auditor.database_url) as session:
-        sent = sent_notices(session=session, employee_id=subject)
+        sent = sent_notices(session=session, employee_id=subject, notifying=notifier is not None)
     actions = [n for n in failure_notices(run, policy) if n.key not in sent]
     applier = Applier(auditor=auditor, notifier=notifier)
     return await applier.apply(Plan(employee_id=subject, event="none", actions=list(actions)), None)

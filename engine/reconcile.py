@@ -110,7 +110,9 @@ async def plan_employee(
     the_plan = plan(employee, account, policy, now, taken_user_names=taken, history=history)
     if employee is not None and (policy.notify.joiner or policy.notify.leaver):
         with session_scope(database_url) as session:
-            sent = sent_notices(session=session, employee_id=employee_id)
+            sent = sent_notices(
+                session=session, employee_id=employee_id, notifying=connectors.notifier is not None
+            )
         told = with_notices(the_plan, employee, account, None, policy, now, sent=sent)
         if any(getattr(a, "audience", None) == "manager" for a in told.actions):  # look the manager up
             manager = await manager_of(connectors.hris, employee)

@@ -460,7 +460,7 @@ class SyncEngine:
         with session_scope(url) as session:
             settled = settled_side_effects(session=session, ticketing=self.ticketing is not None)
             unsettled = open_employees(session=session)
-            sent = sent_notices(session=session)
+            sent = sent_notices(session=session, notifying=self.applier.notifier is not None)
         snapshot = Snapshot(
             employees=employees,
             accounts=accounts,

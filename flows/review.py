@@ -9,6 +9,7 @@ campaign of hundreds of items does not hold hundreds of paused flow runs; the CL
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -18,6 +19,7 @@ from prefect.states import Completed, Failed, State
 from engine.applier import Applier
 from engine.auditor import Auditor
 from engine.kpi import compute_kpis
+from engine.report import build_report
 from engine.review import decide, process_deadlines, run_review
 from flows.anchoring import publish_checkpoint
 from flows.lifecycle import apply_action
@@ -31,6 +33,7 @@ from tenure.settings import Settings, load_settings
 
 __all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]
 
+REPORT_WEEKS = 12  # the weekly figures on the nightly run (``tenure report`` draws the same as charts)
 MAX_TABLE_ROWS = 1000  # the findings table artifact; the full list is in the audit trail and the export
 
 
@@ -82,6 +85,15 @@ async def access_review(dry_run: bool = False) -> State:
     )
     kpis = compute_kpis(database_url=settings.database_url, policy=policy, employees=employees)
     await create_markdown_artifact(markdown=kpis.markdown(), key="tenure-kpis", description="Tenure KPIs")
+    weekly = build_report(
+        database_url=settings.database_url,
+        policy=policy,
+        employees=employees,
+        since=datetime.now(UTC) - timedelta(weeks=REPORT_WEEKS),
+    )
+    await create_markdown_artifact(
+        markdown=weekly.markdown(), key="tenure-report", description="tenure report: the weekly figures"
+    )
     summary = (
         f"{len(run.findings)} findings, {len(run.auto)} auto-remediated ({len(run.failed)} failed), "
         f"campaign {run.campaign_id or '-'}"

@@ -183,12 +183,11 @@ def settled_side_effects(*, session: Session, ticketing: bool) -> set[str]:
     return settled
 
 
-def sent_notices(*, session: Session, employee_id: str | None = None) -> frozenset[str]:
-    """Ledger keys of notifications sent (or skipped for want of a notifier): never planned again."""
-    query = select(LedgerEntry.key).where(
-        LedgerEntry.kind == "notify",
-        col(LedgerEntry.status).in_([LedgerStatus.APPLIED.value, LedgerStatus.SKIPPED.value]),
-    )
+def sent_notices(*, session: Session, notifying: bool, employee_id: str | None = None) -> frozenset[str]:
+    """Ledger keys of notifications not to plan again: sent ones, and those skipped for want of a notifier
+    (while there still is none)."""
+    done = [LedgerStatus.APPLIED.value] + ([] if notifying else [LedgerStatus.SKIPPED.value])
+    query = select(LedgerEntry.key).where(LedgerEntry.kind == "notify", col(LedgerEntry.status).in_(done))
     if employee_id is not None:
         query = query.where(LedgerEntry.employee_id == employee_id)
     return frozenset(session.exec(query).all())
