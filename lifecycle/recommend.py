@@ -1,0 +1,165 @@
+"""Explained review recommendations: ``keep``, ``revoke`` or ``none``, with the evidence a reviewer can check.
+Pure, deterministic, no I/O. The reviewer decides; the recommendation and whether it was followed are audited.
+
+For a membership (an employee's account in a group), in this order:
+
+1. **how it came** (``provenance``, from the ledger): ``birthright`` — Tenure added it as an entitlement;
+   ``approval`` — a recorded approval or a reviewer's keep; ``manual`` — neither (granted by hand). A birthright
+   grant whose rule still applies, or an approval, is ``keep``;
+2. **last sign-in**, where the identity provider records one: none for ``review.dormant_days`` → ``revoke``;
+3. **peers** — the other employees with the same department and title (:data:`PEER_KEYS`), or, when fewer
+   than :data:`MIN_PEERS` of them, the same department: when at least :data:`KEEP_SHARE` of them hold the
+   group → ``keep``; at most :data:`REVOKE_SHARE` → ``revoke``; in between, or too few peers → ``none``.
+
+Peers are defined by department and title alone: no other attribute of a person (age, gender, nationality,
+location, employment type, anything the policy does not name as the peer definition) is read. Account
+findings (orphan, terminated but active, dormant) are recommended from their own evidence.
+
+Every recommendation carries one evidence line, e.g. ``2 of 118 peers (Sales / Account Executive) hold
+finance-ledger; granted by hand; last sign-in 2026-11-20``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from lifecycle.birthright import birthright_groups
+from lifecycle.policy import Policy
+from lifecycle.review import Finding, FindingKind
+from models.domain import Account, Employee
+
+__all__ = [
+    "Advice",
+    "Provenance",
+    "Recommendation",
+    "Peers",
+    "PEER_KEYS",
+    "recommend",
+    "recommend_finding",
+]
+
+Advice = Literal["keep", "revoke", "none"]
+Provenance = Literal["birthright", "approval", "manual"]
+PEER_KEYS = ("department", "title")
+MIN_PEERS = 3
+KEEP_SHARE = 0.5
+REVOKE_SHARE = 0.1
+_HOW = {"birthright": "added by a birthright rule", "approval": "approved", "manual": "granted by hand"}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    advice: Advice
+    evidence: str
+    provenance: Provenance | None = None
+    peers_holding: int | None = None
+    peers: int | None = None
+
+
+class Peers:
+    """Who holds which group, counted by department + title and by department (nothing else is read)."""
+
+    def __init__(self, employees: Iterable[Employee], holdings: Mapping[str, Iterable[str]]) -> None:
+        self._by_title: dict[tuple[str, str], int] = Counter()
+        self._by_department: dict[str, int] = Counter()
+        self._title_groups: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self._department_groups: dict[str, Counter[str]] = defaultdict(Counter)
+        for employee in employees:
+            if not employee.department:
+                continue
+            groups = set(holdings.get(employee.employee_id, ()))
+            self._by_department[employee.department] += 1
+            self._department_groups[employee.department].update(groups)
+            if employee.title:
+                key = (employee.department, employee.title)
+                self._by_title[key] += 1
+                self._title_groups[key].update(groups)
+
+    def share(self, employee: Employee, group: str, holds: bool = True) -> tuple[str, int, int] | None:
+        """(who the peers are, how many of them hold ``group``, how many they are), the employee excluded;
+        None when even the department has fewer than :data:`MIN_PEERS` others."""
+        mine = 1 if holds else 0
+        if employee.department and employee.title:
+            key = (employee.department, employee.title)
+            total = self._by_title.get(key, 0) - 1
+            if total >= MIN_PEERS:
+                return f"{key[0]} / {key[1]}", self._title_groups[key][group] - mine, total
+        if employee.department:
+            total = self._by_department.get(employee.department, 0) - 1
+            if total >= MIN_PEERS:
+                return employee.department, self._department_groups[employee.department][group] - mine, total
+        return None
+
+
+def _seen(account: Account) -> str:
+    return f"last sign-in {account.last_sign_in:%Y-%m-%d}" if account.last_sign_in else "no sign-in recorded"
+
+
+def recommend(
+    group: str,
+    employee: Employee,
+    account: Account,
+    *,
+    peers: Peers,
+    provenance: Provenance,
+    policy: Policy,
+    now: datetime,
+) -> Recommendation:
+    """The recommendation for ``employee``'s membership of ``group`` (module docstring)."""
+    how = _HOW[provenance]
+    share = peers.share(employee, group, holds=group in account.groups)
+    peer_text = f"{share[1]} of {share[2]} peers ({share[0]}) hold {group}" if share else "too few peers"
+    evidence = f"{peer_text}; {how}; {_seen(account)}"
+
+    def said(advice: Advice, why: str | None = None) -> Recommendation:
+        line = f"{why}; {evidence}" if why else evidence
+        held, total = (share[1], share[2]) if share else (None, None)
+        return Recommendation(advice, line, provenance, held, total)
+
+    if provenance == "birthright" and group in birthright_groups(employee, policy):
+        return said("keep", "the birthright rule still grants it")
+    if provenance == "approval":
+        return said("keep")
+    dormant_since = now - timedelta(days=policy.review.dormant_days)
+    if account.last_sign_in is not None and account.last_sign_in < dormant_since:
+        return said("revoke", f"unused for over {policy.review.dormant_days} days")
+    if share is None:
+        return said("none")
+    _, holding, total = share
+    if holding >= KEEP_SHARE * total:
+        return said("keep")
+    if holding <= REVOKE_SHARE * total:
+        return said("revoke")
+    return said("none")
+
+
+def recommend_finding(
+    finding: Finding,
+    employee: Employee | None,
+    account: Account,
+    *,
+    peers: Peers,
+    provenance: Provenance,
+    policy: Policy,
+    now: datetime,
+) -> Recommendation:
+    """The recommendation for one review finding: account findings from their own evidence, memberships
+    (outside policy, separation of duties, re-certification) by :func:`recommend` on the group a revoke
+    would remove."""
+    match finding.kind:
+        case FindingKind.ORPHAN:
+            return Recommendation("revoke", f"no HR record for this account; {_seen(account)}")
+        case FindingKind.TERMINATED_ACTIVE:
+            return Recommendation("revoke", f"the HR record says the employee has left; {_seen(account)}")
+        case FindingKind.DORMANT:
+            return Recommendation(
+                "revoke", f"unused for over {policy.review.dormant_days} days; {_seen(account)}"
+            )
+    group = finding.revoke_group or finding.group
+    if employee is None or group is None:
+        return Recommendation("none", finding.detail)
+    return recommend(group, employee, account, peers=peers, provenance=provenance, policy=policy, now=now)
