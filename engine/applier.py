@@ -418,6 +418,10 @@ class Applier:
                     by=action.decided_by,
                     group=action.group,
                     flagged=action.flagged,
+                    recommended=action.recommended,
+                    followed=None
+                    if action.recommended in (None, "none")
+                    else action.recommended == action.decision,
                 )
             case RecordApproval(decided_by=by):
                 details["by"] = by

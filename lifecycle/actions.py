@@ -232,6 +232,9 @@ class RecordReviewDecision(_Step):
     account_id: str
     flagged: bool = False
     recertify_until: datetime | None = None
+    recommended: str | None = (
+        None  # keep | revoke | none: what the review recommended (audited, with followed)
+    )
 
     @property
     def target(self) -> str:

@@ -30,7 +30,7 @@ from typing import Literal
 from lifecycle.birthright import birthright_groups
 from lifecycle.policy import Policy
 from lifecycle.review import Finding, FindingKind
-from models.domain import Account, Employee
+from models.domain import Account, Employee, EmployeeStatus
 
 __all__ = [
     "Advice",
@@ -61,7 +61,8 @@ class Recommendation:
 
 
 class Peers:
-    """Who holds which group, counted by department + title and by department (nothing else is read)."""
+    """Who holds which group among the employees still here, counted by department + title and by department
+    (nothing else about a person is read)."""
 
     def __init__(self, employees: Iterable[Employee], holdings: Mapping[str, Iterable[str]]) -> None:
         self._by_title: dict[tuple[str, str], int] = Counter()
@@ -69,8 +70,8 @@ class Peers:
         self._title_groups: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self._department_groups: dict[str, Counter[str]] = defaultdict(Counter)
         for employee in employees:
-            if not employee.department:
-                continue
+            if not employee.department or employee.status is EmployeeStatus.TERMINATED:
+                continue  # a leaver is nobody's peer
             groups = set(holdings.get(employee.employee_id, ()))
             self._by_department[employee.department] += 1
             self._department_groups[employee.department].update(groups)

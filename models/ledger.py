@@ -31,6 +31,7 @@ __all__ = [
     "LedgerStatus",
     "OPEN_STATUSES",
     "sent_notices",
+    "applied_targets",
     "LedgerEntry",
     "GrantStatus",
     "Grant",
@@ -191,6 +192,16 @@ def sent_notices(*, session: Session, notifying: bool, employee_id: str | None =
     if employee_id is not None:
         query = query.where(LedgerEntry.employee_id == employee_id)
     return frozenset(session.exec(query).all())
+
+
+def applied_targets(*, session: Session, kind: str) -> set[tuple[str, str]]:
+    """(employee id, target) of every applied action of ``kind`` (e.g. the memberships Tenure added)."""
+    rows = session.exec(
+        select(LedgerEntry.employee_id, LedgerEntry.target).where(
+            LedgerEntry.kind == kind, LedgerEntry.status == LedgerStatus.APPLIED.value
+        )
+    ).all()
+    return {(employee_id, target) for employee_id, target in rows}
 
 
 def applied_since(*, session: Session, employee_id: str, since: datetime, other_than: str | None) -> bool:
