@@ -1,6 +1,7 @@
 """The figures HR and IT share, week by week (read-only): ``tenure report`` and the nightly review's artifact.
 
-Each week is the seven days ending at ``now`` minus whole weeks, back to ``since``. Per week:
+Each week is the seven days ending at ``now`` minus whole weeks, as many as fit after ``since`` (at least
+one). Per week:
 
 * **time to access** and **time to revoke** (p50, p90 in hours) are :func:`engine.kpi.compute_kpis` over that
   week — the KPI definitions live there, in one place, and are read here, never redefined;
@@ -108,7 +109,7 @@ def build_report(
 ) -> Report:
     """The weekly figures from ``since`` to ``now`` (module docstring)."""
     now = now or datetime.now(UTC)
-    count = min(MAX_WEEKS, max(1, -(-int((now - since).total_seconds()) // int(WEEK.total_seconds()))))
+    count = min(MAX_WEEKS, max(1, int((now - since) / WEEK)))  # whole weeks from since (at least one)
     bounds = [(now - (i + 1) * WEEK, now - i * WEEK) for i in reversed(range(count))]
     first = bounds[0][0]
     with session_scope(database_url) as session:
