@@ -46,8 +46,8 @@ def _tool(department: str, title: str) -> str:
     return f"tool-{department.lower()}-{title.lower().replace(' ', '-')}"
 
 
-def _roster(
-    seed: int = 17,
+def roster(
+    seed: int = 17, people: int = PEOPLE
 ) -> tuple[list[Employee], dict[str, Account], dict[tuple[str, str], Provenance], set]:
     """Employees, their accounts (groups), the ledger provenance of each membership, and the planted outliers.
 
@@ -57,7 +57,7 @@ def _roster(
     rng = random.Random(seed)
     employees, accounts, provenance = [], {}, {}
     outliers: set[tuple[str, str]] = set()
-    for n in range(PEOPLE):
+    for n in range(people):
         department = rng.choice(sorted(DEPARTMENTS))
         title = rng.choice(DEPARTMENTS[department])
         employee = Employee(
@@ -97,7 +97,7 @@ def _roster(
     return employees, accounts, provenance, outliers
 
 
-def _recommend_all(
+def recommend_all(
     employees: list[Employee], accounts: dict[str, Account], provenance: dict[tuple[str, str], Provenance]
 ) -> dict[tuple[str, str], Recommendation]:
     peers = Peers(employees, {eid: a.groups for eid, a in accounts.items()})
@@ -117,8 +117,8 @@ def _recommend_all(
 
 
 def test_planted_outliers_are_revoked_and_birthright_grants_kept_each_with_evidence() -> None:
-    employees, accounts, provenance, outliers = _roster()
-    found = _recommend_all(employees, accounts, provenance)
+    employees, accounts, provenance, outliers = roster()
+    found = recommend_all(employees, accounts, provenance)
     assert len(outliers) >= 0.04 * PEOPLE
     flagged = [key for key in outliers if found[key].advice == "revoke"]
     assert len(flagged) >= 0.9 * len(outliers), f"{len(flagged)} of {len(outliers)} outliers flagged"
@@ -140,8 +140,8 @@ def test_planted_outliers_are_revoked_and_birthright_grants_kept_each_with_evide
 
 
 def test_recommendations_are_deterministic_and_blind_to_everything_but_department_and_title() -> None:
-    employees, accounts, provenance, _ = _roster()
-    first = _recommend_all(employees, accounts, provenance)
+    employees, accounts, provenance, _ = roster()
+    first = recommend_all(employees, accounts, provenance)
     rng = random.Random(3)
     shuffled = [
         e.model_copy(
@@ -156,11 +156,11 @@ def test_recommendations_are_deterministic_and_blind_to_everything_but_departmen
         )
         for e in reversed(employees)
     ]
-    assert _recommend_all(shuffled, accounts, provenance) == first
+    assert recommend_all(shuffled, accounts, provenance) == first
 
 
 def test_a_grant_unused_beyond_the_dormant_days_is_revoked_with_its_last_sign_in() -> None:
-    employees, accounts, provenance, _ = _roster()
+    employees, accounts, provenance, _ = roster()
     employee = next(e for e in employees if e.department == "Sales")
     tool = _tool("Sales", employee.title or "")
     stale = accounts[employee.employee_id].model_copy(
