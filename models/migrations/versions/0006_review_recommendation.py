@@ -1,7 +1,7 @@
 """Review items carry the explained recommendation shown to the reviewer (lifecycle/recommend.py).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0008 (main's head when this branch was rebased; the issue asked for 0004, re-chained by the lead)
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
