@@ -1,11 +1,14 @@
 """Ops hear about a failed run: an ``on_failure``/``on_crashed`` hook on every flow sends the policy's
 ``failure:`` notifications through the notifier (docs/DEPLOY.md "Failure notifications" says why a hook and
-not a Prefect automation). The hook never raises: a notification that cannot be sent is audited as failed."""
+not a Prefect automation). A notification that cannot be sent is audited as failed; unreadable settings or
+policy are logged, and nothing is sent."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from pydantic import ValidationError
 
 from connectors.redaction import scrub
 from engine.auditor import Auditor
@@ -23,11 +26,11 @@ MAX_MESSAGE = 500
 
 async def tell_ops(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect state hook: the run ended Failed or Crashed; tell the ``failure:`` recipients (ids only)."""
-    settings = load_settings()
     try:
+        settings = load_settings()
         policy = load_policy(settings.policy_file)
-    except PolicyError:
-        log.warning("no failure notification: the policy file cannot be read")
+    except (PolicyError, ValidationError):
+        log.warning("no failure notification: the settings or the policy file cannot be read")
         return
     if not policy.notify.failure:
         return

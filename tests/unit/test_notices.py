@@ -249,3 +249,17 @@ def test_an_account_created_long_after_the_hire_day_is_a_backfill_and_tells_nobo
     on_the_day = HIRE.model_copy(update={"status": EmployeeStatus.ACTIVE, "hire_date": date(2027, 1, 1)})
     [notice] = _joiner(MANAGER, on_the_day)
     assert "active on Fri 1 Jan 2027 07:00 (America/New_York)" in notice.body  # created now, active now
+
+
+def test_config_check_masks_the_smtp_password_and_the_webhook_url(
+    fresh_sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENURE_DATABASE_URL", fresh_sqlite_url)
+    monkeypatch.setenv("TENURE_POLICY_FILE", str(Path("examples/policy.yaml").resolve()))
+    monkeypatch.setenv("TENURE_NOTIFY__KIND", "smtp")
+    monkeypatch.setenv("TENURE_NOTIFY__SMTP_PASSWORD", "smtp-very-secret-42")
+    monkeypatch.setenv("TENURE_NOTIFY__WEBHOOK_URL", WEBHOOK)
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "smtp-very-secret-42" not in result.output and "XXXXsecretXXXX" not in result.output
+    assert "TENURE_NOTIFY__SMTP_PASSWORD" in result.output
