@@ -145,7 +145,7 @@ def notices(
     creates = [a for a in plan.actions if isinstance(a, CreateAccount)]
     enable_at = timeline(employee, policy).enable_at
     if creates and policy.notify.joiner and enable_at is not None and now < enable_at + NEW_HIRE_WINDOW:
-        found += _joiner(plan, employee, manager, policy, now, active=creates[0].attributes.active)
+        found += _joiner(plan, creates[0], employee, manager, policy, now, enable_at)
     if account is not None and account.active and policy.notify.leaver:
         at = _leaving_at(plan, employee, policy, now)
         if at is not None:
@@ -166,9 +166,15 @@ def _leaving_at(plan: Plan, employee: Employee, policy: Policy, now: datetime) -
 
 
 def _joiner(
-    plan: Plan, employee: Employee, manager: Employee | None, policy: Policy, now: datetime, *, active: bool
+    plan: Plan,
+    create: CreateAccount,
+    employee: Employee,
+    manager: Employee | None,
+    policy: Policy,
+    now: datetime,
+    enable_at: datetime,
 ) -> list[Notify]:
-    enable_at = timeline(employee, policy).enable_at
+    active_at = now if create.attributes.active else enable_at
     groups = sorted(a.group for a in plan.actions if isinstance(a, AddMembership | RequestApproval))
     tickets = [a.request.purpose for a in plan.actions if isinstance(a, OpenTicket)]
     out = []
@@ -177,10 +183,10 @@ def _joiner(
         fields = {
             "display_name": employee.display_name,
             "employee_id": employee.employee_id,
-            "user_name": creates_user_name(plan),
+            "user_name": create.attributes.user_name,
             "department": employee.department or "",
             "title": employee.title or "",
-            "active_at": local_time(now if active or enable_at is None else enable_at, recipient.tz),
+            "active_at": local_time(active_at, recipient.tz),
             "groups": _listed(groups),
             "tickets": _listed(tickets),
         }
@@ -196,11 +202,6 @@ def _joiner(
             )
         )
     return out
-
-
-def creates_user_name(plan: Plan) -> str:
-    """The user name of the account ``plan`` creates ("" if none)."""
-    return next((a.attributes.user_name for a in plan.actions if isinstance(a, CreateAccount)), "")
 
 
 def _leaver(
