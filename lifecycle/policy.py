@@ -198,6 +198,12 @@ class ReviewPolicy(_Strict):
     remind_after_days: int = Field(default=3, ge=1)
     escalate_after_days: int = Field(default=7, ge=1)
     on_deadline: Literal["revoke", "keep_and_flag"] = "revoke"
+    # who a review item's holder is compared with (lifecycle/recommend.py), most specific level first
+    peers: list[Literal["department", "title"]] = Field(
+        default_factory=lambda: ["department", "title"],  # type: ignore[arg-type]  # a Literal list
+        min_length=1,
+        max_length=2,
+    )
 
 
 # The fields a notification template of each event may use: what the recipient needs to act, no more (a

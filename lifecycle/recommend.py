@@ -7,12 +7,13 @@ For a membership (an employee's account in a group), in this order:
    ``approval`` — a recorded approval or a reviewer's keep; ``manual`` — neither (granted by hand). A birthright
    grant whose rule still applies, or an approval, is ``keep``;
 2. **last sign-in**, where the identity provider records one: none for ``review.dormant_days`` → ``revoke``;
-3. **peers** — the other employees with the same department and title (:data:`PEER_KEYS`), or, when fewer
-   than :data:`MIN_PEERS` of them, the same department: when at least :data:`KEEP_SHARE` of them hold the
+3. **peers** — the other employees with the same department and title, or, when fewer than
+   :data:`MIN_PEERS` of them, the same department (the policy's ``review.peers``, most specific level first;
+   it may name only department and title): when at least :data:`KEEP_SHARE` of them hold the
    group → ``keep``; at most :data:`REVOKE_SHARE` → ``revoke``; in between, or too few peers → ``none``.
 
-Peers are defined by department and title alone: no other attribute of a person (age, gender, nationality,
-location, employment type, anything the policy does not name as the peer definition) is read. Account
+Peers are defined by the policy's peer definition alone: no other attribute of a person (age, gender,
+nationality, location, employment type, anything the policy does not name as the peer definition) is read. Account
 findings (orphan, terminated but active, dormant) are recommended from their own evidence.
 
 Every recommendation carries one evidence line, e.g. ``2 of 118 peers (Sales / Account Executive) hold
@@ -22,7 +23,7 @@ finance-ledger; granted by hand; last sign-in 2026-11-20``.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -44,7 +45,8 @@ __all__ = [
 
 Advice = Literal["keep", "revoke", "none"]
 Provenance = Literal["birthright", "approval", "manual"]
-PEER_KEYS = ("department", "title")
+PeerKey = Literal["department", "title"]
+PEER_KEYS: tuple[PeerKey, ...] = ("department", "title")
 MIN_PEERS = 3
 KEEP_SHARE = 0.5
 REVOKE_SHARE = 0.1
@@ -61,38 +63,45 @@ class Recommendation:
 
 
 class Peers:
-    """Who holds which group among the employees still here, counted by department + title and by department
-    (nothing else about a person is read)."""
+    """Who holds which group among the employees still here, counted at each level of the policy's peer
+    definition (``review.peers``, default department + title, then department); nothing else about a person
+    is read."""
 
-    def __init__(self, employees: Iterable[Employee], holdings: Mapping[str, Iterable[str]]) -> None:
-        self._by_title: dict[tuple[str, str], int] = Counter()
-        self._by_department: dict[str, int] = Counter()
-        self._title_groups: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-        self._department_groups: dict[str, Counter[str]] = defaultdict(Counter)
+    def __init__(
+        self,
+        employees: Iterable[Employee],
+        holdings: Mapping[str, Iterable[str]],
+        keys: Sequence[PeerKey] = PEER_KEYS,
+    ) -> None:
+        self.levels = [tuple(keys[:n]) for n in range(len(keys), 0, -1)]  # most specific first
+        self._size: Counter[tuple[str, ...]] = Counter()
+        self._held: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
         for employee in employees:
-            if not employee.department or employee.status is EmployeeStatus.TERMINATED:
+            if employee.status is EmployeeStatus.TERMINATED:
                 continue  # a leaver is nobody's peer
             groups = set(holdings.get(employee.employee_id, ()))
-            self._by_department[employee.department] += 1
-            self._department_groups[employee.department].update(groups)
-            if employee.title:
-                key = (employee.department, employee.title)
-                self._by_title[key] += 1
-                self._title_groups[key].update(groups)
+            for level in self.levels:
+                key = self._key(employee, level)
+                if key is not None:
+                    self._size[key] += 1
+                    self._held[key].update(groups)
+
+    @staticmethod
+    def _key(employee: Employee, level: tuple[PeerKey, ...]) -> tuple[str, ...] | None:
+        values = tuple(getattr(employee, name) or "" for name in level)
+        return None if not all(values) else (*level, *values)
 
     def share(self, employee: Employee, group: str, holds: bool = True) -> tuple[str, int, int] | None:
-        """(who the peers are, how many of them hold ``group``, how many they are), the employee excluded;
-        None when even the department has fewer than :data:`MIN_PEERS` others."""
+        """(who the peers are, how many of them hold ``group``, how many they are), the employee excluded,
+        at the most specific level with at least :data:`MIN_PEERS` others; None if there is none."""
         mine = 1 if holds else 0
-        if employee.department and employee.title:
-            key = (employee.department, employee.title)
-            total = self._by_title.get(key, 0) - 1
+        for level in self.levels:
+            key = self._key(employee, level)
+            if key is None:
+                continue
+            total = self._size[key] - 1
             if total >= MIN_PEERS:
-                return f"{key[0]} / {key[1]}", self._title_groups[key][group] - mine, total
-        if employee.department:
-            total = self._by_department.get(employee.department, 0) - 1
-            if total >= MIN_PEERS:
-                return employee.department, self._department_groups[employee.department][group] - mine, total
+                return " / ".join(key[len(level) :]), self._held[key][group] - mine, total
         return None
 
 

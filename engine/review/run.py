@@ -256,7 +256,7 @@ def recommendations(
 ) -> dict[str, Recommendation]:
     """Finding id → the explained recommendation shown to its reviewer (:mod:`lifecycle.recommend`)."""
     holders = {a.employee_id: a.groups for a in inventory.accounts if a.employee_id}
-    peers = Peers(inventory.employees.values(), holders)
+    peers = Peers(inventory.employees.values(), holders, policy.review.peers)
     how = provenance(database_url)
     by_id = {a.id: a for a in inventory.accounts}
     found: dict[str, Recommendation] = {}

@@ -9,6 +9,8 @@ import random
 import re
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from lifecycle.birthright import birthright_groups
 from lifecycle.policy import Policy
 from lifecycle.recommend import Peers, Provenance, Recommendation, recommend, recommend_finding
@@ -201,3 +203,16 @@ def test_account_findings_are_recommended_from_their_own_evidence() -> None:
         orphan, None, account, peers=Peers([], {}), provenance="manual", policy=POLICY, now=NOW
     )
     assert found.advice == "revoke" and "no HR record" in found.evidence
+
+
+def test_the_policy_names_the_peer_definition_and_nothing_else_is_read() -> None:
+    employees, accounts, provenance, outliers = roster(people=400)
+    by_department = Peers(employees, {eid: a.groups for eid, a in accounts.items()}, ["department"])
+    employee_id, group = sorted(outliers)[0]
+    employee = next(e for e in employees if e.employee_id == employee_id)
+    who, _, total = by_department.share(employee, group) or ("", 0, 0)
+    assert who == employee.department and total == sum(
+        1 for e in employees if e.department == employee.department and e is not employee
+    )
+    with pytest.raises(ValueError):
+        Policy.model_validate({"review": {"peers": ["department", "location"]}})
