@@ -232,9 +232,7 @@ class RecordReviewDecision(_Step):
     account_id: str
     flagged: bool = False
     recertify_until: datetime | None = None
-    recommended: str | None = (
-        None  # keep | revoke | none: what the review recommended (audited, with followed)
-    )
+    recommended: str | None = None  # keep, revoke or none: the item's recommendation (audited)
 
     @property
     def target(self) -> str:
