@@ -36,7 +36,7 @@ from connectors.idp.google import DIRECTORY_SCOPES, GoogleWorkspaceIdentityProvi
 from connectors.idp.ldap import LDAPIdentityProvider
 from connectors.idp.okta import OktaIdentityProvider
 from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
-from connectors.notify import SMTPNotifier, WebhookNotifier
+from connectors.notify import RoutedNotifier, SMTPNotifier, WebhookNotifier
 from connectors.oauth import BearerTokenAuth, client_credentials_fetcher, jwt_bearer_fetcher
 from connectors.protocols import HRIS, Connectors, IdentityProvider, Notifier, Ticketing
 from connectors.redaction import Redactor, register_secrets
@@ -458,32 +458,38 @@ def build_ticketing(
 
 
 def build_notifier(settings: NotifySettings) -> Notifier | None:
-    """The configured notifier (``TENURE_NOTIFY__KIND``), or None: notifications are then recorded as skipped.
-    The SMTP password and the webhook URL (its path is the credential) are secrets, registered for redaction."""
-    if settings.kind == "smtp":
-        if not settings.smtp_host:
-            raise ValueError("TENURE_NOTIFY__SMTP_HOST is required for kind=smtp")
-        return SMTPNotifier(
-            settings.smtp_host,
-            settings.smtp_port,
-            sender=settings.sender,
-            username=settings.smtp_username,
-            password=_reveal(settings.smtp_password),
-            starttls=settings.smtp_starttls,
-            timeout=settings.timeout_seconds,
-        )
-    if settings.kind == "webhook":
-        url = _reveal(settings.webhook_url)
-        if not url:
-            raise ValueError("TENURE_NOTIFY__WEBHOOK_URL is required for kind=webhook")
-        parsed = httpx.URL(url)
-        origin = f"{parsed.scheme}://{parsed.netloc.decode()}"
-        tuning = HTTPOptions(timeout_seconds=settings.timeout_seconds, max_attempts=1)
-        api = api_client_from(
-            tuning, base_url=origin, source="webhook", secrets=[url, parsed.raw_path.decode()]
-        )
-        return WebhookNotifier(api, parsed.raw_path.decode())
-    return None
+    """E-mail (``TENURE_NOTIFY__SMTP_HOST``) and the incoming webhook (``TENURE_NOTIFY__WEBHOOK_URL``) behind one
+    router (:mod:`connectors.notify.routing`), or None when neither is set: notifications are then recorded as
+    skipped. The SMTP password and the webhook URL (its path is the credential) are secrets."""
+    email, webhook = _smtp(settings), _webhook(settings)
+    if email is None and webhook is None:
+        return None
+    return RoutedNotifier(email=email, webhook=webhook)
+
+
+def _smtp(settings: NotifySettings) -> SMTPNotifier | None:
+    if not settings.smtp_host:
+        return None
+    return SMTPNotifier(
+        settings.smtp_host,
+        settings.smtp_port,
+        sender=settings.sender,
+        username=settings.smtp_username,
+        password=_reveal(settings.smtp_password),
+        starttls=settings.smtp_starttls,
+        timeout=settings.timeout_seconds,
+    )
+
+
+def _webhook(settings: NotifySettings) -> WebhookNotifier | None:
+    url = _reveal(settings.webhook_url)
+    if not url:
+        return None
+    parsed = httpx.URL(url)
+    origin = f"{parsed.scheme}://{parsed.netloc.decode()}"
+    tuning = HTTPOptions(timeout_seconds=settings.timeout_seconds, max_attempts=1)
+    api = api_client_from(tuning, base_url=origin, source="webhook", secrets=[url, parsed.raw_path.decode()])
+    return WebhookNotifier(api, parsed.raw_path.decode())
 
 
 @contextlib.asynccontextmanager

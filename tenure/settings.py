@@ -189,10 +189,10 @@ class WebhookSettings(BaseModel):
 
 
 class NotifySettings(BaseModel):
-    """How notifications are sent (``TENURE_NOTIFY__*``): e-mail over SMTP with STARTTLS, or an incoming webhook
-    (Slack/Teams; the URL is a secret). ``none``: notifications are recorded as skipped."""
+    """How notifications are sent (``TENURE_NOTIFY__*``): e-mail over SMTP with STARTTLS (``smtp_host``) to
+    addresses, and an incoming webhook (Slack/Teams; the URL is a secret) to the recipient ``webhook``. Neither
+    configured: notifications are recorded as skipped."""
 
-    kind: Literal["smtp", "webhook", "none"] = "none"
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_starttls: bool = True

@@ -54,7 +54,6 @@ async def test_a_failed_joiner_run_sends_one_ops_message(
         "TENURE_IDP__TOKEN": scim_server.token,
         "TENURE_HRIS__KIND": "csv",
         "TENURE_HRIS__PATH": str(tmp_path / "hris.csv"),
-        "TENURE_NOTIFY__KIND": "smtp",
         "TENURE_NOTIFY__SMTP_HOST": "localhost",
         "TENURE_NOTIFY__SMTP_PORT": str(smtp.port),
         "TENURE_NOTIFY__SMTP_USERNAME": smtp.user,

@@ -13,8 +13,8 @@ import respx
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from connectors.errors import RetryableAPIError
-from connectors.notify import WebhookNotifier
+from connectors.errors import PermanentAPIError, RetryableAPIError
+from connectors.notify import RoutedNotifier, WebhookNotifier
 from lifecycle.actions import Notify
 from lifecycle.notices import RunFailure, failure_notices, local_time, notices
 from lifecycle.planner import plan
@@ -223,22 +223,24 @@ WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXXsecretXXXX"
 @respx.mock
 async def test_the_webhook_posts_text_and_never_shows_its_url() -> None:
     route = respx.post(WEBHOOK).respond(200, text="ok")
-    notifier = build_notifier(NotifySettings(kind="webhook", webhook_url=SecretStr(WEBHOOK)))
-    assert isinstance(notifier, WebhookNotifier)
+    notifier = build_notifier(NotifySettings(webhook_url=SecretStr(WEBHOOK)))
+    assert isinstance(notifier, RoutedNotifier) and isinstance(notifier.webhook, WebhookNotifier)
     async with notifier:
-        await notifier.send(Notice(key="k", to="#it", subject="Tenure run failed", body="run 7"))
+        await notifier.send(Notice(key="k", to="webhook", subject="Tenure run failed", body="run 7"))
+        with pytest.raises(PermanentAPIError, match="TENURE_NOTIFY__SMTP_HOST"):  # an address needs e-mail
+            await notifier.send(Notice(key="k2", to="grace@example.com", subject="New hire", body="Ada"))
     assert json.loads(route.calls.last.request.content) == {"text": "*Tenure run failed*\nrun 7"}
-    assert "XXXXsecretXXXX" not in repr(notifier)
+    assert route.call_count == 1 and "XXXXsecretXXXX" not in repr(notifier)
 
 
 @respx.mock
 async def test_a_webhook_that_fails_raises_a_scrubbed_connector_error_without_retrying_the_post() -> None:
     route = respx.post(WEBHOOK).mock(return_value=httpx.Response(503, text=f"down; you posted to {WEBHOOK}"))
-    notifier = build_notifier(NotifySettings(kind="webhook", webhook_url=SecretStr(WEBHOOK)))
+    notifier = build_notifier(NotifySettings(webhook_url=SecretStr(WEBHOOK)))
     assert notifier is not None
     async with notifier:
         with pytest.raises(RetryableAPIError) as caught:
-            await notifier.send(Notice(key="k", to="#it", subject="s", body="b"))
+            await notifier.send(Notice(key="k", to="webhook", subject="s", body="b"))
     assert route.call_count == 1
     assert "XXXXsecretXXXX" not in str(caught.value)
 
@@ -256,7 +258,6 @@ def test_config_check_masks_the_smtp_password_and_the_webhook_url(
 ) -> None:
     monkeypatch.setenv("TENURE_DATABASE_URL", fresh_sqlite_url)
     monkeypatch.setenv("TENURE_POLICY_FILE", str(Path("examples/policy.yaml").resolve()))
-    monkeypatch.setenv("TENURE_NOTIFY__KIND", "smtp")
     monkeypatch.setenv("TENURE_NOTIFY__SMTP_PASSWORD", "smtp-very-secret-42")
     monkeypatch.setenv("TENURE_NOTIFY__WEBHOOK_URL", WEBHOOK)
     result = CliRunner().invoke(app, ["config", "check"])
