@@ -59,6 +59,7 @@ from lifecycle.actions import (
     Schedule,
     UpdateAccount,
 )
+from lifecycle.notices import with_ticket_ids
 from models.audit import AuditEventBase, Outcome, record_many, utcnow
 from models.db import session_scope
 from models.directory import Mirror, MirrorChanges, mirror_put
@@ -285,7 +286,10 @@ class Applier:
         actions = [*plan.actions, *self.resume(plan)]
         self._mark_pending(actions)
         blocked: str | None = None  # why the remaining steps cannot run (a failed create)
+        opened: dict[str, str] = {}  # ticket purpose → id, for the notifications that name them
         for action in actions:
+            if isinstance(action, Notify) and opened:
+                action = with_ticket_ids(action, opened)
             if blocked is not None:
                 result = self._skip(action, blocked)
             elif action.kind in _NEEDS_ACCOUNT and account is None:
@@ -294,6 +298,8 @@ class Applier:
                 result, account = await self.step(action, account)
                 if isinstance(action, CreateAccount) and result.outcome is Outcome.FAILED:
                     blocked = f"skipped: the account could not be created ({result.detail})"
+                if isinstance(action, OpenTicket) and result.target_id:
+                    opened[action.request.purpose] = result.target_id
             report.results.append(result)
         return report
 

@@ -253,6 +253,9 @@ class Notify(_Step):
     subject: str = Field(repr=False)
     body: str = Field(repr=False)
     occasion: str
+    # what subject and body were rendered from, so the applier can name the tickets this plan opened
+    templates: tuple[str, str] = Field(default=("", ""), repr=False)
+    fields: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @property
     def target(self) -> str:

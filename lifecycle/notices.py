@@ -39,7 +39,7 @@ from lifecycle.planner import timeline
 from lifecycle.policy import NoticeRule, Policy
 from models.domain import Account, Employee
 
-__all__ = ["RunFailure", "local_time", "notices", "with_notices", "failure_notices"]
+__all__ = ["RunFailure", "local_time", "notices", "with_notices", "with_ticket_ids", "failure_notices"]
 
 _NAME_FIELDS = ("display_name",)
 # A creation later than this after the hire day began is a backfill (adoption, a missed record), not news.
@@ -121,6 +121,25 @@ def _notify(
         subject=template.subject.format_map(shown),
         body=template.body.format_map(shown),
         occasion=occasion,
+        templates=(template.subject, template.body),
+        fields=shown,
+    )
+
+
+def with_ticket_ids(notice: Notify, opened: Mapping[str, str]) -> Notify:
+    """``notice`` naming the tickets its plan opened by their ids (ticket purpose → id), e.g.
+    ``tickets: laptop ticket 123``; unchanged when it lists none of them."""
+    listed = notice.fields.get("tickets")
+    if not listed or not any(purpose in opened for purpose in listed.split(", ")):
+        return notice
+    named = ", ".join(
+        f"{purpose} ticket {opened[purpose]}" if purpose in opened else purpose
+        for purpose in listed.split(", ")
+    )
+    fields = {**notice.fields, "tickets": named}
+    subject, body = notice.templates
+    return notice.model_copy(
+        update={"fields": fields, "subject": subject.format_map(fields), "body": body.format_map(fields)}
     )
 
 

@@ -30,6 +30,7 @@ from lifecycle.notices import RunFailure
 from lifecycle.policy import Policy
 from models.audit import AuditEvent, Outcome
 from models.db import session_scope
+from tests.contract.test_one_door import Tickets
 from tests.contract.test_sync_scim import POLICY, World, make_world
 from tests.support.scim_server import SCIMServer
 from tests.support.smtp_server import SMTPServer, running_smtp_server
@@ -111,9 +112,11 @@ def _notifier(smtp: SMTPServer, **options: Any) -> SMTPNotifier:
     )
 
 
-async def _reconcile(world: World, smtp: SMTPServer, employee_id: str, policy: Policy = NOTIFY_POLICY) -> Any:
+async def _reconcile(
+    world: World, smtp: SMTPServer, employee_id: str, policy: Policy = NOTIFY_POLICY, tickets: Any = None
+) -> Any:
     connectors = Connectors(
-        hris=CSVExportHRIS(world.csv_path), idp=world.idp, ticketing=None, notifier=_notifier(smtp)
+        hris=CSVExportHRIS(world.csv_path), idp=world.idp, ticketing=tickets, notifier=_notifier(smtp)
     )
     return await reconcile(
         employee_id,
@@ -138,20 +141,22 @@ async def test_a_hire_tells_the_manager_once_before_day_one_in_the_managers_time
 ) -> None:
     world.rows.append(_row("E0100", "Ada", "Lovelace", status="pending", hire_date="2027-01-04"))
     world.write()
-    report = await _reconcile(world, smtp, "E0100")
+    tickets = Tickets()
+    report = await _reconcile(world, smtp, "E0100", tickets=tickets)
     assert report.ok, report.markdown()
     [message] = smtp.to("grace.hopper@example.com")
     text = _text(message)
     # 00:00 in London on the hire day is 01:00 on the Berlin manager's clock
     assert "Ada Lovelace's account will be active on Mon 4 Jan 2027 01:00 (Europe/Berlin)" in text
-    assert "groups: all-staff, engineering" in text and "tickets: laptop" in text
+    [ticket] = tickets.by_reference.values()
+    assert "groups: all-staff, engineering" in text and f"tickets: laptop ticket {ticket.id}." in text
     account = await world.idp.find_user_by_employee_id("E0100")
     assert account is not None and not account.active  # before day one
     [row] = _notify_rows(world)
     assert row.outcome == Outcome.APPLIED and row.details["recipient"] == "M0001"
     assert "grace.hopper" not in str(row.details) and "Lovelace" not in row.reason  # ids only in the audit
 
-    again = await _reconcile(world, smtp, "E0100")
+    again = await _reconcile(world, smtp, "E0100", tickets=tickets)
     assert again.ok and len(smtp.messages) == 1
     assert len(_notify_rows(world)) == 1
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from connectors.errors import PermanentAPIError, RetryableAPIError
 from connectors.notify import RoutedNotifier, WebhookNotifier
 from lifecycle.actions import Notify
-from lifecycle.notices import RunFailure, failure_notices, local_time, notices
+from lifecycle.notices import RunFailure, failure_notices, local_time, notices, with_ticket_ids
 from lifecycle.planner import plan
 from lifecycle.policy import Policy
 from models.domain import Account, Employee, EmployeeStatus, Notice
@@ -68,6 +68,22 @@ def test_the_activation_time_is_shown_on_the_recipients_clock() -> None:
     assert "active on Sun 3 Jan 2027 18:00 (America/New_York)" in notice.body
     assert notice.to == "grace@example.com" and notice.recipient_id == "M1" and not notice.fallback
     assert notice.key == "E1:notify:manager-new-hire:manager:2027-01-04"
+
+
+def test_the_tickets_the_plan_opened_are_named_by_their_ids() -> None:
+    policy = POLICY.model_copy(
+        update={
+            "tickets": Policy.model_validate(
+                {"tickets": {"joiner": [{"purpose": "laptop", "title": "L"}]}}
+            ).tickets
+        }
+    )
+    the_plan = plan(HIRE, None, policy, NOW)
+    [notice] = notices(the_plan, HIRE, None, MANAGER, policy, NOW)
+    assert "tickets: laptop." in notice.body
+    named = with_ticket_ids(notice, {"laptop": "RT#123"})
+    assert "tickets: laptop ticket RT#123." in named.body and named.key == notice.key
+    assert with_ticket_ids(notice, {"badge": "9"}) == notice
 
 
 def test_a_notice_already_sent_is_not_planned_again() -> None:
