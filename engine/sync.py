@@ -611,7 +611,9 @@ class SyncEngine:
         """One employee planned again from fresh state (another run changed them since this run read)."""
         from engine.reconcile import plan_employee
 
-        connectors = Connectors(hris=self.hris, idp=self.idp, ticketing=self.ticketing)
+        connectors = Connectors(
+            hris=self.hris, idp=self.idp, ticketing=self.ticketing, notifier=self.applier.notifier
+        )
         fresh, account = await plan_employee(
             employee_id,
             connectors=connectors,
