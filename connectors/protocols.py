@@ -17,12 +17,13 @@ from models.domain import (
     ChangeSet,
     Employee,
     Group,
+    Notice,
     Ticket,
     TicketRequest,
     TicketStatus,
 )
 
-__all__ = ["HRIS", "IdentityProvider", "Ticketing", "Connectors"]
+__all__ = ["HRIS", "IdentityProvider", "Ticketing", "Notifier", "Connectors"]
 
 
 @runtime_checkable
@@ -130,6 +131,22 @@ class Ticketing(Protocol):
     async def close_ticket(self, ticket_id: str) -> None: ...
 
 
+@runtime_checkable
+class Notifier(Protocol):
+    """Tells people what happens: e-mail over SMTP, a Slack/Teams-style incoming webhook."""
+
+    source: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def send(self, notice: Notice) -> str:
+        """Deliver ``notice``; the receiver's id for it (Message-ID, or the webhook's answer). A refusal or
+        timeout raises a ConnectorError: the caller records it and tries again on its next run."""
+        ...
+
+
 @dataclass
 class Connectors:
     """The connectors one run talks through (built by the composition root, :mod:`tenure.compose`)."""
@@ -137,3 +154,4 @@ class Connectors:
     hris: HRIS
     idp: IdentityProvider
     ticketing: Ticketing | None
+    notifier: Notifier | None = None

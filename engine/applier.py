@@ -34,7 +34,7 @@ from typing import Any
 from sqlmodel import Session
 
 from connectors.errors import ConnectorError
-from connectors.protocols import IdentityProvider, Ticketing
+from connectors.protocols import IdentityProvider, Notifier, Ticketing
 from engine.auditor import Auditor
 from engine.locks import Locks
 from lifecycle.actions import (
@@ -49,6 +49,7 @@ from lifecycle.actions import (
     DeleteAccount,
     DisableAccount,
     EnableAccount,
+    Notify,
     OpenTicket,
     Plan,
     RecordApproval,
@@ -58,10 +59,11 @@ from lifecycle.actions import (
     Schedule,
     UpdateAccount,
 )
+from lifecycle.notices import with_ticket_ids
 from models.audit import AuditEventBase, Outcome, record_many, utcnow
 from models.db import session_scope
 from models.directory import Mirror, MirrorChanges, mirror_put
-from models.domain import Account
+from models.domain import Account, Notice
 from models.ledger import (
     OPEN_STATUSES,
     Grant,
@@ -112,10 +114,13 @@ AUDIT_ACTIONS: dict[ActionKind, str] = {
     ActionKind.SCHEDULE: "lifecycle.schedule",
     ActionKind.RECORD_APPROVAL: "approval.record",
     ActionKind.RECORD_REVIEW_DECISION: "review.decision",
+    ActionKind.NOTIFY: "notify.send",
 }
 # Kinds that act on an existing account (skipped when there is none).
 _NEEDS_ACCOUNT = ACCOUNT_KINDS - {ActionKind.CREATE_ACCOUNT}
 _TICKET_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.COMMENT_TICKET, ActionKind.CLOSE_TICKET})
+# Owed until done, whatever the new plan says: no account state shows a ticket opened or a message sent.
+_CARRIED_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.NOTIFY})
 
 # async (schedule) -> the scheduled flow run id
 Scheduler = Callable[[Schedule], Awaitable[str]]
@@ -191,9 +196,11 @@ class Applier:
         approver: Approver | None = None,
         step: Step | None = None,
         locks: Locks | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.idp = idp
         self.ticketing = ticketing
+        self.notifier = notifier
         self.auditor = auditor
         self.dry_run = dry_run
         self.scheduler = scheduler
@@ -279,7 +286,10 @@ class Applier:
         actions = [*plan.actions, *self.resume(plan)]
         self._mark_pending(actions)
         blocked: str | None = None  # why the remaining steps cannot run (a failed create)
+        opened: dict[str, str] = {}  # ticket purpose → id, for the notifications that name them
         for action in actions:
+            if isinstance(action, Notify) and opened:
+                action = with_ticket_ids(action, opened)
             if blocked is not None:
                 result = self._skip(action, blocked)
             elif action.kind in _NEEDS_ACCOUNT and account is None:
@@ -288,6 +298,8 @@ class Applier:
                 result, account = await self.step(action, account)
                 if isinstance(action, CreateAccount) and result.outcome is Outcome.FAILED:
                     blocked = f"skipped: the account could not be created ({result.detail})"
+                if isinstance(action, OpenTicket) and result.target_id:
+                    opened[action.request.purpose] = result.target_id
             report.results.append(result)
         return report
 
@@ -331,8 +343,8 @@ class Applier:
     def resume(self, plan: Plan) -> list[Action]:
         """Settle what an earlier, interrupted or failed run of this employee left open in the ledger.
 
-        - a ticket still owed (pending, started or failed) is carried into this run: tickets are idempotent by
-          reference, and the account state cannot show whether one was opened;
+        - a ticket or notification still owed (pending, started or failed) is carried into this run: tickets are
+          idempotent by reference, and the account state cannot show whether one was opened or a message sent;
         - an account change left ``started`` (interrupted) or ``uncertain`` (its request went unanswered) that
           the new plan no longer contains took effect after all (the IdP state shows it): its missing audit row
           is written now;
@@ -347,7 +359,7 @@ class Applier:
                 continue
             action = ACTION_ADAPTER.validate_python(entry.action)
             status = LedgerStatus(entry.status)
-            if action.kind is ActionKind.OPEN_TICKET:
+            if action.kind in _CARRIED_KINDS:
                 carried.append(action)
             elif status in RECOVERED and action.kind in ACCOUNT_KINDS:
                 self._finish(action, Outcome.APPLIED, RECOVERED[status], None, status=LedgerStatus.APPLIED)
@@ -412,13 +424,27 @@ class Applier:
                     by=action.decided_by,
                     group=action.group,
                     flagged=action.flagged,
+                    recommended=action.recommended,
+                    followed=None
+                    if action.recommended in (None, "none")
+                    else action.recommended == action.decision,
                 )
             case RecordApproval(decided_by=by):
                 details["by"] = by
+            case Notify():  # ids only: no address, no text
+                details.update(
+                    template=action.template,
+                    audience=action.audience,
+                    recipient=action.recipient_id,
+                    fallback=action.fallback,
+                    occasion=action.occasion,
+                )
             case _:
                 pass
         if action.kind in _TICKET_KINDS:
             system = self.ticketing.source if self.ticketing else "tenure"
+        elif action.kind is ActionKind.NOTIFY:
+            system = self.notifier.source if self.notifier else "tenure"
         elif action.kind in ACCOUNT_KINDS:
             system = self.idp.source if self.idp else "tenure"
         else:
@@ -595,6 +621,12 @@ class Applier:
                     account.id if account else None,
                     account,
                 )
+            case Notify():
+                if self.notifier is None:
+                    return Outcome.SKIPPED, "no notifier configured", None, account
+                notice = Notice(key=action.key, to=action.to, subject=action.subject, body=action.body)
+                sent = await self.notifier.send(notice)
+                return Outcome.APPLIED, f"sent to the {action.audience}", sent, account
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):
                 return Outcome.APPLIED, f"recorded for {by}", None, account
         raise ConnectorError(f"unknown action kind {action.kind}", source="tenure")  # pragma: no cover

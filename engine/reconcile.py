@@ -12,19 +12,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from connectors.errors import InvalidRecordError, NotFoundError
-from connectors.protocols import Connectors, IdentityProvider
+from connectors.protocols import HRIS, Connectors, IdentityProvider
 from engine.applier import Applier, ApplyReport, Approver, Scheduler, Step
 from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import check_groups
 from lifecycle.actions import ActionKind, Plan
 from lifecycle.naming import user_name_candidates
+from lifecycle.notices import with_notices
 from lifecycle.planner import History, plan
 from lifecycle.policy import Policy
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
-from models.ledger import grants_by_employee, last_applied
+from models.ledger import grants_by_employee, last_applied, sent_notices
 
 __all__ = [
     "UnknownEmployee",
@@ -106,7 +107,28 @@ async def plan_employee(
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
     history = histories(database_url, employee_id).get(employee_id)
-    return plan(employee, account, policy, now, taken_user_names=taken, history=history), account
+    the_plan = plan(employee, account, policy, now, taken_user_names=taken, history=history)
+    if employee is not None and (policy.notify.joiner or policy.notify.leaver):
+        with session_scope(database_url) as session:
+            sent = sent_notices(
+                session=session, employee_id=employee_id, notifying=connectors.notifier is not None
+            )
+        told = with_notices(the_plan, employee, account, None, policy, now, sent=sent)
+        if any(getattr(a, "audience", None) == "manager" for a in told.actions):  # look the manager up
+            manager = await manager_of(connectors.hris, employee)
+            told = with_notices(the_plan, employee, account, manager, policy, now, sent=sent)
+        the_plan = told
+    return the_plan, account
+
+
+async def manager_of(hris: HRIS, employee: Employee) -> Employee | None:
+    """The employee's manager as the HRIS knows them; None when there is none, or the record is unusable."""
+    if employee.manager_id is None:
+        return None
+    try:
+        return await hris.get_employee(employee.manager_id)
+    except (NotFoundError, InvalidRecordError):
+        return None
 
 
 async def reconcile(
@@ -131,6 +153,7 @@ async def reconcile(
         dry_run=dry_run,
         scheduler=scheduler,
         approver=approver,
+        notifier=connectors.notifier,
     )
     if step_factory is not None:
         applier.step = step_factory(applier)

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.errors import ConnectorError, InvalidRecordError, NotFoundError
-from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
+from connectors.protocols import HRIS, Connectors, IdentityProvider, Notifier, Ticketing
 from engine.applier import Applier, ApplyReport, Scheduler
 from engine.auditor import Auditor
 from engine.directory import DirectoryRead, read_directory
@@ -56,7 +56,7 @@ from lifecycle.sync_plan import Snapshot, TakenNames, Work, plan_all, trim_plan
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
-from models.ledger import cursor_get, open_employees, roster_count_get, settled_side_effects
+from models.ledger import cursor_get, open_employees, roster_count_get, sent_notices, settled_side_effects
 
 __all__ = [
     "SYNC_CURSOR",
@@ -244,6 +244,7 @@ class SyncEngine:
         options: SyncOptions | None = None,
         scheduler: Scheduler | None = None,
         now: datetime | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.hris, self.idp, self.ticketing = hris, idp, ticketing
         self.policy = policy
@@ -261,7 +262,12 @@ class SyncEngine:
         )
         self.batches: list[list[Work]] = []
         self.applier = Applier(
-            idp=idp, ticketing=ticketing, auditor=auditor, dry_run=self.options.dry_run, scheduler=scheduler
+            idp=idp,
+            ticketing=ticketing,
+            auditor=auditor,
+            dry_run=self.options.dry_run,
+            scheduler=scheduler,
+            notifier=notifier,
         )
         self._read_at = (
             self.now
@@ -454,6 +460,7 @@ class SyncEngine:
         with session_scope(url) as session:
             settled = settled_side_effects(session=session, ticketing=self.ticketing is not None)
             unsettled = open_employees(session=session)
+            sent = sent_notices(session=session, notifying=self.applier.notifier is not None)
         snapshot = Snapshot(
             employees=employees,
             accounts=accounts,
@@ -470,6 +477,8 @@ class SyncEngine:
             settled=settled,
             unsettled=unsettled,
             schedules=self.scheduler is not None,
+            people=await self._people(employees, accounts),
+            sent=sent,
         )
         for employee_id, why in sync_plan.failures.items():
             log.warning("employee %s: %s", employee_id, why)
@@ -489,6 +498,20 @@ class SyncEngine:
             self.batches = sync_plan.batches(self.options.batch_size)
         self.report.batches = len(self.batches)
         self._prepared = True
+
+    async def _people(
+        self, employees: list[tuple[str, Employee | None]], accounts: dict[str, Account]
+    ) -> dict[str, Employee] | None:
+        """The employees read, and the managers of joiners and leavers this read lacks (looked up), for the
+        notifications; None when the policy notifies nobody of hires and leaves."""
+        if not (self.policy.notify.joiner or self.policy.notify.leaver):
+            return None
+        people = {eid: e for eid, e in employees if e is not None}
+        told = [e for eid, e in people.items() if eid not in accounts or e.termination_date is not None]
+        for manager_id in sorted({e.manager_id for e in told if e.manager_id} - set(people)):
+            with contextlib.suppress(NotFoundError, InvalidRecordError):
+                people[manager_id] = await self.hris.get_employee(manager_id)
+        return people
 
     @property
     def roster_name(self) -> str:
@@ -588,7 +611,9 @@ class SyncEngine:
         """One employee planned again from fresh state (another run changed them since this run read)."""
         from engine.reconcile import plan_employee
 
-        connectors = Connectors(hris=self.hris, idp=self.idp, ticketing=self.ticketing)
+        connectors = Connectors(
+            hris=self.hris, idp=self.idp, ticketing=self.ticketing, notifier=self.applier.notifier
+        )
         fresh, account = await plan_employee(
             employee_id,
             connectors=connectors,

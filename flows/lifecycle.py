@@ -17,6 +17,7 @@ from engine.auditor import Auditor
 from engine.preflight import MissingGroups
 from engine.reconcile import reconcile
 from flows.anchoring import publish_checkpoint
+from flows.notify import FAILURE_HOOKS
 from flows.orchestration import approve_in_ui, in_deployment, run_identity, schedule_reconcile
 from lifecycle.actions import Action, ActionKind
 from lifecycle.policy import load_policy
@@ -113,25 +114,25 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     return Completed(message=summary)
 
 
-@flow(name="joiner", flow_run_name="joiner-{employee_id}", log_prints=False)
+@flow(name="joiner", flow_run_name="joiner-{employee_id}", log_prints=False, **FAILURE_HOOKS)
 async def joiner(employee_id: str, dry_run: bool = False) -> State:
     """A hire: create the account (disabled before day one), birthright groups, joiner tickets."""
     return await run_lifecycle("joiner", employee_id, dry_run)
 
 
-@flow(name="mover", flow_run_name="mover-{employee_id}")
+@flow(name="mover", flow_run_name="mover-{employee_id}", **FAILURE_HOOKS)
 async def mover(employee_id: str, dry_run: bool = False) -> State:
     """A change: update attributes, add new birthright groups, remove the ones the old role gave."""
     return await run_lifecycle("mover", employee_id, dry_run)
 
 
-@flow(name="leaver", flow_run_name="leaver-{employee_id}")
+@flow(name="leaver", flow_run_name="leaver-{employee_id}", **FAILURE_HOOKS)
 async def leaver(employee_id: str, dry_run: bool = False) -> State:
     """A termination: disable at the termination time, remove groups, equipment-return ticket."""
     return await run_lifecycle("leaver", employee_id, dry_run)
 
 
-@flow(name="reconcile-employee", flow_run_name="reconcile-{employee_id}")
+@flow(name="reconcile-employee", flow_run_name="reconcile-{employee_id}", **FAILURE_HOOKS)
 async def reconcile_employee(employee_id: str, dry_run: bool = False) -> State:
     """Decide from the HR record and the IdP state whether this is a joiner, mover or leaver, and apply it."""
     return await run_lifecycle("reconcile", employee_id, dry_run)

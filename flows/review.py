@@ -9,6 +9,7 @@ campaign of hundreds of items does not hold hundreds of paused flow runs; the CL
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -18,9 +19,11 @@ from prefect.states import Completed, Failed, State
 from engine.applier import Applier
 from engine.auditor import Auditor
 from engine.kpi import compute_kpis
+from engine.report import build_report
 from engine.review import decide, process_deadlines, run_review
 from flows.anchoring import publish_checkpoint
 from flows.lifecycle import apply_action
+from flows.notify import FAILURE_HOOKS
 from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
@@ -30,6 +33,7 @@ from tenure.settings import Settings, load_settings
 
 __all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]
 
+REPORT_WEEKS = 12  # the weekly figures on the nightly run (``tenure report`` draws the same as charts)
 MAX_TABLE_ROWS = 1000  # the findings table artifact; the full list is in the audit trail and the export
 
 
@@ -54,7 +58,7 @@ def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> 
     }
 
 
-@flow(name="access-review", flow_run_name="access-review", log_prints=False)
+@flow(name="access-review", flow_run_name="access-review", log_prints=False, **FAILURE_HOOKS)
 async def access_review(dry_run: bool = False) -> State:
     """Find access problems; auto-remediate the policy's kinds, open a campaign for the rest; KPI artifact."""
     logger = get_run_logger()
@@ -81,6 +85,15 @@ async def access_review(dry_run: bool = False) -> State:
     )
     kpis = compute_kpis(database_url=settings.database_url, policy=policy, employees=employees)
     await create_markdown_artifact(markdown=kpis.markdown(), key="tenure-kpis", description="Tenure KPIs")
+    weekly = build_report(
+        database_url=settings.database_url,
+        policy=policy,
+        employees=employees,
+        since=datetime.now(UTC) - timedelta(weeks=REPORT_WEEKS),
+    )
+    await create_markdown_artifact(
+        markdown=weekly.markdown(), key="tenure-report", description="tenure report: the weekly figures"
+    )
     summary = (
         f"{len(run.findings)} findings, {len(run.auto)} auto-remediated ({len(run.failed)} failed), "
         f"campaign {run.campaign_id or '-'}"
@@ -91,7 +104,7 @@ async def access_review(dry_run: bool = False) -> State:
     return Completed(message=summary)
 
 
-@flow(name="review-deadline", flow_run_name="review-deadline")
+@flow(name="review-deadline", flow_run_name="review-deadline", **FAILURE_HOOKS)
 async def review_deadline() -> State:
     """Daily: remind after remind_after_days, escalate after escalate_after_days, settle at the deadline."""
     settings, policy = _config()
@@ -111,7 +124,7 @@ async def review_deadline() -> State:
     return Completed(message=report.markdown().splitlines()[-1])
 
 
-@flow(name="review-decide", flow_run_name="review-decide-{campaign_id}-{item_id}")
+@flow(name="review-decide", flow_run_name="review-decide-{campaign_id}-{item_id}", **FAILURE_HOOKS)
 async def review_decide(
     campaign_id: str, item_id: str, decision: Literal["keep", "revoke"], by: str, reason: str = ""
 ) -> State:

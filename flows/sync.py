@@ -22,6 +22,7 @@ from engine.locks import LockHeld
 from engine.preflight import MissingGroups
 from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 from flows.anchoring import publish_checkpoint
+from flows.notify import FAILURE_HOOKS
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
 from tenure.checkpoint import write_checkpoint
@@ -96,7 +97,7 @@ async def _run(engine: SyncEngine, options: SyncOptions, logger: Any) -> SyncRep
     return await engine.run(batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress)
 
 
-@flow(name="sync", flow_run_name=sync_run_name, log_prints=False)
+@flow(name="sync", flow_run_name=sync_run_name, log_prints=False, **FAILURE_HOOKS)
 async def sync(
     full: bool = False,
     dry_run: bool = False,
@@ -132,6 +133,7 @@ async def sync(
             auditor=Auditor(settings.database_url, **run_identity()),
             options=options,
             scheduler=schedule_reconcile if in_deployment() else None,
+            notifier=connectors.notifier,
         )
         try:
             async with engine:

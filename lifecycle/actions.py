@@ -38,6 +38,7 @@ __all__ = [
     "Schedule",
     "RecordApproval",
     "RecordReviewDecision",
+    "Notify",
     "Action",
     "ACTION_ADAPTER",
     "ACCOUNT_KINDS",
@@ -65,6 +66,7 @@ class ActionKind(str, enum.Enum):
     SCHEDULE = "schedule"
     RECORD_APPROVAL = "record_approval"
     RECORD_REVIEW_DECISION = "record_review_decision"
+    NOTIFY = "notify"
 
 
 class _Step(BaseModel):
@@ -230,10 +232,38 @@ class RecordReviewDecision(_Step):
     account_id: str
     flagged: bool = False
     recertify_until: datetime | None = None
+    recommended: str | None = None  # keep, revoke or none: the item's recommendation (audited)
 
     @property
     def target(self) -> str:
         return f"{self.campaign_id}:{self.item_id}"
+
+
+class Notify(_Step):
+    """Send ``subject``/``body`` to ``to`` (the ``audience`` of the policy's rule, resolved by
+    :mod:`lifecycle.notices`). ``occasion`` (hire date, termination date, flow run) makes it once per occasion;
+    ``fallback``: the audience (a manager) resolved to nobody, so the policy's fallback recipient is told."""
+
+    kind: Literal[ActionKind.NOTIFY] = ActionKind.NOTIFY
+    template: str
+    audience: str
+    to: str = Field(repr=False)
+    recipient_id: str | None = None  # the manager's employee id, where the audience is a manager
+    fallback: bool = False
+    subject: str = Field(repr=False)
+    body: str = Field(repr=False)
+    occasion: str
+    # what subject and body were rendered from, so the applier can name the tickets this plan opened
+    templates: tuple[str, str] = Field(default=("", ""), repr=False)
+    fields: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @property
+    def target(self) -> str:
+        return f"{self.template}:{self.audience}"
+
+    @property
+    def key(self) -> str:
+        return f"{super().key}:{self.occasion}"
 
 
 Action = Annotated[
@@ -250,7 +280,8 @@ Action = Annotated[
     | RequestApproval
     | Schedule
     | RecordApproval
-    | RecordReviewDecision,
+    | RecordReviewDecision
+    | Notify,
     Field(discriminator="kind"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
@@ -268,7 +299,9 @@ ACCOUNT_KINDS = frozenset(
     }
 )
 # Kinds the account state cannot show were done: the ledger alone remembers them.
-SIDE_EFFECT_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE})
+SIDE_EFFECT_KINDS = frozenset(
+    {ActionKind.OPEN_TICKET, ActionKind.REQUEST_APPROVAL, ActionKind.SCHEDULE, ActionKind.NOTIFY}
+)
 
 
 class Plan(BaseModel):

@@ -29,6 +29,11 @@ __all__ = [
     "TicketPolicy",
     "MassChangeBrake",
     "ReviewPolicy",
+    "NoticeTemplate",
+    "NoticeRule",
+    "NotifyPolicy",
+    "NOTICE_FIELDS",
+    "DEFAULT_NOTICE_TEMPLATES",
     "Policy",
     "PolicyError",
     "load_policy",
@@ -193,6 +198,79 @@ class ReviewPolicy(_Strict):
     remind_after_days: int = Field(default=3, ge=1)
     escalate_after_days: int = Field(default=7, ge=1)
     on_deadline: Literal["revoke", "keep_and_flag"] = "revoke"
+    # who a review item's holder is compared with (lifecycle/recommend.py), most specific level first
+    peers: list[Literal["department", "title"]] = Field(
+        default_factory=lambda: ["department", "title"],  # type: ignore[arg-type]  # a Literal list
+        min_length=1,
+        max_length=2,
+    )
+
+
+# The fields a notification template of each event may use: what the recipient needs to act, no more (a
+# manager sees their report's name; anyone else sees the employee id in its place, lifecycle/notices.py).
+NOTICE_FIELDS: dict[str, frozenset[str]] = {
+    "joiner": frozenset(
+        {"display_name", "employee_id", "user_name", "department", "title", "active_at", "groups", "tickets"}
+    ),
+    "leaver": frozenset({"display_name", "employee_id", "user_name", "disable_at", "removed", "delete_at"}),
+    "failure": frozenset({"flow_name", "flow_run_id", "state", "message"}),
+}
+NOTICE_WHEN = {"joiner": ("prehire",), "leaver": ("planned",), "failure": (None,)}
+
+
+class NoticeTemplate(_Strict):
+    """A message: ``subject`` and ``body`` with plain ``{field}`` placeholders (:data:`NOTICE_FIELDS`)."""
+
+    subject: str
+    body: str
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        plain_fields(value)
+        return value
+
+
+DEFAULT_NOTICE_TEMPLATES = {
+    "manager-new-hire": NoticeTemplate(
+        subject="New hire {display_name}: account active on {active_at}",
+        body="{display_name}'s account will be active on {active_at}; user name {user_name}; "
+        "groups: {groups}; tickets: {tickets}.",
+    ),
+    "manager-leaver": NoticeTemplate(
+        subject="Leaver {display_name}: access ends on {disable_at}",
+        body="{display_name}'s account {user_name} will be disabled on {disable_at}; removed then: {removed}; "
+        "deleted: {delete_at}.",
+    ),
+    "run-failed": NoticeTemplate(
+        subject="Tenure run failed: {flow_name} {flow_run_id}",
+        body="Flow run {flow_run_id} of {flow_name} entered {state}: {message}",
+    ),
+}
+
+
+class NoticeRule(_Strict):
+    """Tell ``to`` (``manager``, or a name in ``recipients``) with ``template``, at ``when`` (joiner: ``prehire``,
+    when the account is created; leaver: ``planned``, when the leave is first planned; failure: no ``when``)."""
+
+    to: str = Field(min_length=1)
+    when: str | None = None
+    template: str = Field(min_length=1)
+
+
+class NotifyPolicy(_Strict):
+    """Who is told what (``notify:``); ``templates`` add to or replace :data:`DEFAULT_NOTICE_TEMPLATES`."""
+
+    joiner: list[NoticeRule] = Field(default_factory=list)
+    leaver: list[NoticeRule] = Field(default_factory=list)
+    failure: list[NoticeRule] = Field(default_factory=list)
+    templates: dict[str, NoticeTemplate] = Field(default_factory=dict)
+
+    def template(self, name: str) -> NoticeTemplate:
+        return self.templates.get(name) or DEFAULT_NOTICE_TEMPLATES[name]
+
+    def rules(self) -> list[tuple[str, NoticeRule]]:
+        return [(event, rule) for event in NOTICE_FIELDS for rule in getattr(self, event)]
 
 
 class Policy(_Strict):
@@ -208,6 +286,9 @@ class Policy(_Strict):
     tickets: TicketPolicy = Field(default_factory=TicketPolicy)
     brake: MassChangeBrake = Field(default_factory=MassChangeBrake)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
+    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
+    recipients: dict[str, str] = Field(default_factory=dict)  # name → address; "fallback" (else "ops") for
+    # a manager the HRIS does not know
 
     @field_validator("privileged_groups")
     @classmethod
@@ -230,6 +311,39 @@ class Policy(_Strict):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"{where}: unknown time zone {tz!r}") from None
         return self
+
+    @model_validator(mode="after")
+    def _notices_resolve(self) -> Policy:
+        for event, rule in self.notify.rules():
+            where = f"notify.{event}"
+            if rule.when not in NOTICE_WHEN[event]:
+                allowed = " or ".join(repr(w) for w in NOTICE_WHEN[event] if w) or "no 'when'"
+                raise ValueError(f"{where}: when {rule.when!r} is not known; use {allowed}")
+            if rule.to == "manager" and event == "failure":
+                raise ValueError(f"{where}: a failed run has no manager; name a recipient")
+            if rule.to != "manager" and rule.to not in self.recipients:
+                raise ValueError(
+                    f"{where}: recipient {rule.to!r} is neither 'manager' nor named in recipients"
+                )
+            if rule.to == "manager" and self.fallback_recipient is None:
+                raise ValueError(
+                    f"{where}: a manager may be missing; name recipients.fallback or recipients.ops"
+                )
+            if rule.template not in self.notify.templates and rule.template not in DEFAULT_NOTICE_TEMPLATES:
+                raise ValueError(f"{where}: unknown template {rule.template!r}")
+            template = self.notify.template(rule.template)
+            unknown = (plain_fields(template.subject) | plain_fields(template.body)) - NOTICE_FIELDS[event]
+            if unknown:
+                raise ValueError(
+                    f"{where}: template {rule.template!r} names unknown field(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(NOTICE_FIELDS[event])}"
+                )
+        return self
+
+    @property
+    def fallback_recipient(self) -> str | None:
+        """Who hears what a missing manager would have: ``recipients.fallback``, else ``recipients.ops``."""
+        return self.recipients.get("fallback") or self.recipients.get("ops")
 
     @property
     def privileged_names(self) -> frozenset[str]:

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from lifecycle.actions import Action, ActionKind, Plan, UpdateAccount
 from lifecycle.naming import base_user_name
+from lifecycle.notices import with_notices
 from lifecycle.planner import History, plan
 from lifecycle.policy import Policy
 from models.domain import Account, Employee
@@ -103,10 +104,14 @@ def plan_all(
     settled: set[str],
     unsettled: Iterable[str] = (),
     schedules: bool = True,
+    people: Mapping[str, Employee] | None = None,
+    sent: frozenset[str] = frozenset(),
 ) -> SyncPlan:
     """Plan every employee of ``snapshot`` (module docstring). ``settled``: ledger keys of side effects that
     need not be attempted again; ``unsettled``: employees whose ledger an earlier run left open (their plan is
-    kept even when empty, so the applier settles it); ``schedules``: whether this run can book SCHEDULEs."""
+    kept even when empty, so the applier settles it); ``schedules``: whether this run can book SCHEDULEs;
+    ``people``: employees by id, managers included, to plan the notifications with (:mod:`lifecycle.notices`;
+    None: none are planned), ``sent``: the notifications already sent."""
     failures: dict[str, str] = {}
     planned: list[tuple[Plan, Account | None, Employee]] = []
     for employee_id, employee in snapshot.employees:
@@ -130,6 +135,9 @@ def plan_all(
                 taken_user_names=near,
                 history=histories.get(employee_id, _NO_HISTORY),
             )
+            if people is not None:
+                manager = people.get(employee.manager_id) if employee.manager_id else None
+                result = with_notices(result, employee, account, manager, policy, now, sent=sent)
         except Exception as exc:  # noqa: BLE001 - one unplannable record must not stop 10,000 others
             failures[employee_id] = f"planning failed: {type(exc).__name__}: {exc}"
             continue

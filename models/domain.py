@@ -18,6 +18,7 @@ __all__ = [
     "TicketStatus",
     "TicketRequest",
     "Ticket",
+    "Notice",
 ]
 
 
@@ -143,3 +144,15 @@ class Ticket(BaseModel):
     title: str
     status: TicketStatus
     url: str | None = None
+
+
+class Notice(BaseModel):
+    """One message to one recipient; ``key`` (the ledger key of its action) identifies it to the receiver
+    (an e-mail's Message-ID), so a duplicate can be recognised downstream. Body and address stay out of reprs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    to: str = Field(repr=False)
+    subject: str = Field(repr=False)
+    body: str = Field(repr=False)

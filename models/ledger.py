@@ -30,6 +30,8 @@ from models.audit import utcnow
 __all__ = [
     "LedgerStatus",
     "OPEN_STATUSES",
+    "sent_notices",
+    "applied_targets",
     "LedgerEntry",
     "GrantStatus",
     "Grant",
@@ -180,6 +182,26 @@ def settled_side_effects(*, session: Session, ticketing: bool) -> set[str]:
         ):
             settled.add(key)
     return settled
+
+
+def sent_notices(*, session: Session, notifying: bool, employee_id: str | None = None) -> frozenset[str]:
+    """Ledger keys of notifications not to plan again: sent ones, and those skipped for want of a notifier
+    (while there still is none)."""
+    done = [LedgerStatus.APPLIED.value] + ([] if notifying else [LedgerStatus.SKIPPED.value])
+    query = select(LedgerEntry.key).where(LedgerEntry.kind == "notify", col(LedgerEntry.status).in_(done))
+    if employee_id is not None:
+        query = query.where(LedgerEntry.employee_id == employee_id)
+    return frozenset(session.exec(query).all())
+
+
+def applied_targets(*, session: Session, kind: str) -> set[tuple[str, str]]:
+    """(employee id, target) of every applied action of ``kind`` (e.g. the memberships Tenure added)."""
+    rows = session.exec(
+        select(LedgerEntry.employee_id, LedgerEntry.target).where(
+            LedgerEntry.kind == kind, LedgerEntry.status == LedgerStatus.APPLIED.value
+        )
+    ).all()
+    return {(employee_id, target) for employee_id, target in rows}
 
 
 def applied_since(*, session: Session, employee_id: str, since: datetime, other_than: str | None) -> bool:

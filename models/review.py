@@ -65,6 +65,10 @@ class ReviewItem(SQLModel, table=True):
     action_taken: str | None = None  # e.g. "remove_membership prod-admin", "disable_account", "none"
     action_outcome: str | None = None  # applied | failed | skipped
     action_at: datetime | None = None
+    recommendation: str | None = Field(
+        default=None, max_length=8
+    )  # keep | revoke | none (lifecycle/recommend.py)
+    evidence: str | None = None  # the recommendation's evidence line, as shown to the reviewer
 
 
 class ReviewAssignment(SQLModel, table=True):

@@ -6,7 +6,8 @@ RT-shaped :mod:`sandbox.ticketing`), the HRIS webhook receiver and one worker on
 writes a CSV HRIS of generated people, then ``prefect deploy --all`` and plays the day:
 baseline full sync, a hire by signed webhook, a hire started from its deployment, a move, a leave, a planted
 orphan account and an unapproved privileged membership, and the nightly access review that finds them.
-Prints what happened, the audit chain verification and the UI URL, and leaves everything running until
+Prints what happened, the audit chain verification, the UI URL and — last — the path of the ``tenure report``
+page (``.tenure/demo/report.html``), and leaves everything running until
 ``python -m sandbox.demo --stop`` (``make demo-stop``). ``--once`` stops at the end; Ctrl-C cleans up.
 """
 
@@ -317,6 +318,9 @@ async def play_the_day(demo: Demo) -> None:
     say("\n== 06:00  Baseline: full sync of the HRIS into the IdP (sync/tenure-full)")
     await run_deployment(demo, "baseline", "sync/tenure-full", {"full": True})
 
+    say("\n== 06:30  A broken HR export marks a quarter of the company terminated (sync/tenure-full)")
+    await broken_export(demo)
+
     say("\n== 09:00  Hire #1 arrives by HRIS webhook (signed, POST /webhooks/generic)")
     ada = new_hire(demo, "Ada", "Lovelace", "Engineering", "Staff Engineer", days=3)
     say(
@@ -358,6 +362,63 @@ async def play_the_day(demo: Demo) -> None:
 
     say("\n== 02:00  Nightly access review (access-review/tenure)")
     await run_deployment(demo, "review", "access-review/tenure")
+    await decide_one(demo)
+
+
+async def broken_export(demo: Demo) -> None:
+    """An HR export that marks a quarter of the company terminated: the sync's brake refuses it (and the run
+    fails, which ops are told about); the good export is written back."""
+    good = [dict(p) for p in demo.people]
+    for person in [p for p in demo.people if p["status"] == "active"][: len(demo.people) // 4]:
+        person.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
+    write_hris(demo)
+    await run_deployment(demo, "broken export", "sync/tenure-full", {"full": True})
+    demo.people = good
+    write_hris(demo)
+
+
+async def decide_one(demo: Demo) -> None:
+    """The security lead revokes the hand-granted prod-admin membership (review-decide/tenure, the UI form's
+    flow); the rest of the campaign waits for its reviewers."""
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.review import ReviewItem
+
+    with session_scope(demo.env["TENURE_DATABASE_URL"]) as session:
+        items = session.exec(select(ReviewItem).where(ReviewItem.auto == False)).all()  # noqa: E712
+        item = next((i for i in items if i.group == "prod-admin"), items[0] if items else None)
+    if item is None:
+        return
+    say(f"\n== 09:00  The security lead decides review item {item.id}: revoke (review-decide/tenure)")
+    parameters = {
+        "campaign_id": item.campaign_id,
+        "item_id": item.id,
+        "decision": "revoke",
+        "by": "security-lead",
+        "reason": "granted by hand, no approval on record",
+    }
+    await run_deployment(demo, "decide", "review-decide/tenure", parameters)
+
+
+def write_report(demo: Demo) -> Path:
+    """``tenure report`` over the demo's audit trail: the page HR and IT read together."""
+    import subprocess
+
+    path = DEMO_DIR / "report.html"
+    since = (date.today() - timedelta(weeks=4)).isoformat()
+    result = subprocess.run(
+        [sys.executable, "-m", "tenure.cli", "report", "--since", since, "--out", str(path)],
+        cwd=ROOT,
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"tenure report failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return path
 
 
 async def report(demo: Demo) -> bool:
@@ -510,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         start(demo)
         asyncio.run(play_the_day(demo))
         ok = asyncio.run(report(demo))
+        report_path = write_report(demo)
     except KeyboardInterrupt:
         say("\nInterrupted: stopping the demo stack.")
         demo.state.stop_all()
@@ -524,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         say("Stopped everything (--once).")
     else:
         say("Everything is still running; stop it with `make demo-stop`.")
+    say(f"Report for HR and IT: {report_path}")
     return 0 if ok else 1
 
 

@@ -36,8 +36,9 @@ from connectors.idp.google import DIRECTORY_SCOPES, GoogleWorkspaceIdentityProvi
 from connectors.idp.ldap import LDAPIdentityProvider
 from connectors.idp.okta import OktaIdentityProvider
 from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
+from connectors.notify import RoutedNotifier, SMTPNotifier, WebhookNotifier
 from connectors.oauth import BearerTokenAuth, client_credentials_fetcher, jwt_bearer_fetcher
-from connectors.protocols import HRIS, Connectors, IdentityProvider, Ticketing
+from connectors.protocols import HRIS, Connectors, IdentityProvider, Notifier, Ticketing
 from connectors.redaction import Redactor, register_secrets
 from connectors.ticketing.jira import JiraServiceManagement
 from connectors.ticketing.rt import RTTicketing, rt_rest_url
@@ -47,6 +48,7 @@ from tenure.settings import (
     HRISSettings,
     HTTPTuning,
     IdPSettings,
+    NotifySettings,
     Settings,
     TicketingSettings,
     database_password,
@@ -60,7 +62,9 @@ __all__ = [
     "build_hris",
     "build_identity_provider",
     "build_ticketing",
+    "build_notifier",
     "open_connectors",
+    "open_notifier",
     "register_settings_secrets",
 ]
 
@@ -453,6 +457,54 @@ def build_ticketing(
     raise ValueError(f"unknown ticketing kind {settings.kind!r}")  # pragma: no cover - Literal guards it
 
 
+def build_notifier(settings: NotifySettings) -> Notifier | None:
+    """E-mail (``TENURE_NOTIFY__SMTP_HOST``) and the incoming webhook (``TENURE_NOTIFY__WEBHOOK_URL``) behind one
+    router (:mod:`connectors.notify.routing`), or None when neither is set: notifications are then recorded as
+    skipped. The SMTP password and the webhook URL (its path is the credential) are secrets."""
+    email, webhook = _smtp(settings), _webhook(settings)
+    if email is None and webhook is None:
+        return None
+    return RoutedNotifier(email=email, webhook=webhook)
+
+
+def _smtp(settings: NotifySettings) -> SMTPNotifier | None:
+    if not settings.smtp_host:
+        return None
+    return SMTPNotifier(
+        settings.smtp_host,
+        settings.smtp_port,
+        sender=settings.sender,
+        username=settings.smtp_username,
+        password=_reveal(settings.smtp_password),
+        starttls=settings.smtp_starttls,
+        timeout=settings.timeout_seconds,
+    )
+
+
+def _webhook(settings: NotifySettings) -> WebhookNotifier | None:
+    url = _reveal(settings.webhook_url)
+    if not url:
+        return None
+    parsed = httpx.URL(url)
+    origin = f"{parsed.scheme}://{parsed.netloc.decode()}"
+    tuning = HTTPOptions(timeout_seconds=settings.timeout_seconds, max_attempts=1)
+    api = api_client_from(tuning, base_url=origin, source="webhook", secrets=[url, parsed.raw_path.decode()])
+    return WebhookNotifier(api, parsed.raw_path.decode())
+
+
+@contextlib.asynccontextmanager
+async def open_notifier(settings: Settings) -> AsyncIterator[Notifier | None]:
+    """The notifier alone (a failed run's hook needs nothing else), its secrets registered meanwhile."""
+    scrubber = register_settings_secrets(settings)
+    notifier = build_notifier(settings.notify)
+    if notifier is None:
+        yield None
+    else:
+        async with notifier:
+            yield notifier
+    del scrubber
+
+
 @contextlib.asynccontextmanager
 async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
     """Build the configured connectors and close them afterwards (each is an async context manager); the
@@ -464,5 +516,8 @@ async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
         ticketing = build_ticketing(settings.ticketing)
         if ticketing is not None:
             await stack.enter_async_context(ticketing)
-        yield Connectors(hris=hris, idp=idp, ticketing=ticketing)
+        notifier = build_notifier(settings.notify)
+        if notifier is not None:
+            await stack.enter_async_context(notifier)
+        yield Connectors(hris=hris, idp=idp, ticketing=ticketing, notifier=notifier)
     del scrubber

@@ -188,6 +188,21 @@ class WebhookSettings(BaseModel):
     max_connections: int = Field(default=100, ge=1, le=10_000)
 
 
+class NotifySettings(BaseModel):
+    """How notifications are sent (``TENURE_NOTIFY__*``): e-mail over SMTP with STARTTLS (``smtp_host``) to
+    addresses, and an incoming webhook (Slack/Teams; the URL is a secret) to the recipient ``webhook``. Neither
+    configured: notifications are recorded as skipped."""
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    sender: str = "tenure@example.com"
+    webhook_url: SecretStr | None = None
+    timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+
 class AuditSettings(BaseModel):
     """Anchoring the audit chain's end (``tenure/checkpoint.py``): the HMAC-SHA256 key the checkpoints are signed
     with (never stored in the audit database; may name a Prefect Secret block) and where they are appended."""
@@ -218,6 +233,7 @@ class Settings(BaseSettings):
     ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("database_url")
     @classmethod

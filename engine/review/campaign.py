@@ -9,7 +9,7 @@ membership, disable the account) is applied through the same applier.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
 from lifecycle.actions import Plan, RecordReviewDecision
 from lifecycle.policy import Policy
+from lifecycle.recommend import Recommendation
 from lifecycle.review import Finding, FindingKind, remediation
 from models.db import session_scope
 from models.domain import Account
@@ -62,6 +63,8 @@ EXPORT_FIELDS = (
     "created_at",
     "deadline_at",
     "detail",
+    "recommendation",
+    "evidence",
 )
 
 # the fields a campaign item keeps of its finding (kind is stored as its value)
@@ -129,6 +132,7 @@ def store_campaign(
     reviewers: dict[str, str],
     auto: dict[str, ActionResult],
     now: datetime,
+    recommendations: Mapping[str, Recommendation] | None = None,
 ) -> None:
     """Store the campaign, its items (auto-remediated ones decided by the policy) and one assignment per
     reviewer. These are the review's work queue; the decisions on them go through the applier."""
@@ -141,6 +145,9 @@ def store_campaign(
             created_at=now,
             **finding.model_dump(include=FINDING_FIELDS),
         )
+        advice = (recommendations or {}).get(finding.id)
+        if advice is not None:
+            item.recommendation, item.evidence = advice.advice, advice.evidence
         result = auto.get(finding.id)
         if result is not None:
             item.auto = True
@@ -231,6 +238,7 @@ async def decide(
             group=item.revoke_group,
             account_id=item.account_id,
             flagged=flagged,
+            recommended=item.recommendation,
             recertify_until=now + timedelta(days=days)
             if days is not None and decision == Decision.KEEP
             else None,
@@ -317,6 +325,8 @@ def export_rows(database_url: str, campaign_id: str) -> list[dict[str, Any]]:
             "created_at": _iso(i.created_at),
             "deadline_at": _iso(campaign.deadline_at),
             "detail": i.detail,
+            "recommendation": i.recommendation or "",
+            "evidence": i.evidence or "",
         }
         for i in items
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,11 +23,12 @@ from engine.auditor import Auditor
 from engine.review.campaign import account_for, campaign_reference, new_applier, store_campaign
 from lifecycle.actions import Action, OpenTicket, Plan
 from lifecycle.policy import Policy
+from lifecycle.recommend import Peers, Provenance, Recommendation, recommend_finding
 from lifecycle.review import Finding, FindingKind, count_by_kind, find, remediation, route_reviewers
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee, TicketRequest
-from models.ledger import grants_by_employee
+from models.ledger import applied_targets, grants_by_employee
 from models.review import CampaignStatus, ReviewAssignment, ReviewCampaign
 
 __all__ = ["TICKET_PURPOSE", "Inventory", "ReviewRun", "collect_inventory", "load_approvals", "run_review"]
@@ -93,6 +94,7 @@ class ReviewRun:
     findings: list[Finding]
     auto: dict[str, ActionResult] = field(default_factory=dict)  # finding id → remediation result
     reviewers: dict[str, str] = field(default_factory=dict)  # finding id → reviewer (campaign items)
+    recommendations: dict[str, Recommendation] = field(default_factory=dict)  # finding id → advice
     campaign_id: str | None = None
     tickets: dict[str, str | None] = field(default_factory=dict)  # reviewer → ticket id (None: none/failed)
     accounts: int = 0
@@ -197,6 +199,7 @@ async def run_review(
     campaign_id = f"rc-{now:%Y%m%d}-{uuid.uuid4().hex[:8]}" if findings else None
     run.campaign_id = campaign_id
     run.reviewers = route_reviewers(manual, inventory.employees, inventory.accounts, policy)
+    run.recommendations = recommendations(manual, inventory, auditor.database_url, policy, now)
     applier.note_many(
         auditor.event(
             action="review.finding",
@@ -236,6 +239,43 @@ async def run_review(
     return run
 
 
+def provenance(database_url: str) -> dict[tuple[str, str], Provenance]:
+    """How each (employee, group) membership came, by the ledger: added by Tenure as an entitlement
+    (``birthright``), or granted by a recorded approval or a reviewer's keep (``approval``); absent: by hand."""
+    with session_scope(database_url) as session:
+        added = applied_targets(session=session, kind="add_membership")
+        grants = grants_by_employee(session=session)
+    found: dict[tuple[str, str], Provenance] = dict.fromkeys(added, "birthright")
+    for employee_id, view in grants.items():
+        found.update(dict.fromkeys(((employee_id, g) for g in view.granted), "approval"))
+    return found
+
+
+def recommendations(
+    findings: Iterable[Finding], inventory: Inventory, database_url: str, policy: Policy, now: datetime
+) -> dict[str, Recommendation]:
+    """Finding id → the explained recommendation shown to its reviewer (:mod:`lifecycle.recommend`)."""
+    holders = {a.employee_id: a.groups for a in inventory.accounts if a.employee_id}
+    peers = Peers(inventory.employees.values(), holders, policy.review.peers)
+    how = provenance(database_url)
+    by_id = {a.id: a for a in inventory.accounts}
+    found: dict[str, Recommendation] = {}
+    for finding in findings:
+        account = by_id.get(finding.account_id) or account_for(finding)
+        employee = inventory.employees.get(finding.employee_id or "")
+        group = finding.revoke_group or finding.group or ""
+        found[finding.id] = recommend_finding(
+            finding,
+            employee,
+            account,
+            peers=peers,
+            provenance=how.get((finding.employee_id or "", group), "manual"),
+            policy=policy,
+            now=now,
+        )
+    return found
+
+
 def _store_campaign(
     campaign_id: str, run: ReviewRun, policy: Policy, applier: Applier, now: datetime
 ) -> datetime:
@@ -261,6 +301,7 @@ def _store_campaign(
         reviewers=run.reviewers,
         auto=run.auto,
         now=now,
+        recommendations=run.recommendations,
     )
     applier.note(
         action="review.campaign.create",
@@ -279,10 +320,17 @@ def _store_campaign(
     return campaign.deadline_at
 
 
-def _ticket_body(campaign_id: str, reviewer: str, items: Iterable[Finding], deadline: datetime) -> str:
+def _ticket_body(
+    campaign_id: str,
+    reviewer: str,
+    items: Iterable[Finding],
+    deadline: datetime,
+    advice: Mapping[str, Recommendation],
+) -> str:
     lines = [
         f"Access review {campaign_id}: please decide keep or revoke for each item by "
-        f"{deadline:%Y-%m-%d %H:%M} UTC. Undecided items follow the policy at the deadline.",
+        f"{deadline:%Y-%m-%d %H:%M} UTC. Undecided items follow the policy at the deadline. Each item's "
+        "recommendation says why; it is advice, the decision is yours.",
         "",
     ]
     for f in items:
@@ -291,6 +339,8 @@ def _ticket_body(campaign_id: str, reviewer: str, items: Iterable[Finding], dead
             + (f" group {f.group}" if f.group else "")
             + f": {f.detail}"
         )
+        if f.id in advice:
+            lines.append(f"  recommended: {advice[f.id].advice} ({advice[f.id].evidence})")
     lines += [
         "",
         f"Decide: tenure review decide {campaign_id} ITEM keep|revoke --by {reviewer} --reason TEXT",
@@ -319,7 +369,7 @@ async def _open_tickets(
                 reference=reference,
                 purpose=TICKET_PURPOSE,
                 title=f"Access review {campaign_id}: {len(items)} item(s) for {reviewer}",
-                body=_ticket_body(campaign_id, reviewer, items, deadline),
+                body=_ticket_body(campaign_id, reviewer, items, deadline, run.recommendations),
             ),
         )
         report = await applier.apply(

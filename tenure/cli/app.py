@@ -17,6 +17,7 @@ from models.audit import iter_events, verify
 from models.db import DatabaseUnavailable, session_scope
 from tenure.checkpoint import CheckpointError, check_anchor, write_checkpoint
 from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
+from tenure.cli.report import report_command
 from tenure.cli.review import kpi_command, review_app
 from tenure.cli.sync import sync_command
 from tenure.export import NeutralCSVWriter
@@ -44,6 +45,7 @@ def _register_subcommands() -> None:
 
 app.add_typer(review_app, name="review")
 app.command("kpi")(kpi_command)
+app.command("report")(report_command)
 app.command("sync")(sync_command)
 
 

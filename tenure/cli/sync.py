@@ -58,6 +58,7 @@ def sync_command(
             policy=policy,
             auditor=auditor,
             options=options,
+            notifier=connectors.notifier,
         )
         try:
             async with engine:  # the job lock: a second sync of the same share refuses at once

@@ -409,6 +409,8 @@ async def test_access_review_deployment_publishes_findings(stack: Stack) -> None
     assert artifacts, "the review run published no artifact"
     text = "\n".join(json.dumps(a.data) if not isinstance(a.data, str) else a.data for a in artifacts)
     assert "X99999" in text or "ghost.account" in text or "orphan" in text.lower()
+    weekly = next(a for a in artifacts if a.key == "tenure-report")  # tenure report's figures, as a table
+    assert "| week from | access p50 |" in str(weekly.data)
     findings = audit_rows(stack, action="review.finding")
     assert any(r.correlation_id == str(run.id) for r in findings)
 

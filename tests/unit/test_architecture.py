@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "tenure.compose": {"tenure.settings", "connectors", "models"},
     "tenure.checkpoint": {"tenure.settings", "models"},
     "tenure.export": set(),
+    "tenure.report": {"engine"},  # the HTML page of `tenure report`, drawn from the engine's figures
     "flows": {
         "engine",
         "lifecycle",
@@ -46,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
         "tenure.compose",
         "tenure.checkpoint",
         "tenure.export",
+        "tenure.report",
     },
 }
 # Prefect is glue: only the flows, the deployments, the settings (Secret blocks) and the CLI may import it.
