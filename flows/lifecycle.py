@@ -43,7 +43,7 @@ def _not_a_connector_error(task: Any, task_run: Any, state: State) -> bool:
 
 @task(
     name="apply-action",
-    task_run_name="{action.kind.value}-{action.target}",
+    task_run_name="{action.kind.value}-{action.subject}",
     cache_policy=NONE,
     retries=2,
     retry_delay_seconds=1,
@@ -108,7 +108,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger.info(summary)
     await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     if not report.ok:
-        failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
+        failed = "; ".join(f"{r.action.kind.value} {r.action.subject}: {r.detail}" for r in report.failed)
         return Failed(message=scrub(f"{summary}. {report.error or failed}"))
     return Completed(message=summary)
 

@@ -29,6 +29,8 @@ __all__ = [
     "TicketPolicy",
     "MassChangeBrake",
     "ReviewPolicy",
+    "CorrelationStep",
+    "TargetPolicy",
     "Policy",
     "PolicyError",
     "load_policy",
@@ -195,6 +197,41 @@ class ReviewPolicy(_Strict):
     on_deadline: Literal["revoke", "keep_and_flag"] = "revoke"
 
 
+CorrelationStep = Literal["employee_id", "email", "user_name"]
+_TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _default_correlation() -> list[CorrelationStep]:
+    """The employee id attribute first, then the HRIS work e-mail, then the userName."""
+    return ["employee_id", "email", "user_name"]
+
+
+class TargetPolicy(_Strict):
+    """What one more provisioning target (``TENURE_TARGETS__<NAME>__*``) gets. ``account_when``: who gets an
+    account there (a birthright match; empty: everyone). ``after: directory``: created only once the directory
+    account exists (later in the same run). ``birthright``: the target's own groups (the top-level
+    ``birthright`` is the directory's). ``correlation``: how an account found there is matched to an employee
+    (:mod:`lifecycle.correlation`), the steps in order; the first step that finds anyone decides."""
+
+    account_when: dict[Literal["department", "title", "location", "employment_type"], str | list[str]] = (
+        Field(default_factory=dict)
+    )
+    after: Literal["directory"] | None = None
+    birthright: list[BirthrightRule] = Field(default_factory=list)
+    correlation: list[CorrelationStep] = Field(default_factory=_default_correlation, min_length=1)
+
+    @field_validator("correlation")
+    @classmethod
+    def _each_step_once(cls, steps: list[CorrelationStep]) -> list[CorrelationStep]:
+        if len(set(steps)) != len(steps):
+            raise ValueError("list each correlation step once")
+        return steps
+
+    @property
+    def managed_groups(self) -> frozenset[str]:
+        return frozenset(g for rule in self.birthright for g in rule.groups)
+
+
 class Policy(_Strict):
     """The whole policy file."""
 
@@ -208,6 +245,22 @@ class Policy(_Strict):
     tickets: TicketPolicy = Field(default_factory=TicketPolicy)
     brake: MassChangeBrake = Field(default_factory=MassChangeBrake)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
+    # correlation of the directory's own accounts (lifecycle.correlation)
+    correlation: list[CorrelationStep] = Field(default_factory=_default_correlation, min_length=1)
+    targets: dict[str, TargetPolicy] = Field(default_factory=dict)
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, targets: dict[str, TargetPolicy]) -> dict[str, TargetPolicy]:
+        for name in targets:
+            if name == "directory":
+                raise ValueError("'directory' is the target TENURE_IDP__* configures; name the others")
+            if not _TARGET_NAME.fullmatch(name):
+                raise ValueError(
+                    f"target name {_shown(name)} must be lower-case letters, digits and _ "
+                    "(TENURE_TARGETS__GITHUB__* is target github)"
+                )
+        return targets
 
     @field_validator("privileged_groups")
     @classmethod

@@ -146,7 +146,7 @@ def store_campaign(
             item.auto = True
             item.decision, item.decided_by, item.decided_at = Decision.REVOKE, AUTO_REVIEWER, now
             item.reason = f"policy review.auto_remediate includes {finding.kind.value}"
-            item.action_taken = f"{result.action.kind.value} {result.action.target}"
+            item.action_taken = f"{result.action.kind.value} {result.action.subject}"
             item.action_outcome, item.action_at = result.outcome.value, now
         items.append(item)
     with session_scope(database_url) as session:
@@ -262,7 +262,7 @@ async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
         Plan(employee_id=action.employee_id, event="none", actions=[action]), account_for(item)
     )
     result = report.results[0]
-    item.action_taken = f"{action.kind.value} {action.target}"
+    item.action_taken = f"{action.kind.value} {action.subject}"
     item.action_outcome, item.action_at = result.outcome.value, now
     save(applier.database_url, item)
     applier.note(
@@ -277,7 +277,7 @@ async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
             "item": item.id,
             "kind": item.kind,
             "action": action.kind.value,
-            "target": action.target,
+            "target": action.subject,
         },
     )
 
