@@ -23,7 +23,7 @@ from lifecycle.policy import load_policy
 from models.audit import Outcome
 from models.domain import Account
 from tenure.checkpoint import write_checkpoint
-from tenure.compose import open_connectors
+from tenure.compose import check_targets, open_connectors
 from tenure.settings import load_settings
 
 __all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle"]
@@ -77,6 +77,9 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
+    check_targets(
+        settings, policy
+    )  # a target in the policy without settings, or the reverse, refuses the run
     auditor = Auditor(settings.database_url, **run_identity())
     deployed = in_deployment()
     async with open_connectors(settings) as connectors:

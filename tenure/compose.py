@@ -42,6 +42,7 @@ from connectors.redaction import Redactor, register_secrets
 from connectors.ticketing.jira import JiraServiceManagement
 from connectors.ticketing.rt import RTTicketing, rt_rest_url
 from connectors.ticketing.servicenow import ServiceNowTicketing
+from lifecycle.policy import Policy
 from tenure.settings import (
     PREFECT_BLOCK_PREFIX,
     HRISSettings,
@@ -61,6 +62,8 @@ __all__ = [
     "build_identity_provider",
     "build_ticketing",
     "open_connectors",
+    "TargetMismatch",
+    "check_targets",
     "register_settings_secrets",
 ]
 
@@ -453,16 +456,41 @@ def build_ticketing(
     raise ValueError(f"unknown ticketing kind {settings.kind!r}")  # pragma: no cover - Literal guards it
 
 
+class TargetMismatch(ValueError):
+    """The policy's ``targets:`` and the ``TENURE_TARGETS__*`` settings do not name the same targets."""
+
+
+def check_targets(settings: Settings, policy: Policy) -> None:
+    """TargetMismatch naming every target the policy names without settings, or the settings without a
+    policy entry (target names are lower-case: ``TENURE_TARGETS__GITHUB__*`` is target ``github``)."""
+    configured, planned = set(settings.targets), set(policy.targets)
+    problems = [
+        f"target {name!r} is in the policy but has no settings (set TENURE_TARGETS__{name.upper()}__KIND, ...)"
+        for name in sorted(planned - configured)
+    ] + [
+        f"target {name!r} has settings (TENURE_TARGETS__{name.upper()}__*) but no entry under the policy's "
+        "targets:"
+        for name in sorted(configured - planned)
+    ]
+    if problems:
+        raise TargetMismatch("; ".join(problems))
+
+
 @contextlib.asynccontextmanager
 async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
     """Build the configured connectors and close them afterwards (each is an async context manager); the
-    settings' secrets are registered with the scrubber meanwhile."""
+    settings' secrets are registered with the scrubber meanwhile. ``targets``: one identity provider per
+    ``TENURE_TARGETS__<NAME>__*``, built like ``TENURE_IDP__*``."""
     scrubber = register_settings_secrets(settings)  # held while the connectors are open
     async with contextlib.AsyncExitStack() as stack:
         hris = await stack.enter_async_context(build_hris(settings.hris))
         idp = await stack.enter_async_context(build_identity_provider(settings.idp))
+        targets = {
+            name: await stack.enter_async_context(build_identity_provider(target))
+            for name, target in sorted(settings.targets.items())
+        }
         ticketing = build_ticketing(settings.ticketing)
         if ticketing is not None:
             await stack.enter_async_context(ticketing)
-        yield Connectors(hris=hris, idp=idp, ticketing=ticketing)
+        yield Connectors(hris=hris, idp=idp, ticketing=ticketing, targets=targets)
     del scrubber
