@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -42,7 +42,6 @@ from connectors.redaction import Redactor, register_secrets
 from connectors.ticketing.jira import JiraServiceManagement
 from connectors.ticketing.rt import RTTicketing, rt_rest_url
 from connectors.ticketing.servicenow import ServiceNowTicketing
-from lifecycle.policy import Policy
 from tenure.settings import (
     PREFECT_BLOCK_PREFIX,
     HRISSettings,
@@ -460,10 +459,11 @@ class TargetMismatch(ValueError):
     """The policy's ``targets:`` and the ``TENURE_TARGETS__*`` settings do not name the same targets."""
 
 
-def check_targets(settings: Settings, policy: Policy) -> None:
-    """TargetMismatch naming every target the policy names without settings, or the settings without a
-    policy entry (target names are lower-case: ``TENURE_TARGETS__GITHUB__*`` is target ``github``)."""
-    configured, planned = set(settings.targets), set(policy.targets)
+def check_targets(settings: Settings, policy_targets: Collection[str]) -> None:
+    """TargetMismatch naming every target the policy (``targets:``, its names in ``policy_targets``) names
+    without settings, or the settings without a policy entry (target names are lower-case:
+    ``TENURE_TARGETS__GITHUB__*`` is target ``github``)."""
+    configured, planned = set(settings.targets), set(policy_targets)
     problems = [
         f"target {name!r} is in the policy but has no settings (set TENURE_TARGETS__{name.upper()}__KIND, ...)"
         for name in sorted(planned - configured)

@@ -9,7 +9,7 @@ membership, disable the account) is applied through the same applier.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from connectors.protocols import IdentityProvider, Ticketing
 from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
-from lifecycle.actions import Plan, RecordReviewDecision
+from lifecycle.actions import DIRECTORY, Plan, RecordReviewDecision
 from lifecycle.policy import Policy
 from lifecycle.review import Finding, FindingKind, remediation
 from models.db import session_scope
@@ -50,6 +50,7 @@ EXPORT_FIELDS = (
     "account_id",
     "user_name",
     "group",
+    "target",
     "reviewer",
     "decision",
     "decided_by",
@@ -65,7 +66,16 @@ EXPORT_FIELDS = (
 )
 
 # the fields a campaign item keeps of its finding (kind is stored as its value)
-FINDING_FIELDS: set[str] = {"id", "account_id", "user_name", "employee_id", "group", "revoke_group", "detail"}
+FINDING_FIELDS: set[str] = {
+    "id",
+    "account_id",
+    "user_name",
+    "employee_id",
+    "group",
+    "revoke_group",
+    "detail",
+    "target",
+}
 
 
 class ReviewError(ValueError):
@@ -83,8 +93,9 @@ def new_applier(
     *,
     dry_run: bool = False,
     step_factory: Any = None,
+    targets: Mapping[str, IdentityProvider] | None = None,
 ) -> Applier:
-    applier = Applier(idp=idp, ticketing=ticketing, auditor=auditor, dry_run=dry_run)
+    applier = Applier(idp=idp, targets=targets, ticketing=ticketing, auditor=auditor, dry_run=dry_run)
     if step_factory is not None:
         step: Step = step_factory(applier)
         applier.step = step
@@ -196,8 +207,10 @@ async def decide(
     flagged: bool = False,
     allow_closed: bool = False,
     step_factory: Any = None,
+    targets: Mapping[str, IdentityProvider] | None = None,
 ) -> ReviewItem:
-    """Record a keep/revoke decision (module docstring); a revoke needs ``idp``.
+    """Record a keep/revoke decision (module docstring); a revoke needs ``idp`` (and, for an item of another
+    target, that target's connector in ``targets``).
 
     Repeating the same decision is a no-op, except that a revoke whose action failed is retried. A
     different decision on a decided item, or any decision in a closed campaign, raises ReviewError; so do an
@@ -217,7 +230,7 @@ async def decide(
             return item
     if decision == Decision.REVOKE and idp is None:
         raise ReviewError("revoking needs the identity provider")
-    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory)
+    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory, targets=targets)
     if item.decision is None:
         days = _recertify_days(policy, item.revoke_group)
         record = RecordReviewDecision(
@@ -259,7 +272,9 @@ async def decide(
 async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
     action = remediation(finding_of(item))
     report = await applier.apply(
-        Plan(employee_id=action.employee_id, event="none", actions=[action]), account_for(item)
+        Plan(employee_id=action.employee_id, event="none", actions=[action]),
+        account_for(item) if action.target == DIRECTORY else None,
+        accounts={action.target: account_for(item)},
     )
     result = report.results[0]
     item.action_taken = f"{action.kind.value} {action.subject}"
@@ -305,6 +320,7 @@ def export_rows(database_url: str, campaign_id: str) -> list[dict[str, Any]]:
             "account_id": i.account_id,
             "user_name": i.user_name,
             "group": i.group or "",
+            "target": i.target,
             "reviewer": i.reviewer,
             "decision": i.decision or "",
             "decided_by": i.decided_by or "",

@@ -72,7 +72,7 @@ def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
     if with_policy:
         try:
             policy = load_policy(settings.policy_file)
-            check_targets(settings, policy)
+            check_targets(settings, policy.targets)
         except (PolicyError, TargetMismatch) as exc:
             fail(str(exc))
     return settings, policy

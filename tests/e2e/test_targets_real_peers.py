@@ -284,6 +284,17 @@ def test_two_targets_adoption_disputes_orphans_joiner_mover_leaver(world: World)
 
     assert asyncio.run(_ticket()) is not None
     _unchanged(world, (directory, github))
+
+    # the access review names the target of each finding: the 2 disputed and 3 orphan github accounts
+    review = world.tenure("review", "run", "--dry-run")
+    assert review.exit_code == 0, review.output
+    rows = [line.split() for line in review.stdout.splitlines() if len(line.split()) >= 5]
+    in_github = {(r[1], r[2]) for r in rows if r[2] == "github"}
+    assert in_github == {("disputed", "github"), ("orphan", "github")}
+    assert sum(1 for r in rows if r[1:3] == ["disputed", "github"]) == 2
+    assert sum(1 for r in rows if r[1:3] == ["orphan", "github"]) == 3
+    assert _state(world.github, world.gh_token) == github  # a dry run changes nothing
+
     # the adopted accounts (and E051's) are linked now; the disputes and orphans are as they were
     assert "2 disputed, 51 linked, 0 unlinked, 3 unmatched" in world.tenure("sync", "--full").stdout
 
