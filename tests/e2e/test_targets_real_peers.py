@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -328,6 +329,13 @@ def test_two_targets_adoption_disputes_orphans_joiner_mover_leaver(world: World)
     ]
     assert disables == ["github", "directory"]
     _unchanged(world, (directory, github))
+
+    # the KPIs carry the target: the leaver's termination → disabled, in the directory and in github
+    kpis = world.tenure("kpi", "--json")
+    assert kpis.exit_code == 0, kpis.output
+    figures = json.loads(kpis.stdout)
+    assert figures["termination_to_disable"]["count"] == 1
+    assert figures["by_target"]["github"]["termination_to_disable"]["count"] == 1
 
 
 def test_targets_in_policy_and_settings_must_agree(world: World) -> None:
