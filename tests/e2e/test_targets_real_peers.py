@@ -361,3 +361,23 @@ def test_an_unreachable_target_fails_its_part_and_the_directory_goes_on(world: W
     assert "S001" in _by_employee(_state(world.directory, world.token))  # the directory was still reconciled
     (read,) = world.audit("sync.target.read")
     assert read.outcome == "failed" and read.details["provisioning_target"] == "github"
+
+
+def test_an_incremental_first_run_adopts_and_the_brake_counts_per_target(world: World) -> None:
+    """An incremental run correlates against the whole roster too (some accounts carry no employee id), and
+    the brake counts each target's disables against that target's active accounts: 8 engineers moving to
+    Sales are 8 of 51 github accounts (over 15 %) but 8 of 56 people overall (under 15 %)."""
+    world.policy.write_text(POLICY + "brake: {max_disable_count: 100, max_disable_percent: 15}\n")
+    first = world.tenure("sync")
+    assert first.exit_code == 1, first.output  # the disputes
+    assert len([e for e in world.audit("idp.user.link") if e.outcome == "applied"]) == ADOPTED
+    before = (_state(world.directory, world.token), _state(world.github, world.gh_token))
+    for row in world.rows[:8]:
+        row["department"] = "Sales"
+    world.write()
+    refused = world.tenure("sync", "--full")
+    assert refused.exit_code == 1
+    assert "target github: mass-change brake refused the run: 8 account(s)" in refused.output, refused.output
+    assert (_state(world.directory, world.token), _state(world.github, world.gh_token)) == before
+    (brake,) = [e for e in world.audit("sync.brake") if e.details["provisioning_target"] == "github"]
+    assert brake.outcome == "failed" and brake.details["disables"] == 8
