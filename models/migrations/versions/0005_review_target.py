@@ -1,7 +1,7 @@
 """Review items name the provisioning target holding the account (several targets per policy).
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0008 (re-chained onto main's head at the rebase)
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
