@@ -17,7 +17,7 @@ from engine.applier import Applier, ApplyReport, Approver, Scheduler, Step
 from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import check_groups
-from lifecycle.actions import ActionKind, Plan
+from lifecycle.actions import DIRECTORY, ActionKind, Plan
 from lifecycle.correlation import Correlated, Correlation, Situation
 from lifecycle.naming import base_user_name, user_name_candidates
 from lifecycle.planner import History, plan
@@ -45,14 +45,19 @@ class UnknownEmployee(LookupError):
     """Neither the HRIS nor the identity provider knows this employee id."""
 
 
-def histories(database_url: str, employee_id: str | None = None) -> dict[str, History]:
-    """What the ledger remembers of every employee (or just ``employee_id``), in three queries."""
+def histories(
+    database_url: str, employee_id: str | None = None, *, target: str = DIRECTORY
+) -> dict[str, History]:
+    """What the ledger remembers of every employee (or just ``employee_id``), in three queries. For a target
+    other than the directory only its disables and enables count (grants are the directory's)."""
     with session_scope(database_url) as session:
-        grants = grants_by_employee(session=session, employee_id=employee_id)
+        grants = grants_by_employee(session=session, employee_id=employee_id) if target == DIRECTORY else {}
         disabled = last_applied(
-            session=session, kind=ActionKind.DISABLE_ACCOUNT.value, employee_id=employee_id
+            session=session, kind=ActionKind.DISABLE_ACCOUNT.value, employee_id=employee_id, target=target
         )
-        enabled = last_applied(session=session, kind=ActionKind.ENABLE_ACCOUNT.value, employee_id=employee_id)
+        enabled = last_applied(
+            session=session, kind=ActionKind.ENABLE_ACCOUNT.value, employee_id=employee_id, target=target
+        )
     found: dict[str, History] = {}
     for owner in set(grants) | set(disabled):
         view = grants.get(owner)
@@ -101,7 +106,9 @@ async def plan_employee(
     return the_plan, account
 
 
-async def _target_view(idp: IdentityProvider, employee: Employee, names: list[str]) -> TargetView:
+async def _target_view(
+    name: str, idp: IdentityProvider, employee: Employee, names: list[str], database_url: str
+) -> TargetView:
     """One person's account in a target (by employee id, with its groups). Without one, an account there that
     carries no employee id but holds one of ``names`` (the person's userName or work e-mail) blocks a new
     account: correlating it needs every employee, which the sync reads (it adopts or disputes it)."""
@@ -161,7 +168,9 @@ async def plan_person(
         accounts={employee_id: account} if account is not None else {},
         taken=names,
         targets={
-            name: await _target_view(idp, employee, [user_name, employee.work_email or ""])
+            name: await _target_view(
+                name, idp, employee, [user_name, employee.work_email or ""], database_url
+            )
             for name, idp in connectors.targets.items()
             if name in policy.targets
         },

@@ -575,7 +575,9 @@ class SyncEngine:
                 continue
             correlation = self._correlate(name, found, roster, self.policy.targets[name].correlation)
             targets[name] = TargetView(
-                accounts=self._owned(correlation, linked=True), correlation=correlation
+                accounts=self._owned(correlation, linked=True),
+                correlation=correlation,
+                histories=histories(self.auditor.database_url, target=name),
             )
         self.report.phase_seconds["read"] = time.monotonic() - started
         started = time.monotonic()

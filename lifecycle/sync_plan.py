@@ -80,15 +80,17 @@ class TargetView:
 
     accounts: dict[str, Account] = field(default_factory=dict)
     correlation: Correlation | None = None
+    histories: Mapping[str, History] = field(default_factory=dict)  # this target's disables and enables
 
     def state(self, employee_id: str) -> TargetState:
         """This person's account there, or the unlinked one to adopt, and whether a dispute names them."""
         assert self.correlation is not None
         disputed = employee_id in self.correlation.disputed_employees
         found = self.correlation.owner.get(employee_id)
+        history = self.histories.get(employee_id)
         if found is not None and found.situation is Situation.UNLINKED:
-            return TargetState(link=found, disputed=disputed)
-        return TargetState(account=self.accounts.get(employee_id), disputed=disputed)
+            return TargetState(link=found, disputed=disputed, history=history)
+        return TargetState(account=self.accounts.get(employee_id), disputed=disputed, history=history)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from lifecycle.actions import (
 )
 from lifecycle.birthright import rule_matches
 from lifecycle.correlation import Correlated
-from lifecycle.planner import plan
+from lifecycle.planner import History, plan
 from lifecycle.policy import BirthrightRule, Policy, TargetPolicy, TicketPolicy
 from models.domain import Account, Employee, EmployeeStatus
 
@@ -47,12 +47,14 @@ _LEFT_TO_DIRECTORY = frozenset({ActionKind.SCHEDULE, ActionKind.OPEN_TICKET, Act
 
 @dataclass(frozen=True)
 class TargetState:
-    """What one target holds for one person: their account (linked, or ``link``: an unlinked one to adopt)
-    and whether they are named in a dispute there."""
+    """What one target holds for one person: their account (linked, or ``link``: an unlinked one to adopt),
+    whether they are named in a dispute there, and what the ledger remembers of their account there (when
+    Tenure disabled it: the deletion grace period counts from it)."""
 
     account: Account | None = None
     link: Correlated | None = None
     disputed: bool = False
+    history: History | None = None
 
 
 def target_policy(policy: Policy, target: TargetPolicy) -> Policy:
@@ -111,7 +113,7 @@ def plan_target(
     person = employee
     if not wanted:  # left account_when: a leaver of this target, under the leaver grace rules
         person = employee.model_copy(update={"status": EmployeeStatus.TERMINATED})
-    result = plan(person, account, view, now)
+    result = plan(person, account, view, now, history=state.history)
     names = _directory_names(directory, directory_account)
     for action in result.actions:
         kept = _for_target(action, name, names, target.after)

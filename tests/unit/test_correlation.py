@@ -206,3 +206,22 @@ def test_a_mover_out_of_account_when_is_disabled_there_and_a_leaver_everywhere_d
 def test_target_names_are_lower_case_and_not_directory(name: str) -> None:
     with pytest.raises(ValueError, match="target"):
         Policy.model_validate({"targets": {name: {}}})
+
+
+def test_a_mover_out_is_deleted_there_after_the_grace_period_counted_from_that_targets_disable() -> None:
+    """The target's own ledger history counts (not the directory's): disabled 31 days ago, deleted now."""
+    from datetime import timedelta
+
+    from lifecycle.planner import History
+
+    moved = ADA.model_copy(update={"department": "Sales"})
+    directory = {"E1": account("d1", "ada.lovelace", "E1", groups=frozenset({"all-staff"}))}
+    github = [account("g1", "ada.lovelace", "E1", active=False)]
+    snap = _snapshot([moved], directory, github)
+    snap.targets["github"].accounts["E1"] = github[0]
+    snap.targets["github"].histories = {"E1": History(disabled_at=NOW - timedelta(days=31), left_before=True)}
+    (work,) = plan_all(snap, POLICY, NOW, histories={}, settled=set()).works
+    assert _kinds(work.plan.for_target("github")) == [("github", "delete_account", "ada.lovelace")]
+    snap.targets["github"].histories = {"E1": History(disabled_at=NOW - timedelta(days=3), left_before=True)}
+    (work,) = plan_all(snap, POLICY, NOW, histories={}, settled=set()).works
+    assert work.plan.for_target("github") == []  # within the grace period
