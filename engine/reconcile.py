@@ -109,9 +109,10 @@ async def plan_employee(
 async def _target_view(
     name: str, idp: IdentityProvider, employee: Employee, names: list[str], database_url: str
 ) -> TargetView:
-    """One person's account in a target (by employee id, with its groups). Without one, an account there that
-    carries no employee id but holds one of ``names`` (the person's userName or work e-mail) blocks a new
-    account: correlating it needs every employee, which the sync reads (it adopts or disputes it)."""
+    """One person's account in target ``name`` (by employee id, with its groups) and the ledger's history of
+    it. Without one, an account there that carries no employee id but holds one of ``names`` (the person's
+    userName, the one the naming policy forms, or the work e-mail) blocks a new account: correlating it needs
+    every employee, which the sync reads (it adopts or disputes it)."""
     eid = employee.employee_id
     account = await idp.find_user_by_employee_id(eid)
     if account is not None:
@@ -121,10 +122,11 @@ async def _target_view(
             correlation=Correlation(
                 owner={eid: Correlated(account, Situation.LINKED, (eid,), "employee_id")}
             ),
+            histories=histories(database_url, eid, target=name),
         )
     correlation = Correlation()
-    for name in dict.fromkeys(n for n in names if n):
-        holder = await idp.find_user_by_username(name)
+    for candidate in dict.fromkeys(n for n in names if n):
+        holder = await idp.find_user_by_username(candidate)
         if holder is not None and not holder.employee_id:
             why = "an account without an employee id matches; the next sync adopts it"
             correlation.accounts.append(Correlated(holder, Situation.DISPUTED, (eid,), "user_name", why))
@@ -169,7 +171,11 @@ async def plan_person(
         taken=names,
         targets={
             name: await _target_view(
-                name, idp, employee, [user_name, employee.work_email or ""], database_url
+                name,
+                idp,
+                employee,
+                [user_name, base_user_name(employee, policy.naming), employee.work_email or ""],
+                database_url,
             )
             for name, idp in connectors.targets.items()
             if name in policy.targets

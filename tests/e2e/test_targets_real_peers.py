@@ -299,6 +299,20 @@ def test_two_targets_adoption_disputes_orphans_joiner_mover_leaver(world: World)
     # the adopted accounts (and E051's) are linked now; the disputes and orphans are as they were
     assert "2 disputed, 51 linked, 0 unlinked, 3 unmatched" in world.tenure("sync", "--full").stdout
 
+    # one person at a time (the webhook path): an engineer joiner gets both accounts, the directory first;
+    # someone named in a dispute gets none in github (an account without an employee id holds their userName)
+    world.rows.append(_row("E052", "Ines", "Vale", "Engineering"))
+    world.write()
+    joined = world.tenure("apply", "E052")
+    assert joined.exit_code == 0, joined.output
+    created = [line.split()[:3] for line in joined.stdout.splitlines() if "create_account" in line]
+    assert created == [["applied", "directory", "create_account"], ["applied", "github", "create_account"]]
+    assert "E052" in _by_employee(_state(world.github, world.gh_token))
+    disputed = world.tenure("apply", "D001")
+    assert disputed.exit_code == 0, disputed.output
+    assert " github " not in disputed.stdout
+    assert "D001" not in _by_employee(_state(world.github, world.gh_token))
+
     # tenure plan shows the target of each line
     world.row("E051")["department"] = "Sales"
     world.write()
