@@ -77,9 +77,8 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
-    check_targets(
-        settings, policy
-    )  # a target in the policy without settings, or the reverse, refuses the run
+    # a target in the policy without settings, or the reverse, refuses the run
+    check_targets(settings, policy.targets)
     auditor = Auditor(settings.database_url, **run_identity())
     deployed = in_deployment()
     async with open_connectors(settings) as connectors:

@@ -40,9 +40,8 @@ def _task_step(applier: Applier):  # type: ignore[no-untyped-def]
 def _config() -> tuple[Settings, Policy]:
     settings = load_settings()
     policy = load_policy(settings.policy_file)
-    check_targets(
-        settings, policy
-    )  # a target in the policy without settings, or the reverse, refuses the run
+    # a target in the policy without settings, or the reverse, refuses the run
+    check_targets(settings, policy.targets)
     return settings, policy
 
 

@@ -114,9 +114,8 @@ async def sync(
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
-    check_targets(
-        settings, policy
-    )  # a target in the policy without settings, or the reverse, refuses the run
+    # a target in the policy without settings, or the reverse, refuses the run
+    check_targets(settings, policy.targets)
     options = SyncOptions(
         full=full,
         dry_run=dry_run,
