@@ -144,7 +144,7 @@ async def seed_idp(
                     ids[op["bulkId"]] = answer["id"]
         for work in works:
             for action in work.plan.of_kind(ActionKind.ADD_MEMBERSHIP):
-                members.setdefault(action.target, []).append(ids[work.plan.employee_id])
+                members.setdefault(action.subject, []).append(ids[work.plan.employee_id])
         for group in sorted(policy.managed_groups):
             body = {
                 "schemas": [GROUP_SCHEMA],

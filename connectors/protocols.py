@@ -6,7 +6,7 @@ All methods are async. Errors come from :mod:`connectors.errors`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -149,9 +149,11 @@ class Notifier(Protocol):
 
 @dataclass
 class Connectors:
-    """The connectors one run talks through (built by the composition root, :mod:`tenure.compose`)."""
+    """The connectors one run talks through (built by the composition root, :mod:`tenure.compose`). ``idp`` is
+    the target ``directory``; ``targets`` are the other provisioning targets, by name."""
 
     hris: HRIS
     idp: IdentityProvider
     ticketing: Ticketing | None
     notifier: Notifier | None = None
+    targets: dict[str, IdentityProvider] = field(default_factory=dict)

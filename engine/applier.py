@@ -11,11 +11,13 @@ Modelled on midPoint's clockwork — load the context, compute, then execute and
    action again (it had not taken effect) or not (it had; its missing audit row is written then,
    :meth:`Applier.resume`), so every applied change has exactly one audit row. Tickets still owed by an
    interrupted or failed run are carried into the next run, since no account state shows them.
-3. **Execute**: one ``match`` on the action's type, one connector call. A failed step fails that step only:
-   it is audited with the connector's message; the steps that need its result (everything after a failed
-   create) are skipped with that reason; the rest of the plan, and of the batch, goes on. An account the
-   identity provider already had (a 409, or found by its employee id) is a look-up, recorded as skipped,
-   not as a creation.
+3. **Execute**: one ``match`` on the action's type, one connector call — to the connector of the action's
+   target (``directory``: the identity provider; the others: ``targets``). A failed step fails that step
+   only: it is audited with the connector's message; the steps that need its result (everything after a
+   failed create *in that target*, and a creation ``after`` it) are skipped with that reason; the rest of the
+   plan, the other targets, and the batch go on. An account the identity provider already had (a 409, or
+   found by its employee id) is a look-up, recorded as skipped, not as a creation. A ``link`` adopts an
+   account the target already had by writing the employee id onto it.
 
 Decisions are actions too (:class:`~lifecycle.actions.RecordApproval`,
 :class:`~lifecycle.actions.RecordReviewDecision`): a grant, a reviewer's keep or revoke is a ledger row
@@ -26,7 +28,7 @@ invalid HR record, a brake refusal, a run summary) is written with :meth:`Applie
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +42,7 @@ from engine.locks import Locks
 from lifecycle.actions import (
     ACCOUNT_KINDS,
     ACTION_ADAPTER,
+    DIRECTORY,
     Action,
     ActionKind,
     AddMembership,
@@ -49,6 +52,7 @@ from lifecycle.actions import (
     DeleteAccount,
     DisableAccount,
     EnableAccount,
+    LinkAccount,
     Notify,
     OpenTicket,
     Plan,
@@ -105,6 +109,7 @@ AUDIT_ACTIONS: dict[ActionKind, str] = {
     ActionKind.ENABLE_ACCOUNT: "idp.user.enable",
     ActionKind.DISABLE_ACCOUNT: "idp.user.disable",
     ActionKind.DELETE_ACCOUNT: "idp.user.delete",
+    ActionKind.LINK_ACCOUNT: "idp.user.link",
     ActionKind.ADD_MEMBERSHIP: "idp.membership.add",
     ActionKind.REMOVE_MEMBERSHIP: "idp.membership.remove",
     ActionKind.OPEN_TICKET: "ticket.create",
@@ -117,7 +122,7 @@ AUDIT_ACTIONS: dict[ActionKind, str] = {
     ActionKind.NOTIFY: "notify.send",
 }
 # Kinds that act on an existing account (skipped when there is none).
-_NEEDS_ACCOUNT = ACCOUNT_KINDS - {ActionKind.CREATE_ACCOUNT}
+_NEEDS_ACCOUNT = ACCOUNT_KINDS - {ActionKind.CREATE_ACCOUNT, ActionKind.LINK_ACCOUNT}
 _TICKET_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.COMMENT_TICKET, ActionKind.CLOSE_TICKET})
 # Owed until done, whatever the new plan says: no account state shows a ticket opened or a message sent.
 _CARRIED_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.NOTIFY})
@@ -128,8 +133,9 @@ Scheduler = Callable[[Schedule], Awaitable[str]]
 Approver = Callable[[RequestApproval], Awaitable[tuple[bool, str, str]]]
 # async (action, account) -> (result, account): how one step runs (flows wrap apply_action in a Prefect task)
 Step = Callable[[Action, "Account | None"], Awaitable[tuple["ActionResult", "Account | None"]]]
-# async () -> (plan, account): the employee's plan computed again from fresh state (see Applier.apply)
-Replan = Callable[[], Awaitable[tuple[Plan, "Account | None"]]]
+# async () -> (plan, account, the other targets' accounts): the employee's plan computed again from fresh
+# state (see Applier.apply)
+Replan = Callable[[], Awaitable[tuple[Plan, "Account | None", "Mapping[str, Account | None]"]]]
 
 
 @dataclass(frozen=True)
@@ -170,10 +176,13 @@ class ApplyReport:
         if not self.results:
             lines.append("Nothing to change.")
             return "\n".join(lines)
-        lines += ["| action | target | outcome | detail |", "|---|---|---|---|"]
+        lines += ["| target | action | on | outcome | detail |", "|---|---|---|---|---|"]
         for r in self.results:
             detail = (r.detail or r.action.reason).replace("|", "/")
-            lines.append(f"| {r.action.kind.value} | {r.action.target} | {r.outcome.value} | {detail} |")
+            lines.append(
+                f"| {r.action.target} | {r.action.kind.value} | {r.action.subject} | {r.outcome.value} "
+                f"| {detail} |"
+            )
         return "\n".join(lines)
 
 
@@ -183,6 +192,7 @@ class Applier:
     ``dry_run`` writes ``planned`` audit rows and touches nothing else. ``scheduler`` books SCHEDULE actions
     (a Prefect flow run at ``at``); ``approver`` decides REQUEST_APPROVAL actions (a Prefect form). Without
     them those actions are recorded as skipped with the reason. ``locks`` defaults to the ledger database's.
+    ``targets``: the connectors of the provisioning targets other than the directory, by name.
     """
 
     def __init__(
@@ -190,6 +200,7 @@ class Applier:
         *,
         auditor: Auditor,
         idp: IdentityProvider | None = None,
+        targets: Mapping[str, IdentityProvider] | None = None,
         ticketing: Ticketing | None = None,
         dry_run: bool = False,
         scheduler: Scheduler | None = None,
@@ -199,6 +210,7 @@ class Applier:
         notifier: Notifier | None = None,
     ) -> None:
         self.idp = idp
+        self.targets = dict(targets or {})
         self.ticketing = ticketing
         self.notifier = notifier
         self.auditor = auditor
@@ -207,7 +219,7 @@ class Applier:
         self.approver = approver
         self.step: Step = step or self.apply_action
         self._locks = locks
-        self._group_ids: dict[str, str] | None = None
+        self._group_ids: dict[str, dict[str, str]] = {}  # target → group name → id
         self._approved_by: dict[str, str] = {}  # request key → who approved it (for the grant)
 
     @property
@@ -256,10 +268,12 @@ class Applier:
         plan: Plan,
         account: Account | None,
         *,
+        accounts: Mapping[str, Account | None] | None = None,
         planned_at: datetime | None = None,
         replan: Replan | None = None,
     ) -> ApplyReport:
-        """Apply every action in order under the employee's lock (module docstring). ``planned_at``: when the
+        """Apply every action in order under the employee's lock (module docstring). ``account``: the
+        directory account; ``accounts``: the other targets' accounts by target name. ``planned_at``: when the
         state the plan was computed from was read; with ``replan``, a plan gone stale since is recomputed."""
         if self.dry_run:
             self.note_many(self._audit(a, Outcome.PLANNED, a.reason) for a in plan.actions)
@@ -278,26 +292,30 @@ class Applier:
                 log.info(
                     "employee %s changed by another run since it was read; planning again", plan.employee_id
                 )
-                plan, account = await replan()
-            return await self._apply_locked(plan, account)
+                plan, account, accounts = await replan()
+            return await self._apply_locked(plan, {**(accounts or {}), DIRECTORY: account})
 
-    async def _apply_locked(self, plan: Plan, account: Account | None) -> ApplyReport:
+    async def _apply_locked(self, plan: Plan, accounts: dict[str, Account | None]) -> ApplyReport:
         report = ApplyReport(plan.employee_id, plan.event, skipped_reason=plan.skipped_reason)
         actions = [*plan.actions, *self.resume(plan)]
         self._mark_pending(actions)
-        blocked: str | None = None  # why the remaining steps cannot run (a failed create)
+        blocked: dict[str, str] = {}  # target → why its remaining steps cannot run (a failed create or link)
         opened: dict[str, str] = {}  # ticket purpose → id, for the notifications that name them
         for action in actions:
             if isinstance(action, Notify) and opened:
                 action = with_ticket_ids(action, opened)
-            if blocked is not None:
-                result = self._skip(action, blocked)
+            where, account = action.target, accounts.get(action.target)
+            after = action.after if isinstance(action, CreateAccount) else None
+            if where in blocked:
+                result = self._skip(action, blocked[where])
+            elif after is not None and after in blocked:
+                result = self._skip(action, f"skipped: the {after} account is missing ({blocked[after]})")
             elif action.kind in _NEEDS_ACCOUNT and account is None:
                 result = self._skip(action, "no account to act on (creation pending)")
             else:
-                result, account = await self.step(action, account)
-                if isinstance(action, CreateAccount) and result.outcome is Outcome.FAILED:
-                    blocked = f"skipped: the account could not be created ({result.detail})"
+                result, accounts[where] = await self.step(action, account)
+                if isinstance(action, CreateAccount | LinkAccount) and result.outcome is Outcome.FAILED:
+                    blocked[where] = f"skipped: the account could not be created or adopted ({result.detail})"
                 if isinstance(action, OpenTicket) and result.target_id:
                     opened[action.request.purpose] = result.target_id
             report.results.append(result)
@@ -326,13 +344,13 @@ class Applier:
         try:
             outcome, detail, account, target_id = await self._execute(action, account)
         except ConnectorError as exc:
-            log.warning("%s %s for %s failed: %s", action.kind.value, action.target, action.employee_id, exc)
+            log.warning("%s %s for %s failed: %s", action.kind.value, action.subject, action.employee_id, exc)
             # a retryable failure (timeout, 5xx, 429) may still have taken effect: "uncertain", settled by resume()
             status = LedgerStatus.UNCERTAIN if exc.retryable else LedgerStatus.FAILED
             self._finish(action, Outcome.FAILED, str(exc), None, status=status)
             return ActionResult(action, Outcome.FAILED, str(exc)), account
         except Exception as exc:  # noqa: BLE001 - a defect in one step fails that step, not the batch
-            log.exception("%s %s for %s crashed", action.kind.value, action.target, action.employee_id)
+            log.exception("%s %s for %s crashed", action.kind.value, action.subject, action.employee_id)
             detail = f"internal error: {type(exc).__name__}"
             self._finish(action, Outcome.FAILED, detail, None, status=LedgerStatus.FAILED)
             return ActionResult(action, Outcome.FAILED, detail), account
@@ -380,7 +398,7 @@ class Applier:
             key=action.key,
             employee_id=action.employee_id,
             kind=action.kind.value,
-            target=action.target,
+            target=action.subject,
             status=status,
             action=ACTION_ADAPTER.dump_python(action, mode="json"),
             detail=detail,
@@ -407,7 +425,7 @@ class Applier:
     def _audit(
         self, action: Action, outcome: Outcome, detail: str, *, target_id: str | None = None
     ) -> AuditEventBase:
-        details: dict[str, Any] = {"target": action.target}
+        details: dict[str, Any] = {"target": action.subject, "provisioning_target": action.target}
         match action:
             case UpdateAccount(changes=changes, previous=previous):
                 details["changed"] = sorted(changes)
@@ -439,6 +457,8 @@ class Applier:
                     fallback=action.fallback,
                     occasion=action.occasion,
                 )
+            case LinkAccount(matched_by=matched_by, user_name=user_name):
+                details.update(matched_by=matched_by, user_name=user_name)
             case _:
                 pass
         if action.kind in _TICKET_KINDS:
@@ -446,7 +466,8 @@ class Applier:
         elif action.kind is ActionKind.NOTIFY:
             system = self.notifier.source if self.notifier else "tenure"
         elif action.kind in ACCOUNT_KINDS:
-            system = self.idp.source if self.idp else "tenure"
+            connector = self.idp if action.target == DIRECTORY else self.targets.get(action.target)
+            system = connector.source if connector else "tenure"
         else:
             system = (
                 "prefect" if action.kind in (ActionKind.SCHEDULE, ActionKind.REQUEST_APPROVAL) else "tenure"
@@ -455,7 +476,7 @@ class Applier:
         return self.auditor.event(
             action=AUDIT_ACTIONS[action.kind],
             target_system=system,
-            target_id=target_id or action.target,
+            target_id=target_id or action.subject,
             employee_id=action.employee_id,
             outcome=outcome,
             reason=action.reason if done else f"{action.reason}: {detail}",
@@ -517,29 +538,47 @@ class Applier:
 
     # ------------------------------------------------------------------------------------------ execute
 
-    async def group_id(self, name: str) -> str:
-        idp = self._idp()
-        if self._group_ids is None or name not in self._group_ids:
-            self._group_ids = {g.name: g.id for g in await idp.list_groups()}
-        if name not in self._group_ids:
-            raise ConnectorError(f"group {name!r} does not exist in the identity provider", source=idp.source)
-        return self._group_ids[name]
+    async def group_id(self, name: str, target: str = DIRECTORY) -> str:
+        idp = self._idp(target)
+        known = self._group_ids.get(target)
+        if known is None or name not in known:
+            known = self._group_ids[target] = {g.name: g.id for g in await idp.list_groups()}
+        if name not in known:
+            where = "the identity provider" if target == DIRECTORY else f"target {target}"
+            raise ConnectorError(f"group {name!r} does not exist in {where}", source=idp.source)
+        return known[name]
 
-    def remember_groups(self, group_ids: dict[str, str]) -> None:
+    def remember_groups(self, group_ids: dict[str, str], target: str = DIRECTORY) -> None:
         """Group name → id, as a caller that already listed the groups read them (saves a list call)."""
-        self._group_ids = dict(group_ids)
+        self._group_ids[target] = dict(group_ids)
 
-    def _idp(self) -> IdentityProvider:
-        if self.idp is None:
-            raise ConnectorError("no identity provider in this context", source="tenure")
-        return self.idp
+    def _idp(self, target: str = DIRECTORY) -> IdentityProvider:
+        idp = self.idp if target == DIRECTORY else self.targets.get(target)
+        if idp is None:
+            where = "identity provider" if target == DIRECTORY else f"connector for target {target}"
+            raise ConnectorError(f"no {where} in this context", source="tenure")
+        return idp
 
     async def _execute(
         self, action: Action, account: Account | None
     ) -> tuple[Outcome, str, Account | None, str | None]:
+        if action.kind not in ACCOUNT_KINDS:
+            outcome, detail, target_id, account = await self._side_effect(action, account)
+            return outcome, detail, account, target_id
+        idp, where = self._idp(action.target), action.target
         match action:
+            case LinkAccount(account_id=account_id):
+                assert account is not None and account.id == account_id
+                linked = await idp.update_user(account, {"employee_id": action.employee_id})
+                account = linked.model_copy(update={"groups": account.groups})
+                return (
+                    Outcome.APPLIED,
+                    f"account {account_id} adopted (by {action.matched_by})",
+                    account,
+                    account_id,
+                )
             case CreateAccount(attributes=attributes):
-                made = await self._idp().create_user(attributes)
+                made = await idp.create_user(attributes)
                 if made.existing:
                     return (
                         Outcome.SKIPPED,
@@ -550,30 +589,29 @@ class Applier:
                 return Outcome.APPLIED, f"account {made.id}", made, made.id
             case UpdateAccount(changes=changes):
                 assert account is not None
-                account = await self._idp().update_user(account, dict(changes))
+                account = await idp.update_user(account, dict(changes))
             case EnableAccount():
                 assert account is not None
-                await self._idp().reactivate_user(account.id)
+                await idp.reactivate_user(account.id)
                 account = account.model_copy(update={"active": True})
             case DisableAccount():
                 assert account is not None
-                await self._idp().deactivate_user(account.id)
+                await idp.deactivate_user(account.id)
                 account = account.model_copy(update={"active": False})
             case DeleteAccount():
                 assert account is not None
-                await self._idp().delete_user(account.id)
+                await idp.delete_user(account.id)
                 return Outcome.APPLIED, "deleted", None, account.id
             case AddMembership(group=group):
                 assert account is not None
-                await self._idp().add_member(await self.group_id(group), account.id)
+                await idp.add_member(await self.group_id(group, where), account.id)
                 account = account.model_copy(update={"groups": account.groups | {group}})
             case RemoveMembership(group=group):
                 assert account is not None
-                await self._idp().remove_member(await self.group_id(group), account.id)
+                await idp.remove_member(await self.group_id(group, where), account.id)
                 account = account.model_copy(update={"groups": account.groups - {group}})
-            case _:
-                outcome, detail, target_id, account = await self._side_effect(action, account)
-                return outcome, detail, account, target_id
+            case _:  # pragma: no cover - every account kind is matched above
+                raise ConnectorError(f"unknown account action kind {action.kind}", source="tenure")
         return Outcome.APPLIED, "", account, account.id
 
     async def _side_effect(
@@ -624,7 +662,7 @@ class Applier:
             case Notify():
                 if self.notifier is None:
                     return Outcome.SKIPPED, "no notifier configured", None, account
-                notice = Notice(key=action.key, to=action.to, subject=action.subject, body=action.body)
+                notice = Notice(key=action.key, to=action.to, subject=action.headline, body=action.body)
                 sent = await self.notifier.send(notice)
                 return Outcome.APPLIED, f"sent to the {action.audience}", sent, account
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):

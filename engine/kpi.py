@@ -11,7 +11,9 @@
 * **review**: completion rate = items decided by a person / items routed to reviewers (auto-remediated
   items excluded; deadline-rule decisions count as not completed), decision age (created → decided), the
   oldest undecided item; orphan and dormant counts of the latest ``review.run``.
-* **failed actions**: audit rows with outcome ``failed`` in the window, by action.
+* **failed actions**: audit rows with outcome ``failed`` in the window, by action and by provisioning target.
+* **targets**: the two lags above are the directory's; ``by_target`` gives them for every other target
+  (``details.provisioning_target`` of the audit rows).
 
 Only employees whose hire (or termination) instant falls in the last ``window_days`` are counted.
 """
@@ -29,6 +31,7 @@ from sqlmodel import col, select
 
 from lifecycle.planner import timeline
 from lifecycle.policy import Policy
+from lifecycle.targets import in_target
 from models.audit import AuditEvent, Outcome
 from models.db import session_scope
 from models.domain import Employee
@@ -92,6 +95,9 @@ class KPIReport:
     last_review_at: datetime | None = None
     failed_actions: int = 0
     failed_by_action: dict[str, int] = field(default_factory=dict)
+    failed_by_target: dict[str, int] = field(default_factory=dict)
+    # target (other than the directory) → {"hire_to_access": …, "termination_to_disable": …}
+    by_target: dict[str, dict[str, Durations]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,25 +135,30 @@ class KPIReport:
             "| KPI | value |",
             "|---|---|",
         ]
+        for target, lags in sorted(self.by_target.items()):
+            rows += [(f"{target}: {what.replace('_', ' ')}", d.cell()) for what, d in lags.items()]
         lines += [f"| {name} | {value} |" for name, value in rows]
         return "\n".join(lines)
 
 
-def _access_events(database_url: str) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
-    """Employee id → times of working access (enable / create of an active account), and of disables."""
-    access: dict[str, list[datetime]] = {}
-    disables: dict[str, list[datetime]] = {}
+Times = dict[str, list[datetime]]  # employee id → instants
+
+
+def _target_of(row: AuditEvent) -> str:
+    return str((row.details or {}).get("provisioning_target") or "directory")
+
+
+def _access_events(database_url: str) -> dict[str, tuple[Times, Times]]:
+    """Per target: employee id → times of working access (enable / create of an active account), and of
+    disables."""
+    found: dict[str, tuple[Times, Times]] = {}
     with session_scope(database_url) as session:
         rows = session.exec(
             select(AuditEvent).where(
                 col(AuditEvent.action).in_(ACCESS_ACTIONS), AuditEvent.outcome == Outcome.APPLIED.value
             )
         ).all()
-        creates = {
-            f"{r.employee_id}:create_account:{(r.details or {}).get('target')}"
-            for r in rows
-            if r.action == "idp.user.create"
-        }
+        creates = {_create_key(r) for r in rows if r.action == "idp.user.create"}
         ledger = (
             {
                 e.key: e
@@ -160,15 +171,23 @@ def _access_events(database_url: str) -> tuple[dict[str, list[datetime]], dict[s
         at = _aware(row.occurred_at)
         if not row.employee_id or at is None:
             continue
+        access, disables = found.setdefault(_target_of(row), ({}, {}))
         if row.action == "idp.user.disable":
             disables.setdefault(row.employee_id, []).append(at)
             continue
         if row.action == "idp.user.create":
-            entry = ledger.get(f"{row.employee_id}:create_account:{(row.details or {}).get('target')}")
+            entry = ledger.get(_create_key(row))
             if entry is None or not (entry.action or {}).get("attributes", {}).get("active", False):
                 continue
         access.setdefault(row.employee_id, []).append(at)
-    return access, disables
+    return found
+
+
+def _create_key(row: AuditEvent) -> str:
+    """The ledger key of the create an ``idp.user.create`` row records (:attr:`lifecycle.actions.Action.key`)."""
+    target = _target_of(row)
+    where = "" if target == "directory" else f"@{target}"
+    return f"{row.employee_id}:create_account:{(row.details or {}).get('target')}{where}"
 
 
 def _first_after(times: list[datetime] | None, start: datetime | None) -> datetime | None:
@@ -189,29 +208,50 @@ def compute_kpis(
     since = now - timedelta(days=window_days)
     report = KPIReport(generated_at=now, window_days=window_days)
     if employees:
-        access, disables = _access_events(database_url)
-        hire_lags: list[timedelta] = []
-        leave_lags: list[timedelta] = []
-        hire_waiting = leave_waiting = 0
-        for employee in employees.values():
-            tl = timeline(employee, policy)
-            if tl.enable_at is not None and since <= tl.enable_at <= now:
-                got = _first_after(access.get(employee.employee_id), tl.create_at)
-                if got is None:
-                    hire_waiting += 1
-                else:
-                    hire_lags.append(got - tl.enable_at)
-            if tl.disable_at is not None and since <= tl.disable_at <= now:
-                done = _first_after(disables.get(employee.employee_id), tl.enable_at)
-                if done is None:
-                    leave_waiting += 1
-                else:
-                    leave_lags.append(done - tl.disable_at)
-        report.hire_to_access = Durations.of(hire_lags, hire_waiting)
-        report.termination_to_disable = Durations.of(leave_lags, leave_waiting)
+        events = _access_events(database_url)
+        for target in ["directory", *sorted(policy.targets)]:
+            access, disables = events.get(target, ({}, {}))
+            wanted = policy.targets.get(target)
+            people = [
+                e for e in employees.values() if wanted is None or in_target(e, wanted)
+            ]  # a target's joiners are those its account_when names
+            hire, leave = _lags(people, policy, access, disables, since, now)
+            if target == "directory":
+                report.hire_to_access, report.termination_to_disable = hire, leave
+            else:
+                report.by_target[target] = {"hire_to_access": hire, "termination_to_disable": leave}
     _review_kpis(report, database_url, since, now)
     _audit_kpis(report, database_url, since)
     return report
+
+
+def _lags(
+    employees: list[Employee],
+    policy: Policy,
+    access: Times,
+    disables: Times,
+    since: datetime,
+    now: datetime,
+) -> tuple[Durations, Durations]:
+    """Hire → working access and termination → disabled over ``employees`` (module docstring)."""
+    hire_lags: list[timedelta] = []
+    leave_lags: list[timedelta] = []
+    hire_waiting = leave_waiting = 0
+    for employee in employees:
+        tl = timeline(employee, policy)
+        if tl.enable_at is not None and since <= tl.enable_at <= now:
+            got = _first_after(access.get(employee.employee_id), tl.create_at)
+            if got is None:
+                hire_waiting += 1
+            else:
+                hire_lags.append(got - tl.enable_at)
+        if tl.disable_at is not None and since <= tl.disable_at <= now:
+            done = _first_after(disables.get(employee.employee_id), tl.enable_at)
+            if done is None:
+                leave_waiting += 1
+            else:
+                leave_lags.append(done - tl.disable_at)
+    return Durations.of(hire_lags, hire_waiting), Durations.of(leave_lags, leave_waiting)
 
 
 def _review_kpis(report: KPIReport, database_url: str, since: datetime, now: datetime) -> None:
@@ -255,11 +295,15 @@ def _audit_kpis(report: KPIReport, database_url: str, since: datetime) -> None:
             .order_by(col(AuditEvent.seq).desc())
             .limit(1)
         ).first()
-        failed = session.exec(
-            select(AuditEvent.action).where(
+        failed_rows = session.exec(
+            select(AuditEvent).where(
                 AuditEvent.outcome == Outcome.FAILED.value, AuditEvent.occurred_at >= since
             )
         ).all()
+    failed = [r.action for r in failed_rows]
+    report.failed_by_target = dict(
+        Counter(_target_of(r) for r in failed_rows if (r.details or {}).get("provisioning_target"))
+    )
     if last_run is not None:
         counts = (last_run.details or {}).get("counts", {})
         report.orphan_accounts = int(counts.get("orphan", 0))

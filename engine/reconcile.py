@@ -17,11 +17,14 @@ from engine.applier import Applier, ApplyReport, Approver, Scheduler, Step
 from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import check_groups
-from lifecycle.actions import ActionKind, Plan
-from lifecycle.naming import user_name_candidates
+from lifecycle.actions import DIRECTORY, ActionKind, Plan
+from lifecycle.correlation import Correlated, Correlation, Situation
+from lifecycle.naming import base_user_name, user_name_candidates
 from lifecycle.notices import with_notices
 from lifecycle.planner import History, plan
 from lifecycle.policy import Policy
+from lifecycle.sync_plan import Snapshot, TakenNames, TargetView
+from lifecycle.sync_plan import plan_person as plan_everywhere
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
@@ -32,6 +35,7 @@ __all__ = [
     "histories",
     "taken_user_names",
     "plan_employee",
+    "plan_person",
     "reconcile",
 ]
 
@@ -42,14 +46,19 @@ class UnknownEmployee(LookupError):
     """Neither the HRIS nor the identity provider knows this employee id."""
 
 
-def histories(database_url: str, employee_id: str | None = None) -> dict[str, History]:
-    """What the ledger remembers of every employee (or just ``employee_id``), in three queries."""
+def histories(
+    database_url: str, employee_id: str | None = None, *, target: str = DIRECTORY
+) -> dict[str, History]:
+    """What the ledger remembers of every employee (or just ``employee_id``), in three queries. For a target
+    other than the directory only its disables and enables count (grants are the directory's)."""
     with session_scope(database_url) as session:
-        grants = grants_by_employee(session=session, employee_id=employee_id)
+        grants = grants_by_employee(session=session, employee_id=employee_id) if target == DIRECTORY else {}
         disabled = last_applied(
-            session=session, kind=ActionKind.DISABLE_ACCOUNT.value, employee_id=employee_id
+            session=session, kind=ActionKind.DISABLE_ACCOUNT.value, employee_id=employee_id, target=target
         )
-        enabled = last_applied(session=session, kind=ActionKind.ENABLE_ACCOUNT.value, employee_id=employee_id)
+        enabled = last_applied(
+            session=session, kind=ActionKind.ENABLE_ACCOUNT.value, employee_id=employee_id, target=target
+        )
     found: dict[str, History] = {}
     for owner in set(grants) | set(disabled):
         view = grants.get(owner)
@@ -91,8 +100,52 @@ async def plan_employee(
     database_url: str,
     now: datetime | None = None,
 ) -> tuple[Plan, Account | None]:
-    """The plan for one employee and their current account. Raises InvalidRecordError for a bad HR record and
-    UnknownEmployee when neither the HRIS nor the identity provider knows the id."""
+    """The plan for one employee (every target) and their directory account (:func:`plan_person`)."""
+    the_plan, account, _ = await plan_person(
+        employee_id, connectors=connectors, policy=policy, database_url=database_url, now=now
+    )
+    return the_plan, account
+
+
+async def _target_view(
+    name: str, idp: IdentityProvider, employee: Employee, names: list[str], database_url: str
+) -> TargetView:
+    """One person's account in target ``name`` (by employee id, with its groups) and the ledger's history of
+    it. Without one, an account there that carries no employee id but holds one of ``names`` (the person's
+    userName, the one the naming policy forms, or the work e-mail) blocks a new account: correlating it needs
+    every employee, which the sync reads (it adopts or disputes it)."""
+    eid = employee.employee_id
+    account = await idp.find_user_by_employee_id(eid)
+    if account is not None:
+        account = await with_memberships(idp, account)
+        return TargetView(
+            accounts={eid: account},
+            correlation=Correlation(
+                owner={eid: Correlated(account, Situation.LINKED, (eid,), "employee_id")}
+            ),
+            histories=histories(database_url, eid, target=name),
+        )
+    correlation = Correlation()
+    for candidate in dict.fromkeys(n for n in names if n):
+        holder = await idp.find_user_by_username(candidate)
+        if holder is not None and not holder.employee_id:
+            why = "an account without an employee id matches; the next sync adopts it"
+            correlation.accounts.append(Correlated(holder, Situation.DISPUTED, (eid,), "user_name", why))
+            break
+    return TargetView(correlation=correlation)
+
+
+async def plan_person(
+    employee_id: str,
+    *,
+    connectors: Connectors,
+    policy: Policy,
+    database_url: str,
+    now: datetime | None = None,
+) -> tuple[Plan, Account | None, dict[str, Account | None]]:
+    """The plan for one employee over the directory and every target, their directory account and their
+    accounts in the other targets. Raises InvalidRecordError for a bad HR record and UnknownEmployee when
+    neither the HRIS nor the identity provider knows the id."""
     now = now or datetime.now(UTC)
     try:
         employee: Employee | None = await connectors.hris.get_employee(employee_id)
@@ -107,8 +160,32 @@ async def plan_employee(
     if employee is not None and account is None:
         taken = await taken_user_names(connectors.idp, employee, policy)
     history = histories(database_url, employee_id).get(employee_id)
-    the_plan = plan(employee, account, policy, now, taken_user_names=taken, history=history)
-    if employee is not None and (policy.notify.joiner or policy.notify.leaver):
+    if employee is None:
+        return plan(employee, account, policy, now, taken_user_names=taken, history=history), account, {}
+    names = TakenNames(policy.naming.email_domain)
+    for name in taken:
+        names.add(name)
+    user_name = account.user_name if account is not None else base_user_name(employee, policy.naming)
+    snapshot = Snapshot(
+        employees=[(employee_id, employee)],
+        accounts={employee_id: account} if account is not None else {},
+        taken=names,
+        targets={
+            name: await _target_view(
+                name,
+                idp,
+                employee,
+                [user_name, base_user_name(employee, policy.naming), employee.work_email or ""],
+                database_url,
+            )
+            for name, idp in connectors.targets.items()
+            if name in policy.targets
+        },
+    )
+    the_plan, account, others = plan_everywhere(
+        employee, snapshot, policy, now, {employee_id: history or History()}
+    )
+    if policy.notify.joiner or policy.notify.leaver:
         with session_scope(database_url) as session:
             sent = sent_notices(
                 session=session, employee_id=employee_id, notifying=connectors.notifier is not None
@@ -118,7 +195,7 @@ async def plan_employee(
             manager = await manager_of(connectors.hris, employee)
             told = with_notices(the_plan, employee, account, manager, policy, now, sent=sent)
         the_plan = told
-    return the_plan, account
+    return the_plan, account, others
 
 
 async def manager_of(hris: HRIS, employee: Employee) -> Employee | None:
@@ -148,6 +225,7 @@ async def reconcile(
     grants but the IdP lacks raises :class:`engine.preflight.MissingGroups` before anything is applied."""
     applier = Applier(
         idp=connectors.idp,
+        targets=connectors.targets,
         ticketing=connectors.ticketing,
         auditor=auditor,
         dry_run=dry_run,
@@ -158,15 +236,15 @@ async def reconcile(
     if step_factory is not None:
         applier.step = step_factory(applier)
 
-    async def planned() -> tuple[Plan, Account | None]:
-        return await plan_employee(
+    async def planned() -> tuple[Plan, Account | None, dict[str, Account | None]]:
+        return await plan_person(
             employee_id, connectors=connectors, policy=policy, database_url=auditor.database_url, now=now
         )
 
     applier.remember_groups(await check_groups(connectors.idp, policy))  # preflight: raises MissingGroups
     read_at = datetime.now(UTC)
     try:
-        the_plan, account = await planned()
+        the_plan, account, accounts = await planned()
     except InvalidRecordError as exc:
         applier.note(
             action="hris.record.invalid",
@@ -186,6 +264,6 @@ async def reconcile(
             reason=the_plan.skipped_reason,
         )
     try:
-        return await applier.apply(the_plan, account, planned_at=read_at, replan=planned)
+        return await applier.apply(the_plan, account, accounts=accounts, planned_at=read_at, replan=planned)
     except LockHeld as exc:
         return ApplyReport(employee_id, the_plan.event, error=str(exc))

@@ -22,6 +22,15 @@ One run:
 5. **Cursor**: moved (incremental runs only) once every change it covers was processed without a failure;
    a crash or a failure re-reads those changes next time rather than skipping them.
 
+**Targets** (policy ``targets:``, :mod:`lifecycle.targets`): every target is read once like the directory
+(pages, then one ``list_groups``), and every account found in any target is classified
+(:mod:`lifecycle.correlation`) against **all** employees: in a full run the roster just read, in an incremental
+run the whole roster is read once more only when some account carries no employee id (else an account carrying
+one is linked to it). Unlinked accounts are adopted (``link`` actions), disputed accounts are never touched and
+fail the run (exit 1, naming the account and the employees), orphans are counted per target. A target that
+cannot be read fails the run (audited ``sync.target.read``) and nothing is planned there; the others go on.
+The brake counts per target (that target's disables against its active accounts) and overall.
+
 ``partition``/``partitions`` split the employees by a stable hash of the employee id, so several workers
 can each take a disjoint share; each share keeps its own cursor. Two shares may race for one new userName
 (the loser fails with a conflict and gets the next free name on the next run), and a joiner whose manager
@@ -36,7 +45,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,13 +58,14 @@ from engine.directory import DirectoryRead, read_directory
 from engine.locks import LockHeld
 from engine.preflight import require_groups
 from engine.reconcile import histories
-from lifecycle.actions import ACCOUNT_KINDS, Plan
+from lifecycle.actions import ACCOUNT_KINDS, DIRECTORY, Plan
 from lifecycle.brake import BrakeDecision, RosterShrinkDecision, check_brake, check_roster_shrink
-from lifecycle.policy import Policy
-from lifecycle.sync_plan import Snapshot, TakenNames, Work, plan_all, trim_plan
+from lifecycle.correlation import Correlation, Situation, correlate
+from lifecycle.policy import CorrelationStep, Policy
+from lifecycle.sync_plan import Snapshot, TakenNames, TargetView, Work, plan_all, trim_plan
 from models.audit import Outcome
 from models.db import session_scope
-from models.domain import Account, Employee
+from models.domain import Account, Employee, Group
 from models.ledger import cursor_get, open_employees, roster_count_get, sent_notices, settled_side_effects
 
 __all__ = [
@@ -131,6 +141,7 @@ class BatchResult:
     other_applied: int = 0  # tickets, schedules, approvals applied
     failed: int = 0  # employees with a failed action
     failures: list[str] = field(default_factory=list)  # "employee_id: kind target: detail"
+    by_target: dict[str, dict[str, int]] = field(default_factory=dict)  # target → applied / failed actions
 
     def add(self, report: ApplyReport) -> None:
         self.employees += 1
@@ -139,10 +150,14 @@ class BatchResult:
         self.changes += changes
         self.other_applied += len(applied) - changes
         self.changed += 1 if changes else 0
+        for r in report.results:
+            if r.outcome in (Outcome.APPLIED, Outcome.FAILED) and r.action.kind in ACCOUNT_KINDS:
+                counts = self.by_target.setdefault(r.action.target, {"applied": 0, "failed": 0})
+                counts[r.outcome.value] += 1
         if not report.ok:
             self.failed += 1
             self.failures += [
-                f"{report.employee_id}: {r.action.kind.value} {r.action.target}: {r.detail}"
+                f"{report.employee_id}: {r.action.target} {r.action.kind.value} {r.action.subject}: {r.detail}"
                 for r in report.failed
             ] or [f"{report.employee_id}: {report.error}"]
 
@@ -179,25 +194,39 @@ class SyncReport:
     cursor_before: datetime | None = None
     cursor_after: datetime | None = None
     cursor_moved: bool = False
+    target_brakes: dict[str, BrakeDecision] = field(default_factory=dict)  # per target (the directory too)
+    situations: dict[str, dict[str, int]] = field(default_factory=dict)  # target → situation → accounts
+    disputes: list[str] = field(default_factory=list)  # "target: account <id> matches employees <ids>"
+    by_target: dict[str, dict[str, int]] = field(default_factory=dict)  # target → applied / failed actions
 
     @property
     def refused(self) -> bool:
-        return (self.brake is not None and self.brake.refused) or (
-            self.roster is not None and self.roster.refused
+        return (
+            (self.brake is not None and self.brake.refused)
+            or (self.roster is not None and self.roster.refused)
+            or any(b.refused for b in self.target_brakes.values())
         )
 
     @property
+    def refusal(self) -> str:
+        """Why the run was refused (the first brake that refused it)."""
+        if self.roster is not None and self.roster.refused:
+            return self.roster.message
+        for where, brake in [("overall", self.brake), *self.target_brakes.items()]:
+            if brake is not None and brake.refused:
+                return brake.message if where == "overall" else f"target {where}: {brake.message}"
+        return ""
+
+    @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.refused
+        return self.failed == 0 and not self.refused and not self.disputes
 
     def summary(self) -> str:
         head = f"sync {self.mode}{' (dry run)' if self.dry_run else ''}"
         if self.partitions > 1:
             head += f" partition {self.partition}/{self.partitions}"
-        if self.roster is not None and self.roster.refused:
-            return f"{head}: {self.roster.message}"
-        if self.refused and self.brake is not None:
-            return f"{head}: {self.brake.message}"
+        if self.refused:
+            return f"{head}: {self.refusal}"
         return (
             f"{head}: {self.employees_seen} employees seen, {self.planned} planned, {self.changed} changed "
             f"({self.changes} changes, {self.idp_writes if self.idp_writes is not None else '?'} IdP writes), "
@@ -226,6 +255,16 @@ class SyncReport:
             ("cursor moved", self.cursor_moved),
             ("duration (s)", round(self.duration_seconds, 2)),
         ]
+        for target in sorted(set(self.situations) | set(self.by_target)):
+            seen = self.situations.get(target, {})
+            done = self.by_target.get(target, {})
+            rows.append(
+                (
+                    f"target {target}",
+                    ", ".join(f"{n} {what}" for what, n in sorted(seen.items()))
+                    + f"; {done.get('applied', 0)} applied, {done.get('failed', 0)} failed",
+                )
+            )
         return [{"metric": name, "value": str(value)} for name, value in rows]
 
 
@@ -245,8 +284,11 @@ class SyncEngine:
         scheduler: Scheduler | None = None,
         now: datetime | None = None,
         notifier: Notifier | None = None,
+        targets: Mapping[str, IdentityProvider] | None = None,
     ) -> None:
         self.hris, self.idp, self.ticketing = hris, idp, ticketing
+        # the policy's targets, by name (a target without a connector is a configuration error: tenure.compose)
+        self.targets = {name: t for name, t in (targets or {}).items() if name in policy.targets}
         self.policy = policy
         self.auditor = auditor
         self.options = options or SyncOptions()
@@ -263,6 +305,7 @@ class SyncEngine:
         self.batches: list[list[Work]] = []
         self.applier = Applier(
             idp=idp,
+            targets=self.targets,
             ticketing=ticketing,
             auditor=auditor,
             dry_run=self.options.dry_run,
@@ -280,6 +323,7 @@ class SyncEngine:
         self._prepared = False
         self._account_ids: set[str] = set()  # employee ids holding an account, in every partition
         self._directory: DirectoryRead | None = None
+        self._roster: list[Employee] | None = None  # every valid HR record (all partitions), when read
 
     # ------------------------------------------------------------------------------------------ one at a time
 
@@ -315,9 +359,9 @@ class SyncEngine:
         """The name of this share's copy of a change-tracking directory (:mod:`engine.directory`)."""
         return f"{self.idp.source} {self.options.partition}/{self.options.partitions}"
 
-    async def _read_idp(self) -> tuple[dict[str, Account], TakenNames, set[str]]:
-        """Every account and every group — read in pages, or from the share's copy and the delta — as
-        employee id → account with its groups."""
+    async def _read_idp(self) -> tuple[list[Account], TakenNames, set[str]]:
+        """Every directory account with its groups — read in pages, or from the share's copy and the delta —,
+        the names taken and the employee ids several accounts carry."""
         read = await read_directory(
             self.idp,
             database_url=self.auditor.database_url,
@@ -330,30 +374,95 @@ class SyncEngine:
         self.report.drifted = len(read.drifted)
         self.report.pages_read += read.pages
         taken = TakenNames(self.policy.naming.email_domain)
-        accounts: dict[str, Account] = {}
+        claimed: set[str] = set()
         duplicates: set[str] = set()
         for account in read.accounts:
             self.report.accounts_read += 1
             taken.add(account.user_name)
             if account.employee_id:
                 self._account_ids.add(account.employee_id)
-            if not account.employee_id or not self.options.mine(account.employee_id):
-                continue
-            if account.employee_id in accounts:
-                duplicates.add(account.employee_id)
-            accounts[account.employee_id] = account
-            self.report.active_accounts += 1 if account.active else 0
-        member_of: dict[str, set[str]] = defaultdict(set)
-        for group in read.groups:
-            for member in group.member_ids:
-                member_of[member].add(group.name)
+                if account.employee_id in claimed and self.options.mine(account.employee_id):
+                    duplicates.add(account.employee_id)
+                claimed.add(account.employee_id)
         # preflight (engine.preflight): a group the policy grants but the IdP lacks refuses the whole run
         self.applier.remember_groups(require_groups(read.groups, self.policy, source=self.idp.source))
-        accounts = {
-            eid: a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))})
-            for eid, a in accounts.items()
-        }
-        return accounts, taken, duplicates
+        return _with_groups(read.accounts, read.groups), taken, duplicates
+
+    async def _read_accounts(self, target: str, idp: IdentityProvider) -> list[Account]:
+        """Every account of one target other than the directory (pages) with its groups (one list)."""
+        accounts: list[Account] = []
+        async for page in idp.iter_users(page_size=PAGE_SIZE):
+            self.report.pages_read += 1
+            accounts += page
+        groups = await idp.list_groups()
+        self.report.pages_read += 1
+        self.applier.remember_groups({g.name: g.id for g in groups}, target)
+        return _with_groups(accounts, groups)
+
+    async def _read_targets(self) -> dict[str, list[Account] | None]:
+        """Every other target's accounts; ``None`` for a target that could not be read (audited, failed)."""
+        found: dict[str, list[Account] | None] = {}
+        for name, idp in self.targets.items():
+            try:
+                found[name] = await self._read_accounts(name, idp)
+            except ConnectorError as exc:
+                found[name] = None
+                self._fail(f"target {name}", f"cannot read the accounts: {exc}")
+                self.applier.note(
+                    action="sync.target.read",
+                    target_system=idp.source,
+                    outcome=Outcome.FAILED,
+                    reason=f"target {name} could not be read; nothing is planned there this run: {exc}",
+                    details={"provisioning_target": name},
+                )
+        return found
+
+    async def _correlation_roster(self, accounts: list[Account]) -> list[Employee] | None:
+        """All employees to correlate against: the roster a full run read; in an incremental run the whole
+        roster, read once more, only when some account carries no employee id (else None)."""
+        if self._roster is not None:
+            return self._roster
+        if all(a.employee_id for a in accounts):
+            return None
+        roster: list[Employee] = []
+        async for item in self.hris.iter_employees():
+            if not isinstance(item, InvalidRecordError):
+                roster.append(item)
+        self._roster = roster
+        return roster
+
+    def _correlate(
+        self,
+        target: str,
+        accounts: list[Account],
+        roster: list[Employee] | None,
+        steps: list[CorrelationStep],
+    ) -> Correlation:
+        """Classify one target's accounts; count the situations, report and audit the disputes."""
+        correlation = correlate(accounts, roster, steps, self.policy.naming)
+        counts = {s.value: len(correlation.of(s)) for s in Situation}
+        self.report.situations[target] = counts
+        disputed = [
+            c for c in correlation.of(Situation.DISPUTED) if any(self.options.mine(e) for e in c.employee_ids)
+        ]
+        for c in disputed:
+            line = f"{target}: account {c.account.id} is disputed: {c.why}; not touched"
+            self.report.disputes.append(line)
+            log.warning("%s", line)
+        if disputed:
+            self.applier.note_many(
+                self.auditor.event(
+                    action="correlation.disputed",
+                    target_system=(self.idp if target == DIRECTORY else self.targets[target]).source,
+                    target_id=c.account.id,
+                    employee_id=None,
+                    outcome=Outcome.SKIPPED,
+                    reason=f"disputed account in {target}: {c.why}; never linked, left to a review decision",
+                    details={"provisioning_target": target, "employee_ids": list(c.employee_ids)},
+                )
+                for c in disputed
+            )
+        return correlation
 
     def _audit_invalid(self, invalid: list[InvalidRecordError]) -> None:
         if not invalid:
@@ -379,18 +488,21 @@ class SyncEngine:
         employees: list[tuple[str, Employee | None]] = []
         invalid: list[InvalidRecordError] = []
         seen: set[str] = set()
+        roster: list[Employee] = []  # every valid record, all partitions (correlation runs against all)
         async for item in self.hris.iter_employees():
             if isinstance(item, InvalidRecordError):
                 if (wanted is None or item.record_id in wanted) and self._keep_invalid(item):
                     invalid.append(item)
                     seen.add(item.record_id or "")
                 continue
+            roster.append(item)
             if self.options.mine(item.employee_id) and (wanted is None or item.employee_id in wanted):
                 employees.append((item.employee_id, item))
                 seen.add(item.employee_id)
         # changed ids that are not in the HRIS any more: no HR record (the access review owns such accounts)
         employees += [(eid, None) for eid in sorted((wanted or set()) - seen)]
         self._audit_invalid(invalid)
+        self._roster = roster
         return employees
 
     async def _read_changed(self) -> list[tuple[str, Employee | None]]:
@@ -444,12 +556,31 @@ class SyncEngine:
         started = time.monotonic()
         self._read_at = datetime.now(UTC)
         read_hris = self._read_all() if self.options.full else self._read_changed()
-        employees, (accounts, taken, duplicates) = await asyncio.gather(read_hris, self._read_idp())
+        employees, (all_accounts, taken, duplicates), target_accounts = await asyncio.gather(
+            read_hris, self._read_idp(), self._read_targets()
+        )
         if not self.options.full and self._directory is not None:
             # accounts that changed in the directory since the last read are planned too (drift repaired nightly)
             seen = {eid for eid, _ in employees}
             drifted = sorted(e for e in self._directory.drifted if e not in seen and self.options.mine(e))
             employees += await self._read_ids(drifted)
+        roster = await self._correlation_roster(
+            [*all_accounts, *(a for found in target_accounts.values() for a in found or ())]
+        )
+        directory = self._correlate(DIRECTORY, all_accounts, roster, self.policy.correlation)
+        accounts = self._owned(directory, linked=True)
+        self.report.active_accounts = sum(1 for a in accounts.values() if a.active)
+        targets: dict[str, TargetView] = {}
+        for name, found in target_accounts.items():
+            if found is None:
+                targets[name] = TargetView()
+                continue
+            correlation = self._correlate(name, found, roster, self.policy.targets[name].correlation)
+            targets[name] = TargetView(
+                accounts=self._owned(correlation, linked=True),
+                correlation=correlation,
+                histories=histories(self.auditor.database_url, target=name),
+            )
         self.report.phase_seconds["read"] = time.monotonic() - started
         started = time.monotonic()
         self.report.employees_seen = len(employees) + self.report.invalid_records
@@ -467,6 +598,9 @@ class SyncEngine:
             taken=taken,
             duplicates=duplicates,
             account_holders=self._account_ids,
+            links={eid: c for eid, c in directory.owner.items() if c.situation is Situation.UNLINKED},
+            disputed=directory.disputed_employees,
+            targets=targets,
         )
         sync_plan = await asyncio.to_thread(
             plan_all,
@@ -494,6 +628,8 @@ class SyncEngine:
             override=self.options.override_brake,
         )
         self._audit_brake(self.report.brake)
+        if self.targets:
+            self._target_brakes(works, accounts, targets)
         if not self.report.refused or self.options.dry_run:
             self.batches = sync_plan.batches(self.options.batch_size)
         self.report.batches = len(self.batches)
@@ -512,6 +648,31 @@ class SyncEngine:
             with contextlib.suppress(NotFoundError, InvalidRecordError):
                 people[manager_id] = await self.hris.get_employee(manager_id)
         return people
+
+    def _owned(self, correlation: Correlation, *, linked: bool) -> dict[str, Account]:
+        """Employee id → the account that is theirs (linked ones; this partition's employees only)."""
+        return {
+            eid: c.account
+            for eid, c in correlation.owner.items()
+            if self.options.mine(eid) and (c.situation is Situation.LINKED or not linked)
+        }
+
+    def _target_brakes(
+        self, works: list[Work], directory: Mapping[str, Account], targets: Mapping[str, TargetView]
+    ) -> None:
+        """The brake per target: that target's disables and deletes against its active accounts."""
+        active = {DIRECTORY: sum(1 for a in directory.values() if a.active)} | {
+            name: sum(1 for a in view.accounts.values() if a.active) for name, view in targets.items()
+        }
+        for name, count in active.items():
+            plans = (
+                w.plan.model_copy(update={"actions": w.plan.for_target(name)})
+                for w in works
+                if w.plan.for_target(name)
+            )
+            decision = check_brake(plans, count, self.policy.brake, override=self.options.override_brake)
+            self.report.target_brakes[name] = decision
+            self._audit_brake(decision, target=name)
 
     @property
     def roster_name(self) -> str:
@@ -542,7 +703,7 @@ class SyncEngine:
             log.warning("%s", decision.message)
         return decision.refused
 
-    def _audit_brake(self, decision: BrakeDecision) -> None:
+    def _audit_brake(self, decision: BrakeDecision, *, target: str | None = None) -> None:
         if not decision.tripped:
             return
         outcome = (
@@ -550,12 +711,14 @@ class SyncEngine:
             if self.options.dry_run
             else (Outcome.APPLIED if decision.overridden else Outcome.FAILED)
         )
+        connector = self.targets.get(target, self.idp) if target else self.idp
         self.applier.note(
             action="sync.brake",
-            target_system=self.idp.source,
+            target_system=connector.source,
             outcome=outcome,
-            reason=decision.message,
+            reason=decision.message if target is None else f"target {target}: {decision.message}",
             details={
+                "provisioning_target": target or "overall",
                 "disables": decision.disables,
                 "active_accounts": decision.active_accounts,
                 "percent": round(decision.percent, 2),
@@ -578,13 +741,17 @@ class SyncEngine:
         result = BatchResult(number=number)
 
         async def one(work: Work) -> ApplyReport:
-            async def replan() -> tuple[Plan, Account | None]:
+            async def replan() -> tuple[Plan, Account | None, dict[str, Account | None]]:
                 return await self._replan(work.plan.employee_id)
 
             async with semaphore:
                 try:
                     return await self.applier.apply(
-                        work.plan, work.account, planned_at=self._read_at, replan=replan
+                        work.plan,
+                        work.account,
+                        accounts=work.accounts,
+                        planned_at=self._read_at,
+                        replan=replan,
                     )
                 except LockHeld as exc:
                     return ApplyReport(work.plan.employee_id, work.plan.event, error=str(exc))
@@ -607,14 +774,18 @@ class SyncEngine:
         self._absorb(result)
         return result
 
-    async def _replan(self, employee_id: str) -> tuple[Plan, Account | None]:
+    async def _replan(self, employee_id: str) -> tuple[Plan, Account | None, dict[str, Account | None]]:
         """One employee planned again from fresh state (another run changed them since this run read)."""
-        from engine.reconcile import plan_employee
+        from engine.reconcile import plan_person
 
         connectors = Connectors(
-            hris=self.hris, idp=self.idp, ticketing=self.ticketing, notifier=self.applier.notifier
+            hris=self.hris,
+            idp=self.idp,
+            ticketing=self.ticketing,
+            notifier=self.applier.notifier,
+            targets=dict(self.targets),
         )
-        fresh, account = await plan_employee(
+        fresh, account, accounts = await plan_person(
             employee_id,
             connectors=connectors,
             policy=self.policy,
@@ -624,7 +795,7 @@ class SyncEngine:
         with session_scope(self.auditor.database_url) as session:
             settled = settled_side_effects(session=session, ticketing=self.ticketing is not None)
         holders = self._account_ids | {employee_id}
-        return trim_plan(fresh, holders, settled, schedules=self.scheduler is not None), account
+        return trim_plan(fresh, holders, settled, schedules=self.scheduler is not None), account, accounts
 
     def _absorb(self, result: BatchResult) -> None:
         r = self.report
@@ -633,6 +804,10 @@ class SyncEngine:
         r.other_applied += result.other_applied
         r.failed += result.failed
         r.failures += result.failures
+        for target, counts in result.by_target.items():
+            mine = r.by_target.setdefault(target, {"applied": 0, "failed": 0})
+            for what, n in counts.items():
+                mine[what] += n
         if result.failed:
             self._cursor_blocked = True
 
@@ -644,6 +819,7 @@ class SyncEngine:
             and not self.options.dry_run
             and not r.refused
             and not self._cursor_blocked
+            and not r.disputes
             and self._next_cursor is not None
         ):
             self.applier.move_cursor(self.options.cursor_name, self._next_cursor)
@@ -696,3 +872,12 @@ async def _maybe_await(callback: Progress | None, done: int, total: int) -> None
     outcome = callback(done, total)
     if outcome is not None:
         await outcome
+
+
+def _with_groups(accounts: list[Account], groups: list[Group]) -> list[Account]:
+    """The accounts with their group names, from the groups' member lists."""
+    member_of: dict[str, set[str]] = defaultdict(set)
+    for group in groups:
+        for member in group.member_ids:
+            member_of[member].add(group.name)
+    return [a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))}) for a in accounts]

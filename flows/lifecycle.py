@@ -24,7 +24,7 @@ from lifecycle.policy import load_policy
 from models.audit import Outcome
 from models.domain import Account
 from tenure.checkpoint import write_checkpoint
-from tenure.compose import open_connectors
+from tenure.compose import check_targets, open_connectors
 from tenure.settings import load_settings
 
 __all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle"]
@@ -44,7 +44,7 @@ def _not_a_connector_error(task: Any, task_run: Any, state: State) -> bool:
 
 @task(
     name="apply-action",
-    task_run_name="{action.kind.value}-{action.target}",
+    task_run_name="{action.kind.value}-{action.subject}",
     cache_policy=NONE,
     retries=2,
     retry_delay_seconds=1,
@@ -78,6 +78,8 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
+    # a target in the policy without settings, or the reverse, refuses the run
+    check_targets(settings, policy.targets)
     auditor = Auditor(settings.database_url, **run_identity())
     deployed = in_deployment()
     async with open_connectors(settings) as connectors:
@@ -109,7 +111,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger.info(summary)
     await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     if not report.ok:
-        failed = "; ".join(f"{r.action.kind.value} {r.action.target}: {r.detail}" for r in report.failed)
+        failed = "; ".join(f"{r.action.kind.value} {r.action.subject}: {r.detail}" for r in report.failed)
         return Failed(message=scrub(f"{summary}. {report.error or failed}"))
     return Completed(message=summary)
 

@@ -28,7 +28,7 @@ from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
 from models.domain import Employee
 from tenure.checkpoint import write_checkpoint
-from tenure.compose import Connectors, open_connectors
+from tenure.compose import Connectors, check_targets, open_connectors
 from tenure.settings import Settings, load_settings
 
 __all__ = ["access_review", "review_deadline", "review_decide", "MAX_TABLE_ROWS"]
@@ -43,7 +43,10 @@ def _task_step(applier: Applier):  # type: ignore[no-untyped-def]
 
 def _config() -> tuple[Settings, Policy]:
     settings = load_settings()
-    return settings, load_policy(settings.policy_file)
+    policy = load_policy(settings.policy_file)
+    # a target in the policy without settings, or the reverse, refuses the run
+    check_targets(settings, policy.targets)
+    return settings, policy
 
 
 def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> dict[str, Any]:
@@ -51,6 +54,7 @@ def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> 
     this flow run, and each action applied as an ``apply-action`` task."""
     return {
         "idp": connectors.idp,
+        "targets": connectors.targets,
         "ticketing": connectors.ticketing,
         "policy": policy,
         "auditor": Auditor(settings.database_url, **run_identity()),

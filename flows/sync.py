@@ -26,7 +26,7 @@ from flows.notify import FAILURE_HOOKS
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
 from tenure.checkpoint import write_checkpoint
-from tenure.compose import open_connectors
+from tenure.compose import check_targets, open_connectors
 from tenure.settings import load_settings
 
 __all__ = ["sync", "apply_batch", "sync_run_name", "artifact_key"]
@@ -62,11 +62,12 @@ async def apply_batch(engine: SyncEngine, number: int) -> BatchResult:
 
 def _outcome(report: SyncReport) -> State:
     summary = report.summary()
-    if report.refused and report.brake is not None:
-        return Failed(message=report.brake.message)
+    if report.refused:
+        return Failed(message=report.refusal)
     if not report.ok:
-        shown = scrub("; ".join(report.failures[:MAX_FAILURES_IN_MESSAGE]))
-        more = len(report.failures) - MAX_FAILURES_IN_MESSAGE
+        problems = [*report.disputes, *report.failures]
+        shown = scrub("; ".join(problems[:MAX_FAILURES_IN_MESSAGE]))
+        more = len(problems) - MAX_FAILURES_IN_MESSAGE
         return Failed(message=f"{summary}. Failures: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     return Completed(message=summary)
 
@@ -114,6 +115,8 @@ async def sync(
     logger = get_run_logger()
     settings = load_settings()
     policy = load_policy(settings.policy_file)
+    # a target in the policy without settings, or the reverse, refuses the run
+    check_targets(settings, policy.targets)
     options = SyncOptions(
         full=full,
         dry_run=dry_run,
@@ -128,6 +131,7 @@ async def sync(
         engine = SyncEngine(
             hris=connectors.hris,
             idp=connectors.idp,
+            targets=connectors.targets,
             ticketing=connectors.ticketing,
             policy=policy,
             auditor=Auditor(settings.database_url, **run_identity()),

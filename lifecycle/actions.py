@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from models.domain import AccountAttributes, TicketRequest
 
 __all__ = [
+    "DIRECTORY",
     "ActionKind",
     "ScheduleEvent",
     "PlanEvent",
@@ -29,6 +30,7 @@ __all__ = [
     "EnableAccount",
     "DisableAccount",
     "DeleteAccount",
+    "LinkAccount",
     "AddMembership",
     "RemoveMembership",
     "OpenTicket",
@@ -46,6 +48,7 @@ __all__ = [
     "Plan",
 ]
 
+DIRECTORY = "directory"  # the target TENURE_IDP__* configures
 PlanEvent = Literal["joiner", "mover", "leaver", "rehire", "none"]
 # "create" is the pre-hire creation before the prehire window opens; the others re-plan at a lifecycle instant.
 ScheduleEvent = Literal["create", "enable", "disable", "delete"]
@@ -57,6 +60,7 @@ class ActionKind(str, enum.Enum):
     ENABLE_ACCOUNT = "enable_account"
     DISABLE_ACCOUNT = "disable_account"
     DELETE_ACCOUNT = "delete_account"
+    LINK_ACCOUNT = "link"
     ADD_MEMBERSHIP = "add_membership"
     REMOVE_MEMBERSHIP = "remove_membership"
     OPEN_TICKET = "open_ticket"
@@ -70,29 +74,34 @@ class ActionKind(str, enum.Enum):
 
 
 class _Step(BaseModel):
-    """Fields every action has. ``reason`` is for humans and carries no personal data beyond ids and groups."""
+    """Fields every action has. ``reason`` is for humans and carries no personal data beyond ids and groups.
+    ``target`` names the provisioning target the action is for (:data:`DIRECTORY`, or a ``targets:`` entry of
+    the policy); tickets, schedules, approvals and decisions belong to the directory."""
 
     model_config = ConfigDict(frozen=True)
 
     employee_id: str
     reason: str = Field(min_length=1)
+    target: str = DIRECTORY
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         """What the action acts on: a user name, a group, a ticket purpose or id, a schedule event."""
         raise NotImplementedError
 
     @property
     def key(self) -> str:
-        """Stable ledger key, ``{employee_id}:{kind}:{target}`` (some kinds add what makes an occasion)."""
-        return f"{self.employee_id}:{self.kind.value}:{self.target}"  # type: ignore[attr-defined]
+        """Stable ledger key, ``{employee_id}:{kind}:{subject}``, with ``@{target}`` for a target other than
+        the directory (some kinds add what makes an occasion)."""
+        where = "" if self.target == DIRECTORY else f"@{self.target}"
+        return f"{self.employee_id}:{self.kind.value}:{self.subject}{where}"  # type: ignore[attr-defined]
 
 
 class _OnAccount(_Step):
     user_name: str
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.user_name
 
 
@@ -100,18 +109,21 @@ class _OnGroup(_Step):
     group: str
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.group
 
 
 class CreateAccount(_Step):
-    """Create the account with ``attributes`` (``active`` False before the hire day)."""
+    """Create the account with ``attributes`` (``active`` False before the hire day). ``after``: the target
+    whose account must exist first (``directory`` for a target with ``after: directory``): if creating that
+    one failed in this plan, this creation is skipped."""
 
     kind: Literal[ActionKind.CREATE_ACCOUNT] = ActionKind.CREATE_ACCOUNT
     attributes: AccountAttributes
+    after: str | None = None
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.attributes.user_name
 
 
@@ -135,6 +147,21 @@ class DeleteAccount(_OnAccount):
     kind: Literal[ActionKind.DELETE_ACCOUNT] = ActionKind.DELETE_ACCOUNT
 
 
+class LinkAccount(_Step):
+    """Adopt ``account_id``, an account the target already had that matches this employee by ``matched_by``
+    (:mod:`lifecycle.correlation`): write the employee id onto it, so that it is this employee's account from
+    now on and is reconciled like one (no second account is ever created)."""
+
+    kind: Literal[ActionKind.LINK_ACCOUNT] = ActionKind.LINK_ACCOUNT
+    account_id: str
+    user_name: str
+    matched_by: Literal["employee_id", "email", "user_name"]
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
 class AddMembership(_OnGroup):
     kind: Literal[ActionKind.ADD_MEMBERSHIP] = ActionKind.ADD_MEMBERSHIP
 
@@ -152,7 +179,7 @@ class OpenTicket(_Step):
     occasion: str
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.request.purpose
 
     @property
@@ -169,7 +196,7 @@ class CommentTicket(_Step):
     text: str
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return f"{self.ticket_id}:{self.purpose}"
 
 
@@ -178,7 +205,7 @@ class CloseTicket(_Step):
     ticket_id: str
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.ticket_id
 
 
@@ -198,7 +225,7 @@ class Schedule(_Step):
     at: AwareDatetime
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.event
 
     @property
@@ -235,12 +262,12 @@ class RecordReviewDecision(_Step):
     recommended: str | None = None  # keep, revoke or none: the item's recommendation (audited)
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return f"{self.campaign_id}:{self.item_id}"
 
 
 class Notify(_Step):
-    """Send ``subject``/``body`` to ``to`` (the ``audience`` of the policy's rule, resolved by
+    """Send ``headline``/``body`` to ``to`` (the ``audience`` of the policy's rule, resolved by
     :mod:`lifecycle.notices`). ``occasion`` (hire date, termination date, flow run) makes it once per occasion;
     ``fallback``: the audience (a manager) resolved to nobody, so the policy's fallback recipient is told."""
 
@@ -250,15 +277,15 @@ class Notify(_Step):
     to: str = Field(repr=False)
     recipient_id: str | None = None  # the manager's employee id, where the audience is a manager
     fallback: bool = False
-    subject: str = Field(repr=False)
+    headline: str = Field(repr=False)  # the e-mail's Subject (``subject`` is what every action acts on)
     body: str = Field(repr=False)
     occasion: str
-    # what subject and body were rendered from, so the applier can name the tickets this plan opened
+    # what headline and body were rendered from, so the applier can name the tickets this plan opened
     templates: tuple[str, str] = Field(default=("", ""), repr=False)
     fields: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return f"{self.template}:{self.audience}"
 
     @property
@@ -272,6 +299,7 @@ Action = Annotated[
     | EnableAccount
     | DisableAccount
     | DeleteAccount
+    | LinkAccount
     | AddMembership
     | RemoveMembership
     | OpenTicket
@@ -294,6 +322,7 @@ ACCOUNT_KINDS = frozenset(
         ActionKind.ENABLE_ACCOUNT,
         ActionKind.DISABLE_ACCOUNT,
         ActionKind.DELETE_ACCOUNT,
+        ActionKind.LINK_ACCOUNT,
         ActionKind.ADD_MEMBERSHIP,
         ActionKind.REMOVE_MEMBERSHIP,
     }
@@ -319,3 +348,7 @@ class Plan(BaseModel):
     @property
     def keys(self) -> list[str]:
         return [a.key for a in self.actions]
+
+    def for_target(self, target: str) -> list[Action]:
+        """The actions for one provisioning target, in plan order."""
+        return [a for a in self.actions if a.target == target]

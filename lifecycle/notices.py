@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lifecycle.actions import (
+    DIRECTORY,
     AddMembership,
     CreateAccount,
     DisableAccount,
@@ -118,7 +119,7 @@ def _notify(
         to=recipient.to,
         recipient_id=recipient.recipient_id,
         fallback=recipient.fallback_why is not None,
-        subject=template.subject.format_map(shown),
+        headline=template.subject.format_map(shown),
         body=template.body.format_map(shown),
         occasion=occasion,
         templates=(template.subject, template.body),
@@ -137,9 +138,9 @@ def with_ticket_ids(notice: Notify, opened: Mapping[str, str]) -> Notify:
         for purpose in listed.split(", ")
     )
     fields = {**notice.fields, "tickets": named}
-    subject, body = notice.templates
+    headline, body = notice.templates
     return notice.model_copy(
-        update={"fields": fields, "subject": subject.format_map(fields), "body": body.format_map(fields)}
+        update={"fields": fields, "headline": headline.format_map(fields), "body": body.format_map(fields)}
     )
 
 
@@ -161,7 +162,7 @@ def notices(
     if employee is None:
         return []
     found: list[Notify] = []
-    creates = [a for a in plan.actions if isinstance(a, CreateAccount)]
+    creates = [a for a in plan.actions if isinstance(a, CreateAccount) and a.target == DIRECTORY]
     enable_at = timeline(employee, policy).enable_at
     if creates and policy.notify.joiner and enable_at is not None and now < enable_at + NEW_HIRE_WINDOW:
         found += _joiner(plan, creates[0], employee, manager, policy, now, enable_at)
@@ -175,7 +176,7 @@ def notices(
 def _leaving_at(plan: Plan, employee: Employee, policy: Policy, now: datetime) -> datetime | None:
     """When the account is disabled: now if the plan disables it, else the termination instant if it lies
     ahead (whether or not this run can book its SCHEDULE); None if no leave is planned."""
-    if any(isinstance(a, DisableAccount) for a in plan.actions):
+    if any(isinstance(a, DisableAccount) and a.target == DIRECTORY for a in plan.actions):
         return now
     at = timeline(employee, policy).disable_at
     end, start = employee.termination_date, employee.hire_date
@@ -194,7 +195,11 @@ def _joiner(
     enable_at: datetime,
 ) -> list[Notify]:
     active_at = now if create.attributes.active else enable_at
-    groups = sorted(a.group for a in plan.actions if isinstance(a, AddMembership | RequestApproval))
+    groups = sorted(
+        a.group
+        for a in plan.actions
+        if isinstance(a, AddMembership | RequestApproval) and a.target == DIRECTORY
+    )
     tickets = [a.request.purpose for a in plan.actions if isinstance(a, OpenTicket)]
     out = []
     for rule in policy.notify.joiner:

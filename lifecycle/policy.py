@@ -34,6 +34,8 @@ __all__ = [
     "NotifyPolicy",
     "NOTICE_FIELDS",
     "DEFAULT_NOTICE_TEMPLATES",
+    "CorrelationStep",
+    "TargetPolicy",
     "Policy",
     "PolicyError",
     "load_policy",
@@ -273,6 +275,41 @@ class NotifyPolicy(_Strict):
         return [(event, rule) for event in NOTICE_FIELDS for rule in getattr(self, event)]
 
 
+CorrelationStep = Literal["employee_id", "email", "user_name"]
+_TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _default_correlation() -> list[CorrelationStep]:
+    """The employee id attribute first, then the HRIS work e-mail, then the userName."""
+    return ["employee_id", "email", "user_name"]
+
+
+class TargetPolicy(_Strict):
+    """What one more provisioning target (``TENURE_TARGETS__<NAME>__*``) gets. ``account_when``: who gets an
+    account there (a birthright match; empty: everyone). ``after: directory``: created only once the directory
+    account exists (later in the same run). ``birthright``: the target's own groups (the top-level
+    ``birthright`` is the directory's). ``correlation``: how an account found there is matched to an employee
+    (:mod:`lifecycle.correlation`), the steps in order; the first step that finds anyone decides."""
+
+    account_when: dict[Literal["department", "title", "location", "employment_type"], str | list[str]] = (
+        Field(default_factory=dict)
+    )
+    after: Literal["directory"] | None = None
+    birthright: list[BirthrightRule] = Field(default_factory=list)
+    correlation: list[CorrelationStep] = Field(default_factory=_default_correlation, min_length=1)
+
+    @field_validator("correlation")
+    @classmethod
+    def _each_step_once(cls, steps: list[CorrelationStep]) -> list[CorrelationStep]:
+        if len(set(steps)) != len(steps):
+            raise ValueError("list each correlation step once")
+        return steps
+
+    @property
+    def managed_groups(self) -> frozenset[str]:
+        return frozenset(g for rule in self.birthright for g in rule.groups)
+
+
 class Policy(_Strict):
     """The whole policy file."""
 
@@ -289,6 +326,22 @@ class Policy(_Strict):
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
     recipients: dict[str, str] = Field(default_factory=dict)  # name → address; "fallback" (else "ops") for
     # a manager the HRIS does not know
+    # correlation of the directory's own accounts (lifecycle.correlation)
+    correlation: list[CorrelationStep] = Field(default_factory=_default_correlation, min_length=1)
+    targets: dict[str, TargetPolicy] = Field(default_factory=dict)
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, targets: dict[str, TargetPolicy]) -> dict[str, TargetPolicy]:
+        for name in targets:
+            if name == "directory":
+                raise ValueError("'directory' is the target TENURE_IDP__* configures; name the others")
+            if not _TARGET_NAME.fullmatch(name):
+                raise ValueError(
+                    f"target name {_shown(name)} must be lower-case letters, digits and _ "
+                    "(TENURE_TARGETS__GITHUB__* is target github)"
+                )
+        return targets
 
     @field_validator("privileged_groups")
     @classmethod

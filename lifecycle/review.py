@@ -19,8 +19,16 @@ cleanup. Per enabled account:
 * **sod_conflict** — the account holds both groups of a ``review.sod_conflicts`` pair.
 * **recertification** — a privileged group whose latest approval is older than its ``recertify_days``.
 
-Finding ids are stable across runs: ``sha256(kind|account id|group)`` truncated to 16 hex digits, so the
-same situation is the same finding in every run, audit row and campaign.
+Finding ids are stable across runs: ``sha256(kind|account id|group)`` truncated to 16 hex digits (with
+``|target`` for a target other than the directory), so the same situation is the same finding in every run,
+audit row and campaign.
+
+**Targets** (policy ``targets:``): each target is reviewed with its own view of the policy
+(:func:`lifecycle.targets.target_policy`: its birthright; a privileged group is privileged in the target that
+holds it, and targets hold none) and the correlation of its accounts (:mod:`lifecycle.correlation`): an
+*unmatched* account is an orphan, a *disputed* one a **disputed** finding (never remediated automatically:
+only a reviewer's decision touches it), an *unlinked* one is left to the sync, which adopts it. Every finding
+names its target.
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from lifecycle.actions import Action, DisableAccount, RemoveMembership
+from lifecycle.actions import DIRECTORY, Action, DisableAccount, RemoveMembership
 from lifecycle.birthright import birthright_groups
+from lifecycle.correlation import Correlation, Situation
 from lifecycle.planner import timeline
 from lifecycle.policy import Policy
 from models.domain import Account, Employee, EmployeeStatus
@@ -61,6 +70,7 @@ class FindingKind(str, enum.Enum):
     OUTSIDE_POLICY = "outside_policy"
     SOD_CONFLICT = "sod_conflict"
     RECERTIFICATION = "recertification"
+    DISPUTED = "disputed"
 
 
 class Finding(BaseModel):
@@ -78,11 +88,13 @@ class Finding(BaseModel):
     revoke_group: str | None = None
     detail: str
     since: datetime | None = None  # last sign-in (dormant) or approval time (recertification)
+    target: str = DIRECTORY  # the provisioning target holding the account
 
 
-def finding_id(kind: FindingKind, account_id: str, group: str | None = None) -> str:
-    """The stable id: sha256 of ``kind|account id|group``, first 16 hex digits."""
-    return hashlib.sha256(f"{kind.value}|{account_id}|{group or ''}".encode()).hexdigest()[:16]
+def finding_id(kind: FindingKind, account_id: str, group: str | None = None, target: str = DIRECTORY) -> str:
+    """The stable id: sha256 of ``kind|account id|group`` (``|target`` outside the directory), 16 hex digits."""
+    where = "" if target == DIRECTORY else f"|{target}"
+    return hashlib.sha256(f"{kind.value}|{account_id}|{group or ''}{where}".encode()).hexdigest()[:16]
 
 
 def _finding(
@@ -94,9 +106,11 @@ def _finding(
     group: str | None = None,
     revoke_group: str | None = None,
     since: datetime | None = None,
+    target: str = DIRECTORY,
 ) -> Finding:
     return Finding(
-        id=finding_id(kind, account.id, group),
+        id=finding_id(kind, account.id, group, target),
+        target=target,
         kind=kind,
         account_id=account.id,
         user_name=account.user_name,
@@ -148,8 +162,14 @@ def find(
     approvals: Approvals,
     now: datetime,
     policy: Policy,
+    *,
+    target: str = DIRECTORY,
+    correlation: Correlation | None = None,
 ) -> list[Finding]:
-    """Every finding for ``accounts`` (see the module docstring), in account order then by kind."""
+    """Every finding for ``accounts`` (see the module docstring), in account order then by kind. For a target
+    other than the directory: ``policy`` is that target's view and ``correlation`` classifies its accounts."""
+    if correlation is not None:
+        return _find_correlated(employees, correlation, approvals, now, policy, target)
     review = policy.review
     managed = policy.managed_groups
     privileged = {g.name: g for g in policy.privileged_groups}
@@ -249,6 +269,35 @@ def find(
     return findings
 
 
+def _find_correlated(
+    employees: Mapping[str, Employee],
+    correlation: Correlation,
+    approvals: Approvals,
+    now: datetime,
+    policy: Policy,
+    target: str,
+) -> list[Finding]:
+    """A target's findings: orphans and disputes from the correlation, the rest as for the directory."""
+    findings: list[Finding] = []
+    linked: list[Account] = []
+    for c in correlation.accounts:
+        if c.situation is Situation.DISPUTED:
+            why = f"disputed account: {c.why}; not linked, not changed by the sync"
+            findings.append(_finding(FindingKind.DISPUTED, c.account, None, why, target=target))
+        elif c.situation is Situation.UNMATCHED and c.account.active:
+            why = f"enabled account in {target} without an HR record"
+            findings.append(
+                _finding(FindingKind.ORPHAN, c.account, c.account.employee_id or None, why, target=target)
+            )
+        elif c.situation is Situation.LINKED:
+            linked.append(c.account)
+    for f in find(employees, linked, approvals, now, policy):
+        findings.append(
+            f.model_copy(update={"id": finding_id(f.kind, f.account_id, f.group, target), "target": target})
+        )
+    return findings
+
+
 def _sod_revoke(a: str, b: str, granted: frozenset[str], approved: Mapping[str, datetime]) -> str:
     """Which group of a conflicting pair a revocation removes: the one the employee is not entitled to
     if exactly one is; otherwise the second of the pair as written in the policy."""
@@ -266,10 +315,20 @@ def remediation(finding: Finding) -> Action:
     membership (``revoke_group``). Orphans without an employee id are keyed ``account:<id>`` in the ledger."""
     employee_id = finding.employee_id or f"account:{finding.account_id}"
     reason = f"access review: {finding.kind.value} finding {finding.id}"
-    if finding.kind in (FindingKind.ORPHAN, FindingKind.TERMINATED_ACTIVE, FindingKind.DORMANT):
-        return DisableAccount(employee_id=employee_id, user_name=finding.user_name, reason=reason)
+    account_kinds = (
+        FindingKind.ORPHAN,
+        FindingKind.TERMINATED_ACTIVE,
+        FindingKind.DORMANT,
+        FindingKind.DISPUTED,
+    )
+    if finding.kind in account_kinds:
+        return DisableAccount(
+            employee_id=employee_id, user_name=finding.user_name, reason=reason, target=finding.target
+        )
     assert finding.revoke_group is not None
-    return RemoveMembership(employee_id=employee_id, group=finding.revoke_group, reason=reason)
+    return RemoveMembership(
+        employee_id=employee_id, group=finding.revoke_group, reason=reason, target=finding.target
+    )
 
 
 def reviewer_for(

@@ -15,7 +15,10 @@ planner (:mod:`lifecycle.planner`), planning a whole population decides:
 - **waves**: joiners whose manager is created in the same run go in a later wave, so the manager reference can
   be resolved when they are created;
 - **bad records**: several accounts carrying one employee id, or a record the planner cannot plan, fail that
-  employee with a reason; the others go on.
+  employee with a reason; the others go on;
+- **targets** (:mod:`lifecycle.targets`): each person's plan covers the directory and every target the policy
+  names, from what correlation (:mod:`lifecycle.correlation`) found there: unlinked accounts are adopted
+  (``link`` actions, first in the plan); a person named in a dispute gets no new account in that target.
 """
 
 from __future__ import annotations
@@ -25,14 +28,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lifecycle.actions import Action, ActionKind, Plan, UpdateAccount
+from lifecycle.actions import DIRECTORY, Action, ActionKind, Plan, UpdateAccount
+from lifecycle.correlation import Correlated, Correlation, Situation
 from lifecycle.naming import base_user_name
 from lifecycle.notices import with_notices
 from lifecycle.planner import History, plan
 from lifecycle.policy import Policy
+from lifecycle.targets import TargetState, combine, link_action, plan_target, target_policy
 from models.domain import Account, Employee
 
-__all__ = ["TakenNames", "Snapshot", "Work", "SyncPlan", "plan_all", "trim_plan", "MAX_WAVES"]
+__all__ = [
+    "TakenNames",
+    "TargetView",
+    "Snapshot",
+    "Work",
+    "SyncPlan",
+    "plan_all",
+    "plan_person",
+    "trim_plan",
+    "MAX_WAVES",
+]
 
 MAX_WAVES = 64
 _NO_HISTORY = History()
@@ -60,25 +75,51 @@ class TakenNames:
 
 
 @dataclass
+class TargetView:
+    """What one sync read of one target other than the directory: employee id → account (with groups), and
+    the correlation of all its accounts (``None``: the target could not be read; nothing is planned there)."""
+
+    accounts: dict[str, Account] = field(default_factory=dict)
+    correlation: Correlation | None = None
+    histories: Mapping[str, History] = field(default_factory=dict)  # this target's disables and enables
+
+    def state(self, employee_id: str) -> TargetState:
+        """This person's account there, or the unlinked one to adopt, and whether a dispute names them."""
+        assert self.correlation is not None
+        disputed = employee_id in self.correlation.disputed_employees
+        found = self.correlation.owner.get(employee_id)
+        history = self.histories.get(employee_id)
+        if found is not None and found.situation is Situation.UNLINKED:
+            return TargetState(link=found, disputed=disputed, history=history)
+        return TargetState(account=self.accounts.get(employee_id), disputed=disputed, history=history)
+
+
+@dataclass
 class Snapshot:
-    """What one sync read: the employees to plan (``None``: no HR record), their accounts (with groups), the
-    names taken in the IdP, employee ids carried by several accounts, and every employee id holding an account
-    (in every partition, for manager references)."""
+    """What one sync read: the employees to plan (``None``: no HR record), their directory accounts (with
+    groups), the names taken in the IdP, employee ids carried by several accounts, every employee id holding an
+    account (in every partition, for manager references), the directory's correlation (``links``: unlinked
+    accounts to adopt, by employee id; ``disputed``: people named in a dispute) and the other targets."""
 
     employees: list[tuple[str, Employee | None]]
     accounts: dict[str, Account]
     taken: TakenNames
     duplicates: set[str] = field(default_factory=set)
     account_holders: set[str] = field(default_factory=set)
+    links: dict[str, Correlated] = field(default_factory=dict)
+    disputed: frozenset[str] = frozenset()
+    targets: dict[str, TargetView] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Work:
-    """One employee's plan, the account it was made from, and its wave."""
+    """One employee's plan, the directory account it was made from, its wave, and the accounts the other
+    targets hold for this employee (by target name; an account to adopt with its employee id already set)."""
 
     plan: Plan
     account: Account | None
     wave: int = 0
+    accounts: dict[str, Account | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,28 +154,16 @@ def plan_all(
     ``people``: employees by id, managers included, to plan the notifications with (:mod:`lifecycle.notices`;
     None: none are planned), ``sent``: the notifications already sent."""
     failures: dict[str, str] = {}
-    planned: list[tuple[Plan, Account | None, Employee]] = []
+    planned: list[tuple[Plan, Account | None, Employee, dict[str, Account | None]]] = []
+    views = {name: target_policy(policy, t) for name, t in policy.targets.items()}
     for employee_id, employee in snapshot.employees:
         if employee is None:
             continue  # no HR record: an orphan account is the access review's business
         if employee_id in snapshot.duplicates:
             failures[employee_id] = "several accounts carry this employee id; link them by hand"
             continue
-        account = snapshot.accounts.get(employee_id)
-        near = (
-            frozenset()
-            if account is not None
-            else snapshot.taken.near(base_user_name(employee, policy.naming))
-        )
         try:
-            result = plan(
-                employee,
-                account,
-                policy,
-                now,
-                taken_user_names=near,
-                history=histories.get(employee_id, _NO_HISTORY),
-            )
+            result, account, accounts = plan_person(employee, snapshot, policy, now, histories, views=views)
             if people is not None:
                 manager = people.get(employee.manager_id) if employee.manager_id else None
                 result = with_notices(result, employee, account, manager, policy, now, sent=sent)
@@ -142,17 +171,88 @@ def plan_all(
             failures[employee_id] = f"planning failed: {type(exc).__name__}: {exc}"
             continue
         for action in result.of_kind(ActionKind.CREATE_ACCOUNT):
-            snapshot.taken.add(action.target)  # the next joiner with the same name gets the next suffix
-        planned.append((result, account, employee))
-    creating = {p.employee_id: e for p, _, e in planned if p.of_kind(ActionKind.CREATE_ACCOUNT)}
+            if action.target == DIRECTORY:
+                snapshot.taken.add(action.subject)  # the next joiner with the same name gets the next suffix
+        planned.append((result, account, employee, accounts))
+    creating = {
+        p.employee_id: e
+        for p, _, e, _ in planned
+        if any(a.target == DIRECTORY for a in p.of_kind(ActionKind.CREATE_ACCOUNT))
+    }
     holders = snapshot.account_holders | set(creating)
     keep_empty = set(unsettled)
     works: list[Work] = []
-    for result, account, employee in planned:
+    for result, account, employee, accounts in planned:
         trimmed = trim_plan(result, holders, settled, schedules=schedules)
         if trimmed.actions or result.employee_id in keep_empty:  # an empty plan still settles an earlier run
-            works.append(Work(trimmed, account, _wave(employee, creating)))
+            works.append(Work(trimmed, account, _wave(employee, creating), accounts))
     return SyncPlan(works=works, failures=failures)
+
+
+def plan_person(
+    employee: Employee,
+    snapshot: Snapshot,
+    policy: Policy,
+    now: datetime,
+    histories: Mapping[str, History],
+    *,
+    views: Mapping[str, Policy] | None = None,
+) -> tuple[Plan, Account | None, dict[str, Account | None]]:
+    """One person's plan over the directory and every target, the directory account it acts on and the
+    target accounts (adopted ones with their employee id set). ``views``: :func:`target_policy` per target."""
+    if views is None:
+        views = {name: target_policy(policy, t) for name, t in policy.targets.items()}
+    employee_id = employee.employee_id
+    found = snapshot.links.get(employee_id)
+    account = snapshot.accounts.get(employee_id)
+    links: list[Action] = []
+    if found is not None:
+        links.append(link_action(employee_id, DIRECTORY, found))
+        account = found.account.model_copy(update={"employee_id": employee_id})
+    if account is None and employee_id in snapshot.disputed:
+        directory = Plan(
+            employee_id=employee_id,
+            event="none",
+            skipped_reason="named in a disputed directory account; no account until the dispute is resolved",
+        )
+    else:
+        near = (
+            frozenset()
+            if account is not None
+            else snapshot.taken.near(base_user_name(employee, policy.naming))
+        )
+        directory = plan(
+            employee,
+            account,
+            policy,
+            now,
+            taken_user_names=near,
+            history=histories.get(employee_id, _NO_HISTORY),
+        )
+    directory = directory.model_copy(update={"actions": [*links, *directory.actions]})
+    targeted: list[Action] = []
+    accounts: dict[str, Account | None] = {}
+    for name, target in policy.targets.items():
+        view = snapshot.targets.get(name)
+        if view is None or view.correlation is None:
+            continue  # not read (unreachable): nothing is planned there this run
+        state = view.state(employee_id)
+        accounts[name] = (
+            state.link.account.model_copy(update={"employee_id": employee_id})
+            if state.link is not None
+            else state.account
+        )
+        targeted += plan_target(
+            employee,
+            name,
+            target,
+            views[name],
+            state,
+            now,
+            directory=directory,
+            directory_account=account,
+        )
+    return combine(directory, targeted), account, accounts
 
 
 def trim_plan(result: Plan, holders: set[str], settled: set[str], *, schedules: bool) -> Plan:

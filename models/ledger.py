@@ -217,15 +217,20 @@ def applied_since(*, session: Session, employee_id: str, since: datetime, other_
     return session.exec(query.limit(1)).first() is not None
 
 
-def last_applied(*, session: Session, kind: str, employee_id: str | None = None) -> dict[str, datetime]:
-    """Employee id → when an action of ``kind`` was last applied for them (e.g. the last disable)."""
-    query = select(LedgerEntry.employee_id, LedgerEntry.updated_at).where(
+def last_applied(
+    *, session: Session, kind: str, employee_id: str | None = None, target: str = "directory"
+) -> dict[str, datetime]:
+    """Employee id → when an action of ``kind`` was last applied for them in provisioning ``target`` (e.g.
+    the last disable of their directory account; an entry's action without a target is the directory's)."""
+    query = select(LedgerEntry.employee_id, LedgerEntry.updated_at, LedgerEntry.action).where(
         LedgerEntry.kind == kind, LedgerEntry.status == LedgerStatus.APPLIED.value
     )
     if employee_id is not None:
         query = query.where(LedgerEntry.employee_id == employee_id)
     found: dict[str, datetime] = {}
-    for owner, at in session.exec(query).all():
+    for owner, at, action in session.exec(query).all():
+        if (action or {}).get("target", "directory") != target:
+            continue
         moment = aware(at)
         assert moment is not None
         if owner not in found or found[owner] < moment:

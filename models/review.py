@@ -54,6 +54,7 @@ class ReviewItem(SQLModel, table=True):
     group: str | None = None
     revoke_group: str | None = None
     detail: str = ""
+    target: str = Field(default="directory", max_length=64)  # the provisioning target holding the account
     reviewer: str = Field(index=True)
     auto: bool = False
     created_at: datetime = Field(default_factory=utcnow)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -65,6 +65,8 @@ __all__ = [
     "build_notifier",
     "open_connectors",
     "open_notifier",
+    "TargetMismatch",
+    "check_targets",
     "register_settings_secrets",
 ]
 
@@ -505,19 +507,45 @@ async def open_notifier(settings: Settings) -> AsyncIterator[Notifier | None]:
     del scrubber
 
 
+class TargetMismatch(ValueError):
+    """The policy's ``targets:`` and the ``TENURE_TARGETS__*`` settings do not name the same targets."""
+
+
+def check_targets(settings: Settings, policy_targets: Collection[str]) -> None:
+    """TargetMismatch naming every target the policy (``targets:``, its names in ``policy_targets``) names
+    without settings, or the settings without a policy entry (target names are lower-case:
+    ``TENURE_TARGETS__GITHUB__*`` is target ``github``)."""
+    configured, planned = set(settings.targets), set(policy_targets)
+    problems = [
+        f"target {name!r} is in the policy but has no settings (set TENURE_TARGETS__{name.upper()}__KIND, ...)"
+        for name in sorted(planned - configured)
+    ] + [
+        f"target {name!r} has settings (TENURE_TARGETS__{name.upper()}__*) but no entry under the policy's "
+        "targets:"
+        for name in sorted(configured - planned)
+    ]
+    if problems:
+        raise TargetMismatch("; ".join(problems))
+
+
 @contextlib.asynccontextmanager
 async def open_connectors(settings: Settings) -> AsyncIterator[Connectors]:
     """Build the configured connectors and close them afterwards (each is an async context manager); the
-    settings' secrets are registered with the scrubber meanwhile."""
+    settings' secrets are registered with the scrubber meanwhile. ``targets``: one identity provider per
+    ``TENURE_TARGETS__<NAME>__*``, built like ``TENURE_IDP__*``."""
     scrubber = register_settings_secrets(settings)  # held while the connectors are open
     async with contextlib.AsyncExitStack() as stack:
         hris = await stack.enter_async_context(build_hris(settings.hris))
         idp = await stack.enter_async_context(build_identity_provider(settings.idp))
+        targets = {
+            name: await stack.enter_async_context(build_identity_provider(target))
+            for name, target in sorted(settings.targets.items())
+        }
         ticketing = build_ticketing(settings.ticketing)
         if ticketing is not None:
             await stack.enter_async_context(ticketing)
         notifier = build_notifier(settings.notify)
         if notifier is not None:
             await stack.enter_async_context(notifier)
-        yield Connectors(hris=hris, idp=idp, ticketing=ticketing, notifier=notifier)
+        yield Connectors(hris=hris, idp=idp, ticketing=ticketing, notifier=notifier, targets=targets)
     del scrubber

@@ -48,12 +48,13 @@ def secret_values(model: BaseModel) -> list[str]:
     found: list[str] = []
     for name in type(model).model_fields:
         value = getattr(model, name)
-        if isinstance(value, SecretStr):
-            secret = value.get_secret_value()
-            if secret and not secret.startswith(PREFECT_BLOCK_PREFIX):
-                found.append(secret)
-        elif isinstance(value, BaseModel):
-            found += secret_values(value)
+        for item in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(item, SecretStr):
+                secret = item.get_secret_value()
+                if secret and not secret.startswith(PREFECT_BLOCK_PREFIX):
+                    found.append(secret)
+            elif isinstance(item, BaseModel):
+                found += secret_values(item)
     return found
 
 
@@ -228,7 +229,10 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.tenure/tenure.db"
     policy_file: Path = Path("examples/policy.yaml")
-    idp: IdPSettings = Field(default_factory=IdPSettings)
+    idp: IdPSettings = Field(default_factory=IdPSettings)  # the target "directory"
+    # more provisioning targets: TENURE_TARGETS__<NAME>__KIND / __BASE_URL / __TOKEN / ... (the keys of
+    # TENURE_IDP__*) is target <name>, lower-case; the policy's ``targets:`` says what each gets
+    targets: dict[str, IdPSettings] = Field(default_factory=dict)
     hris: HRISSettings = Field(default_factory=HRISSettings)
     ticketing: TicketingSettings = Field(default_factory=TicketingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)

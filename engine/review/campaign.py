@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from connectors.protocols import IdentityProvider, Ticketing
 from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
-from lifecycle.actions import Plan, RecordReviewDecision
+from lifecycle.actions import DIRECTORY, Plan, RecordReviewDecision
 from lifecycle.policy import Policy
 from lifecycle.recommend import Recommendation
 from lifecycle.review import Finding, FindingKind, remediation
@@ -51,6 +51,7 @@ EXPORT_FIELDS = (
     "account_id",
     "user_name",
     "group",
+    "target",
     "reviewer",
     "decision",
     "decided_by",
@@ -68,7 +69,16 @@ EXPORT_FIELDS = (
 )
 
 # the fields a campaign item keeps of its finding (kind is stored as its value)
-FINDING_FIELDS: set[str] = {"id", "account_id", "user_name", "employee_id", "group", "revoke_group", "detail"}
+FINDING_FIELDS: set[str] = {
+    "id",
+    "account_id",
+    "user_name",
+    "employee_id",
+    "group",
+    "revoke_group",
+    "detail",
+    "target",
+}
 
 
 class ReviewError(ValueError):
@@ -86,8 +96,9 @@ def new_applier(
     *,
     dry_run: bool = False,
     step_factory: Any = None,
+    targets: Mapping[str, IdentityProvider] | None = None,
 ) -> Applier:
-    applier = Applier(idp=idp, ticketing=ticketing, auditor=auditor, dry_run=dry_run)
+    applier = Applier(idp=idp, targets=targets, ticketing=ticketing, auditor=auditor, dry_run=dry_run)
     if step_factory is not None:
         step: Step = step_factory(applier)
         applier.step = step
@@ -153,7 +164,7 @@ def store_campaign(
             item.auto = True
             item.decision, item.decided_by, item.decided_at = Decision.REVOKE, AUTO_REVIEWER, now
             item.reason = f"policy review.auto_remediate includes {finding.kind.value}"
-            item.action_taken = f"{result.action.kind.value} {result.action.target}"
+            item.action_taken = f"{result.action.kind.value} {result.action.subject}"
             item.action_outcome, item.action_at = result.outcome.value, now
         items.append(item)
     with session_scope(database_url) as session:
@@ -203,8 +214,10 @@ async def decide(
     flagged: bool = False,
     allow_closed: bool = False,
     step_factory: Any = None,
+    targets: Mapping[str, IdentityProvider] | None = None,
 ) -> ReviewItem:
-    """Record a keep/revoke decision (module docstring); a revoke needs ``idp``.
+    """Record a keep/revoke decision (module docstring); a revoke needs ``idp`` (and, for an item of another
+    target, that target's connector in ``targets``).
 
     Repeating the same decision is a no-op, except that a revoke whose action failed is retried. A
     different decision on a decided item, or any decision in a closed campaign, raises ReviewError; so do an
@@ -224,7 +237,7 @@ async def decide(
             return item
     if decision == Decision.REVOKE and idp is None:
         raise ReviewError("revoking needs the identity provider")
-    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory)
+    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory, targets=targets)
     if item.decision is None:
         days = _recertify_days(policy, item.revoke_group)
         record = RecordReviewDecision(
@@ -267,10 +280,12 @@ async def decide(
 async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
     action = remediation(finding_of(item))
     report = await applier.apply(
-        Plan(employee_id=action.employee_id, event="none", actions=[action]), account_for(item)
+        Plan(employee_id=action.employee_id, event="none", actions=[action]),
+        account_for(item) if action.target == DIRECTORY else None,
+        accounts={action.target: account_for(item)},
     )
     result = report.results[0]
-    item.action_taken = f"{action.kind.value} {action.target}"
+    item.action_taken = f"{action.kind.value} {action.subject}"
     item.action_outcome, item.action_at = result.outcome.value, now
     save(applier.database_url, item)
     applier.note(
@@ -285,7 +300,7 @@ async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
             "item": item.id,
             "kind": item.kind,
             "action": action.kind.value,
-            "target": action.target,
+            "target": action.subject,
         },
     )
 
@@ -313,6 +328,7 @@ def export_rows(database_url: str, campaign_id: str) -> list[dict[str, Any]]:
             "account_id": i.account_id,
             "user_name": i.user_name,
             "group": i.group or "",
+            "target": i.target,
             "reviewer": i.reviewer,
             "decision": i.decision or "",
             "decided_by": i.decided_by or "",

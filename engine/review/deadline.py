@@ -9,7 +9,7 @@ through the one door (:class:`engine.applier.Applier`); undecided items at the d
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,11 +72,13 @@ async def process_deadlines(
     auditor: Auditor,
     now: datetime | None = None,
     step_factory: Callable[[Applier], Step] | None = None,
+    targets: Mapping[str, IdentityProvider] | None = None,
 ) -> DeadlineReport:
-    """Remind, escalate and settle every open campaign as its dates come (each step once, audited)."""
+    """Remind, escalate and settle every open campaign as its dates come (each step once, audited).
+    ``targets``: the other provisioning targets' connectors (revoking their items)."""
     now = now or datetime.now(UTC)
     report = DeadlineReport()
-    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory)
+    applier = new_applier(idp, ticketing, auditor, step_factory=step_factory, targets=targets)
     with session_scope(database_url) as session:
         campaigns = session.exec(
             select(ReviewCampaign).where(ReviewCampaign.status == CampaignStatus.OPEN)
@@ -119,6 +121,7 @@ async def process_deadlines(
                 now=now,
                 flagged=keep,
                 step_factory=step_factory,
+                targets=targets,
             )
             applier.note(
                 action="review.deadline",

@@ -21,10 +21,12 @@ from connectors.protocols import HRIS, IdentityProvider, Ticketing
 from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
 from engine.review.campaign import account_for, campaign_reference, new_applier, store_campaign
-from lifecycle.actions import Action, OpenTicket, Plan
+from lifecycle.actions import DIRECTORY, Action, OpenTicket, Plan
+from lifecycle.correlation import correlate
 from lifecycle.policy import Policy
 from lifecycle.recommend import Peers, Provenance, Recommendation, recommend_finding
 from lifecycle.review import Finding, FindingKind, count_by_kind, find, remediation, route_reviewers
+from lifecycle.targets import target_policy
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee, TicketRequest
@@ -59,6 +61,12 @@ async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int
             invalid += 1
             continue
         employees[record.employee_id] = record
+    accounts, memberships = await _accounts(idp, page_size)
+    return Inventory(employees=employees, accounts=accounts, invalid_records=invalid, memberships=memberships)
+
+
+async def _accounts(idp: IdentityProvider, page_size: int) -> tuple[list[Account], int]:
+    """Every account of one target with its memberships, and the number of memberships."""
     accounts: list[Account] = []
     async for page in idp.iter_users(page_size=page_size):
         accounts.extend(page)
@@ -73,7 +81,25 @@ async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int
         accounts = [a.model_copy(update={"groups": frozenset(by_account.get(a.id, ()))}) for a in accounts]
     else:
         memberships = sum(len(a.groups) for a in accounts)
-    return Inventory(employees=employees, accounts=accounts, invalid_records=invalid, memberships=memberships)
+    return accounts, memberships
+
+
+async def _target_findings(
+    name: str,
+    idp: IdentityProvider,
+    inventory: Inventory,
+    approvals: dict[str, dict[str, datetime]],
+    now: datetime,
+    policy: Policy,
+) -> list[Finding]:
+    """One target's findings (:func:`lifecycle.review.find` with its view of the policy and correlation)."""
+    accounts, memberships = await _accounts(idp, 200)
+    inventory.accounts += accounts
+    inventory.memberships += memberships
+    target = policy.targets[name]
+    correlation = correlate(accounts, inventory.employees.values(), target.correlation, policy.naming)
+    view = target_policy(policy, target)
+    return find(inventory.employees, [], approvals, now, view, target=name, correlation=correlation)
 
 
 def load_approvals(database_url: str) -> dict[str, dict[str, datetime]]:
@@ -123,6 +149,7 @@ class ReviewRun:
                 "kind": f.kind.value,
                 "employee_id": f.employee_id or "",
                 "account_id": f.account_id,
+                "target": f.target,
                 "group": f.group or "",
                 "handling": self.handling(f),
             }
@@ -146,9 +173,9 @@ class ReviewRun:
 
 async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, ActionResult]:
     """Apply the remediations, one plan per account (disables first), each action once."""
-    by_account: dict[str, list[Finding]] = defaultdict(list)
+    by_account: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for finding in findings:
-        by_account[finding.account_id].append(finding)
+        by_account[(finding.target, finding.account_id)].append(finding)
     results: dict[str, ActionResult] = {}
     for account_findings in by_account.values():
         actions: dict[str, Action] = {}
@@ -157,7 +184,9 @@ async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, Act
             actions.setdefault(action.key, action)
         ordered = sorted(actions.values(), key=lambda a: a.kind.value != "disable_account")
         plan = Plan(employee_id=ordered[0].employee_id, event="none", actions=ordered)
-        report = await applier.apply(plan, account_for(account_findings[0]))
+        account = account_for(account_findings[0])
+        where = account_findings[0].target
+        report = await applier.apply(plan, account if where == DIRECTORY else None, accounts={where: account})
         by_key = {r.action.key: r for r in report.results}
         for finding in account_findings:
             results[finding.id] = by_key[remediation(finding).key]
@@ -174,14 +203,18 @@ async def run_review(
     now: datetime | None = None,
     dry_run: bool = False,
     step_factory: Callable[[Applier], Step] | None = None,
+    targets: Mapping[str, IdentityProvider] | None = None,
 ) -> ReviewRun:
     """One access review run (see the module docstring). ``dry_run`` audits the auto-remediations as
-    planned and creates no campaign, no tickets and no finding rows."""
+    planned and creates no campaign, no tickets and no finding rows. ``targets``: the policy's other
+    provisioning targets, reviewed each with its own view of the policy; every finding names its target."""
     now = now or datetime.now(UTC)
     inventory = await collect_inventory(hris, idp)
-    findings = find(
-        inventory.employees, inventory.accounts, load_approvals(auditor.database_url), now, policy
-    )
+    approvals = load_approvals(auditor.database_url)
+    findings = find(inventory.employees, inventory.accounts, approvals, now, policy)
+    targets = {name: t for name, t in (targets or {}).items() if name in policy.targets}
+    for name, target_idp in targets.items():
+        findings += await _target_findings(name, target_idp, inventory, approvals, now, policy)
     run = ReviewRun(
         findings=findings,
         accounts=len(inventory.accounts),
@@ -192,7 +225,9 @@ async def run_review(
     auto_kinds = {FindingKind(k) for k in policy.review.auto_remediate}
     auto = [f for f in findings if f.kind in auto_kinds]
     manual = [f for f in findings if f.kind not in auto_kinds]
-    applier = new_applier(idp, ticketing, auditor, dry_run=dry_run, step_factory=step_factory)
+    applier = new_applier(
+        idp, ticketing, auditor, dry_run=dry_run, step_factory=step_factory, targets=targets
+    )
     run.auto = await _remediate(auto, applier)
     if dry_run:
         return run
@@ -212,6 +247,7 @@ async def run_review(
                 "finding": f.id,
                 "kind": f.kind.value,
                 "group": f.group,
+                "provisioning_target": f.target,
                 "campaign": campaign_id,
                 "handling": run.handling(f),
             },

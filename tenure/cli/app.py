@@ -192,7 +192,7 @@ def plan_command(
     if plan.skipped_reason:
         out.print(f"skipped: {plan.skipped_reason}")
     for i, action in enumerate(plan.actions, 1):
-        out.print(f"{i:>3}. {action.kind.value:<18} {action.target:<28} {action.reason}")
+        out.print(f"{i:>3}. {action.target:<12} {action.kind.value:<18} {action.subject:<28} {action.reason}")
 
 
 @app.command("apply")
@@ -221,7 +221,8 @@ def apply_command(
     write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
     for result in report.results:
         out.print(
-            f"{result.outcome.value:<8} {result.action.kind.value:<18} {result.action.target:<28} "
+            f"{result.outcome.value:<8} {result.action.target:<12} {result.action.kind.value:<18} "
+            f"{result.action.subject:<28} "
             f"{result.detail or result.action.reason}"
         )
     if report.error:

@@ -61,14 +61,19 @@ def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
             f"TENURE_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         )
         fail(f"invalid settings: {problems}")
-    from tenure.compose import register_settings_secrets  # the vendor modules load only when needed
+    from tenure.compose import (  # the vendor modules load only when needed
+        TargetMismatch,
+        check_targets,
+        register_settings_secrets,
+    )
 
     _scrubber = register_settings_secrets(settings)
     policy = None
     if with_policy:
         try:
             policy = load_policy(settings.policy_file)
-        except PolicyError as exc:
+            check_targets(settings, policy.targets)
+        except (PolicyError, TargetMismatch) as exc:
             fail(str(exc))
     return settings, policy
 

@@ -61,6 +61,7 @@ def review_run(
         return await run_review(
             hris=connectors.hris,
             idp=connectors.idp,
+            targets=connectors.targets,
             ticketing=connectors.ticketing,
             policy=policy,
             auditor=auditor,
@@ -77,8 +78,8 @@ def review_run(
         out.print(f"  {kind:<18} {count}")
     for row in run.summary_rows():
         out.print(
-            f"{row['finding']}  {row['kind']:<18} {row['employee_id'] or '-':<10} {row['group'] or '-':<24} "
-            f"{row['handling']}"
+            f"{row['finding']}  {row['kind']:<18} {row['target']:<12} {row['employee_id'] or '-':<10} "
+            f"{row['group'] or '-':<24} {row['handling']}"
         )
     if run.campaign_id:
         out.print(
@@ -114,6 +115,7 @@ def review_decide(
             by=by,
             reason=reason,
             idp=connectors.idp if connectors else None,
+            targets=connectors.targets if connectors else None,
             ticketing=connectors.ticketing if connectors else None,
             policy=policy,
             auditor=auditor,
@@ -147,6 +149,7 @@ def review_deadline() -> None:
         return await process_deadlines(
             database_url=settings.database_url,
             idp=connectors.idp,
+            targets=connectors.targets,
             ticketing=connectors.ticketing,
             policy=policy,
             auditor=auditor,

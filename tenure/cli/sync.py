@@ -54,6 +54,7 @@ def sync_command(
         engine = SyncEngine(
             hris=connectors.hris,
             idp=connectors.idp,
+            targets=connectors.targets,
             ticketing=connectors.ticketing,
             policy=policy,
             auditor=auditor,
@@ -77,12 +78,27 @@ def sync_command(
             reading = progress.add_task("reading HRIS and IdP", total=None)
             await engine.prepare()
             progress.update(reading, total=1, completed=1)
+            if dry_run:
+                _print_plans(engine)
             applying = progress.add_task("applying", total=max(engine.report.planned, 1))
 
             def on_progress(done: int, total: int) -> None:
                 progress.update(applying, completed=done, total=max(total, 1))
 
             return await engine.run(on_progress=on_progress)
+
+    def _print_plans(engine: SyncEngine) -> None:
+        """A dry run shows what it would do: the ``link`` actions (adoptions) first, then the rest, each line
+        naming the target."""
+        from lifecycle.actions import ActionKind
+
+        actions = [a for batch in engine.batches for work in batch for a in work.plan.actions]
+        links = [a for a in actions if a.kind is ActionKind.LINK_ACCOUNT]
+        for action in [*links, *(a for a in actions if a.kind is not ActionKind.LINK_ACCOUNT)]:
+            out.print(
+                f"planned {action.employee_id:<12} {action.target:<12} {action.kind.value:<18} "
+                f"{action.subject:<28} {action.reason}"
+            )
 
     report: Any = run_with_connectors(settings, _sync)
     write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key
@@ -103,8 +119,12 @@ def sync_command(
             markup=True,
             highlight=False,
         )
+    for line in report.disputes:
+        console.print(f"[red]disputed[/red] {line}", markup=True, highlight=False)
     if report.refused:
-        fail(report.brake.message, EXIT_FAILED)
+        fail(report.refusal, EXIT_FAILED)
+    if report.disputes:
+        fail(f"{len(report.disputes)} disputed account(s) left untouched (review them)", EXIT_FAILED)
     if not report.ok:
         fail(f"{report.failed} employee(s) failed", EXIT_FAILED)
     out.print(report.summary())

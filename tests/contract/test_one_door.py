@@ -115,7 +115,7 @@ async def _plan_groups(
     plan, _ = await plan_employee(
         employee_id, connectors=connectors, policy=policy, database_url=world.database_url, now=now
     )
-    return [(a.kind.value, a.target) for a in plan.actions]
+    return [(a.kind.value, a.subject) for a in plan.actions]
 
 
 async def _member_of(world: World, employee_id: str) -> frozenset[str]:

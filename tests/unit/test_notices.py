@@ -105,7 +105,7 @@ def test_a_manager_who_resolves_to_nobody_means_the_fallback_recorded_and_ids_on
     employee = HIRE.model_copy(update={"manager_id": manager_id})
     [notice] = _joiner(manager, employee)
     assert notice.to == "it-ops@example.com" and notice.fallback and why in notice.reason
-    assert "Lovelace" not in notice.body + notice.subject and "E1's account" in notice.body
+    assert "Lovelace" not in notice.body + notice.headline and "E1's account" in notice.body
     assert "(UTC)" in notice.body  # the fallback's clock: the policy's default time zone
 
 

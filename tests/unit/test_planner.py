@@ -94,7 +94,7 @@ def account_for(
 
 
 def kinds(p: Plan) -> list[tuple[ActionKind, str]]:
-    return [(a.kind, a.target) for a in p.actions]
+    return [(a.kind, a.subject) for a in p.actions]
 
 
 def only(p: Plan, kind: ActionKind) -> Any:
@@ -164,7 +164,7 @@ def test_collision_gets_suffix() -> None:
     """Another account holding john.smith makes the joiner john.smith2 (email follows)."""
     p = plan(employee(), None, POLICY, utc(2025, 3, 10), taken_user_names=frozenset({"john.smith"}))
     create = only(p, K.CREATE_ACCOUNT)
-    assert create.target == "john.smith2"
+    assert create.subject == "john.smith2"
     assert params(create)["email"] == "john.smith2@example.com"
 
 
@@ -184,7 +184,7 @@ def test_pending_without_hire_date_is_skipped() -> None:
 def test_unknown_department_gets_only_everyone_groups() -> None:
     """A department no rule knows gets only the everyone-rule groups."""
     p = plan(employee(department="Astrology"), None, POLICY, utc(2025, 3, 10))
-    assert [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)] == ["all-staff"]
+    assert [a.subject for a in p.of_kind(K.ADD_MEMBERSHIP)] == ["all-staff"]
 
 
 # --- active, movers, privileged groups -------------------------------------------------------------------
@@ -255,9 +255,9 @@ def test_name_change_keeps_user_name_and_email() -> None:
 def test_privileged_group_from_rule_requests_approval() -> None:
     """A rule naming a privileged group yields REQUEST_APPROVAL, not membership, without an approval."""
     p = plan(employee(department="Ops"), None, POLICY, utc(2025, 3, 10))
-    assert "prod-admin" not in [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)]
+    assert "prod-admin" not in [a.subject for a in p.of_kind(K.ADD_MEMBERSHIP)]
     request = only(p, K.REQUEST_APPROVAL)
-    assert request.target == "prod-admin"
+    assert request.subject == "prod-admin"
     assert params(request) == {"approvers": ["security-lead"], "timeout_hours": 48}
     assert kinds(p).index((K.REQUEST_APPROVAL, "prod-admin")) > kinds(p).index((K.ADD_MEMBERSHIP, "ops"))
     assert kinds(p).index((K.REQUEST_APPROVAL, "prod-admin")) < kinds(p).index((K.OPEN_TICKET, "laptop"))
@@ -272,7 +272,7 @@ def test_approved_privileged_group_is_added() -> None:
         utc(2025, 3, 10),
         history=History(granted=frozenset({"prod-admin"})),
     )
-    assert "prod-admin" in [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)]
+    assert "prod-admin" in [a.subject for a in p.of_kind(K.ADD_MEMBERSHIP)]
     assert p.of_kind(K.REQUEST_APPROVAL) == []
 
 
@@ -500,7 +500,7 @@ def test_ticket_renders_only_template_fields() -> None:
     policy = POLICY.model_copy(update={"tickets": TicketPolicy(joiner=[template])})
     p = plan(employee(manager_id=None), None, policy, utc(2025, 3, 3, 12))
     (ticket,) = p.of_kind(K.OPEN_TICKET)
-    assert ticket.target == "badge"
+    assert ticket.subject == "badge"
     assert params(ticket) == {
         "title": "Badge John Smith Berlin n/a",
         "body": "john.smith/n/a/2025-03-03/badge",
@@ -539,14 +539,14 @@ def test_example_policy_joiner_end_to_end() -> None:
     policy = load_policy(Path(__file__).resolve().parents[2] / "examples" / "policy.yaml")
     emp = employee(first_name="Zoë", last_name="Ångström-Łukasz", status=EmployeeStatus.PENDING)
     p = plan(emp, None, policy, utc(2025, 2, 27))
-    assert p.actions[0].target == "zoe.angstrom-lukasz"
-    assert [a.target for a in p.of_kind(K.ADD_MEMBERSHIP)] == [
+    assert p.actions[0].subject == "zoe.angstrom-lukasz"
+    assert [a.subject for a in p.of_kind(K.ADD_MEMBERSHIP)] == [
         "all-staff",
         "engineering",
         "github-users",
         "office-berlin",
     ]
-    assert [a.target for a in p.of_kind(K.OPEN_TICKET)] == ["laptop", "badge"]
+    assert [a.subject for a in p.of_kind(K.OPEN_TICKET)] == ["laptop", "badge"]
     account = apply_plan(None, p)
     assert account is not None and not account.active
     assert account.email == "zoe.angstrom-lukasz@example.com"

@@ -194,7 +194,7 @@ def test_active_employee_never_loses_a_policy_granted_group(
     granted = {g for _, rule in matching_rules(employee, policy) for g in rule.groups}
     granted |= approvals & policy.privileged_names
     p = plan(employee, account, policy, now, history=History(granted=approvals))
-    removed = {a.target for a in p.of_kind(K.REMOVE_MEMBERSHIP)}
+    removed = {a.subject for a in p.of_kind(K.REMOVE_MEMBERSHIP)}
     assert not removed & granted
     assert K.DISABLE_ACCOUNT not in {a.kind for a in p.actions}
 
@@ -212,7 +212,7 @@ def test_only_managed_groups_are_ever_removed(
 ) -> None:
     """Groups outside policy (granted by hand) are never removed, for any employee state."""
     p = plan(employee, account, policy, now, history=History(granted=approvals))
-    assert {a.target for a in p.of_kind(K.REMOVE_MEMBERSHIP)} <= policy.managed_groups
+    assert {a.subject for a in p.of_kind(K.REMOVE_MEMBERSHIP)} <= policy.managed_groups
 
 
 @PROPS
@@ -344,5 +344,5 @@ def test_plan_order_and_unique_keys(
             K.OPEN_TICKET: 6,
         }
         schedule = {"enable": 2, "create": 7, "disable": 7}
-    ranks = [schedule[a.target] if a.kind is K.SCHEDULE else rank[a.kind] for a in p.actions]
+    ranks = [schedule[a.subject] if a.kind is K.SCHEDULE else rank[a.kind] for a in p.actions]
     assert ranks == sorted(ranks)

@@ -208,6 +208,7 @@ async def test_run_auto_remediates_and_routes(fresh_sqlite_url: str) -> None:
         "outside_policy": 1,
         "sod_conflict": 0,
         "recertification": 1,
+        "disputed": 0,
     }
     assert idp.accounts["acc-E1"].active is False and ("deactivate", "acc-E1") in idp.calls
     assert run.invalid_records == 1

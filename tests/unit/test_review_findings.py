@@ -246,7 +246,7 @@ def test_remediation_kind(kind: FindingKind, expected: ActionKind) -> None:
     )
     action = remediation(finding)
     assert action.kind is expected
-    assert action.target == ("ada" if expected is ActionKind.DISABLE_ACCOUNT else "g2")
+    assert action.subject == ("ada" if expected is ActionKind.DISABLE_ACCOUNT else "g2")
     assert action.employee_id == "account:a1"
 
 
