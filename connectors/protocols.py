@@ -5,12 +5,12 @@ All methods are async. Errors come from :mod:`connectors.errors`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Self, runtime_checkable
 
-from connectors.errors import InvalidRecordError
+from connectors.errors import ConnectorError, InvalidRecordError
 from models.domain import (
     Account,
     AccountAttributes,
@@ -99,6 +99,16 @@ class IdentityProvider(Protocol):
 
     async def remove_member(self, group_id: str, account_id: str) -> None:
         """Idempotent: removing a non-member is not an error."""
+        ...
+
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """Add many members to one group in as few requests as the vendor allows, judged per member: returns
+        the account ids that failed, with their error (empty: every one is a member now). Idempotent like
+        :meth:`add_member`. Raises ConnectorError only when nothing could be judged (every member failed)."""
+        ...
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """Remove many members from one group, as :meth:`add_members` (a non-member is not an error)."""
         ...
 
     async def last_sign_in(self, account_id: str) -> datetime | None:

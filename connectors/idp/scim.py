@@ -45,7 +45,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -83,6 +83,7 @@ from connectors.http import (
     json_body,
     raise_for_status,
 )
+from connectors.idp.members import one_by_one
 from connectors.redaction import cut
 from models.domain import Account, AccountAttributes, Group
 
@@ -106,7 +107,9 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_MEDIA_TYPE = "application/scim+json"
 LAST_SIGN_IN_KEYS = ("lastlogin", "lastsignin", "lastsignindatetime", "lastlogintime")
 _ATTR_PATH = re.compile(r"^(?:urn:[\w.:\-]+:)?[A-Za-z][\w$\-]*(?:\.[A-Za-z][\w$\-]*)?$")
-_VERSION_CACHE_SIZE = 10_000
+_VERSION_CACHE_SIZE = 50_000
+MAX_MEMBERS_PER_PATCH = 1_000  # member values in one PATCH of a group (kept well under body limits)
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 
 
 # --------------------------------------------------------------------------------------------- pure helpers
@@ -364,6 +367,9 @@ class SCIMIdentityProvider(ClosesAPI):
         self._config_lock = asyncio.Lock()
         self._versions: OrderedDict[str, str] = OrderedDict()
         self._employee_ids: dict[str, str | None] = {}  # account id -> employee id (manager resolution)
+        self._account_ids: dict[str, str] = {}  # employee id -> account id (managers, from pages read)
+        self._listed = False  # a whole iter_users pass finished: _account_ids knows every account
+        self._known: OrderedDict[str, Account] = OrderedDict()  # account id -> the account as last read
 
     def __repr__(self) -> str:
         return f"SCIMIdentityProvider(source={self.source!r}, api={self.api!r})"
@@ -455,6 +461,8 @@ class SCIMIdentityProvider(ClosesAPI):
             self._remember_version(user.id, None, user)
             if user.id:
                 self._employee_ids[user.id] = user.external_id
+                if user.external_id:
+                    self._account_ids[user.external_id] = str(user.id)
         return users
 
     def _list_response(self, data: Any) -> dict[str, Any]:
@@ -490,8 +498,27 @@ class SCIMIdentityProvider(ClosesAPI):
     async def _account(self, user: Any, extra: dict[str, Any]) -> Account:
         if user.id:
             self._employee_ids[user.id] = user.external_id
+            if user.external_id:
+                self._account_ids[user.external_id] = str(user.id)
         manager = await self._manager_employee_id(_manager_account_id(user))
-        return account_from_user(user, manager_id=manager, extra=extra)
+        return self._remember(account_from_user(user, manager_id=manager, extra=extra))
+
+    def _remember(self, account: Account) -> Account:
+        """Keep ``account`` as the server last showed it (an update of exactly it needs no read-back)."""
+        self._known[account.id] = account
+        self._known.move_to_end(account.id)
+        while len(self._known) > _VERSION_CACHE_SIZE:
+            self._known.popitem(last=False)
+        return account
+
+    def _known_after(self, account: Account, changes: dict[str, Any]) -> Account | None:
+        """The account after a PATCH of ``changes`` answered 204, when that follows from what we know: the
+        caller's account is the one the server last showed us (else None: read it back)."""
+        known = self._known.get(account.id)
+        if known is None or known.model_copy(update={"groups": account.groups}) != account:
+            return None
+        values = {k: (None if v == "" else v) for k, v in changes.items()}
+        return self._remember(account.model_copy(update=values))
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
         """The account whose ``externalId`` is ``employee_id``; ConflictError if several claim it."""
@@ -549,6 +576,7 @@ class SCIMIdentityProvider(ClosesAPI):
                 break
         if held_back:
             yield [await self._account(u, x) for u, x in held_back]
+        self._listed = True
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
@@ -585,6 +613,8 @@ class SCIMIdentityProvider(ClosesAPI):
                 sleep=self.api.sleep,
                 backoff_base=self.api.backoff_base,
                 existed=Account.found,
+                # a whole listing just showed no account for this employee: no look-up before the POST
+                known_absent=self._listed and attributes.employee_id not in self._account_ids,
             )
         except ConflictError as exc:
             holder = await self.find_user_by_username(attributes.user_name)
@@ -608,6 +638,8 @@ class SCIMIdentityProvider(ClosesAPI):
         """The manager's account id for their employee id, or None while they have no account."""
         if not manager_employee_id:
             return None
+        if manager_employee_id in self._account_ids:  # seen in a page read (or created) by this connector
+            return self._account_ids[manager_employee_id]
         manager = await self.find_user_by_employee_id(manager_employee_id)
         if manager is None:
             log.info("%s: manager has no account yet; manager attribute skipped", self.source)
@@ -625,8 +657,12 @@ class SCIMIdentityProvider(ClosesAPI):
             if not ops:
                 user, extra = await self._get_user(account.id)
                 return await self._account(user, extra)
-            patched = await self._patch_user(account.id, ops, read_back=True)
-            assert patched is not None
+            patched = await self._patch_user(account.id, ops, read_back=False)
+            if patched is None:  # 204: the effect is known when the caller's account is current
+                patched = self._known_after(account, changes)
+            if patched is None:
+                user, extra = await self._get_user(account.id)
+                patched = await self._account(user, extra)
             return patched
         return await self._replace_user(account.id, changes, manager)
 
@@ -696,6 +732,8 @@ class SCIMIdentityProvider(ClosesAPI):
         if await self._patch_supported():
             operation = {"op": "replace", "path": "active", "value": active}
             await self._patch_user(account_id, [operation], read_back=False)
+            if (known := self._known.get(account_id)) is not None:
+                self._remember(known.model_copy(update={"active": active}))
         else:
             await self._replace_user(account_id, {"active": active}, None)
 
@@ -714,7 +752,9 @@ class SCIMIdentityProvider(ClosesAPI):
         except NotFoundError:
             log.info("%s: account %s was already deleted", self.source, account_id)
         self._versions.pop(account_id, None)
-        self._employee_ids.pop(account_id, None)
+        self._known.pop(account_id, None)
+        if (employee_id := self._employee_ids.pop(account_id, None)) is not None:
+            self._account_ids.pop(employee_id, None)
 
     # ----------------------------------------------------------------------------------------- groups
 
@@ -768,6 +808,148 @@ class SCIMIdentityProvider(ClosesAPI):
                 return
             raise
 
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One PATCH ``add`` of every value to ``members`` (RFC 7644 §3.5.2.1), up to
+        :data:`MAX_MEMBERS_PER_PATCH` values a request; see :meth:`_change_members`."""
+        return await self._change_members(group_id, account_ids, add=True)
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One PATCH ``remove`` of ``members[value eq "a" or value eq "b" …]`` (RFC 7644 §3.5.2.2, a filter
+        with ``or``, §3.4.2.2); none of them being a member (``noTarget``) is not an error."""
+        return await self._change_members(group_id, account_ids, add=False)
+
+    async def _change_members(
+        self, group_id: str, account_ids: Sequence[str], *, add: bool
+    ) -> dict[str, ConnectorError]:
+        """Many members in one request per chunk. A PATCH is atomic (RFC 7644 §3.5.2: one failed operation
+        fails it all), so a refused chunk is judged member by member: through ``/Bulk`` (§3.7, one operation
+        per member, within ``maxOperations`` and ``maxPayloadSize``) when ``/ServiceProviderConfig`` offers it,
+        else one PATCH per member. Without PATCH the group is read and PUT back once with every change."""
+        ids = list(dict.fromkeys(account_ids))
+        if not ids:
+            return {}
+        if not await self._patch_supported():
+            return await self._replace_many(group_id, ids, add=add)
+        failed: dict[str, ConnectorError] = {}
+        for start in range(0, len(ids), MAX_MEMBERS_PER_PATCH):
+            chunk = ids[start : start + MAX_MEMBERS_PER_PATCH]
+            try:
+                await self._patch_members(group_id, chunk, add=add)
+            except PermanentAPIError as exc:
+                if exc.status_code in (401, 403, 404):
+                    raise  # the group or the credentials, not a member: nothing to judge one by one
+                failed |= await self._judge_members(group_id, chunk, add=add)
+        return failed
+
+    async def _patch_members(self, group_id: str, ids: list[str], *, add: bool) -> None:
+        if add:
+            ops = [{"op": "add", "path": "members", "value": [{"value": a} for a in ids]}]
+        else:
+            terms = " or ".join(scim_filter_eq("value", a) for a in ids)
+            ops = [{"op": "remove", "path": f"members[{terms}]"}]
+        try:
+            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+        except PermanentAPIError as exc:
+            if add or not (exc.status_code == 400 and _scim_type(exc) == "noTarget"):
+                raise
+
+    async def _judge_members(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
+        config = await self.service_provider_config()
+        bulk = config.bulk
+        if not (bulk and bulk.supported):
+            return await self._one_by_one(group_id, ids, add=add)
+        operations = []
+        for account_id in ids:
+            if add:
+                op = {"op": "add", "path": "members", "value": [{"value": account_id}]}
+            else:
+                op = {"op": "remove", "path": f"members[{scim_filter_eq('value', account_id)}]"}
+            operations.append(
+                {
+                    "method": "PATCH",
+                    "path": f"/Groups/{_segment(group_id)}",
+                    "bulkId": account_id,
+                    "data": {"schemas": [PATCH_SCHEMA], "Operations": [op]},
+                }
+            )
+        failed: dict[str, ConnectorError] = {}
+        for part in _bulk_parts(operations, bulk.max_operations, bulk.max_payload_size):
+            _, data = await self._call("POST", "Bulk", body={"schemas": [BULK_REQUEST], "Operations": part})
+            answers = (data or {}).get("Operations") if isinstance(data, dict) else None
+            if not isinstance(answers, list) or len(answers) != len(part):
+                raise ResponseValidationError(
+                    "BulkResponse does not answer every operation", source=self.source
+                )
+            for sent, answer in zip(part, answers, strict=True):
+                error = self._bulk_error(answer, removing=not add)
+                if error is not None:
+                    failed[sent["bulkId"]] = error
+        return failed
+
+    def _bulk_error(self, answer: Any, *, removing: bool) -> ConnectorError | None:
+        """The error of one BulkResponse operation (RFC 7644 §3.7.3: ``status`` and, on failure, an Error
+        ``response``), None when it succeeded (or removed a non-member)."""
+        status_text = str(answer.get("status", "")) if isinstance(answer, dict) else ""
+        status = int(status_text[:3]) if status_text[:3].isdigit() else 0
+        if 200 <= status < 300:
+            return None
+        response = answer.get("response") if isinstance(answer, dict) else None
+        scim_type = response.get("scimType") if isinstance(response, dict) else None
+        if removing and status == 400 and scim_type == "noTarget":
+            return None
+        detail = response.get("detail") if isinstance(response, dict) else None
+        message = cut(" ".join(str(p) for p in (scim_type, detail) if p) or "bulk operation failed", 300)
+        error: ConnectorError = PermanentAPIError(
+            f"HTTP {status or '?'}: {message}", source=self.source, status_code=status or None
+        )
+        return self.api.scrub(error)
+
+    async def _one_by_one(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
+        write = self.add_member if add else self.remove_member
+        return await one_by_one(ids, lambda a: write(group_id, a))
+
+    async def _replace_many(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
+        """Without PATCH: read the group, PUT it back with every change (If-Match, three tries); a refused PUT
+        is judged member by member."""
+        wanted = set(ids)
+        for attempt in (1, 2, 3):
+            response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
+            group = parse_group(data, source=self.source)
+            self._remember_version(group.id, response, group)
+            members = [m for m in group.members or [] if m.value]
+            values = {str(m.value) for m in members}
+            if (add and wanted <= values) or (not add and not wanted & values):
+                return {}
+            if add:
+                members += [GroupMember(value=a) for a in ids if a not in values]
+            else:
+                members = [m for m in members if str(m.value) not in wanted]
+            try:
+                await self._put_group(group, members, group_id)
+                return {}
+            except PermanentAPIError as exc:
+                if exc.status_code == 412 and attempt < 3:
+                    continue
+                if exc.status_code in (401, 403, 404, 412):
+                    raise
+                return await self._one_by_one(group_id, ids, add=add)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _put_group(self, group: Any, members: list[Any], group_id: str) -> None:
+        replacement = SCIMGroup(
+            id=group.id,
+            display_name=group.display_name,
+            external_id=group.external_id,
+            members=members or None,
+        )
+        payload = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+        payload["id"] = group.id
+        if not members:
+            payload["members"] = []
+        await self._call(
+            "PUT", f"Groups/{_segment(group_id)}", body=payload, headers=await self._if_match(group_id)
+        )
+
     async def _replace_members(
         self, group_id: str, *, add: str | None = None, remove: str | None = None
     ) -> None:
@@ -819,6 +1001,25 @@ def _group(group: Any) -> Group:
         name=group.display_name or "",
         member_ids=frozenset(str(m.value) for m in group.members or [] if m.value),
     )
+
+
+def _bulk_parts(
+    operations: list[dict[str, Any]], max_operations: int | None, max_payload: int | None
+) -> list[list[dict[str, Any]]]:
+    """Operations cut into Bulk requests of at most ``maxOperations`` operations and ``maxPayloadSize`` bytes
+    (RFC 7644 §3.7.4; the envelope's size is allowed for)."""
+    limit_ops = max(1, max_operations or len(operations))
+    limit_bytes = (max_payload or 1 << 62) - 200
+    parts: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for operation in operations:
+        length = len(json.dumps(operation)) + 1
+        if parts[-1] and (len(parts[-1]) >= limit_ops or size + length > limit_bytes):
+            parts.append([])
+            size = 0
+        parts[-1].append(operation)
+        size += length
+    return parts
 
 
 def _segment(resource_id: str) -> str:

@@ -261,6 +261,37 @@ class IdentityProviderContract:
         assert groups[engineering.id].member_ids & mine == {engineer.id}
         assert groups[all_staff.id].member_ids & mine == {engineer.id, seller.id}
 
+    def unknown_account_id(self) -> str:
+        """An account id shaped like the vendor's that names no account (override where ids look otherwise)."""
+        return str(uuid.uuid4())
+
+    async def test_add_and_remove_many_members(self, idp: IdentityProvider) -> None:
+        """add_members/remove_members write many memberships of one group, idempotently, and report none failed;
+        removing a non-member among them is fine."""
+        tag = self.tag()
+        group = await self.make_group(idp, f"bulk-{tag}")
+        accounts = [await idp.create_user(self.attributes(tag, n)) for n in range(1, 5)]
+        ids = [a.id for a in accounts]
+        assert await idp.add_members(group.id, ids[:3]) == {}
+        assert await idp.add_members(group.id, ids[:3]) == {}  # already members: nothing fails
+        assert await idp.list_members(group.id) == set(ids[:3])
+        assert await idp.remove_members(group.id, [ids[0], ids[1], ids[3]]) == {}  # ids[3] is no member
+        assert await idp.list_members(group.id) == {ids[2]}
+        assert await idp.remove_members(group.id, [ids[2]]) == {}
+        assert await idp.list_members(group.id) == set()
+
+    async def test_add_members_judges_each_member(self, idp: IdentityProvider) -> None:
+        """A member the provider refuses (an id that names no account) fails alone, with an error; the others
+        in the same call become members."""
+        tag = self.tag()
+        group = await self.make_group(idp, f"partial-{tag}")
+        good = [await idp.create_user(self.attributes(tag, n)) for n in (1, 2)]
+        unknown = self.unknown_account_id()
+        failed = await idp.add_members(group.id, [good[0].id, unknown, good[1].id])
+        assert set(failed) == {unknown}
+        assert failed[unknown].message
+        assert await idp.list_members(group.id) == {good[0].id, good[1].id}
+
     # ------------------------------------------------------------------ hostile input
 
     async def test_hostile_user_name_finds_exactly_that_user(self, idp: IdentityProvider) -> None:
