@@ -132,6 +132,7 @@ WRITERS = {
     "record",
     "record_many",
     "upsert_entry",
+    "upsert_entries",
     "upsert_grant",
     "cursor_put",
     "roster_count_put",
