@@ -308,7 +308,10 @@ class FastSCIM:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
                 length = int(headers.get("content-length") or 0)
                 raw = await reader.readexactly(length) if length else b""
                 status, payload = self.answer(method, target, headers, raw)

@@ -362,13 +362,14 @@ class APIClient:
                     ),
                     source=self.source,
                 ) from None
-        log.debug(
-            "%s %s -> %s in %.0f ms",
-            method,
-            redact_url(response.request.url),
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # redact_url is not free: only for a log that is written
+            log.debug(
+                "%s %s -> %s in %.0f ms",
+                method,
+                redact_url(response.request.url),
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
         self._note_quota(response)
         problem = self.classify(response) if self.classify is not None else None
         if problem is not None:

@@ -77,6 +77,12 @@ class IdentityProvider(Protocol):
         ``existing`` (:meth:`models.domain.Account.found`) so the caller records a look-up, not a creation."""
         ...
 
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """Create many accounts, each as :meth:`create_user` would (idempotent by employee id; one found is
+        marked ``existing``), in as few requests as the vendor allows: one result per item, in order — the
+        account, or the error that failed that one."""
+        ...
+
     async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
         """Write only ``changes`` (attribute name → new value, names as in AccountAttributes)."""
         ...

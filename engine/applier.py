@@ -66,12 +66,13 @@ from lifecycle.actions import (
     UpdateAccount,
 )
 from lifecycle.notices import with_ticket_ids
-from models.audit import AuditEventBase, Outcome, record_many, utcnow
+from models.audit import AuditEventBase, Outcome, append_events, utcnow
 from models.db import session_scope
 from models.directory import Mirror, MirrorChanges, mirror_put
 from models.domain import Account, Notice
 from models.ledger import (
     OPEN_STATUSES,
+    EntryRow,
     Grant,
     GrantStatus,
     LedgerEntry,
@@ -286,7 +287,7 @@ class Applier:
 
     def note_many(self, events: Iterable[AuditEventBase]) -> None:
         with session_scope(self.database_url) as session:
-            record_many(session=session, events=events)
+            append_events(session=session, events=events)
 
     def record_roster(self, name: str, count: int) -> None:
         """Remember how many HR records a full sync read (the next full sync's truncated-export check)."""
@@ -455,7 +456,7 @@ class Applier:
             open_by = open_entries_of(session=session, employee_ids=[plan.employee_id for plan, _ in held])
         runs: list[_Run] = []
         finishes: list[_Finish] = []
-        entries: list[LedgerEntry] = []
+        entries: list[EntryRow] = []
         for plan, account in held:
             carried, recovered, superseded = self._settle(plan, open_by.get(plan.employee_id, []))
             actions = [*plan.actions, *carried]
@@ -489,6 +490,10 @@ class Applier:
             run.report.results.append(ActionResult(action, Outcome.SKIPPED, why))
             finishes.append(_Finish(action, Outcome.SKIPPED, why, None, LedgerStatus.PENDING))
         self._commit([], entries=[self._entry(action, LedgerStatus.STARTED) for _, action in todo])
+        creates = [(run, a) for run, a in todo if isinstance(a, CreateAccount)]
+        if len(creates) > 1:  # joiners together: the connector creates them in as few requests as it can
+            todo = [(run, a) for run, a in todo if not isinstance(a, CreateAccount)]
+            finishes += await self._create_many(creates)
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one(run: _Run, action: Action) -> None:
@@ -501,6 +506,34 @@ class Applier:
 
         await _all_or_cancel([one(run, action) for run, action in todo])
         self._commit(finishes)
+
+    async def _create_many(self, creates: list[tuple[_Run, CreateAccount]]) -> list[_Finish]:
+        """Several runs' account creations through one :meth:`IdentityProvider.create_users` call."""
+        try:
+            made: list[Account | ConnectorError] = await self._idp().create_users(
+                [action.attributes for _, action in creates]
+            )
+            if len(made) != len(creates):
+                raise ConnectorError("create_users did not answer every account", source=self._idp().source)
+        except ConnectorError as exc:
+            made = [exc] * len(creates)
+        except Exception as exc:  # noqa: BLE001 - a defect fails these creations, not the batch
+            log.exception("creating %d accounts crashed", len(creates))
+            made = [ConnectorError(f"internal error: {type(exc).__name__}", source="tenure")] * len(creates)
+        finishes: list[_Finish] = []
+        for (run, action), outcome in zip(creates, made, strict=True):
+            if isinstance(outcome, ConnectorError):
+                log.warning("creating %s for %s failed: %s", action.target, action.employee_id, outcome)
+                result, finish = self._failed(action, outcome)
+                run.blocked = f"skipped: the account could not be created ({result.detail})"
+            else:
+                status, detail, run.account, target_id = _creation(outcome)
+                ledger = LedgerStatus.APPLIED if status is Outcome.APPLIED else LedgerStatus.SKIPPED
+                result = ActionResult(action, status, detail, target_id)
+                finish = _Finish(action, status, detail, target_id, ledger)
+            run.report.results.append(result)
+            finishes.append(finish)
+        return finishes
 
     async def _membership_level(self, runs: list[_Run]) -> None:
         """Every run's next memberships, written together: one request per group (:mod:`engine.memberships`)."""
@@ -615,13 +648,13 @@ class Applier:
 
     def _settle(
         self, plan: Plan, open_entries: Iterable[LedgerEntry]
-    ) -> tuple[list[Action], list[_Finish], list[LedgerEntry]]:
+    ) -> tuple[list[Action], list[_Finish], list[EntryRow]]:
         """:meth:`resume`'s decisions for ``open_entries``: (actions carried into this run, recovered changes
         to audit as applied, superseded entries), written by the caller in one transaction."""
         planned = {a.key for a in plan.actions}
         carried: list[Action] = []
         finishes: list[_Finish] = []
-        superseded: list[LedgerEntry] = []
+        superseded: list[EntryRow] = []
         for entry in open_entries:
             if entry.key in planned:
                 continue
@@ -640,8 +673,8 @@ class Applier:
     def _mark_pending(self, actions: list[Action]) -> None:
         self._commit([], entries=[self._entry(a, LedgerStatus.PENDING) for a in actions])
 
-    def _entry(self, action: Action, status: LedgerStatus, detail: str = "") -> LedgerEntry:
-        return LedgerEntry(
+    def _entry(self, action: Action, status: LedgerStatus, detail: str = "") -> EntryRow:
+        return EntryRow(
             key=action.key,
             employee_id=action.employee_id,
             kind=action.kind.value,
@@ -663,9 +696,9 @@ class Applier:
             self._dumps.clear()
         return dumped
 
-    def _commit(self, finishes: Sequence[_Finish], *, entries: Sequence[LedgerEntry] = ()) -> None:
+    def _commit(self, finishes: Sequence[_Finish], *, entries: Sequence[EntryRow] = ()) -> None:
         """Ledger entries, the finished actions' entries, the grants and decisions they make and their audit
-        rows: one transaction (the audit chain is appended under its lock, :func:`models.audit.record_many`)."""
+        rows: one transaction (the audit chain is appended under its lock, :func:`models.audit.append_events`)."""
         if not finishes and not entries:
             return
         events = [self._audit(f.action, f.outcome, f.detail, target_id=f.target_id) for f in finishes]
@@ -678,7 +711,9 @@ class Applier:
                 if finish.outcome is Outcome.APPLIED:
                     self._record_decision(session, finish.action)
             if events:
-                record_many(session=session, events=events)  # commits the ledger entries with the audit rows
+                append_events(
+                    session=session, events=events
+                )  # commits the ledger entries with the audit rows
             else:
                 session.commit()
 
@@ -850,15 +885,7 @@ class Applier:
                     account_id,
                 )
             case CreateAccount(attributes=attributes):
-                made = await idp.create_user(attributes)
-                if made.existing:
-                    return (
-                        Outcome.SKIPPED,
-                        f"account {made.id} already exists (found, not created)",
-                        made,
-                        made.id,
-                    )
-                return Outcome.APPLIED, f"account {made.id}", made, made.id
+                return _creation(await idp.create_user(attributes))
             case UpdateAccount(changes=changes):
                 assert account is not None
                 account = await idp.update_user(account, dict(changes))
@@ -940,6 +967,13 @@ class Applier:
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):
                 return Outcome.APPLIED, f"recorded for {by}", None, account
         raise ConnectorError(f"unknown action kind {action.kind}", source="tenure")  # pragma: no cover
+
+
+def _creation(made: Account) -> tuple[Outcome, str, Account, str]:
+    """How a create ended: applied, or a look-up when the identity provider already had the account."""
+    if made.existing:
+        return Outcome.SKIPPED, f"account {made.id} already exists (found, not created)", made, made.id
+    return Outcome.APPLIED, f"account {made.id}", made, made.id
 
 
 async def _all_or_cancel(coroutines: list[Coroutine[Any, Any, None]]) -> None:

@@ -180,25 +180,24 @@ class Locks:
 
     @contextlib.asynccontextmanager
     async def _hold_file(self, name: str, deadline: float) -> AsyncIterator[None]:
+        # plain descriptors (no buffered file object): a sync batch takes hundreds of these at once
         path = self._dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}.lock"
-        with open(path, "a+") as handle:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
             while True:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        handle.seek(0)
-                        raise self._refused(name, handle.read().strip() or None) from None
+                        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                        raise self._refused(name, holder or None) from None
                     await asyncio.sleep(POLL_SECONDS)
             try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(self.holder)
-                handle.flush()
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, self.holder.encode("utf-8"), 0)
                 yield
-            finally:
-                handle.seek(0)
-                handle.truncate()
-                handle.flush()
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            finally:  # the file keeps the last holder's id: only read while someone holds the lock again
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

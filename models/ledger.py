@@ -48,6 +48,7 @@ __all__ = [
     "grants_by_employee",
     "upsert_entry",
     "upsert_entries",
+    "EntryRow",
     "upsert_grant",
     "cursor_get",
     "cursor_put",
@@ -326,27 +327,59 @@ def upsert_entry(*, session: Session, entry: LedgerEntry) -> None:
     _upsert(session, LedgerEntry, values, ["key"])
 
 
-def upsert_entries(*, session: Session, entries: Iterable[LedgerEntry]) -> None:
-    """Many :func:`upsert_entry` in one multi-row ``INSERT … ON CONFLICT (key) DO UPDATE`` per 500 entries
-    (the last entry of a key wins, as with one upsert after another)."""
+@dataclass(frozen=True)
+class EntryRow:
+    """The values of one :class:`LedgerEntry` to upsert (plain values: no model to validate per write)."""
+
+    key: str
+    employee_id: str
+    kind: str
+    target: str
+    status: LedgerStatus
+    action: dict[str, Any]
+    detail: str = ""
+    flow_run_id: str | None = None
+
+
+def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
+    """Many :func:`upsert_entry` as one ``INSERT … ON CONFLICT (key) DO UPDATE`` executed for every row (the
+    driver's executemany; the last row of a key wins, as with one upsert after another)."""
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     for entry in entries:
-        entry.updated_at = now
-        values = entry.model_dump()
-        values["status"] = LedgerStatus(entry.status).value
-        rows[entry.key] = values
+        rows[entry.key] = {
+            "key": entry.key,
+            "employee_id": entry.employee_id,
+            "kind": entry.kind,
+            "target": entry.target,
+            "status": LedgerStatus(entry.status).value,
+            "action": entry.action,
+            "detail": entry.detail,
+            "flow_run_id": entry.flow_run_id,
+            "updated_at": now,
+        }
     if not rows:
         return
     table = LedgerEntry.__table__  # type: ignore[attr-defined]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    batch = list(rows.values())
-    for start in range(0, len(batch), 500):
-        statement = insert(table).values(batch[start : start + 500])
-        statement = statement.on_conflict_do_update(
-            index_elements=["key"], set_={c: statement.excluded[c] for c in batch[0] if c != "key"}
-        )
-        session.execute(statement)
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            c: statement.excluded[c]
+            for c in (
+                "employee_id",
+                "kind",
+                "target",
+                "status",
+                "action",
+                "detail",
+                "flow_run_id",
+                "updated_at",
+            )
+        },
+    )
+    session.execute(statement, list(rows.values()))
 
 
 def upsert_grant(*, session: Session, grant: Grant) -> None:

@@ -92,6 +92,7 @@ from connectors.errors import (
     RetryableAPIError,
 )
 from connectors.http import AsyncClosing
+from connectors.idp.fallback import create_one_by_one
 from connectors.idp.ldap_layout import (
     ACTIVE_DIRECTORY,
     OPENLDAP,
@@ -1108,6 +1109,10 @@ class LDAPIdentityProvider(AsyncClosing):
                         raise
                     failed[account_id] = translate_error(exc, "add member" if add else "remove member")
         return failed
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """One :meth:`create_user` per account (an LDAP ``add`` creates one entry)."""
+        return await create_one_by_one(attributes, self.create_user)
 
     async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
         """Add every account's DN to ``member`` in one ``modify``; existing members are left out of it."""

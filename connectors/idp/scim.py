@@ -48,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 from pydantic import ValidationError
@@ -83,7 +83,7 @@ from connectors.http import (
     json_body,
     raise_for_status,
 )
-from connectors.idp.members import one_by_one
+from connectors.idp.fallback import create_one_by_one, one_by_one
 from connectors.redaction import cut
 from models.domain import Account, AccountAttributes, Group
 
@@ -205,6 +205,33 @@ def user_resource(attributes: AccountAttributes, *, manager_account_id: str | No
     return user
 
 
+def create_payload(attributes: AccountAttributes, *, manager_account_id: str | None = None) -> dict[str, Any]:
+    """The POST /Users body for ``attributes``, built directly: the same JSON as
+    ``user_payload(user_resource(...))`` (the mapping table above) without building a scim2-models resource
+    for every joiner. ``attributes`` is validated already."""
+    body: dict[str, Any] = {
+        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
+        "externalId": attributes.employee_id,
+        "userName": attributes.user_name,
+    }
+    if attributes.given_name or attributes.family_name:
+        name = {"familyName": attributes.family_name, "givenName": attributes.given_name}
+        body["name"] = {k: v for k, v in name.items() if v is not None}
+    for key, value in (("displayName", attributes.display_name), ("title", attributes.title)):
+        if value is not None:
+            body[key] = value
+    body["active"] = attributes.active
+    if attributes.email:
+        body["emails"] = [{"value": attributes.email, "type": "work", "primary": True}]
+    enterprise: dict[str, Any] = {"employeeNumber": attributes.employee_id}
+    if attributes.department is not None:
+        enterprise["department"] = attributes.department
+    if manager_account_id:
+        enterprise["manager"] = {"value": manager_account_id}
+    body[ENTERPRISE_SCHEMA] = enterprise
+    return body
+
+
 def user_payload(user: Any, context: Context = Context.RESOURCE_CREATION_REQUEST) -> dict[str, Any]:
     """The JSON body for a create (or, with ``RESOURCE_REPLACEMENT_REQUEST``, a replace) request."""
     payload: dict[str, Any] = user.model_dump(scim_ctx=context)
@@ -316,12 +343,22 @@ def patch_operations(
     return ops
 
 
+_PATCH_MODELS: dict[type[Any], Any] = {}
+
+
+def _patch_model(resource: type[Any]) -> Any:
+    """``PatchOp[resource]``, made once (scim2-models builds a new generic class on every subscription)."""
+    if resource not in _PATCH_MODELS:
+        _PATCH_MODELS[resource] = PatchOp[resource]  # type: ignore[valid-type]
+    return _PATCH_MODELS[resource]
+
+
 def patch_body(operations: list[dict[str, Any]], resource: type[Any] = SCIMUserEnterprise) -> dict[str, Any]:
     """The PatchOp message for ``operations``, validated by scim2-models."""
-    patch = PatchOp[resource].model_validate(  # type: ignore[valid-type]
+    patch = _patch_model(resource).model_validate(
         {"schemas": [PATCH_SCHEMA], "Operations": operations}, scim_ctx=Context.RESOURCE_PATCH_REQUEST
     )
-    body = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    body: dict[str, Any] = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
     # scim2-models may canonicalise paths; keep our exact operations (values included) for servers that are
     # strict about the shapes RFC 7644 §3.5.2 shows.
     body["Operations"] = operations
@@ -370,6 +407,7 @@ class SCIMIdentityProvider(ClosesAPI):
         self._account_ids: dict[str, str] = {}  # employee id -> account id (managers, from pages read)
         self._listed = False  # a whole iter_users pass finished: _account_ids knows every account
         self._known: OrderedDict[str, Account] = OrderedDict()  # account id -> the account as last read
+        self._doubtful: set[str] = set()  # employee ids a failed Bulk request may have created
 
     def __repr__(self) -> str:
         return f"SCIMIdentityProvider(source={self.source!r}, api={self.api!r})"
@@ -590,7 +628,7 @@ class SCIMIdentityProvider(ClosesAPI):
         returned instead, including one a timed-out earlier attempt created. On 409 uniqueness the account
         holding the userName is adopted only if it carries our employee id; anyone else's is never taken."""
         manager = await self._resolve_manager(attributes.manager_id)
-        body = user_payload(user_resource(attributes, manager_account_id=manager))
+        body = create_payload(attributes, manager_account_id=manager)
 
         async def create() -> Account:
             response, data = await self._call("POST", "Users", body=body, retry=False)
@@ -599,9 +637,7 @@ class SCIMIdentityProvider(ClosesAPI):
                 if found is None:
                     raise ResponseValidationError("created user is not readable", source=self.source)
                 return found
-            user, extra = parse_user(data, source=self.source)
-            self._remember_version(user.id, response, user)
-            return await self._account(user, extra)
+            return self._created(attributes, response, data, with_manager=manager is not None)
 
         async def lookup() -> Account | None:
             return await self.find_user_by_employee_id(attributes.employee_id)
@@ -614,7 +650,9 @@ class SCIMIdentityProvider(ClosesAPI):
                 backoff_base=self.api.backoff_base,
                 existed=Account.found,
                 # a whole listing just showed no account for this employee: no look-up before the POST
-                known_absent=self._listed and attributes.employee_id not in self._account_ids,
+                known_absent=self._listed
+                and attributes.employee_id not in self._account_ids
+                and attributes.employee_id not in self._doubtful,
             )
         except ConflictError as exc:
             holder = await self.find_user_by_username(attributes.user_name)
@@ -634,12 +672,111 @@ class SCIMIdentityProvider(ClosesAPI):
                 f"cannot create the account: {reason}", source=self.source, status_code=exc.status_code
             ) from exc
 
+    def _created(
+        self, attributes: AccountAttributes, response: httpx.Response | None, data: Any, *, with_manager: bool
+    ) -> Account:
+        """The account a 201 answered: what we sent, under the id the provider gave (the effect is known; the
+        answer is not validated as a whole resource again)."""
+        user_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(user_id, str) or not user_id:
+            raise ResponseValidationError("created user has no id", source=self.source)
+        meta = data.get("meta")
+        header = response.headers.get("ETag") if response is not None else None
+        version = header or (meta.get("version") if isinstance(meta, dict) else None)
+        if version:
+            self._versions[user_id] = version
+        self._employee_ids[user_id] = attributes.employee_id
+        self._account_ids[attributes.employee_id] = user_id
+        values = attributes.model_dump()
+        if not with_manager:  # the manager had no account: none was written
+            values["manager_id"] = None
+        return self._remember(Account.model_construct(id=user_id, **values))
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """Joiners a whole listing just showed without an account go in ``/Bulk`` requests (RFC 7644 §3.7: one
+        ``POST /Users`` operation each, within ``maxOperations`` and ``maxPayloadSize``), each judged on its own
+        answer; the others — and any a refused or unanswered Bulk request carried — through :meth:`create_user`
+        (its look-ups make that safe)."""
+        items = list(attributes)
+        results: list[Account | ConnectorError | None] = [None] * len(items)
+        bulk = (await self.service_provider_config()).bulk
+        fresh = [
+            n
+            for n, a in enumerate(items)
+            if self._listed and a.employee_id not in self._account_ids and a.employee_id not in self._doubtful
+        ]
+        if bulk and bulk.supported and len(fresh) > 1:
+            operations = [
+                {
+                    "method": "POST",
+                    "path": "/Users",
+                    "bulkId": str(n),
+                    "data": create_payload(
+                        items[n], manager_account_id=await self._resolve_manager(items[n].manager_id)
+                    ),
+                }
+                for n in fresh
+            ]
+            for part in _bulk_parts(operations, bulk.max_operations, bulk.max_payload_size):
+                await self._bulk_create(items, part, results)
+        rest = [n for n, r in enumerate(results) if r is None]
+        made = await create_one_by_one([items[n] for n in rest], self.create_user)
+        for n, result in zip(rest, made, strict=True):
+            results[n] = result
+        return [r for r in results if r is not None]
+
+    async def _bulk_create(
+        self,
+        items: list[AccountAttributes],
+        part: list[dict[str, Any]],
+        results: list[Account | ConnectorError | None],
+    ) -> None:
+        try:
+            _, data = await self._call(
+                "POST", "Bulk", body={"schemas": [BULK_REQUEST], "Operations": part}, retry=False
+            )
+        except ConnectorError as exc:
+            log.info(
+                "%s: a Bulk create of %d users failed (%s); creating them one by one",
+                self.source,
+                len(part),
+                exc,
+            )
+            self._doubtful |= {items[int(op["bulkId"])].employee_id for op in part}
+            return
+        answers = data.get("Operations") if isinstance(data, dict) else None
+        if not isinstance(answers, list):
+            self._doubtful |= {items[int(op["bulkId"])].employee_id for op in part}
+            return
+        by_id = {str(a.get("bulkId")): a for a in answers if isinstance(a, dict)}
+        for op in part:
+            n = int(op["bulkId"])
+            answer = by_id.get(op["bulkId"]) or {}
+            status = str(answer.get("status", ""))
+            location = str(answer.get("location") or "")
+            if status.startswith("201") and location:
+                user_id = unquote(location.rstrip("/").rsplit("/", 1)[-1])
+                sent_manager = "manager" in op["data"][ENTERPRISE_SCHEMA]
+                results[n] = self._created(
+                    items[n],
+                    None,
+                    {"id": user_id, "meta": {"version": answer.get("version")}},
+                    with_manager=sent_manager,
+                )
+            elif status.startswith("409") or not status.startswith(("4", "5")):
+                self._doubtful.add(items[n].employee_id)  # create_user sorts it out (a look-up, the 409 path)
+            else:
+                results[n] = self._bulk_error(answer, removing=False)
+
     async def _resolve_manager(self, manager_employee_id: str | None) -> str | None:
         """The manager's account id for their employee id, or None while they have no account."""
         if not manager_employee_id:
             return None
         if manager_employee_id in self._account_ids:  # seen in a page read (or created) by this connector
             return self._account_ids[manager_employee_id]
+        if self._listed:  # a whole listing showed no account for the manager (nor did we create one since)
+            log.info("%s: manager has no account yet; manager attribute skipped", self.source)
+            return None
         manager = await self.find_user_by_employee_id(manager_employee_id)
         if manager is None:
             log.info("%s: manager has no account yet; manager attribute skipped", self.source)

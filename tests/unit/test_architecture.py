@@ -131,6 +131,7 @@ def test_no_cycle_between_rooms() -> None:
 WRITERS = {
     "record",
     "record_many",
+    "append_events",
     "upsert_entry",
     "upsert_entries",
     "upsert_grant",
