@@ -125,7 +125,11 @@ async def seed_idp(
     server: SCIMServer, base_url: str, csv_path: Path, policy: Policy, database_url: str
 ) -> dict[str, int]:
     """Put the accounts and memberships the planner wants into the server: plan against the empty directory
-    (a dry run, nothing written to it), then send the creates as Bulk requests and each group as one POST."""
+    (a dry run, nothing written to it; the policy's groups are created empty first, as the preflight wants),
+    then send the creates as Bulk requests and each group's members as one PATCH."""
+    group_ids = {
+        g: str((await create_group(base_url, server.token, g))["id"]) for g in sorted(policy.managed_groups)
+    }
     idp = make_idp(base_url, server.token)
     try:
         planner = engine(csv_path, idp, policy, database_url, dry_run=True)
@@ -172,13 +176,12 @@ async def seed_idp(
         for work in works:
             for action in work.plan.of_kind(ActionKind.ADD_MEMBERSHIP):
                 members.setdefault(action.subject, []).append(ids[work.plan.employee_id])
-        for group in sorted(policy.managed_groups):
-            body = {
-                "schemas": [GROUP_SCHEMA],
-                "displayName": group,
-                "members": [{"value": i} for i in members.get(group, [])],
-            }
-            (await client.post("Groups", json=body)).raise_for_status()
+        for group, group_id in group_ids.items():
+            if not members.get(group):
+                continue
+            add = [{"op": "add", "path": "members", "value": [{"value": i} for i in members[group]]}]
+            body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": add}
+            (await client.patch(f"Groups/{group_id}", json=body)).raise_for_status()
     return {"accounts": len(ids), "memberships": sum(len(m) for m in members.values()), "bulk_chunk": chunk}
 
 
@@ -259,7 +262,7 @@ async def expected_writes(
         for work in batch:
             actions += len(work.plan.actions)
             accounts += sum(1 for a in work.plan.actions if a.kind in account_kinds)
-            touched |= {a.target for a in work.plan.actions if a.kind in memberships}
+            touched |= {a.subject for a in work.plan.actions if a.kind in memberships}
         groups += len(touched)
     return accounts, groups, len(planner.batches), actions
 

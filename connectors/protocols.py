@@ -23,7 +23,7 @@ from models.domain import (
     TicketStatus,
 )
 
-__all__ = ["HRIS", "IdentityProvider", "Ticketing", "Notifier", "Connectors"]
+__all__ = ["HRIS", "IdentityProvider", "GroupMembersWriter", "Ticketing", "Notifier", "Connectors"]
 
 
 @runtime_checkable
@@ -119,6 +119,18 @@ class IdentityProvider(Protocol):
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """When the account last signed in, where the vendor records it (else None)."""
+        ...
+
+
+@runtime_checkable
+class GroupMembersWriter(Protocol):
+    """An optional capability of an IdentityProvider: one group's additions and removals in one request
+    (SCIM: one PATCH with an ``add`` and a ``remove`` operation). Without it they are two requests."""
+
+    async def change_group_members(
+        self, group_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> dict[str, ConnectorError]:
+        """As :meth:`IdentityProvider.add_members` and ``remove_members`` together; the failed account ids."""
         ...
 
 

@@ -523,7 +523,7 @@ class Applier:
         finishes: list[_Finish] = []
         for (run, action), outcome in zip(creates, made, strict=True):
             if isinstance(outcome, ConnectorError):
-                log.warning("creating %s for %s failed: %s", action.target, action.employee_id, outcome)
+                log.warning("creating %s for %s failed: %s", action.subject, action.employee_id, outcome)
                 result, finish = self._failed(action, outcome)
                 run.blocked = f"skipped: the account could not be created ({result.detail})"
             else:

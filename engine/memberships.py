@@ -2,8 +2,9 @@
 
 The applier (:meth:`engine.applier.Applier.apply_many`) gathers the :class:`~lifecycle.actions.AddMembership` and
 :class:`~lifecycle.actions.RemoveMembership` actions of a batch's employees — whose locks it holds — and hands
-them here. They are grouped by (group, add or remove) and sent through
-:meth:`connectors.protocols.IdentityProvider.add_members` / ``remove_members``, a few groups at a time; what
+them here. They are grouped by group and sent through
+:meth:`connectors.protocols.IdentityProvider.add_members` / ``remove_members`` (both in one request where the
+connector offers :class:`~connectors.protocols.GroupMembersWriter`), a few groups at a time; what
 comes back is judged per action, so each membership keeps its own ledger entry and audit row (written by the
 applier, the one door; nothing is written here).
 """
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from connectors.errors import ConnectorError
-from connectors.protocols import IdentityProvider
+from connectors.protocols import GroupMembersWriter, IdentityProvider
 from lifecycle.actions import AddMembership, RemoveMembership
 
 __all__ = ["MembershipWrite", "write_memberships", "GROUP_CONCURRENCY"]
@@ -44,29 +45,42 @@ async def write_memberships(
 ) -> dict[str, ConnectorError | None]:
     """Write ``writes`` grouped per (group, direction); action key → None (done) or the error that failed it.
     A call that fails as a whole (the group is unknown, the service is down) fails every member it carried."""
-    grouped: dict[tuple[str, bool], list[MembershipWrite]] = defaultdict(list)
+    grouped: dict[str, list[MembershipWrite]] = defaultdict(list)
     for write in writes:
-        grouped[(write.action.group, isinstance(write.action, AddMembership))].append(write)
+        grouped[write.action.group].append(write)
     outcome: dict[str, ConnectorError | None] = {}
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(group: str, add: bool, members: list[MembershipWrite]) -> None:
+    async def one(group: str, members: list[MembershipWrite]) -> None:
+        adds = [w.account_id for w in members if isinstance(w.action, AddMembership)]
+        removes = [w.account_id for w in members if not isinstance(w.action, AddMembership)]
         async with semaphore:
-            ids = [w.account_id for w in members]
             try:
-                gid = await group_id(group)
-                failed = await (idp.add_members(gid, ids) if add else idp.remove_members(gid, ids))
+                failed = await _write_group(idp, await group_id(group), adds, removes)
             except ConnectorError as exc:
-                log.warning(
-                    "%s %d member(s) of %s failed: %s", "adding" if add else "removing", len(ids), group, exc
-                )
-                failed = dict.fromkeys(ids, exc)
+                log.warning("writing %d member(s) of %s failed: %s", len(members), group, exc)
+                failed = {w.account_id: exc for w in members}
             except Exception as exc:  # noqa: BLE001 - a defect fails this group's members, not the batch
                 log.exception("writing the members of %s crashed", group)
                 crash = ConnectorError(f"internal error: {type(exc).__name__}", source="tenure")
-                failed = dict.fromkeys(ids, crash)
+                failed = {w.account_id: crash for w in members}
             for write in members:
                 outcome[write.action.key] = failed.get(write.account_id)
 
-    await asyncio.gather(*(one(group, add, members) for (group, add), members in grouped.items()))
+    await asyncio.gather(*(one(group, members) for group, members in grouped.items()))
     return outcome
+
+
+async def _write_group(
+    idp: IdentityProvider, group_id: str, adds: list[str], removes: list[str]
+) -> dict[str, ConnectorError]:
+    """One group's changes: in one request where the connector can (:class:`GroupMembersWriter`), else one
+    request per direction (one plan per employee: an account is never both added and removed in a batch)."""
+    if adds and removes and isinstance(idp, GroupMembersWriter):
+        return await idp.change_group_members(group_id, adds, removes)
+    failed: dict[str, ConnectorError] = {}
+    if adds:
+        failed |= await idp.add_members(group_id, adds)
+    if removes:
+        failed |= await idp.remove_members(group_id, removes)
+    return failed

@@ -46,7 +46,9 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -289,6 +291,75 @@ def account_from_user(
         last_sign_in=_find_last_sign_in(extra or {}),
         groups=frozenset(g.display for g in user.groups or [] if g.display),
     )
+
+
+@dataclass(frozen=True)
+class _QuickUser:
+    """A listed user read straight from its JSON (see :func:`quick_user`)."""
+
+    id: str
+    external_id: str | None
+    manager: str | None  # manager.value: the manager's account id
+    version: str | None
+    values: dict[str, Any]  # Account fields but manager_id
+
+
+_QUICK_KEYS = frozenset(
+    {"schemas", "id", "externalId", "userName", "name", "displayName", "title", "active", "emails", "meta",
+     "groups", ENTERPRISE_SCHEMA}
+)  # fmt: skip
+
+
+def quick_user(data: Any) -> _QuickUser | None:
+    """A page's user in the exact shape most providers send (canonical attribute names, plain types), read
+    without building a scim2-models resource (the cost of a full listing); None for anything else — vendor
+    extensions, other spellings, odd types — which :func:`parse_user` then validates in full."""
+    if not isinstance(data, dict) or not _QUICK_KEYS.issuperset(data):
+        return None
+    user_id, user_name, external_id = data.get("id"), data.get("userName"), data.get("externalId")
+    name, emails, active = data.get("name") or {}, data.get("emails") or [], data.get("active")
+    enterprise, groups = data.get(ENTERPRISE_SCHEMA) or {}, data.get("groups") or []
+    texts = (user_name, data.get("displayName"), data.get("title"), external_id)
+    if (
+        not isinstance(user_id, str)
+        or not user_id
+        or not all(t is None or isinstance(t, str) for t in texts)
+        or not isinstance(name, dict)
+        or not isinstance(emails, list)
+        or not all(isinstance(e, dict) for e in emails)
+        or not isinstance(enterprise, dict)
+        or not isinstance(groups, list)
+        or not all(isinstance(g, dict) for g in groups)
+        or (active is not None and not isinstance(active, bool))
+    ):
+        return None
+    manager = enterprise.get("manager")
+    manager_id = manager.get("value") if isinstance(manager, dict) else None
+    employee_number = enterprise.get("employeeNumber")
+    meta = data.get("meta")
+    version = meta.get("version") if isinstance(meta, dict) else None
+    pieces = (name.get("givenName"), name.get("familyName"), enterprise.get("department"), employee_number)
+    if not all(p is None or isinstance(p, str) for p in (*pieces, manager_id, version)):
+        return None
+    email = _primary_email(SimpleNamespace(emails=[SimpleNamespace(**_email(e)) for e in emails]))
+    values = {
+        "user_name": user_name or "",
+        "employee_id": external_id or employee_number or "",
+        "given_name": pieces[0],
+        "family_name": pieces[1],
+        "display_name": data.get("displayName"),
+        "email": email,
+        "title": data.get("title"),
+        "department": pieces[2],
+        "active": active is not False,
+        "last_sign_in": None,
+        "groups": frozenset(str(g["display"]) for g in groups if g.get("display")),
+    }
+    return _QuickUser(user_id, external_id, manager_id or None, version, values)
+
+
+def _email(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"value": entry.get("value"), "type": entry.get("type"), "primary": entry.get("primary")}
 
 
 def _manager_account_id(user: Any) -> str | None:
@@ -587,34 +658,65 @@ class SCIMIdentityProvider(ClosesAPI):
         then costs no extra GET per manager who happens to sit on a later page."""
         guard = LoopGuard(self.source)
         seen: set[str] = set()
-        held_back: list[tuple[Any, dict[str, Any]]] = []
+        held_back: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
         start = 1
         while True:
             guard.check(start)
             _, data = await self._call("GET", "Users", params={"startIndex": start, "count": page_size})
-            users = self._page_users(data)
+            users = self._listed_users(data)
             if not users:
                 break
-            ids = {str(u.id) for u, _ in users}
+            ids = {u.id if isinstance(u, _QuickUser) else str(u[0].id) for u in users}
             if ids <= seen:  # a provider ignoring startIndex would hand the same page back for ever
                 raise ResponseValidationError(
                     f"pagination loop: startIndex={start} returned only users already seen",
                     source=self.source,
                 )
             seen |= ids
-            ready: list[tuple[Any, dict[str, Any]]] = []
-            for user, extra in users:
-                manager = _manager_account_id(user)
-                (held_back if manager and manager not in self._employee_ids else ready).append((user, extra))
+            ready: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
+            for user in users:
+                manager = user.manager if isinstance(user, _QuickUser) else _manager_account_id(user[0])
+                (held_back if manager and manager not in self._employee_ids else ready).append(user)
             if ready:
-                yield [await self._account(u, x) for u, x in ready]
+                yield [await self._listed_account(u) for u in ready]
             start += len(users)
             total = data.get("totalResults")
             if isinstance(total, int) and start > total:
                 break
         if held_back:
-            yield [await self._account(u, x) for u, x in held_back]
+            yield [await self._listed_account(u) for u in held_back]
         self._listed = True
+
+    def _listed_users(self, data: Any) -> list[_QuickUser | tuple[Any, dict[str, Any]]]:
+        """A page's users: read straight from JSON where they have the plain shape (:func:`quick_user`), else
+        validated by scim2-models; every id, employee id and version remembered."""
+        users: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
+        for item in self._list_response(data).get("Resources") or []:
+            quick = quick_user(item)
+            if quick is None:
+                user, extra = parse_user(item, source=self.source)
+                self._remember_version(user.id, None, user)
+                if user.id:
+                    self._employee_ids[user.id] = user.external_id
+                    if user.external_id:
+                        self._account_ids[user.external_id] = str(user.id)
+                users.append((user, extra))
+                continue
+            if quick.version:
+                self._versions[quick.id] = quick.version
+            self._employee_ids[quick.id] = quick.external_id
+            if quick.external_id:
+                self._account_ids[quick.external_id] = quick.id
+            users.append(quick)
+        return users
+
+    async def _listed_account(self, user: _QuickUser | tuple[Any, dict[str, Any]]) -> Account:
+        if not isinstance(user, _QuickUser):
+            return await self._account(*user)
+        manager = await self._manager_employee_id(user.manager)
+        return self._remember(
+            Account.model_construct(id=user.id, manager_id=manager, existing=False, **user.values)
+        )
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
@@ -954,6 +1056,30 @@ class SCIMIdentityProvider(ClosesAPI):
         """One PATCH ``remove`` of ``members[value eq "a" or value eq "b" …]`` (RFC 7644 §3.5.2.2, a filter
         with ``or``, §3.4.2.2); none of them being a member (``noTarget``) is not an error."""
         return await self._change_members(group_id, account_ids, add=False)
+
+    async def change_group_members(
+        self, group_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> dict[str, ConnectorError]:
+        """One PATCH with an ``add`` of ``members`` values and a ``remove`` of ``members[value eq … or …]``
+        (both in one PatchOp, RFC 7644 §3.5.2, applied together or not at all). If it is refused, each
+        direction is written on its own (:meth:`add_members`, :meth:`remove_members`), judged per member."""
+        adds, removes = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
+        if not adds or not removes or len(adds) + len(removes) > MAX_MEMBERS_PER_PATCH:
+            return await self.add_members(group_id, adds) | await self.remove_members(group_id, removes)
+        if not await self._patch_supported():
+            return await self.add_members(group_id, adds) | await self.remove_members(group_id, removes)
+        terms = " or ".join(scim_filter_eq("value", a) for a in removes)
+        ops: list[dict[str, Any]] = [
+            {"op": "add", "path": "members", "value": [{"value": a} for a in adds]},
+            {"op": "remove", "path": f"members[{terms}]"},
+        ]
+        try:
+            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+            return {}
+        except PermanentAPIError as exc:
+            if exc.status_code in (401, 403, 404):
+                raise
+        return await self.add_members(group_id, adds) | await self.remove_members(group_id, removes)
 
     async def _change_members(
         self, group_id: str, account_ids: Sequence[str], *, add: bool
