@@ -34,7 +34,9 @@ NO_EXTERNAL_ID: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("payload", [FULL, MINIMAL, NO_EXTERNAL_ID], ids=["full", "minimal", "employee-number"])
+@pytest.mark.parametrize(
+    "payload", [FULL, MINIMAL, NO_EXTERNAL_ID], ids=["full", "minimal", "employee-number"]
+)
 def test_quick_reading_matches_the_validated_one(payload: dict[str, Any]) -> None:
     quick = quick_user(payload)
     assert quick is not None
