@@ -213,8 +213,12 @@ class _Run:
     actions: list[Action]
     account: Account | None
     report: ApplyReport
+    wave: int = 0  # accounts are created wave by wave: a manager's before their reports'
     index: int = 0
     blocked: str | None = None  # why the remaining steps cannot run (a failed create)
+
+    def creates_ahead(self) -> bool:
+        return any(a.kind is ActionKind.CREATE_ACCOUNT for a in self.actions[self.index :])
 
     @property
     def done(self) -> bool:
@@ -377,6 +381,7 @@ class Applier:
         planned_at: datetime | None = None,
         replan: ReplanOne | None = None,
         concurrency: int = 8,
+        waves: Sequence[int] | None = None,
     ) -> list[ApplyReport]:
         """Apply many employees' plans together (a sync batch), with the guarantees of :meth:`apply`.
 
@@ -386,6 +391,8 @@ class Applier:
         employee's next non-membership action runs (``concurrency`` at a time), and when only membership
         actions are next they are written together, one request per group (:mod:`engine.memberships`). Each
         level's ledger entries and audit rows are one transaction, still one entry and one row per action.
+        ``waves`` (one per item): an employee of a later wave waits until no earlier one has an account still
+        to create (a joiner's manager reference needs the manager's account).
         """
         if self.dry_run:
             self.note_many(
@@ -410,7 +417,8 @@ class Applier:
                 else:
                     held.append((plan, account))
             held = await self._fresh(held, planned_at, replan, reports)
-            runs = self._begin(held)
+            wave_of = {p.employee_id: w for (p, _), w in zip(items, waves or [0] * len(items), strict=True)}
+            runs = self._begin(held, wave_of)
             await self._advance(runs, concurrency)
             reports |= {run.report.employee_id: run.report for run in runs}
         return [reports[plan.employee_id] for plan, _ in items]
@@ -449,7 +457,7 @@ class Applier:
             fresh.append((plan, account))
         return fresh
 
-    def _begin(self, held: list[tuple[Plan, Account | None]]) -> list[_Run]:
+    def _begin(self, held: list[tuple[Plan, Account | None]], wave_of: dict[str, int]) -> list[_Run]:
         """Settle what earlier runs left open (:meth:`resume`) and enter every action as pending: one query
         and one transaction for the batch."""
         with session_scope(self.database_url) as session:
@@ -464,13 +472,15 @@ class Applier:
             entries += superseded
             entries += [self._entry(a, LedgerStatus.PENDING) for a in actions]
             report = ApplyReport(plan.employee_id, plan.event, skipped_reason=plan.skipped_reason)
-            runs.append(_Run(actions, account, report))
+            runs.append(_Run(actions, account, report, wave_of.get(plan.employee_id, 0)))
         self._commit(finishes, entries=entries)
         return runs
 
     async def _advance(self, runs: list[_Run], concurrency: int) -> None:
         while live := [run for run in runs if not run.done]:
-            steps = [run for run in live if not run.next_is_membership()]
+            creating = [run.wave for run in live if run.creates_ahead()]
+            ready = [run for run in live if run.wave <= min(creating)] if creating else live
+            steps = [run for run in ready if not run.next_is_membership()]
             if steps:
                 await self._step_level(steps, concurrency)
             else:

@@ -767,6 +767,7 @@ class SyncEngine:
                 planned_at=self._read_at,
                 replan=replan,
                 concurrency=self.options.max_concurrency,
+                waves=[w.wave for w in works],
             )
         except Exception as exc:  # noqa: BLE001 - a defect in the batch fails its employees, not the run
             log.exception("applying batch %d crashed", number)
