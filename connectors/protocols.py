@@ -5,7 +5,7 @@ All methods are async. Errors come from :mod:`connectors.errors`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Self, runtime_checkable
@@ -23,7 +23,15 @@ from models.domain import (
     TicketStatus,
 )
 
-__all__ = ["HRIS", "IdentityProvider", "GroupMembersWriter", "Ticketing", "Notifier", "Connectors"]
+__all__ = [
+    "HRIS",
+    "IdentityProvider",
+    "GroupMembersWriter",
+    "BatchWriter",
+    "Ticketing",
+    "Notifier",
+    "Connectors",
+]
 
 
 @runtime_checkable
@@ -131,6 +139,23 @@ class GroupMembersWriter(Protocol):
         self, group_id: str, add: Sequence[str], remove: Sequence[str]
     ) -> dict[str, ConnectorError]:
         """As :meth:`IdentityProvider.add_members` and ``remove_members`` together; the failed account ids."""
+        ...
+
+
+@runtime_checkable
+class BatchWriter(Protocol):
+    """An optional capability of an IdentityProvider that batches independent writes of *any* users and
+    groups together (Microsoft Graph ``$batch``, 20 requests a call), each judged on its own."""
+
+    async def update_users(self, updates: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, ConnectorError]:
+        """Attribute changes (not ``manager_id``; ``active`` enables or disables) of many accounts; the
+        failed account ids."""
+        ...
+
+    async def write_memberships(
+        self, changes: Sequence[tuple[str, str, bool]]
+    ) -> dict[tuple[str, str, bool], ConnectorError]:
+        """(group id, account id, add?) for many groups at once; the failed ones."""
         ...
 
 

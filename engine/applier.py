@@ -37,7 +37,7 @@ from typing import Any
 from sqlmodel import Session
 
 from connectors.errors import ConnectorError
-from connectors.protocols import IdentityProvider, Notifier, Ticketing
+from connectors.protocols import BatchWriter, IdentityProvider, Notifier, Ticketing
 from engine.auditor import Auditor
 from engine.locks import Locks
 from engine.memberships import MembershipWrite, write_memberships
@@ -504,6 +504,13 @@ class Applier:
         if len(creates) > 1:  # joiners together: the connector creates them in as few requests as it can
             todo = [(run, a) for run, a in todo if not isinstance(a, CreateAccount)]
             finishes += await self._create_many(creates)
+        idp = self.idp
+        batched: list[tuple[_Run, Action]] = (
+            [(run, a) for run, a in todo if _batchable(a)] if isinstance(idp, BatchWriter) else []
+        )
+        if len(batched) > 1:  # a connector that batches any users' writes (Graph $batch)
+            todo = [(run, a) for run, a in todo if not _batchable(a)]
+            finishes += await self._update_many(batched)
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one(run: _Run, action: Action) -> None:
@@ -541,6 +548,33 @@ class Applier:
                 ledger = LedgerStatus.APPLIED if status is Outcome.APPLIED else LedgerStatus.SKIPPED
                 result = ActionResult(action, status, detail, target_id)
                 finish = _Finish(action, status, detail, target_id, ledger)
+            run.report.results.append(result)
+            finishes.append(finish)
+        return finishes
+
+    async def _update_many(self, updates: list[tuple[_Run, Action]]) -> list[_Finish]:
+        """Several runs' attribute changes, enables and disables through one ``BatchWriter.update_users``."""
+        idp = self.idp
+        assert isinstance(idp, BatchWriter)
+        wanted = [(run, action, _changes(action)) for run, action in updates]
+        try:
+            failed = await idp.update_users([(run.account.id, c) for run, _, c in wanted if run.account])
+        except ConnectorError as exc:
+            failed = {run.account.id: exc for run, _, _ in wanted if run.account}
+        finishes: list[_Finish] = []
+        for run, action, changes in wanted:
+            assert run.account is not None
+            error = failed.get(run.account.id)
+            if error is not None:
+                log.warning(
+                    "%s %s for %s failed: %s", action.kind.value, action.target, action.employee_id, error
+                )
+                result, finish = self._failed(action, error)
+            else:
+                values = {k: (None if v == "" else v) for k, v in changes.items()}
+                run.account = run.account.model_copy(update=values)
+                result = ActionResult(action, Outcome.APPLIED, "", run.account.id)
+                finish = _Finish(action, Outcome.APPLIED, "", run.account.id, LedgerStatus.APPLIED)
             run.report.results.append(result)
             finishes.append(finish)
         return finishes
@@ -977,6 +1011,19 @@ class Applier:
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):
                 return Outcome.APPLIED, f"recorded for {by}", None, account
         raise ConnectorError(f"unknown action kind {action.kind}", source="tenure")  # pragma: no cover
+
+
+def _batchable(action: Action) -> bool:
+    """An account write a BatchWriter can send in a batch (a manager change needs a look-up: alone)."""
+    if isinstance(action, UpdateAccount):
+        return "manager_id" not in action.changes
+    return isinstance(action, EnableAccount | DisableAccount)
+
+
+def _changes(action: Action) -> dict[str, Any]:
+    if isinstance(action, UpdateAccount):
+        return dict(action.changes)
+    return {"active": isinstance(action, EnableAccount)}
 
 
 def _creation(made: Account) -> tuple[Outcome, str, Account, str]:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from connectors.errors import ConnectorError
-from connectors.protocols import GroupMembersWriter, IdentityProvider
+from connectors.protocols import BatchWriter, GroupMembersWriter, IdentityProvider
 from lifecycle.actions import AddMembership, RemoveMembership
 
 __all__ = ["MembershipWrite", "write_memberships", "GROUP_CONCURRENCY"]
@@ -45,6 +45,8 @@ async def write_memberships(
 ) -> dict[str, ConnectorError | None]:
     """Write ``writes`` grouped per (group, direction); action key → None (done) or the error that failed it.
     A call that fails as a whole (the group is unknown, the service is down) fails every member it carried."""
+    if isinstance(idp, BatchWriter):
+        return await _write_batched(idp, writes, group_id)
     grouped: dict[str, list[MembershipWrite]] = defaultdict(list)
     for write in writes:
         grouped[write.action.group].append(write)
@@ -68,6 +70,30 @@ async def write_memberships(
                 outcome[write.action.key] = failed.get(write.account_id)
 
     await asyncio.gather(*(one(group, members) for group, members in grouped.items()))
+    return outcome
+
+
+async def _write_batched(
+    idp: BatchWriter, writes: Sequence[MembershipWrite], group_id: Callable[[str], Awaitable[str]]
+) -> dict[str, ConnectorError | None]:
+    """Every group's changes together, for a connector that batches writes across groups (Graph ``$batch``)."""
+    outcome: dict[str, ConnectorError | None] = {}
+    keyed: dict[tuple[str, str, bool], list[MembershipWrite]] = defaultdict(list)
+    for write in writes:
+        try:
+            gid = await group_id(write.action.group)
+        except ConnectorError as exc:
+            outcome[write.action.key] = exc
+            continue
+        keyed[(gid, write.account_id, isinstance(write.action, AddMembership))].append(write)
+    try:
+        failed = await idp.write_memberships(list(keyed))
+    except ConnectorError as exc:
+        log.warning("writing %d membership(s) failed: %s", len(keyed), exc)
+        failed = dict.fromkeys(keyed, exc)
+    for key, members in keyed.items():
+        for write in members:
+            outcome[write.action.key] = failed.get(key)
     return outcome
 
 

@@ -592,6 +592,15 @@ class EntraIdentityProvider(ClosesAPI):
         failed = await self.change_members(MembershipChange("remove", group_id, a) for a in account_ids)
         return {c.account_id: e for c, e in failed.items()}
 
+    async def write_memberships(
+        self, changes: Sequence[tuple[str, str, bool]]
+    ) -> dict[tuple[str, str, bool], ConnectorError]:
+        """Membership changes of any groups — (group id, account id, add?) — in ``$batch`` calls of 20."""
+        failed = await self.change_members(
+            MembershipChange("add" if add else "remove", group, account) for group, account, add in changes
+        )
+        return {(c.group_id, c.account_id, c.op == "add"): e for c, e in failed.items()}
+
     async def update_users(self, updates: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, ConnectorError]:
         """Many ``PATCH /users/{id}`` through ``$batch`` (20 per call), each judged on its own: ``changes`` as for
         :meth:`update_user` without ``manager_id`` (that needs a look-up: use ``update_user``). A disabled user is
