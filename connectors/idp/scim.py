@@ -819,38 +819,62 @@ class SCIMIdentityProvider(ClosesAPI):
                 }
                 for n in fresh
             ]
+            unanswered: list[int] = []
             for part in _bulk_parts(operations, bulk.max_operations, bulk.max_payload_size):
-                await self._bulk_create(items, part, results)
+                unanswered += await self._bulk_create(items, part, results)
+            await self._settle_unanswered(items, unanswered, results)
         rest = [n for n, r in enumerate(results) if r is None]
         made = await create_one_by_one([items[n] for n in rest], self.create_user)
         for n, result in zip(rest, made, strict=True):
             results[n] = result
         return [r for r in results if r is not None]
 
+    async def _settle_unanswered(
+        self,
+        items: list[AccountAttributes],
+        unanswered: list[int],
+        results: list[Account | ConnectorError | None],
+    ) -> None:
+        """Creations a Bulk request carried without an answer may have taken effect: an account found now by
+        its employee id (absent from the listing just before) is the one that request made — created, not
+        found — as after any ambiguous POST (:func:`connectors.http.create_idempotently`)."""
+        semaphore = asyncio.Semaphore(8)
+
+        async def one(n: int) -> None:
+            async with semaphore:
+                try:
+                    results[n] = await self.find_user_by_employee_id(items[n].employee_id)
+                except ConnectorError as exc:
+                    results[n] = exc
+
+        await asyncio.gather(*(one(n) for n in unanswered))
+
     async def _bulk_create(
         self,
         items: list[AccountAttributes],
         part: list[dict[str, Any]],
         results: list[Account | ConnectorError | None],
-    ) -> None:
+    ) -> list[int]:
+        """One Bulk request of creations; returns the items it carried that got no answer (to look up)."""
         try:
             _, data = await self._call(
                 "POST", "Bulk", body={"schemas": [BULK_REQUEST], "Operations": part}, retry=False
             )
         except ConnectorError as exc:
             log.info(
-                "%s: a Bulk create of %d users failed (%s); creating them one by one",
+                "%s: a Bulk create of %d users failed (%s); looking them up, creating the rest one by one",
                 self.source,
                 len(part),
                 exc,
             )
             self._doubtful |= {items[int(op["bulkId"])].employee_id for op in part}
-            return
+            return [int(op["bulkId"]) for op in part]
         answers = data.get("Operations") if isinstance(data, dict) else None
         if not isinstance(answers, list):
             self._doubtful |= {items[int(op["bulkId"])].employee_id for op in part}
-            return
+            return [int(op["bulkId"]) for op in part]
         by_id = {str(a.get("bulkId")): a for a in answers if isinstance(a, dict)}
+        unanswered: list[int] = []
         for op in part:
             n = int(op["bulkId"])
             answer = by_id.get(op["bulkId"]) or {}
@@ -865,10 +889,14 @@ class SCIMIdentityProvider(ClosesAPI):
                     {"id": user_id, "meta": {"version": answer.get("version")}},
                     with_manager=sent_manager,
                 )
-            elif status.startswith("409") or not status.startswith(("4", "5")):
+            elif status.startswith("409"):
                 self._doubtful.add(items[n].employee_id)  # create_user sorts it out (a look-up, the 409 path)
+            elif not status.startswith(("4", "5")):  # no (usable) answer: it may have been created
+                self._doubtful.add(items[n].employee_id)
+                unanswered.append(n)
             else:
                 results[n] = self._bulk_error(answer, removing=False)
+        return unanswered
 
     async def _resolve_manager(self, manager_employee_id: str | None) -> str | None:
         """The manager's account id for their employee id, or None while they have no account."""
