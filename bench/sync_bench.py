@@ -11,18 +11,38 @@
    is measured with tracemalloc (read + plan of every employee).
 
 No assertion on time. Nothing outside 127.0.0.1 is contacted; the server is stopped by PID at the end.
+
+``--scenario initial|drift`` measures the figures of issue #19 instead, with the real CLI (``tenure sync
+--full``) as a child process, so its CPU (user + system, from ``wait4``) is Tenure's alone; the peer —
+``--peer fast`` (``bench/fast_scim.py``, its own process) or ``--peer scim2-server`` — sits behind the proxy
+of ``tests/support/fault_proxy.py`` (a thread of this process) adding ``--latency`` to every request:
+
+- ``initial``: N employees into an empty directory holding the policy's groups. Prints calls by endpoint, the
+  membership writes against groups × batches, wall time against the bound ``pages × latency + writes ×
+  latency ÷ concurrency`` and Tenure's CPU per applied action.
+- ``drift``: the directory seeded as the policy wants (``seed_idp``), ``--drift`` applied, then a full sync:
+  calls against the minimum (pages + one write per account change + one write per group touched per batch),
+  then the naive sequential script (one GET and one PUT per employee) over ``--naive-sample`` employees,
+  extrapolated to N, and a no-drift re-run: CPU per unchanged employee.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
+import re
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,17 +53,24 @@ from pydantic import SecretStr
 from tenure.compose import build_identity_provider
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from fast_scim import running_fast_scim  # noqa: E402
+from sqlmodel import select  # noqa: E402
 
 from connectors.hris.csv_export import CSVExportHRIS  # noqa: E402
 from connectors.idp.scim import SCIMIdentityProvider, user_payload, user_resource  # noqa: E402
 from engine.auditor import Auditor  # noqa: E402
-from engine.sync import SyncEngine, SyncOptions, SyncReport  # noqa: E402
+from engine.sync import DEFAULT_BATCH_SIZE, SyncEngine, SyncOptions, SyncReport  # noqa: E402
 from lifecycle.actions import ActionKind  # noqa: E402
 from lifecycle.policy import Policy, load_policy  # noqa: E402
+from models.audit import verify  # noqa: E402
+from models.db import session_scope  # noqa: E402
+from models.ledger import LedgerEntry  # noqa: E402
 from tenure.settings import IdPSettings  # noqa: E402
+from tests.support.fault_proxy import FaultProxy  # noqa: E402
 from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv  # noqa: E402
-from tests.support.scim_server import SCIMServer, running_scim_server  # noqa: E402
+from tests.support.scim_server import SCIMServer, create_group, running_scim_server  # noqa: E402
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -98,7 +125,11 @@ async def seed_idp(
     server: SCIMServer, base_url: str, csv_path: Path, policy: Policy, database_url: str
 ) -> dict[str, int]:
     """Put the accounts and memberships the planner wants into the server: plan against the empty directory
-    (a dry run, nothing written to it), then send the creates as Bulk requests and each group as one POST."""
+    (a dry run, nothing written to it; the policy's groups are created empty first, as the preflight wants),
+    then send the creates as Bulk requests and each group's members as one PATCH."""
+    group_ids = {
+        g: str((await create_group(base_url, server.token, g))["id"]) for g in sorted(policy.managed_groups)
+    }
     idp = make_idp(base_url, server.token)
     try:
         planner = engine(csv_path, idp, policy, database_url, dry_run=True)
@@ -145,14 +176,270 @@ async def seed_idp(
         for work in works:
             for action in work.plan.of_kind(ActionKind.ADD_MEMBERSHIP):
                 members.setdefault(action.subject, []).append(ids[work.plan.employee_id])
-        for group in sorted(policy.managed_groups):
-            body = {
-                "schemas": [GROUP_SCHEMA],
-                "displayName": group,
-                "members": [{"value": i} for i in members.get(group, [])],
-            }
-            (await client.post("Groups", json=body)).raise_for_status()
+        for group, group_id in group_ids.items():
+            if not members.get(group):
+                continue
+            add = [{"op": "add", "path": "members", "value": [{"value": i} for i in members[group]]}]
+            body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": add}
+            (await client.patch(f"Groups/{group_id}", json=body)).raise_for_status()
     return {"accounts": len(ids), "memberships": sum(len(m) for m in members.values()), "bulk_chunk": chunk}
+
+
+# ------------------------------------------------------------------------------------------ issue #19 scenarios
+
+CONCURRENCY = 16
+SUMMARY = re.compile(
+    r"(\d+) employees seen, (\d+) planned, (\d+) changed \((\d+) changes, (\S+) IdP writes\)"
+)
+
+
+PROFILE: str | None = None  # --profile: run the CLI under pyinstrument, its text report written there
+
+
+def run_cli(env: dict[str, str]) -> tuple[float, float, str]:
+    """``tenure sync --full`` as a child process: (wall seconds, CPU seconds user + system, stdout)."""
+    started = time.perf_counter()
+    profiler = ["-m", "pyinstrument", "-r", "text", "-o", PROFILE] if PROFILE else []
+    child = subprocess.Popen(
+        [sys.executable, *profiler, "-m", "tenure.cli", "sync", "--full"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert child.stdout is not None
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)  # reaps the child with its resource usage
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, out
+
+
+def cli_env(database_url: str, csv_path: Path, base_url: str, token: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "TENURE_DATABASE_URL": database_url,
+        "TENURE_POLICY_FILE": str(ROOT / "examples" / "policy.yaml"),
+        "TENURE_IDP__KIND": "scim",
+        "TENURE_IDP__BASE_URL": base_url,
+        "TENURE_IDP__TOKEN": token,
+        "TENURE_IDP__REQUESTS_PER_SECOND": "100000",
+        "TENURE_IDP__MAX_CONCURRENCY": str(CONCURRENCY),
+        "TENURE_IDP__TIMEOUT_SECONDS": "120",
+        "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(csv_path),
+        "TENURE_TICKETING__KIND": "none",
+        "COLUMNS": "200",
+    }
+
+
+async def expected_writes(
+    csv_path: Path, base_url: str, token: str, policy: Policy, database_url: str
+) -> tuple[int, int, int, int, int]:
+    """(account writes, group writes, batches, planned actions, pages) a full sync should make: one write per account
+    action, one per group touched per batch (a dry-run plan of the directory as it is; no write)."""
+    idp = make_idp(base_url, token)
+    try:
+        planner = engine(csv_path, idp, policy, database_url, dry_run=True)
+        await planner.prepare()
+    finally:
+        await idp.aclose()
+    account_kinds = {
+        ActionKind.CREATE_ACCOUNT,
+        ActionKind.UPDATE_ACCOUNT,
+        ActionKind.ENABLE_ACCOUNT,
+        ActionKind.DISABLE_ACCOUNT,
+        ActionKind.DELETE_ACCOUNT,
+    }
+    memberships = {ActionKind.ADD_MEMBERSHIP, ActionKind.REMOVE_MEMBERSHIP}
+    accounts = groups = actions = 0
+    for batch in planner.batches:
+        touched: set[str] = set()
+        for work in batch:
+            actions += len(work.plan.actions)
+            accounts += sum(1 for a in work.plan.actions if a.kind in account_kinds)
+            touched |= {a.subject for a in work.plan.actions if a.kind in memberships}
+        groups += len(touched)
+    return accounts, groups, len(planner.batches), actions, planner.report.pages_read
+
+
+def applied_actions(database_url: str) -> dict[str, int]:
+    with session_scope(database_url) as session:
+        rows = session.exec(select(LedgerEntry.kind, LedgerEntry.status)).all()
+    counts: dict[str, int] = {}
+    for kind, status in rows:
+        counts[f"{kind}:{status}"] = counts.get(f"{kind}:{status}", 0) + 1
+    return counts
+
+
+@contextlib.contextmanager
+def peer(kind: str) -> Iterator[tuple[str, str, str]]:
+    """(base URL, token, upstream root) of a fresh directory on the chosen peer."""
+    if kind == "fast":
+        with running_fast_scim() as fast:
+            yield fast.base_url, fast.token, fast.base_url.rstrip("/")
+    else:
+        with running_scim_server() as server:
+            yield server.tenant_url("bench"), server.token, f"http://127.0.0.1:{server.port}"
+
+
+async def naive_script(base_url: str, token: str, employee_ids: list[str]) -> float:
+    """One GET by externalId and one PUT of the same user per employee, sequentially; seconds taken."""
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    async with httpx.AsyncClient(headers=headers, timeout=60) as client:
+        for employee_id in employee_ids:
+            found = (
+                await client.get(f"{base_url}Users", params={"filter": f'externalId eq "{employee_id}"'})
+            ).json()
+            for user in found.get("Resources", [])[:1]:
+                user.pop("meta", None)
+                await client.put(f"{base_url}Users/{user['id']}", json=user)
+    return time.perf_counter() - started
+
+
+def print_run(
+    title: str, wall: float, cpu: float, out: str, calls: Counter[tuple[str, str]]
+) -> tuple[int, int]:
+    summary = SUMMARY.search(" ".join(out.split()))
+    changes = int(summary.group(4)) if summary else -1
+    print(f"\n== {title}")
+    print(f"   wall time            {wall:8.2f} s   (the tenure process, start-up included)")
+    print(f"   Tenure CPU           {cpu:8.2f} s   (user + system of the tenure process, from wait4)")
+    print(f"   CLI summary          {summary.group(0) if summary else out[-400:]}")
+    print(f"   calls                {sum(calls.values()):8d}   {dict(sorted(calls.items()))}")
+    return changes, sum(calls.values())
+
+
+async def scenario(
+    kind: str, count: int, peer_kind: str, latency: float, fraction: float, sample: int, seed: int
+) -> int:
+    policy = load_policy(ROOT / "examples" / "policy.yaml")
+    print(
+        f"machine: {os.cpu_count()} CPUs; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; scenario {kind}, N={count}, "
+        f"peer {peer_kind}, latency {latency * 1000:.0f} ms, concurrency {CONCURRENCY}, batch {DEFAULT_BATCH_SIZE}"
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="tenure-bench-") as tmp,
+        peer(peer_kind) as (base_url, token, root),
+    ):
+        tmp_path = Path(tmp)
+        csv_path, database_url = tmp_path / "hris.csv", f"sqlite:///{tmp_path / 'tenure.db'}"
+        rows = fake_people(count, seed=seed, today=datetime.now(UTC).date())
+        write_csv(csv_path, rows)
+        if kind == "initial":
+            for group in sorted(policy.managed_groups):
+                await create_group(base_url, token, group)
+        else:
+            started = time.perf_counter()
+            seeded = await seed_direct(base_url, token, csv_path, policy, tmp_path / "seed.db")
+            print(
+                f"seeded {seeded['accounts']} accounts, {seeded['memberships']} memberships in {time.perf_counter() - started:.1f} s"
+            )
+            print(f"drift: {drift(rows, fraction, seed)}")
+            write_csv(csv_path, rows)
+        accounts, groups, batches, planned, pages = await expected_writes(
+            csv_path, base_url, token, policy, f"sqlite:///{tmp_path / 'plan.db'}"
+        )
+        proxy = FaultProxy(upstream=root, latency=latency)
+        with proxy.in_thread():
+            proxied = proxy.proxied(base_url)
+            wall, cpu, out = run_cli(cli_env(database_url, csv_path, proxied, token))
+            calls = Counter(proxy.requests)
+            changes, total = print_run(
+                f"tenure sync --full ({kind}), {count} employees", wall, cpu, out, calls
+            )
+            group_writes = sum(
+                n for (m, path), n in calls.items() if m in ("PATCH", "PUT") and "Groups" in path
+            )
+            bulk = sum(n for (m, path), n in calls.items() if path.endswith("Bulk"))
+            reads = sum(n for (m, _), n in calls.items() if m == "GET")
+            writes = total - reads
+            minimum = pages + accounts + groups
+            bound = pages * latency + (accounts + groups) * latency / CONCURRENCY
+            applied = applied_actions(database_url)
+            applied_total = sum(n for k, n in applied.items() if k.endswith(":applied"))
+            print(
+                f"   planned actions      {planned:8d}   applied {applied_total}; ledger {dict(sorted(applied.items()))}"
+            )
+            print(
+                f"   account actions      {accounts:8d}   written in {writes - group_writes} requests ({bulk} of them /Bulk)"
+            )
+            print(
+                f"   group writes         {group_writes:8d}   ≤ groups touched per batch = {groups} ({batches} batches)"
+            )
+            print(
+                f"   calls vs minimum     {total:8d}   minimum pages {pages} + account writes {accounts} + group writes {groups} = {minimum}  → {total / minimum:.3f}×"
+            )
+            print(f"   writes               {writes:8d}   reads {reads}")
+            print(
+                f"   bound                {bound:8.2f} s   pages × latency + writes × latency ÷ {CONCURRENCY}; wall / bound = {wall / bound:.2f}"
+            )
+            print(
+                f"   CPU per applied      {cpu / max(1, applied_total) * 1000:8.3f} ms   ({applied_total} applied actions)"
+            )
+            with session_scope(database_url) as session:
+                print(f"   audit chain          {verify(session=session).describe()}")
+            if kind == "drift":
+                ids = [r["employee_id"] for r in rows[:sample]]
+                naive = await naive_script(proxied, token, ids)
+                extrapolated = naive / max(1, len(ids)) * len(rows)
+                print(f"\n== naive sequential script (GET + PUT per employee), {len(ids)} employees")
+                print(
+                    f"   wall time            {naive:8.2f} s   → {naive / len(ids) * 1000:.1f} ms per employee, {extrapolated:.0f} s for {len(rows)}"
+                )
+                print(
+                    f"   the sync is          {extrapolated / wall:8.1f}×   faster (whole process wall time)"
+                )
+                proxy.reset_counts()
+                wall, cpu, out = run_cli(cli_env(database_url, csv_path, proxied, token))
+                print_run(
+                    f"tenure sync --full again, no drift, {count} employees",
+                    wall,
+                    cpu,
+                    out,
+                    Counter(proxy.requests),
+                )
+                print(
+                    f"   CPU per employee     {cpu / len(rows) * 1000:8.3f} ms   (whole process, start-up included)"
+                )
+                idle = await startup_cpu(tmp_path, policy)
+                print(
+                    f"   start-up             {idle:8.2f} s   (CPU of the same command for 1 employee, empty "
+                    f"directory) → {(cpu - idle) / len(rows) * 1000:.3f} ms per unchanged employee after it"
+                )
+    return 0
+
+
+async def startup_cpu(tmp_path: Path, policy: Policy) -> float:
+    """Tenure CPU of ``tenure sync --full`` with one employee against an empty fast peer: start-up and
+    the fixed costs, to tell them from the per-employee cost."""
+    csv_path = tmp_path / "one.csv"
+    write_csv(csv_path, fake_people(1, seed=1, today=datetime.now(UTC).date()))
+    with running_fast_scim() as fast:
+        for group in sorted(policy.managed_groups):
+            await create_group(fast.base_url, fast.token, group)
+        _, cpu, _ = run_cli(cli_env(f"sqlite:///{tmp_path / 'one.db'}", csv_path, fast.base_url, fast.token))
+    return cpu
+
+
+async def seed_direct(
+    base_url: str, token: str, csv_path: Path, policy: Policy, seed_db: Path
+) -> dict[str, int]:
+    """``seed_idp`` for any peer reachable at ``base_url`` (no proxy)."""
+
+    @dataclass
+    class Peer:
+        token: str
+
+        def headers(self) -> dict[str, str]:
+            return {"Authorization": f"Bearer {self.token}"}
+
+    return await seed_idp(Peer(token), base_url, csv_path, policy, f"sqlite:///{seed_db}")  # type: ignore[arg-type]
 
 
 def drift(rows: list[dict[str, str]], fraction: float, seed: int) -> dict[str, int]:
@@ -273,5 +560,19 @@ if __name__ == "__main__":
         "--drift", type=float, default=0.01, help="fraction of employees changed (default 0.01)"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--scenario", choices=["classic", "initial", "drift"], default="classic")
+    parser.add_argument("--peer", choices=["fast", "scim2-server"], default="fast")
+    parser.add_argument("--latency", type=float, default=0.02, help="added per request by the proxy")
+    parser.add_argument("--naive-sample", type=int, default=300)
+    parser.add_argument("--profile", help="write a pyinstrument text report of the (first) sync there")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.count, args.drift, args.seed)))
+    PROFILE = args.profile
+    if args.scenario == "classic":
+        sys.exit(asyncio.run(main(args.count, args.drift, args.seed)))
+    sys.exit(
+        asyncio.run(
+            scenario(
+                args.scenario, args.count, args.peer, args.latency, args.drift, args.naive_sample, args.seed
+            )
+        )
+    )

@@ -362,13 +362,14 @@ class APIClient:
                     ),
                     source=self.source,
                 ) from None
-        log.debug(
-            "%s %s -> %s in %.0f ms",
-            method,
-            redact_url(response.request.url),
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # redact_url is not free: only for a log that is written
+            log.debug(
+                "%s %s -> %s in %.0f ms",
+                method,
+                redact_url(response.request.url),
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
         self._note_quota(response)
         problem = self.classify(response) if self.classify is not None else None
         if problem is not None:
@@ -450,11 +451,14 @@ async def create_idempotently(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     backoff_base: float = 0.5,
     existed: Callable[[T], T] = lambda obj: obj,
+    known_absent: bool = False,
 ) -> T:
     """Create an object with a non-idempotent POST, safely: before every retry, ``lookup`` checks whether the
     earlier attempt took effect (a timeout after the server applied the write) and returns what it finds.
-    An object that existed before the first attempt is passed through ``existed`` (to mark it as not created)."""
-    existing = await lookup()
+    An object that existed before the first attempt is passed through ``existed`` (to mark it as not created).
+    ``known_absent``: the caller has just read the whole collection and it was not there, so the look-up
+    before the first attempt is skipped (the look-ups after an ambiguous failure stay)."""
+    existing = None if known_absent else await lookup()
     if existing is not None:
         return existed(existing)
     for attempt in range(1, attempts + 1):

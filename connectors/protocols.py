@@ -5,12 +5,12 @@ All methods are async. Errors come from :mod:`connectors.errors`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Self, runtime_checkable
 
-from connectors.errors import InvalidRecordError
+from connectors.errors import ConnectorError, InvalidRecordError
 from models.domain import (
     Account,
     AccountAttributes,
@@ -23,7 +23,15 @@ from models.domain import (
     TicketStatus,
 )
 
-__all__ = ["HRIS", "IdentityProvider", "Ticketing", "Notifier", "Connectors"]
+__all__ = [
+    "HRIS",
+    "IdentityProvider",
+    "GroupMembersWriter",
+    "BatchWriter",
+    "Ticketing",
+    "Notifier",
+    "Connectors",
+]
 
 
 @runtime_checkable
@@ -77,6 +85,12 @@ class IdentityProvider(Protocol):
         ``existing`` (:meth:`models.domain.Account.found`) so the caller records a look-up, not a creation."""
         ...
 
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """Create many accounts, each as :meth:`create_user` would (idempotent by employee id; one found is
+        marked ``existing``), in as few requests as the vendor allows: one result per item, in order — the
+        account, or the error that failed that one."""
+        ...
+
     async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
         """Write only ``changes`` (attribute name → new value, names as in AccountAttributes)."""
         ...
@@ -101,8 +115,47 @@ class IdentityProvider(Protocol):
         """Idempotent: removing a non-member is not an error."""
         ...
 
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """Add many members to one group in as few requests as the vendor allows, judged per member: returns
+        the account ids that failed, with their error (empty: every one is a member now). Idempotent like
+        :meth:`add_member`. Raises ConnectorError only when nothing could be judged (every member failed)."""
+        ...
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """Remove many members from one group, as :meth:`add_members` (a non-member is not an error)."""
+        ...
+
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """When the account last signed in, where the vendor records it (else None)."""
+        ...
+
+
+@runtime_checkable
+class GroupMembersWriter(Protocol):
+    """An optional capability of an IdentityProvider: one group's additions and removals in one request
+    (SCIM: one PATCH with an ``add`` and a ``remove`` operation). Without it they are two requests."""
+
+    async def change_group_members(
+        self, group_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> dict[str, ConnectorError]:
+        """As :meth:`IdentityProvider.add_members` and ``remove_members`` together; the failed account ids."""
+        ...
+
+
+@runtime_checkable
+class BatchWriter(Protocol):
+    """An optional capability of an IdentityProvider that batches independent writes of *any* users and
+    groups together (Microsoft Graph ``$batch``, 20 requests a call), each judged on its own."""
+
+    async def update_users(self, updates: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, ConnectorError]:
+        """Attribute changes (not ``manager_id``; ``active`` enables or disables) of many accounts; the
+        failed account ids."""
+        ...
+
+    async def write_memberships(
+        self, changes: Sequence[tuple[str, str, bool]]
+    ) -> dict[tuple[str, str, bool], ConnectorError]:
+        """(group id, account id, add?) for many groups at once; the failed ones."""
         ...
 
 

@@ -27,8 +27,9 @@ invalid HR record, a brake refusal, a run summary) is written with :meth:`Applie
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,9 +37,10 @@ from typing import Any
 from sqlmodel import Session
 
 from connectors.errors import ConnectorError
-from connectors.protocols import IdentityProvider, Notifier, Ticketing
+from connectors.protocols import BatchWriter, IdentityProvider, Notifier, Ticketing
 from engine.auditor import Auditor
 from engine.locks import Locks
+from engine.memberships import MembershipWrite, write_memberships
 from lifecycle.actions import (
     ACCOUNT_KINDS,
     ACTION_ADAPTER,
@@ -64,21 +66,24 @@ from lifecycle.actions import (
     UpdateAccount,
 )
 from lifecycle.notices import with_ticket_ids
-from models.audit import AuditEventBase, Outcome, record_many, utcnow
+from models.audit import AuditEventBase, Outcome, append_events, utcnow
 from models.db import session_scope
 from models.directory import Mirror, MirrorChanges, mirror_put
 from models.domain import Account, Notice
 from models.ledger import (
     OPEN_STATUSES,
+    EntryRow,
     Grant,
     GrantStatus,
     LedgerEntry,
     LedgerStatus,
     applied_since,
+    changed_since_by_others,
     cursor_put,
     entries_for,
+    open_entries_of,
     roster_count_put,
-    upsert_entry,
+    upsert_entries,
     upsert_grant,
 )
 from models.review import Decision, ReviewItem
@@ -123,6 +128,7 @@ AUDIT_ACTIONS: dict[ActionKind, str] = {
 }
 # Kinds that act on an existing account (skipped when there is none).
 _NEEDS_ACCOUNT = ACCOUNT_KINDS - {ActionKind.CREATE_ACCOUNT, ActionKind.LINK_ACCOUNT}
+_MEMBERSHIP_KINDS = frozenset({ActionKind.ADD_MEMBERSHIP, ActionKind.REMOVE_MEMBERSHIP})
 _TICKET_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.COMMENT_TICKET, ActionKind.CLOSE_TICKET})
 # Owed until done, whatever the new plan says: no account state shows a ticket opened or a message sent.
 _CARRIED_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.NOTIFY})
@@ -136,6 +142,9 @@ Step = Callable[[Action, "Account | None"], Awaitable[tuple["ActionResult", "Acc
 # async () -> (plan, account, the other targets' accounts): the employee's plan computed again from fresh
 # state (see Applier.apply)
 Replan = Callable[[], Awaitable[tuple[Plan, "Account | None", "Mapping[str, Account | None]"]]]
+# async (employee id) -> (plan, account): the same for one employee of a batch on the directory alone
+# (see Applier.apply_many)
+ReplanOne = Callable[[str], Awaitable[tuple[Plan, "Account | None"]]]
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,17 @@ class ActionResult:
     outcome: Outcome
     detail: str = ""
     target_id: str | None = None  # the account, ticket or flow run the step acted on or made
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """How one action ended, for its ledger entry and audit row (committed in batches, :meth:`Applier._commit`)."""
+
+    action: Action
+    outcome: Outcome
+    detail: str
+    target_id: str | None
+    status: LedgerStatus
 
 
 @dataclass
@@ -186,6 +206,36 @@ class ApplyReport:
         return "\n".join(lines)
 
 
+@dataclass
+class _Run:
+    """One employee's plan being applied within a batch: the actions, how far it got, the account so far."""
+
+    actions: list[Action]
+    account: Account | None
+    report: ApplyReport
+    wave: int = 0  # accounts are created wave by wave: a manager's before their reports'
+    index: int = 0
+    blocked: str | None = None  # why the remaining steps cannot run (a failed create)
+
+    def creates_ahead(self) -> bool:
+        return any(a.kind is ActionKind.CREATE_ACCOUNT for a in self.actions[self.index :])
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.actions)
+
+    def next_is_membership(self) -> bool:
+        return self.actions[self.index].kind in _MEMBERSHIP_KINDS
+
+    def why_not(self, action: Action) -> str | None:
+        """Why ``action`` is skipped instead of run, if it is."""
+        if self.blocked is not None:
+            return self.blocked
+        if action.kind in _NEEDS_ACCOUNT and self.account is None:
+            return "no account to act on (creation pending)"
+        return None
+
+
 class Applier:
     """Applies plans through the connectors, with the ledger and the audit trail (module docstring).
 
@@ -221,6 +271,7 @@ class Applier:
         self._locks = locks
         self._group_ids: dict[str, dict[str, str]] = {}  # target → group name → id
         self._approved_by: dict[str, str] = {}  # request key → who approved it (for the grant)
+        self._dumps: dict[str, tuple[Action, dict[str, Any]]] = {}  # action key → (action, its JSON)
 
     @property
     def locks(self) -> Locks:
@@ -240,7 +291,7 @@ class Applier:
 
     def note_many(self, events: Iterable[AuditEventBase]) -> None:
         with session_scope(self.database_url) as session:
-            record_many(session=session, events=events)
+            append_events(session=session, events=events)
 
     def record_roster(self, name: str, count: int) -> None:
         """Remember how many HR records a full sync read (the next full sync's truncated-export check)."""
@@ -321,6 +372,258 @@ class Applier:
             report.results.append(result)
         return report
 
+    # ------------------------------------------------------------------------------------------ batches
+
+    async def apply_many(
+        self,
+        items: Sequence[tuple[Plan, Account | None]],
+        *,
+        planned_at: datetime | None = None,
+        replan: ReplanOne | None = None,
+        concurrency: int = 8,
+        waves: Sequence[int] | None = None,
+    ) -> list[ApplyReport]:
+        """Apply many employees' plans together (a sync batch), with the guarantees of :meth:`apply`.
+
+        Every employee's lock is held for the whole batch (:meth:`engine.locks.Locks.hold_many`; one not
+        obtained in time fails that employee, nothing of theirs is changed), plans gone stale are computed
+        again, and each employee's actions still run in plan order. The batch advances in levels: every
+        employee's next non-membership action runs (``concurrency`` at a time), and when only membership
+        actions are next they are written together, one request per group (:mod:`engine.memberships`). Each
+        level's ledger entries and audit rows are one transaction, still one entry and one row per action.
+        ``waves`` (one per item): an employee of a later wave waits until no earlier one has an account still
+        to create (a joiner's manager reference needs the manager's account).
+        """
+        if self.dry_run:
+            self.note_many(
+                self._audit(a, Outcome.PLANNED, a.reason) for plan, _ in items for a in plan.actions
+            )
+            return [
+                ApplyReport(
+                    plan.employee_id,
+                    plan.event,
+                    [ActionResult(a, Outcome.PLANNED) for a in plan.actions],
+                    skipped_reason=plan.skipped_reason,
+                )
+                for plan, _ in items
+            ]
+        reports: dict[str, ApplyReport] = {}
+        async with self.locks.hold_many(plan.employee_id for plan, _ in items) as refused:
+            held: list[tuple[Plan, Account | None]] = []
+            for plan, account in items:
+                if plan.employee_id in refused:
+                    error = str(refused[plan.employee_id])
+                    reports[plan.employee_id] = ApplyReport(plan.employee_id, plan.event, error=error)
+                else:
+                    held.append((plan, account))
+            held = await self._fresh(held, planned_at, replan, reports)
+            wave_of = {p.employee_id: w for (p, _), w in zip(items, waves or [0] * len(items), strict=True)}
+            runs = self._begin(held, wave_of)
+            await self._advance(runs, concurrency)
+            reports |= {run.report.employee_id: run.report for run in runs}
+        return [reports[plan.employee_id] for plan, _ in items]
+
+    async def _fresh(
+        self,
+        held: list[tuple[Plan, Account | None]],
+        planned_at: datetime | None,
+        replan: ReplanOne | None,
+        reports: dict[str, ApplyReport],
+    ) -> list[tuple[Plan, Account | None]]:
+        """The plans, those another run made stale since ``planned_at`` computed again (one ledger query)."""
+        if planned_at is None or replan is None or not held:
+            return held
+        with session_scope(self.database_url) as session:
+            stale = changed_since_by_others(
+                session=session,
+                employee_ids=[plan.employee_id for plan, _ in held],
+                since=planned_at,
+                other_than=self.auditor.correlation_id,
+            )
+        fresh: list[tuple[Plan, Account | None]] = []
+        for plan, account in held:
+            if plan.employee_id in stale:
+                log.info(
+                    "employee %s changed by another run since it was read; planning again", plan.employee_id
+                )
+                try:
+                    plan, account = await replan(plan.employee_id)
+                except Exception as exc:  # noqa: BLE001 - one employee's re-plan must not stop the batch
+                    log.warning("planning employee %s again failed: %s", plan.employee_id, exc)
+                    reports[plan.employee_id] = ApplyReport(
+                        plan.employee_id, plan.event, error=f"planning again failed: {type(exc).__name__}"
+                    )
+                    continue
+            fresh.append((plan, account))
+        return fresh
+
+    def _begin(self, held: list[tuple[Plan, Account | None]], wave_of: dict[str, int]) -> list[_Run]:
+        """Settle what earlier runs left open (:meth:`resume`) and enter every action as pending: one query
+        and one transaction for the batch."""
+        with session_scope(self.database_url) as session:
+            open_by = open_entries_of(session=session, employee_ids=[plan.employee_id for plan, _ in held])
+        runs: list[_Run] = []
+        finishes: list[_Finish] = []
+        entries: list[EntryRow] = []
+        for plan, account in held:
+            carried, recovered, superseded = self._settle(plan, open_by.get(plan.employee_id, []))
+            actions = [*plan.actions, *carried]
+            finishes += recovered
+            entries += superseded
+            entries += [self._entry(a, LedgerStatus.PENDING) for a in actions]
+            report = ApplyReport(plan.employee_id, plan.event, skipped_reason=plan.skipped_reason)
+            runs.append(_Run(actions, account, report, wave_of.get(plan.employee_id, 0)))
+        self._commit(finishes, entries=entries)
+        return runs
+
+    async def _advance(self, runs: list[_Run], concurrency: int) -> None:
+        while live := [run for run in runs if not run.done]:
+            creating = [run.wave for run in live if run.creates_ahead()]
+            ready = [run for run in live if run.wave <= min(creating)] if creating else live
+            steps = [run for run in ready if not run.next_is_membership()]
+            if steps:
+                await self._step_level(steps, concurrency)
+            else:
+                await self._membership_level(live)
+
+    async def _step_level(self, runs: list[_Run], concurrency: int) -> None:
+        """Each run's next action (not a membership), ``concurrency`` at a time."""
+        finishes: list[_Finish] = []
+        todo: list[tuple[_Run, Action]] = []
+        for run in runs:
+            action = run.actions[run.index]
+            run.index += 1
+            why = run.why_not(action)
+            if why is None:
+                todo.append((run, action))
+                continue
+            run.report.results.append(ActionResult(action, Outcome.SKIPPED, why))
+            finishes.append(_Finish(action, Outcome.SKIPPED, why, None, LedgerStatus.PENDING))
+        self._commit([], entries=[self._entry(action, LedgerStatus.STARTED) for _, action in todo])
+        creates = [(run, a) for run, a in todo if isinstance(a, CreateAccount)]
+        if len(creates) > 1:  # joiners together: the connector creates them in as few requests as it can
+            todo = [(run, a) for run, a in todo if not isinstance(a, CreateAccount)]
+            finishes += await self._create_many(creates)
+        idp = self.idp
+        batched: list[tuple[_Run, Action]] = (
+            [(run, a) for run, a in todo if _batchable(a)] if isinstance(idp, BatchWriter) else []
+        )
+        if len(batched) > 1:  # a connector that batches any users' writes (Graph $batch)
+            todo = [(run, a) for run, a in todo if not _batchable(a)]
+            finishes += await self._update_many(batched)
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(run: _Run, action: Action) -> None:
+            async with semaphore:
+                result, run.account, finish = await self._attempt(action, run.account)
+            run.report.results.append(result)
+            finishes.append(finish)
+            if isinstance(action, CreateAccount) and result.outcome is Outcome.FAILED:
+                run.blocked = f"skipped: the account could not be created ({result.detail})"
+
+        await _all_or_cancel([one(run, action) for run, action in todo])
+        self._commit(finishes)
+
+    async def _create_many(self, creates: list[tuple[_Run, CreateAccount]]) -> list[_Finish]:
+        """Several runs' account creations through one :meth:`IdentityProvider.create_users` call."""
+        try:
+            made: list[Account | ConnectorError] = await self._idp().create_users(
+                [action.attributes for _, action in creates]
+            )
+            if len(made) != len(creates):
+                raise ConnectorError("create_users did not answer every account", source=self._idp().source)
+        except ConnectorError as exc:
+            made = [exc] * len(creates)
+        except Exception as exc:  # noqa: BLE001 - a defect fails these creations, not the batch
+            log.exception("creating %d accounts crashed", len(creates))
+            made = [ConnectorError(f"internal error: {type(exc).__name__}", source="tenure")] * len(creates)
+        finishes: list[_Finish] = []
+        for (run, action), outcome in zip(creates, made, strict=True):
+            if isinstance(outcome, ConnectorError):
+                log.warning("creating %s for %s failed: %s", action.subject, action.employee_id, outcome)
+                result, finish = self._failed(action, outcome)
+                run.blocked = f"skipped: the account could not be created ({result.detail})"
+            else:
+                status, detail, run.account, target_id = _creation(outcome)
+                ledger = LedgerStatus.APPLIED if status is Outcome.APPLIED else LedgerStatus.SKIPPED
+                result = ActionResult(action, status, detail, target_id)
+                finish = _Finish(action, status, detail, target_id, ledger)
+            run.report.results.append(result)
+            finishes.append(finish)
+        return finishes
+
+    async def _update_many(self, updates: list[tuple[_Run, Action]]) -> list[_Finish]:
+        """Several runs' attribute changes, enables and disables through one ``BatchWriter.update_users``."""
+        idp = self.idp
+        assert isinstance(idp, BatchWriter)
+        wanted = [(run, action, _changes(action)) for run, action in updates]
+        try:
+            failed = await idp.update_users([(run.account.id, c) for run, _, c in wanted if run.account])
+        except ConnectorError as exc:
+            failed = {run.account.id: exc for run, _, _ in wanted if run.account}
+        finishes: list[_Finish] = []
+        for run, action, changes in wanted:
+            assert run.account is not None
+            error = failed.get(run.account.id)
+            if error is not None:
+                log.warning(
+                    "%s %s for %s failed: %s", action.kind.value, action.target, action.employee_id, error
+                )
+                result, finish = self._failed(action, error)
+            else:
+                values = {k: (None if v == "" else v) for k, v in changes.items()}
+                run.account = run.account.model_copy(update=values)
+                result = ActionResult(action, Outcome.APPLIED, "", run.account.id)
+                finish = _Finish(action, Outcome.APPLIED, "", run.account.id, LedgerStatus.APPLIED)
+            run.report.results.append(result)
+            finishes.append(finish)
+        return finishes
+
+    async def _membership_level(self, runs: list[_Run]) -> None:
+        """Every run's next memberships, written together: one request per group (:mod:`engine.memberships`)."""
+        order: list[tuple[_Run, Action, str | None]] = []
+        writes: list[MembershipWrite] = []
+        for run in runs:
+            while not run.done and run.next_is_membership():
+                action = run.actions[run.index]
+                run.index += 1
+                why = run.why_not(action)
+                order.append((run, action, why))
+                if why is None:
+                    assert run.account is not None and isinstance(action, AddMembership | RemoveMembership)
+                    writes.append(MembershipWrite(action, run.account.id))
+        self._commit([], entries=[self._entry(w.action, LedgerStatus.STARTED) for w in writes])
+        outcome = await write_memberships(self._idp(), writes, self.group_id) if writes else {}
+        finishes: list[_Finish] = []
+        for run, action, why in order:
+            if why is not None:
+                result = ActionResult(action, Outcome.SKIPPED, why)
+                finish = _Finish(action, Outcome.SKIPPED, why, None, LedgerStatus.PENDING)
+            elif action.key not in outcome:
+                unanswered = ConnectorError(
+                    "the membership write was not answered", source=self._idp().source
+                )
+                result, finish = self._failed(action, unanswered)
+            elif (error := outcome[action.key]) is not None:
+                log.warning(
+                    "%s %s for %s failed: %s", action.kind.value, action.subject, action.employee_id, error
+                )
+                result, finish = self._failed(action, error)
+            else:
+                assert run.account is not None
+                groups = run.account.groups
+                groups = (
+                    groups | {action.subject}
+                    if isinstance(action, AddMembership)
+                    else groups - {action.subject}
+                )
+                run.account = run.account.model_copy(update={"groups": groups})
+                result = ActionResult(action, Outcome.APPLIED, "", run.account.id)
+                finish = _Finish(action, Outcome.APPLIED, "", run.account.id, LedgerStatus.APPLIED)
+            run.report.results.append(result)
+            finishes.append(finish)
+        self._commit(finishes)
+
     def _changed_since(self, employee_id: str, since: datetime) -> bool:
         with session_scope(self.database_url) as session:
             return applied_since(
@@ -338,25 +641,38 @@ class Applier:
         self, action: Action, account: Account | None
     ) -> tuple[ActionResult, Account | None]:
         """One step: ledger ``started`` → connector call → ledger ``applied`` + audit row, atomically."""
-        with session_scope(self.database_url) as session:
-            upsert_entry(session=session, entry=self._entry(action, LedgerStatus.STARTED))
-            session.commit()
+        self._commit([], entries=[self._entry(action, LedgerStatus.STARTED)])
+        result, account, finish = await self._attempt(action, account)
+        self._commit([finish])
+        return result, account
+
+    async def _attempt(
+        self, action: Action, account: Account | None
+    ) -> tuple[ActionResult, Account | None, _Finish]:
+        """The connector call of one step and how it finished (the caller commits the finish)."""
         try:
             outcome, detail, account, target_id = await self._execute(action, account)
         except ConnectorError as exc:
             log.warning("%s %s for %s failed: %s", action.kind.value, action.subject, action.employee_id, exc)
-            # a retryable failure (timeout, 5xx, 429) may still have taken effect: "uncertain", settled by resume()
-            status = LedgerStatus.UNCERTAIN if exc.retryable else LedgerStatus.FAILED
-            self._finish(action, Outcome.FAILED, str(exc), None, status=status)
-            return ActionResult(action, Outcome.FAILED, str(exc)), account
+            result, finish = self._failed(action, exc)
+            return result, account, finish
         except Exception as exc:  # noqa: BLE001 - a defect in one step fails that step, not the batch
             log.exception("%s %s for %s crashed", action.kind.value, action.subject, action.employee_id)
             detail = f"internal error: {type(exc).__name__}"
-            self._finish(action, Outcome.FAILED, detail, None, status=LedgerStatus.FAILED)
-            return ActionResult(action, Outcome.FAILED, detail), account
+            finish = _Finish(action, Outcome.FAILED, detail, None, LedgerStatus.FAILED)
+            return ActionResult(action, Outcome.FAILED, detail), account, finish
         status = LedgerStatus.APPLIED if outcome is Outcome.APPLIED else LedgerStatus.SKIPPED
-        self._finish(action, outcome, detail, target_id, status=status)
-        return ActionResult(action, outcome, detail, target_id), account
+        finish = _Finish(action, outcome, detail, target_id, status)
+        return ActionResult(action, outcome, detail, target_id), account, finish
+
+    @staticmethod
+    def _failed(action: Action, exc: ConnectorError) -> tuple[ActionResult, _Finish]:
+        # a retryable failure (timeout, 5xx, 429) may still have taken effect: "uncertain", settled by resume()
+        status = LedgerStatus.UNCERTAIN if exc.retryable else LedgerStatus.FAILED
+        return (
+            ActionResult(action, Outcome.FAILED, str(exc)),
+            _Finish(action, Outcome.FAILED, str(exc), None, status),
+        )
 
     def resume(self, plan: Plan) -> list[Action]:
         """Settle what an earlier, interrupted or failed run of this employee left open in the ledger.
@@ -368,10 +684,21 @@ class Applier:
           is written now;
         - anything else the new plan no longer contains is superseded by the current state.
         """
-        planned = {a.key for a in plan.actions}
         with session_scope(self.database_url) as session:
             open_entries = entries_for(session=session, employee_id=plan.employee_id, statuses=OPEN_STATUSES)
+        carried, finishes, superseded = self._settle(plan, open_entries)
+        self._commit(finishes, entries=superseded)
+        return carried
+
+    def _settle(
+        self, plan: Plan, open_entries: Iterable[LedgerEntry]
+    ) -> tuple[list[Action], list[_Finish], list[EntryRow]]:
+        """:meth:`resume`'s decisions for ``open_entries``: (actions carried into this run, recovered changes
+        to audit as applied, superseded entries), written by the caller in one transaction."""
+        planned = {a.key for a in plan.actions}
         carried: list[Action] = []
+        finishes: list[_Finish] = []
+        superseded: list[EntryRow] = []
         for entry in open_entries:
             if entry.key in planned:
                 continue
@@ -380,30 +707,59 @@ class Applier:
             if action.kind in _CARRIED_KINDS:
                 carried.append(action)
             elif status in RECOVERED and action.kind in ACCOUNT_KINDS:
-                self._finish(action, Outcome.APPLIED, RECOVERED[status], None, status=LedgerStatus.APPLIED)
+                finishes.append(
+                    _Finish(action, Outcome.APPLIED, RECOVERED[status], None, LedgerStatus.APPLIED)
+                )
             else:
-                with session_scope(self.database_url) as session:
-                    upsert_entry(session=session, entry=self._entry(action, LedgerStatus.SUPERSEDED))
-                    session.commit()
-        return carried
+                superseded.append(self._entry(action, LedgerStatus.SUPERSEDED))
+        return carried, finishes, superseded
 
     def _mark_pending(self, actions: list[Action]) -> None:
-        with session_scope(self.database_url) as session:
-            for action in actions:
-                upsert_entry(session=session, entry=self._entry(action, LedgerStatus.PENDING))
-            session.commit()
+        self._commit([], entries=[self._entry(a, LedgerStatus.PENDING) for a in actions])
 
-    def _entry(self, action: Action, status: LedgerStatus, detail: str = "") -> LedgerEntry:
-        return LedgerEntry(
+    def _entry(self, action: Action, status: LedgerStatus, detail: str = "") -> EntryRow:
+        return EntryRow(
             key=action.key,
             employee_id=action.employee_id,
             kind=action.kind.value,
             target=action.subject,
             status=status,
-            action=ACTION_ADAPTER.dump_python(action, mode="json"),
+            action=self._dump(action),
             detail=detail,
             flow_run_id=self.auditor.correlation_id,
         )
+
+    def _dump(self, action: Action) -> dict[str, Any]:
+        """The action as JSON, made once per action (an entry is written pending, started and finished)."""
+        cached = self._dumps.get(action.key)
+        if cached is not None and cached[0] is action:
+            return cached[1]
+        dumped: dict[str, Any] = ACTION_ADAPTER.dump_python(action, mode="json")
+        self._dumps[action.key] = (action, dumped)
+        if len(self._dumps) > 20_000:
+            self._dumps.clear()
+        return dumped
+
+    def _commit(self, finishes: Sequence[_Finish], *, entries: Sequence[EntryRow] = ()) -> None:
+        """Ledger entries, the finished actions' entries, the grants and decisions they make and their audit
+        rows: one transaction (the audit chain is appended under its lock, :func:`models.audit.append_events`)."""
+        if not finishes and not entries:
+            return
+        events = [self._audit(f.action, f.outcome, f.detail, target_id=f.target_id) for f in finishes]
+        with session_scope(self.database_url) as session:
+            upsert_entries(
+                session=session,
+                entries=[*entries, *(self._entry(f.action, f.status, f.detail) for f in finishes)],
+            )
+            for finish in finishes:
+                if finish.outcome is Outcome.APPLIED:
+                    self._record_decision(session, finish.action)
+            if events:
+                append_events(
+                    session=session, events=events
+                )  # commits the ledger entries with the audit rows
+            else:
+                session.commit()
 
     def _finish(
         self,
@@ -415,12 +771,7 @@ class Applier:
         status: LedgerStatus,
     ) -> None:
         """The ledger entry, any grant or decision it makes, and its audit row: one transaction."""
-        event = self._audit(action, outcome, detail, target_id=target_id)
-        with session_scope(self.database_url) as session:
-            upsert_entry(session=session, entry=self._entry(action, status, detail))
-            if outcome is Outcome.APPLIED:
-                self._record_decision(session, action)
-            record_many(session=session, events=[event])  # commits the ledger entry with the audit row
+        self._commit([_Finish(action, outcome, detail, target_id, status)])
 
     def _audit(
         self, action: Action, outcome: Outcome, detail: str, *, target_id: str | None = None
@@ -578,15 +929,7 @@ class Applier:
                     account_id,
                 )
             case CreateAccount(attributes=attributes):
-                made = await idp.create_user(attributes)
-                if made.existing:
-                    return (
-                        Outcome.SKIPPED,
-                        f"account {made.id} already exists (found, not created)",
-                        made,
-                        made.id,
-                    )
-                return Outcome.APPLIED, f"account {made.id}", made, made.id
+                return _creation(await idp.create_user(attributes))
             case UpdateAccount(changes=changes):
                 assert account is not None
                 account = await idp.update_user(account, dict(changes))
@@ -668,3 +1011,35 @@ class Applier:
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):
                 return Outcome.APPLIED, f"recorded for {by}", None, account
         raise ConnectorError(f"unknown action kind {action.kind}", source="tenure")  # pragma: no cover
+
+
+def _batchable(action: Action) -> bool:
+    """An account write a BatchWriter can send in a batch (a manager change needs a look-up: alone)."""
+    if isinstance(action, UpdateAccount):
+        return "manager_id" not in action.changes
+    return isinstance(action, EnableAccount | DisableAccount)
+
+
+def _changes(action: Action) -> dict[str, Any]:
+    if isinstance(action, UpdateAccount):
+        return dict(action.changes)
+    return {"active": isinstance(action, EnableAccount)}
+
+
+def _creation(made: Account) -> tuple[Outcome, str, Account, str]:
+    """How a create ended: applied, or a look-up when the identity provider already had the account."""
+    if made.existing:
+        return Outcome.SKIPPED, f"account {made.id} already exists (found, not created)", made, made.id
+    return Outcome.APPLIED, f"account {made.id}", made, made.id
+
+
+async def _all_or_cancel(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run them together; if one raises (a crash, a cancel), stop the others before passing it on."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -23,7 +23,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -88,6 +88,57 @@ class Locks:
             async with self._hold_file(name, deadline):
                 yield
 
+    @contextlib.asynccontextmanager
+    async def hold_many(self, names: Iterable[str]) -> AsyncIterator[dict[str, LockHeld]]:
+        """Hold the locks ``names`` for the block, as a batch of the sync needs (one connection on PostgreSQL,
+        one file each on SQLite). They are taken in sorted order, so two batches never wait on each other in a
+        cycle; the timeout is shared. Yields the names *not* obtained in time, each with its LockHeld: the
+        caller leaves those alone."""
+        ordered = sorted(set(names))
+        deadline = time.monotonic() + self.timeout
+        if self._postgres:
+            async with self._hold_many_pg(ordered, deadline) as refused:
+                yield refused
+        else:
+            async with contextlib.AsyncExitStack() as stack:
+                missed: dict[str, LockHeld] = {}
+                for name in ordered:
+                    try:
+                        await stack.enter_async_context(self._hold_file(name, deadline))
+                    except LockHeld as exc:
+                        missed[name] = exc
+                yield missed
+
+    @contextlib.asynccontextmanager
+    async def _hold_many_pg(self, names: list[str], deadline: float) -> AsyncIterator[dict[str, LockHeld]]:
+        connection = self._pg.connect()
+        held: list[int] = []
+        refused: dict[str, LockHeld] = {}
+        try:
+            connection.execute(
+                text("SELECT set_config('application_name', :h, false)"), {"h": f"tenure:{self.holder}"[:63]}
+            )
+            for name in names:
+                key = _key(name)
+                while not connection.execute(
+                    text("SELECT pg_try_advisory_lock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
+                ).scalar():
+                    if time.monotonic() >= deadline:
+                        refused[name] = self._refused(name, self._pg_holder(connection, key))
+                        break
+                    await asyncio.sleep(POLL_SECONDS)
+                else:
+                    held.append(key)
+            yield refused
+        finally:
+            try:
+                for key in held:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:ns, :k)"), {"ns": _NAMESPACE, "k": key}
+                    )
+            finally:
+                connection.close()
+
     def _refused(self, name: str, holder: str | None) -> LockHeld:
         who = f"run {holder}" if holder else "another run"
         what = name.removeprefix("job:") if name.startswith("job:") else f"employee {name}"
@@ -129,25 +180,24 @@ class Locks:
 
     @contextlib.asynccontextmanager
     async def _hold_file(self, name: str, deadline: float) -> AsyncIterator[None]:
+        # plain descriptors (no buffered file object): a sync batch takes hundreds of these at once
         path = self._dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}.lock"
-        with open(path, "a+") as handle:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
             while True:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        handle.seek(0)
-                        raise self._refused(name, handle.read().strip() or None) from None
+                        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                        raise self._refused(name, holder or None) from None
                     await asyncio.sleep(POLL_SECONDS)
             try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(self.holder)
-                handle.flush()
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, self.holder.encode("utf-8"), 0)
                 yield
-            finally:
-                handle.seek(0)
-                handle.truncate()
-                handle.flush()
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            finally:  # the file keeps the last holder's id: only read while someone holds the lock again
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -58,7 +58,7 @@ from engine.directory import DirectoryRead, read_directory
 from engine.locks import LockHeld
 from engine.preflight import require_groups
 from engine.reconcile import histories
-from lifecycle.actions import ACCOUNT_KINDS, DIRECTORY, Plan
+from lifecycle.actions import ACCOUNT_KINDS, DIRECTORY, ActionKind, Plan
 from lifecycle.brake import BrakeDecision, RosterShrinkDecision, check_brake, check_roster_shrink
 from lifecycle.correlation import Correlation, Situation, correlate
 from lifecycle.policy import CorrelationStep, Policy
@@ -734,11 +734,50 @@ class SyncEngine:
     # ------------------------------------------------------------------------------------------ applying
 
     async def apply_batch(self, number: int) -> BatchResult:
-        """Apply the plans of batch ``number`` (at most ``max_concurrency`` employees at once). Each employee is
-        applied under their lock; one employee's failure — a connector error, a lock held elsewhere past its
-        timeout, a defect — is that employee's, recorded, and the rest of the batch goes on."""
-        semaphore = asyncio.Semaphore(self.options.max_concurrency)
+        """Apply the plans of batch ``number``. Plans on the directory alone are applied together
+        (:meth:`engine.applier.Applier.apply_many`: every such employee locked for the batch, at most
+        ``max_concurrency`` account writes in flight, the batch's memberships one request per group); a plan
+        that also acts on another provisioning target, links or notifies goes one employee at a time
+        (:meth:`engine.applier.Applier.apply`). One employee's failure — a connector error, a lock held
+        elsewhere past its timeout, a defect — is that employee's, recorded, and the rest of the batch goes on."""
         result = BatchResult(number=number)
+        works = self.batches[number]
+        together = [w for w in works if _directory_only(w)]
+        alone = [w for w in works if not _directory_only(w)]
+        reports = [*await self._apply_together(number, together), *await self._apply_alone(alone)]
+        for report in reports:
+            result.add(report)
+        self._absorb(result)
+        return result
+
+    async def _apply_together(self, number: int, works: list[Work]) -> list[ApplyReport]:
+        if not works:
+            return []
+
+        async def replan(employee_id: str) -> tuple[Plan, Account | None]:
+            plan, account, accounts = await self._replan(employee_id)
+            fresh = Work(plan, account, accounts=dict(accounts))
+            if not _directory_only(fresh):  # now acts on other targets: left to the next run, whole
+                raise RuntimeError("the fresh plan acts on other targets too")
+            return plan, account
+
+        try:
+            return await self.applier.apply_many(
+                [(w.plan, w.account) for w in works],
+                planned_at=self._read_at,
+                replan=replan,
+                concurrency=self.options.max_concurrency,
+                waves=[w.wave for w in works],
+            )
+        except Exception as exc:  # noqa: BLE001 - a defect in the batch fails its employees, not the run
+            log.exception("applying batch %d crashed", number)
+            return [
+                ApplyReport(w.plan.employee_id, w.plan.event, error=f"apply crashed: {type(exc).__name__}")
+                for w in works
+            ]
+
+    async def _apply_alone(self, works: list[Work]) -> list[ApplyReport]:
+        semaphore = asyncio.Semaphore(self.options.max_concurrency)
 
         async def one(work: Work) -> ApplyReport:
             async def replan() -> tuple[Plan, Account | None, dict[str, Account | None]]:
@@ -761,18 +800,14 @@ class SyncEngine:
                         work.plan.employee_id, work.plan.event, error=f"apply crashed: {type(exc).__name__}"
                     )
 
-        tasks = [asyncio.ensure_future(one(w)) for w in self.batches[number]]
+        tasks = [asyncio.ensure_future(one(w)) for w in works]
         try:
-            reports = await asyncio.gather(*tasks)
+            return list(await asyncio.gather(*tasks))
         except BaseException:  # the process is going down (a crash, a cancel): stop the others too
             for pending in tasks:
                 pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        for report in reports:
-            result.add(report)
-        self._absorb(result)
-        return result
 
     async def _replan(self, employee_id: str) -> tuple[Plan, Account | None, dict[str, Account | None]]:
         """One employee planned again from fresh state (another run changed them since this run read)."""
@@ -881,3 +916,11 @@ def _with_groups(accounts: list[Account], groups: list[Group]) -> list[Account]:
         for member in group.member_ids:
             member_of[member].add(group.name)
     return [a.model_copy(update={"groups": frozenset(member_of.get(a.id, ()))}) for a in accounts]
+
+
+def _directory_only(work: Work) -> bool:
+    """Whether a plan acts on the directory alone, with kinds the batch path applies (not links or notices)."""
+    return not work.accounts and all(
+        a.target == DIRECTORY and a.kind not in (ActionKind.LINK_ACCOUNT, ActionKind.NOTIFY)
+        for a in work.plan.actions
+    )

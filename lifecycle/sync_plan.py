@@ -128,12 +128,11 @@ class SyncPlan:
     failures: dict[str, str]  # employee id → why they could not be planned
 
     def batches(self, size: int) -> list[list[Work]]:
-        """The works in waves, each wave cut into batches of ``size``."""
-        out: list[list[Work]] = []
-        for wave in sorted({w.wave for w in self.works}):
-            members = [w for w in self.works if w.wave == wave]
-            out += [members[i : i + size] for i in range(0, len(members), size)]
-        return out
+        """The works wave by wave, cut into batches of ``size``. A batch may hold the end of one wave and the
+        start of the next: the applier creates a batch's accounts wave by wave (a manager before their
+        reports), so waves need not cost partial batches (each batch writes each group once)."""
+        ordered = sorted(self.works, key=lambda w: w.wave)  # stable: the planning order within a wave
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def plan_all(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, text
+from sqlalchemy import JSON, Column, String, insert, text
 from sqlmodel import Field, Session, SQLModel, col, select
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "GENESIS",
     "record",
     "record_many",
+    "append_events",
     "verify",
     "VerifyResult",
     "iter_events",
@@ -148,6 +149,71 @@ def record_many(*, session: Session, events: Iterable[AuditEventBase]) -> list[A
         session.rollback()
         raise
     return written
+
+
+def append_events(*, session: Session, events: Iterable[AuditEventBase]) -> int:
+    """:func:`record_many` for a batch writer that needs no rows back: the same chain — one lock, one head,
+    ``hash = sha256(prev_hash + canonical content)`` row after row, idempotency keys honoured — written as one
+    executemany ``INSERT`` without building an ORM object per row. Commits; returns how many were appended."""
+    events = list(events)
+    if not events:
+        return 0
+    try:
+        _lock_chain(session)
+        head = session.exec(
+            select(AuditEvent.seq, AuditEvent.hash).order_by(col(AuditEvent.seq).desc()).limit(1)
+        ).first()
+        seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
+        keys = [e.idempotency_key for e in events if e.idempotency_key]
+        existing: set[str] = set()
+        if keys:
+            found = session.exec(
+                select(AuditEvent.idempotency_key).where(col(AuditEvent.idempotency_key).in_(keys))
+            ).all()
+            existing = {k for k in found if k}
+        rows: list[dict[str, Any]] = []
+        for event in events:
+            key = event.idempotency_key
+            if key is not None and key in existing:
+                continue
+            if key is not None:
+                existing.add(key)
+            row_id, occurred_at = uuid.uuid4(), utcnow()
+            content = {
+                "id": str(row_id),
+                "occurred_at": _iso(occurred_at),
+                "actor": event.actor,
+                "action": event.action,
+                "target_system": event.target_system,
+                "target_id": event.target_id,
+                "employee_id": event.employee_id,
+                "outcome": Outcome(event.outcome).value,
+                "reason": event.reason,
+                "details": event.details,
+                "correlation_id": event.correlation_id,
+                "idempotency_key": key,
+            }
+            payload = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+            digest = hashlib.sha256((prev_hash + payload).encode()).hexdigest()
+            seq += 1
+            rows.append(
+                content
+                | {
+                    "id": row_id,
+                    "occurred_at": occurred_at,
+                    "seq": seq,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
+            )
+            prev_hash = digest
+        if rows:
+            session.execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return len(rows)
 
 
 def record(*, session: Session, event: AuditEventBase) -> AuditEvent:

@@ -39,12 +39,16 @@ __all__ = [
     "SyncCursor",
     "aware",
     "entries_for",
+    "open_entries_of",
+    "changed_since_by_others",
     "open_employees",
     "settled_side_effects",
     "applied_since",
     "last_applied",
     "grants_by_employee",
     "upsert_entry",
+    "upsert_entries",
+    "EntryRow",
     "upsert_grant",
     "cursor_get",
     "cursor_put",
@@ -155,6 +159,39 @@ def entries_for(
     if statuses is not None:
         query = query.where(col(LedgerEntry.status).in_([s.value for s in statuses]))
     return list(session.exec(query).all())
+
+
+def open_entries_of(*, session: Session, employee_ids: Iterable[str]) -> dict[str, list[LedgerEntry]]:
+    """Every open entry (:data:`OPEN_STATUSES`) of these employees, by employee, in one query per 500 ids."""
+    ids = list(dict.fromkeys(employee_ids))
+    found: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for start in range(0, len(ids), 500):
+        query = select(LedgerEntry).where(
+            col(LedgerEntry.employee_id).in_(ids[start : start + 500]),
+            col(LedgerEntry.status).in_([s.value for s in OPEN_STATUSES]),
+        )
+        for entry in session.exec(query).all():
+            found[entry.employee_id].append(entry)
+    return dict(found)
+
+
+def changed_since_by_others(
+    *, session: Session, employee_ids: Iterable[str], since: datetime, other_than: str | None
+) -> set[str]:
+    """Of these employees, those a run other than ``other_than`` settled an entry of at or after ``since``
+    (:func:`applied_since` for many employees, one query per 500 ids)."""
+    ids = list(dict.fromkeys(employee_ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        query = select(LedgerEntry.employee_id).where(
+            col(LedgerEntry.employee_id).in_(ids[start : start + 500]),
+            col(LedgerEntry.status).in_([LedgerStatus.APPLIED.value, LedgerStatus.UNCERTAIN.value]),
+            col(LedgerEntry.updated_at) >= since,
+        )
+        if other_than is not None:
+            query = query.where(col(LedgerEntry.flow_run_id).is_distinct_from(other_than))
+        found.update(session.exec(query.distinct()).all())
+    return found
 
 
 def open_employees(*, session: Session) -> set[str]:
@@ -288,6 +325,61 @@ def upsert_entry(*, session: Session, entry: LedgerEntry) -> None:
     values = entry.model_dump()
     values["status"] = LedgerStatus(entry.status).value
     _upsert(session, LedgerEntry, values, ["key"])
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """The values of one :class:`LedgerEntry` to upsert (plain values: no model to validate per write)."""
+
+    key: str
+    employee_id: str
+    kind: str
+    target: str
+    status: LedgerStatus
+    action: dict[str, Any]
+    detail: str = ""
+    flow_run_id: str | None = None
+
+
+def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
+    """Many :func:`upsert_entry` as one ``INSERT … ON CONFLICT (key) DO UPDATE`` executed for every row (the
+    driver's executemany; the last row of a key wins, as with one upsert after another)."""
+    now = utcnow()
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        rows[entry.key] = {
+            "key": entry.key,
+            "employee_id": entry.employee_id,
+            "kind": entry.kind,
+            "target": entry.target,
+            "status": LedgerStatus(entry.status).value,
+            "action": entry.action,
+            "detail": entry.detail,
+            "flow_run_id": entry.flow_run_id,
+            "updated_at": now,
+        }
+    if not rows:
+        return
+    table = LedgerEntry.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            c: statement.excluded[c]
+            for c in (
+                "employee_id",
+                "kind",
+                "target",
+                "status",
+                "action",
+                "detail",
+                "flow_run_id",
+                "updated_at",
+            )
+        },
+    )
+    session.execute(statement, list(rows.values()))
 
 
 def upsert_grant(*, session: Session, grant: Grant) -> None:

@@ -78,6 +78,7 @@ from connectors.http import (
     raise_for_status,
     retry_after_seconds,
 )
+from connectors.idp.fallback import create_one_by_one
 from connectors.oauth import BearerTokenAuth
 from models.domain import Account, AccountAttributes, Group
 
@@ -418,7 +419,11 @@ class EntraIdentityProvider(ClosesAPI):
 
         try:
             account = await create_idempotently(
-                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base
+                create,
+                lookup,
+                sleep=self.api.sleep,
+                backoff_base=self.api.backoff_base,
+                existed=Account.found,  # a look-up, not a creation (the protocol's contract)
             )
         except PermanentAPIError as exc:
             if exc.status_code != 400 or UPN_TAKEN not in exc.message:
@@ -434,9 +439,10 @@ class EntraIdentityProvider(ClosesAPI):
                     status_code=400,
                 ) from exc
             log.info("%s: adopting existing user %s for employee", self.source, holder.id)
-            account = holder
+            account = holder.found()
         if attributes.manager_id and account.manager_id != attributes.manager_id:
-            return await self.update_user(account, {"manager_id": attributes.manager_id})
+            updated = await self.update_user(account, {"manager_id": attributes.manager_id})
+            return updated.found() if account.existing else updated
         return account
 
     async def _set_manager(self, account_id: str, manager_employee_id: str | None) -> None:
@@ -572,6 +578,10 @@ class EntraIdentityProvider(ClosesAPI):
         await self._run_batches(subs)
         return {c: s.result for c, s in zip(ordered, subs, strict=True) if s.result is not None}
 
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """One :meth:`create_user` per account (each needs its own look-up by employee id first; a ``$batch`` of creates is not used)."""
+        return await create_one_by_one(attributes, self.create_user)
+
     async def add_members(self, group_id: str, account_ids: Iterable[str]) -> dict[str, ConnectorError]:
         """Add many members to one group (``$batch``, 20 per call); returns the failed account ids."""
         failed = await self.change_members(MembershipChange("add", group_id, a) for a in account_ids)
@@ -581,6 +591,15 @@ class EntraIdentityProvider(ClosesAPI):
         """Remove many members from one group (``$batch``, 20 per call); returns the failed account ids."""
         failed = await self.change_members(MembershipChange("remove", group_id, a) for a in account_ids)
         return {c.account_id: e for c, e in failed.items()}
+
+    async def write_memberships(
+        self, changes: Sequence[tuple[str, str, bool]]
+    ) -> dict[tuple[str, str, bool], ConnectorError]:
+        """Membership changes of any groups — (group id, account id, add?) — in ``$batch`` calls of 20."""
+        failed = await self.change_members(
+            MembershipChange("add" if add else "remove", group, account) for group, account, add in changes
+        )
+        return {(c.group_id, c.account_id, c.op == "add"): e for c, e in failed.items()}
 
     async def update_users(self, updates: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, ConnectorError]:
         """Many ``PATCH /users/{id}`` through ``$batch`` (20 per call), each judged on its own: ``changes`` as for

@@ -42,7 +42,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
@@ -60,6 +60,7 @@ from connectors.errors import (
     ResponseValidationError,
 )
 from connectors.http import APIClient, ClosesAPI, LoopGuard, create_idempotently, json_body
+from connectors.idp.fallback import create_one_by_one, one_by_one
 from connectors.oauth import BearerTokenAuth
 from models.domain import Account, AccountAttributes, Group
 
@@ -438,7 +439,11 @@ class GoogleWorkspaceIdentityProvider(ClosesAPI):
 
         try:
             return await create_idempotently(
-                create, lookup, sleep=self.api.sleep, backoff_base=self.api.backoff_base
+                create,
+                lookup,
+                sleep=self.api.sleep,
+                backoff_base=self.api.backoff_base,
+                existed=Account.found,  # a look-up, not a creation (the protocol's contract)
             )
         except ConflictError as exc:  # 409: the primary address exists (search may not show a new user yet)
             holder = await self._user(attributes.user_name)
@@ -450,7 +455,7 @@ class GoogleWorkspaceIdentityProvider(ClosesAPI):
                     status_code=409,
                 ) from exc
             log.info("%s: adopting existing user %s for employee", self.source, holder.get("id"))
-            return await self.account(holder)
+            return (await self.account(holder)).found()
 
     async def update_user(self, account: Account, changes: dict[str, Any]) -> Account:
         """``PATCH /users/{id}`` with only ``changes``; lists (organizations, emails, relations) are merged into
@@ -573,3 +578,16 @@ class GoogleWorkspaceIdentityProvider(ClosesAPI):
         """``DELETE /groups/{groupKey}/members/{memberKey}``; removing a non-member is not an error."""
         with contextlib.suppress(NotFoundError):
             await self._json("DELETE", f"groups/{_seg(group_id)}/members/{_seg(account_id)}")
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """One :meth:`create_user` per account (``users.insert`` creates one user per request)."""
+        return await create_one_by_one(attributes, self.create_user)
+
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One ``members.insert`` per member. The Directory API's only multi-write form is the multipart
+        batch endpoint (``/batch/admin/directory_v1``), which this connector does not speak yet."""
+        return await one_by_one(account_ids, lambda a: self.add_member(group_id, a))
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One ``members.delete`` per member (see :meth:`add_members`)."""
+        return await one_by_one(account_ids, lambda a: self.remove_member(group_id, a))

@@ -68,7 +68,7 @@ import re
 import secrets
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -92,6 +92,7 @@ from connectors.errors import (
     RetryableAPIError,
 )
 from connectors.http import AsyncClosing
+from connectors.idp.fallback import create_one_by_one
 from connectors.idp.ldap_layout import (
     ACTIVE_DIRECTORY,
     OPENLDAP,
@@ -1046,6 +1047,84 @@ class LDAPIdentityProvider(AsyncClosing):
             self._remove_member_dn(conn, group_dn, str(user["dn"]))
 
         await self._call(remove, "remove member")
+
+    def _user_dns(self, conn: ldap3.Connection, account_ids: list[str]) -> dict[str, str]:
+        """Account id (case-folded) → DN for the ids that name an account: one search per 100 ids."""
+        found: dict[str, str] = {}
+        for start in range(0, len(account_ids), 100):
+            values = [id_filter_value(self.layout, a) for a in account_ids[start : start + 100]]
+            terms = "".join(f"({self.id_attribute}={v})" for v in values if v is not None)
+            if not terms:
+                continue
+            search_filter = f"(&{self.layout.user_class_filter}(|{terms}))"
+            conn.search(self.base_dn, search_filter, ldap3.SUBTREE, attributes=[self.id_attribute])
+            for entry in self._entries(conn):
+                account_id = _first(entry["attributes"], self.id_attribute)
+                if account_id and self._is_user_dn(entry["dn"]):
+                    found[account_id.casefold()] = str(entry["dn"])
+        return found
+
+    def _change_members(
+        self, conn: ldap3.Connection, group_id: str, account_ids: Sequence[str], *, add: bool
+    ) -> dict[str, ConnectorError]:
+        """One ``modify`` of ``member`` with every value that changes (RFC 4511 §4.6: all or nothing). If the
+        server refuses it (a value changed meanwhile, a constraint on one member), each member is written on its
+        own, so each is judged on its own."""
+        group = self._group_entry(conn, group_id)
+        group_dn = str(group["dn"])
+        ids = list(dict.fromkeys(account_ids))
+        dns = self._user_dns(conn, ids)
+        failed: dict[str, ConnectorError] = {}
+        if add:
+            for account_id in ids:
+                if account_id.casefold() not in dns:
+                    failed[account_id] = NotFoundError("no account with this id", source=SOURCE)
+        current = {canonical_dn(str(v)) for v in _values(group["attributes"], "member")}
+        todo = {
+            a: dn
+            for a in ids
+            if (dn := dns.get(a.casefold())) is not None and (canonical_dn(dn) in current) is not add
+        }
+        if not todo:
+            return failed
+        values = list(todo.values())
+        if add:
+            changes = [(ldap3.MODIFY_ADD, values)]
+            if self.layout.group_needs_member and canonical_dn(group_dn) in current:
+                changes.append((ldap3.MODIFY_DELETE, [group_dn]))  # a real member now: drop the placeholder
+        else:
+            changes = [(ldap3.MODIFY_DELETE, values)]
+            left = current - {canonical_dn(dn) for dn in values}
+            if self.layout.group_needs_member and not left:  # groupOfNames needs a member: the placeholder
+                changes.insert(0, (ldap3.MODIFY_ADD, [group_dn]))
+        try:
+            conn.modify(group_dn, {"member": changes})
+        except lx.LDAPOperationResult:
+            write = self._add_member_dn if add else self._remove_member_dn
+            for account_id, dn in todo.items():
+                try:
+                    write(conn, group_dn, dn)
+                except lx.LDAPException as exc:
+                    if isinstance(exc, _NETWORK_ERRORS):
+                        raise
+                    failed[account_id] = translate_error(exc, "add member" if add else "remove member")
+        return failed
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """One :meth:`create_user` per account (an LDAP ``add`` creates one entry)."""
+        return await create_one_by_one(attributes, self.create_user)
+
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """Add every account's DN to ``member`` in one ``modify``; existing members are left out of it."""
+        return await self._call(
+            lambda c: self._change_members(c, group_id, account_ids, add=True), "add members"
+        )
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """Remove the accounts' DNs from ``member`` in one ``modify``; non-members (and unknown ids) are fine."""
+        return await self._call(
+            lambda c: self._change_members(c, group_id, account_ids, add=False), "remove members"
+        )
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """``authTimestamp`` (OpenLDAP lastbind overlay) or AD ``lastLogonTimestamp``; None when neither."""

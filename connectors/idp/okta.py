@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -55,6 +55,7 @@ from connectors.http import (
     json_body,
     next_link,
 )
+from connectors.idp.fallback import create_one_by_one, one_by_one
 from models.domain import Account, AccountAttributes, Group
 
 __all__ = ["OktaIdentityProvider", "okta_search_eq", "profile_from_attributes", "account_from_okta"]
@@ -351,6 +352,18 @@ class OktaIdentityProvider(ClosesAPI):
     async def remove_member(self, group_id: str, account_id: str) -> None:
         """``DELETE /api/v1/groups/{gid}/users/{uid}``; removing a non-member is not an error."""
         await self.api.request("DELETE", f"api/v1/groups/{_segment(group_id)}/users/{_segment(account_id)}")
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """One :meth:`create_user` per account (the Users API creates one user per request)."""
+        return await create_one_by_one(attributes, self.create_user)
+
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One ``PUT`` per member: Okta's Groups API has no request that assigns several users to a group."""
+        return await one_by_one(account_ids, lambda a: self.add_member(group_id, a))
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One ``DELETE`` per member (no bulk form in the Groups API)."""
+        return await one_by_one(account_ids, lambda a: self.remove_member(group_id, a))
 
 
 def _segment(value: str) -> str:

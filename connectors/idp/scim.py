@@ -45,10 +45,12 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 from pydantic import ValidationError
@@ -83,6 +85,7 @@ from connectors.http import (
     json_body,
     raise_for_status,
 )
+from connectors.idp.fallback import create_one_by_one, one_by_one
 from connectors.redaction import cut
 from models.domain import Account, AccountAttributes, Group
 
@@ -106,7 +109,12 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_MEDIA_TYPE = "application/scim+json"
 LAST_SIGN_IN_KEYS = ("lastlogin", "lastsignin", "lastsignindatetime", "lastlogintime")
 _ATTR_PATH = re.compile(r"^(?:urn:[\w.:\-]+:)?[A-Za-z][\w$\-]*(?:\.[A-Za-z][\w$\-]*)?$")
-_VERSION_CACHE_SIZE = 10_000
+_VERSION_CACHE_SIZE = 50_000
+MAX_MEMBERS_PER_PATCH = 1_000  # member values added in one PATCH of a group (kept well under body limits)
+# members removed in one PATCH: the filter ``members[value eq … or …]`` is evaluated against every member, which
+# a large group makes slow on some providers (scim2-server: seconds for 250 terms on 1,000 members)
+MAX_REMOVALS_PER_PATCH = 50
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 
 
 # --------------------------------------------------------------------------------------------- pure helpers
@@ -202,6 +210,33 @@ def user_resource(attributes: AccountAttributes, *, manager_account_id: str | No
     return user
 
 
+def create_payload(attributes: AccountAttributes, *, manager_account_id: str | None = None) -> dict[str, Any]:
+    """The POST /Users body for ``attributes``, built directly: the same JSON as
+    ``user_payload(user_resource(...))`` (the mapping table above) without building a scim2-models resource
+    for every joiner. ``attributes`` is validated already."""
+    body: dict[str, Any] = {
+        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
+        "externalId": attributes.employee_id,
+        "userName": attributes.user_name,
+    }
+    if attributes.given_name or attributes.family_name:
+        name = {"familyName": attributes.family_name, "givenName": attributes.given_name}
+        body["name"] = {k: v for k, v in name.items() if v is not None}
+    for key, value in (("displayName", attributes.display_name), ("title", attributes.title)):
+        if value is not None:
+            body[key] = value
+    body["active"] = attributes.active
+    if attributes.email:
+        body["emails"] = [{"value": attributes.email, "type": "work", "primary": True}]
+    enterprise: dict[str, Any] = {"employeeNumber": attributes.employee_id}
+    if attributes.department is not None:
+        enterprise["department"] = attributes.department
+    if manager_account_id:
+        enterprise["manager"] = {"value": manager_account_id}
+    body[ENTERPRISE_SCHEMA] = enterprise
+    return body
+
+
 def user_payload(user: Any, context: Context = Context.RESOURCE_CREATION_REQUEST) -> dict[str, Any]:
     """The JSON body for a create (or, with ``RESOURCE_REPLACEMENT_REQUEST``, a replace) request."""
     payload: dict[str, Any] = user.model_dump(scim_ctx=context)
@@ -261,6 +296,75 @@ def account_from_user(
     )
 
 
+@dataclass(frozen=True)
+class _QuickUser:
+    """A listed user read straight from its JSON (see :func:`quick_user`)."""
+
+    id: str
+    external_id: str | None
+    manager: str | None  # manager.value: the manager's account id
+    version: str | None
+    values: dict[str, Any]  # Account fields but manager_id
+
+
+_QUICK_KEYS = frozenset(
+    {"schemas", "id", "externalId", "userName", "name", "displayName", "title", "active", "emails", "meta",
+     "groups", ENTERPRISE_SCHEMA}
+)  # fmt: skip
+
+
+def quick_user(data: Any) -> _QuickUser | None:
+    """A page's user in the exact shape most providers send (canonical attribute names, plain types), read
+    without building a scim2-models resource (the cost of a full listing); None for anything else — vendor
+    extensions, other spellings, odd types — which :func:`parse_user` then validates in full."""
+    if not isinstance(data, dict) or not _QUICK_KEYS.issuperset(data):
+        return None
+    user_id, user_name, external_id = data.get("id"), data.get("userName"), data.get("externalId")
+    name, emails, active = data.get("name") or {}, data.get("emails") or [], data.get("active")
+    enterprise, groups = data.get(ENTERPRISE_SCHEMA) or {}, data.get("groups") or []
+    texts = (user_name, data.get("displayName"), data.get("title"), external_id)
+    if (
+        not isinstance(user_id, str)
+        or not user_id
+        or not all(t is None or isinstance(t, str) for t in texts)
+        or not isinstance(name, dict)
+        or not isinstance(emails, list)
+        or not all(isinstance(e, dict) for e in emails)
+        or not isinstance(enterprise, dict)
+        or not isinstance(groups, list)
+        or not all(isinstance(g, dict) for g in groups)
+        or (active is not None and not isinstance(active, bool))
+    ):
+        return None
+    manager = enterprise.get("manager")
+    manager_id = manager.get("value") if isinstance(manager, dict) else None
+    employee_number = enterprise.get("employeeNumber")
+    meta = data.get("meta")
+    version = meta.get("version") if isinstance(meta, dict) else None
+    pieces = (name.get("givenName"), name.get("familyName"), enterprise.get("department"), employee_number)
+    if not all(p is None or isinstance(p, str) for p in (*pieces, manager_id, version)):
+        return None
+    email = _primary_email(SimpleNamespace(emails=[SimpleNamespace(**_email(e)) for e in emails]))
+    values = {
+        "user_name": user_name or "",
+        "employee_id": external_id or employee_number or "",
+        "given_name": pieces[0],
+        "family_name": pieces[1],
+        "display_name": data.get("displayName"),
+        "email": email,
+        "title": data.get("title"),
+        "department": pieces[2],
+        "active": active is not False,
+        "last_sign_in": None,
+        "groups": frozenset(str(g["display"]) for g in groups if g.get("display")),
+    }
+    return _QuickUser(user_id, external_id, manager_id or None, version, values)
+
+
+def _email(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"value": entry.get("value"), "type": entry.get("type"), "primary": entry.get("primary")}
+
+
 def _manager_account_id(user: Any) -> str | None:
     enterprise = user[EnterpriseUser]
     return (
@@ -313,12 +417,22 @@ def patch_operations(
     return ops
 
 
+_PATCH_MODELS: dict[type[Any], Any] = {}
+
+
+def _patch_model(resource: type[Any]) -> Any:
+    """``PatchOp[resource]``, made once (scim2-models builds a new generic class on every subscription)."""
+    if resource not in _PATCH_MODELS:
+        _PATCH_MODELS[resource] = PatchOp[resource]  # type: ignore[valid-type]
+    return _PATCH_MODELS[resource]
+
+
 def patch_body(operations: list[dict[str, Any]], resource: type[Any] = SCIMUserEnterprise) -> dict[str, Any]:
     """The PatchOp message for ``operations``, validated by scim2-models."""
-    patch = PatchOp[resource].model_validate(  # type: ignore[valid-type]
+    patch = _patch_model(resource).model_validate(
         {"schemas": [PATCH_SCHEMA], "Operations": operations}, scim_ctx=Context.RESOURCE_PATCH_REQUEST
     )
-    body = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    body: dict[str, Any] = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
     # scim2-models may canonicalise paths; keep our exact operations (values included) for servers that are
     # strict about the shapes RFC 7644 §3.5.2 shows.
     body["Operations"] = operations
@@ -364,6 +478,10 @@ class SCIMIdentityProvider(ClosesAPI):
         self._config_lock = asyncio.Lock()
         self._versions: OrderedDict[str, str] = OrderedDict()
         self._employee_ids: dict[str, str | None] = {}  # account id -> employee id (manager resolution)
+        self._account_ids: dict[str, str] = {}  # employee id -> account id (managers, from pages read)
+        self._listed = False  # a whole iter_users pass finished: _account_ids knows every account
+        self._known: OrderedDict[str, Account] = OrderedDict()  # account id -> the account as last read
+        self._doubtful: set[str] = set()  # employee ids a failed Bulk request may have created
 
     def __repr__(self) -> str:
         return f"SCIMIdentityProvider(source={self.source!r}, api={self.api!r})"
@@ -455,6 +573,8 @@ class SCIMIdentityProvider(ClosesAPI):
             self._remember_version(user.id, None, user)
             if user.id:
                 self._employee_ids[user.id] = user.external_id
+                if user.external_id:
+                    self._account_ids[user.external_id] = str(user.id)
         return users
 
     def _list_response(self, data: Any) -> dict[str, Any]:
@@ -490,8 +610,27 @@ class SCIMIdentityProvider(ClosesAPI):
     async def _account(self, user: Any, extra: dict[str, Any]) -> Account:
         if user.id:
             self._employee_ids[user.id] = user.external_id
+            if user.external_id:
+                self._account_ids[user.external_id] = str(user.id)
         manager = await self._manager_employee_id(_manager_account_id(user))
-        return account_from_user(user, manager_id=manager, extra=extra)
+        return self._remember(account_from_user(user, manager_id=manager, extra=extra))
+
+    def _remember(self, account: Account) -> Account:
+        """Keep ``account`` as the server last showed it (an update of exactly it needs no read-back)."""
+        self._known[account.id] = account
+        self._known.move_to_end(account.id)
+        while len(self._known) > _VERSION_CACHE_SIZE:
+            self._known.popitem(last=False)
+        return account
+
+    def _known_after(self, account: Account, changes: dict[str, Any]) -> Account | None:
+        """The account after a PATCH of ``changes`` answered 204, when that follows from what we know: the
+        caller's account is the one the server last showed us (else None: read it back)."""
+        known = self._known.get(account.id)
+        if known is None or known.model_copy(update={"groups": account.groups}) != account:
+            return None
+        values = {k: (None if v == "" else v) for k, v in changes.items()}
+        return self._remember(account.model_copy(update=values))
 
     async def find_user_by_employee_id(self, employee_id: str) -> Account | None:
         """The account whose ``externalId`` is ``employee_id``; ConflictError if several claim it."""
@@ -522,33 +661,65 @@ class SCIMIdentityProvider(ClosesAPI):
         then costs no extra GET per manager who happens to sit on a later page."""
         guard = LoopGuard(self.source)
         seen: set[str] = set()
-        held_back: list[tuple[Any, dict[str, Any]]] = []
+        held_back: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
         start = 1
         while True:
             guard.check(start)
             _, data = await self._call("GET", "Users", params={"startIndex": start, "count": page_size})
-            users = self._page_users(data)
+            users = self._listed_users(data)
             if not users:
                 break
-            ids = {str(u.id) for u, _ in users}
+            ids = {u.id if isinstance(u, _QuickUser) else str(u[0].id) for u in users}
             if ids <= seen:  # a provider ignoring startIndex would hand the same page back for ever
                 raise ResponseValidationError(
                     f"pagination loop: startIndex={start} returned only users already seen",
                     source=self.source,
                 )
             seen |= ids
-            ready: list[tuple[Any, dict[str, Any]]] = []
-            for user, extra in users:
-                manager = _manager_account_id(user)
-                (held_back if manager and manager not in self._employee_ids else ready).append((user, extra))
+            ready: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
+            for user in users:
+                manager = user.manager if isinstance(user, _QuickUser) else _manager_account_id(user[0])
+                (held_back if manager and manager not in self._employee_ids else ready).append(user)
             if ready:
-                yield [await self._account(u, x) for u, x in ready]
+                yield [await self._listed_account(u) for u in ready]
             start += len(users)
             total = data.get("totalResults")
             if isinstance(total, int) and start > total:
                 break
         if held_back:
-            yield [await self._account(u, x) for u, x in held_back]
+            yield [await self._listed_account(u) for u in held_back]
+        self._listed = True
+
+    def _listed_users(self, data: Any) -> list[_QuickUser | tuple[Any, dict[str, Any]]]:
+        """A page's users: read straight from JSON where they have the plain shape (:func:`quick_user`), else
+        validated by scim2-models; every id, employee id and version remembered."""
+        users: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
+        for item in self._list_response(data).get("Resources") or []:
+            quick = quick_user(item)
+            if quick is None:
+                user, extra = parse_user(item, source=self.source)
+                self._remember_version(user.id, None, user)
+                if user.id:
+                    self._employee_ids[user.id] = user.external_id
+                    if user.external_id:
+                        self._account_ids[user.external_id] = str(user.id)
+                users.append((user, extra))
+                continue
+            if quick.version:
+                self._versions[quick.id] = quick.version
+            self._employee_ids[quick.id] = quick.external_id
+            if quick.external_id:
+                self._account_ids[quick.external_id] = quick.id
+            users.append(quick)
+        return users
+
+    async def _listed_account(self, user: _QuickUser | tuple[Any, dict[str, Any]]) -> Account:
+        if not isinstance(user, _QuickUser):
+            return await self._account(*user)
+        manager = await self._manager_employee_id(user.manager)
+        return self._remember(
+            Account.model_construct(id=user.id, manager_id=manager, existing=False, **user.values)
+        )
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
@@ -562,7 +733,7 @@ class SCIMIdentityProvider(ClosesAPI):
         returned instead, including one a timed-out earlier attempt created. On 409 uniqueness the account
         holding the userName is adopted only if it carries our employee id; anyone else's is never taken."""
         manager = await self._resolve_manager(attributes.manager_id)
-        body = user_payload(user_resource(attributes, manager_account_id=manager))
+        body = create_payload(attributes, manager_account_id=manager)
 
         async def create() -> Account:
             response, data = await self._call("POST", "Users", body=body, retry=False)
@@ -571,9 +742,7 @@ class SCIMIdentityProvider(ClosesAPI):
                 if found is None:
                     raise ResponseValidationError("created user is not readable", source=self.source)
                 return found
-            user, extra = parse_user(data, source=self.source)
-            self._remember_version(user.id, response, user)
-            return await self._account(user, extra)
+            return self._created(attributes, response, data, with_manager=manager is not None)
 
         async def lookup() -> Account | None:
             return await self.find_user_by_employee_id(attributes.employee_id)
@@ -585,6 +754,10 @@ class SCIMIdentityProvider(ClosesAPI):
                 sleep=self.api.sleep,
                 backoff_base=self.api.backoff_base,
                 existed=Account.found,
+                # a whole listing just showed no account for this employee: no look-up before the POST
+                known_absent=self._listed
+                and attributes.employee_id not in self._account_ids
+                and attributes.employee_id not in self._doubtful,
             )
         except ConflictError as exc:
             holder = await self.find_user_by_username(attributes.user_name)
@@ -604,9 +777,138 @@ class SCIMIdentityProvider(ClosesAPI):
                 f"cannot create the account: {reason}", source=self.source, status_code=exc.status_code
             ) from exc
 
+    def _created(
+        self, attributes: AccountAttributes, response: httpx.Response | None, data: Any, *, with_manager: bool
+    ) -> Account:
+        """The account a 201 answered: what we sent, under the id the provider gave (the effect is known; the
+        answer is not validated as a whole resource again)."""
+        user_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(user_id, str) or not user_id:
+            raise ResponseValidationError("created user has no id", source=self.source)
+        meta = data.get("meta")
+        header = response.headers.get("ETag") if response is not None else None
+        version = header or (meta.get("version") if isinstance(meta, dict) else None)
+        if version:
+            self._versions[user_id] = version
+        self._employee_ids[user_id] = attributes.employee_id
+        self._account_ids[attributes.employee_id] = user_id
+        values = attributes.model_dump()
+        if not with_manager:  # the manager had no account: none was written
+            values["manager_id"] = None
+        return self._remember(Account.model_construct(id=user_id, **values))
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        """Joiners a whole listing just showed without an account go in ``/Bulk`` requests (RFC 7644 §3.7: one
+        ``POST /Users`` operation each, within ``maxOperations`` and ``maxPayloadSize``), each judged on its own
+        answer; the others — and any a refused or unanswered Bulk request carried — through :meth:`create_user`
+        (its look-ups make that safe)."""
+        items = list(attributes)
+        results: list[Account | ConnectorError | None] = [None] * len(items)
+        bulk = (await self.service_provider_config()).bulk
+        fresh = [
+            n
+            for n, a in enumerate(items)
+            if self._listed and a.employee_id not in self._account_ids and a.employee_id not in self._doubtful
+        ]
+        if bulk and bulk.supported and len(fresh) > 1:
+            operations = [
+                {
+                    "method": "POST",
+                    "path": "/Users",
+                    "bulkId": str(n),
+                    "data": create_payload(
+                        items[n], manager_account_id=await self._resolve_manager(items[n].manager_id)
+                    ),
+                }
+                for n in fresh
+            ]
+            unanswered: list[int] = []
+            for part in _bulk_parts(operations, bulk.max_operations, bulk.max_payload_size):
+                unanswered += await self._bulk_create(items, part, results)
+            await self._settle_unanswered(items, unanswered, results)
+        rest = [n for n, r in enumerate(results) if r is None]
+        made = await create_one_by_one([items[n] for n in rest], self.create_user)
+        for n, result in zip(rest, made, strict=True):
+            results[n] = result
+        return [r for r in results if r is not None]
+
+    async def _settle_unanswered(
+        self,
+        items: list[AccountAttributes],
+        unanswered: list[int],
+        results: list[Account | ConnectorError | None],
+    ) -> None:
+        """Creations a Bulk request carried without an answer may have taken effect: an account found now by
+        its employee id (absent from the listing just before) is the one that request made — created, not
+        found — as after any ambiguous POST (:func:`connectors.http.create_idempotently`)."""
+        semaphore = asyncio.Semaphore(8)
+
+        async def one(n: int) -> None:
+            async with semaphore:
+                try:
+                    results[n] = await self.find_user_by_employee_id(items[n].employee_id)
+                except ConnectorError as exc:
+                    results[n] = exc
+
+        await asyncio.gather(*(one(n) for n in unanswered))
+
+    async def _bulk_create(
+        self,
+        items: list[AccountAttributes],
+        part: list[dict[str, Any]],
+        results: list[Account | ConnectorError | None],
+    ) -> list[int]:
+        """One Bulk request of creations; returns the items it carried that got no answer (to look up)."""
+        try:
+            _, data = await self._call(
+                "POST", "Bulk", body={"schemas": [BULK_REQUEST], "Operations": part}, retry=False
+            )
+        except ConnectorError as exc:
+            log.info(
+                "%s: a Bulk create of %d users failed (%s); looking them up, creating the rest one by one",
+                self.source,
+                len(part),
+                exc,
+            )
+            self._doubtful |= {items[int(op["bulkId"])].employee_id for op in part}
+            return [int(op["bulkId"]) for op in part]
+        answers = data.get("Operations") if isinstance(data, dict) else None
+        if not isinstance(answers, list):
+            self._doubtful |= {items[int(op["bulkId"])].employee_id for op in part}
+            return [int(op["bulkId"]) for op in part]
+        by_id = {str(a.get("bulkId")): a for a in answers if isinstance(a, dict)}
+        unanswered: list[int] = []
+        for op in part:
+            n = int(op["bulkId"])
+            answer = by_id.get(op["bulkId"]) or {}
+            status = str(answer.get("status", ""))
+            location = str(answer.get("location") or "")
+            if status.startswith("201") and location:
+                user_id = unquote(location.rstrip("/").rsplit("/", 1)[-1])
+                sent_manager = "manager" in op["data"][ENTERPRISE_SCHEMA]
+                results[n] = self._created(
+                    items[n],
+                    None,
+                    {"id": user_id, "meta": {"version": answer.get("version")}},
+                    with_manager=sent_manager,
+                )
+            elif status.startswith("409"):
+                self._doubtful.add(items[n].employee_id)  # create_user sorts it out (a look-up, the 409 path)
+            elif not status.startswith(("4", "5")):  # no (usable) answer: it may have been created
+                self._doubtful.add(items[n].employee_id)
+                unanswered.append(n)
+            else:
+                results[n] = self._bulk_error(answer, removing=False)
+        return unanswered
+
     async def _resolve_manager(self, manager_employee_id: str | None) -> str | None:
         """The manager's account id for their employee id, or None while they have no account."""
         if not manager_employee_id:
+            return None
+        if manager_employee_id in self._account_ids:  # seen in a page read (or created) by this connector
+            return self._account_ids[manager_employee_id]
+        if self._listed:  # a whole listing showed no account for the manager (nor did we create one since)
+            log.info("%s: manager has no account yet; manager attribute skipped", self.source)
             return None
         manager = await self.find_user_by_employee_id(manager_employee_id)
         if manager is None:
@@ -625,8 +927,12 @@ class SCIMIdentityProvider(ClosesAPI):
             if not ops:
                 user, extra = await self._get_user(account.id)
                 return await self._account(user, extra)
-            patched = await self._patch_user(account.id, ops, read_back=True)
-            assert patched is not None
+            patched = await self._patch_user(account.id, ops, read_back=False)
+            if patched is None:  # 204: the effect is known when the caller's account is current
+                patched = self._known_after(account, changes)
+            if patched is None:
+                user, extra = await self._get_user(account.id)
+                patched = await self._account(user, extra)
             return patched
         return await self._replace_user(account.id, changes, manager)
 
@@ -696,6 +1002,8 @@ class SCIMIdentityProvider(ClosesAPI):
         if await self._patch_supported():
             operation = {"op": "replace", "path": "active", "value": active}
             await self._patch_user(account_id, [operation], read_back=False)
+            if (known := self._known.get(account_id)) is not None:
+                self._remember(known.model_copy(update={"active": active}))
         else:
             await self._replace_user(account_id, {"active": active}, None)
 
@@ -714,7 +1022,9 @@ class SCIMIdentityProvider(ClosesAPI):
         except NotFoundError:
             log.info("%s: account %s was already deleted", self.source, account_id)
         self._versions.pop(account_id, None)
-        self._employee_ids.pop(account_id, None)
+        self._known.pop(account_id, None)
+        if (employee_id := self._employee_ids.pop(account_id, None)) is not None:
+            self._account_ids.pop(employee_id, None)
 
     # ----------------------------------------------------------------------------------------- groups
 
@@ -768,6 +1078,179 @@ class SCIMIdentityProvider(ClosesAPI):
                 return
             raise
 
+    async def add_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """One PATCH ``add`` of every value to ``members`` (RFC 7644 §3.5.2.1), up to
+        :data:`MAX_MEMBERS_PER_PATCH` values a request; see :meth:`_change_members`."""
+        return await self._change_members(group_id, account_ids, add=True)
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        """PATCH ``remove`` of ``members[value eq "a" or value eq "b" …]`` (RFC 7644 §3.5.2.2, a filter with
+        ``or``, §3.4.2.2), :data:`MAX_REMOVALS_PER_PATCH` a request; none of them being a member (``noTarget``)
+        is not an error."""
+        return await self._change_members(group_id, account_ids, add=False)
+
+    async def change_group_members(
+        self, group_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> dict[str, ConnectorError]:
+        """One PATCH with an ``add`` of ``members`` values and a ``remove`` of ``members[value eq … or …]``
+        (both in one PatchOp, RFC 7644 §3.5.2, applied together or not at all). If it is refused, each
+        direction is written on its own (:meth:`add_members`, :meth:`remove_members`), judged per member."""
+        adds, removes = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
+        if (
+            not adds
+            or not removes
+            or len(adds) > MAX_MEMBERS_PER_PATCH
+            or len(removes) > MAX_REMOVALS_PER_PATCH
+        ):
+            return await self.add_members(group_id, adds) | await self.remove_members(group_id, removes)
+        if not await self._patch_supported():
+            return await self.add_members(group_id, adds) | await self.remove_members(group_id, removes)
+        terms = " or ".join(scim_filter_eq("value", a) for a in removes)
+        ops: list[dict[str, Any]] = [
+            {"op": "add", "path": "members", "value": [{"value": a} for a in adds]},
+            {"op": "remove", "path": f"members[{terms}]"},
+        ]
+        try:
+            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+            return {}
+        except PermanentAPIError as exc:
+            if exc.status_code in (401, 403, 404):
+                raise
+        return await self.add_members(group_id, adds) | await self.remove_members(group_id, removes)
+
+    async def _change_members(
+        self, group_id: str, account_ids: Sequence[str], *, add: bool
+    ) -> dict[str, ConnectorError]:
+        """Many members in one request per chunk. A PATCH is atomic (RFC 7644 §3.5.2: one failed operation
+        fails it all), so a refused chunk is judged member by member: through ``/Bulk`` (§3.7, one operation
+        per member, within ``maxOperations`` and ``maxPayloadSize``) when ``/ServiceProviderConfig`` offers it,
+        else one PATCH per member. Without PATCH the group is read and PUT back once with every change."""
+        ids = list(dict.fromkeys(account_ids))
+        if not ids:
+            return {}
+        if not await self._patch_supported():
+            return await self._replace_many(group_id, ids, add=add)
+        failed: dict[str, ConnectorError] = {}
+        size = MAX_MEMBERS_PER_PATCH if add else MAX_REMOVALS_PER_PATCH
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            try:
+                await self._patch_members(group_id, chunk, add=add)
+            except PermanentAPIError as exc:
+                if exc.status_code in (401, 403, 404):
+                    raise  # the group or the credentials, not a member: nothing to judge one by one
+                failed |= await self._judge_members(group_id, chunk, add=add)
+        return failed
+
+    async def _patch_members(self, group_id: str, ids: list[str], *, add: bool) -> None:
+        if add:
+            ops = [{"op": "add", "path": "members", "value": [{"value": a} for a in ids]}]
+        else:
+            terms = " or ".join(scim_filter_eq("value", a) for a in ids)
+            ops = [{"op": "remove", "path": f"members[{terms}]"}]
+        try:
+            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+        except PermanentAPIError as exc:
+            if add or not (exc.status_code == 400 and _scim_type(exc) == "noTarget"):
+                raise
+
+    async def _judge_members(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
+        config = await self.service_provider_config()
+        bulk = config.bulk
+        if not (bulk and bulk.supported):
+            return await self._one_by_one(group_id, ids, add=add)
+        operations = []
+        for account_id in ids:
+            if add:
+                op = {"op": "add", "path": "members", "value": [{"value": account_id}]}
+            else:
+                op = {"op": "remove", "path": f"members[{scim_filter_eq('value', account_id)}]"}
+            operations.append(
+                {
+                    "method": "PATCH",
+                    "path": f"/Groups/{_segment(group_id)}",
+                    "bulkId": account_id,
+                    "data": {"schemas": [PATCH_SCHEMA], "Operations": [op]},
+                }
+            )
+        failed: dict[str, ConnectorError] = {}
+        for part in _bulk_parts(operations, bulk.max_operations, bulk.max_payload_size):
+            _, data = await self._call("POST", "Bulk", body={"schemas": [BULK_REQUEST], "Operations": part})
+            answers = (data or {}).get("Operations") if isinstance(data, dict) else None
+            if not isinstance(answers, list) or len(answers) != len(part):
+                raise ResponseValidationError(
+                    "BulkResponse does not answer every operation", source=self.source
+                )
+            for sent, answer in zip(part, answers, strict=True):
+                error = self._bulk_error(answer, removing=not add)
+                if error is not None:
+                    failed[sent["bulkId"]] = error
+        return failed
+
+    def _bulk_error(self, answer: Any, *, removing: bool) -> ConnectorError | None:
+        """The error of one BulkResponse operation (RFC 7644 §3.7.3: ``status`` and, on failure, an Error
+        ``response``), None when it succeeded (or removed a non-member)."""
+        status_text = str(answer.get("status", "")) if isinstance(answer, dict) else ""
+        status = int(status_text[:3]) if status_text[:3].isdigit() else 0
+        if 200 <= status < 300:
+            return None
+        response = answer.get("response") if isinstance(answer, dict) else None
+        scim_type = response.get("scimType") if isinstance(response, dict) else None
+        if removing and status == 400 and scim_type == "noTarget":
+            return None
+        detail = response.get("detail") if isinstance(response, dict) else None
+        message = cut(" ".join(str(p) for p in (scim_type, detail) if p) or "bulk operation failed", 300)
+        error: ConnectorError = PermanentAPIError(
+            f"HTTP {status or '?'}: {message}", source=self.source, status_code=status or None
+        )
+        return self.api.scrub(error)
+
+    async def _one_by_one(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
+        write = self.add_member if add else self.remove_member
+        return await one_by_one(ids, lambda a: write(group_id, a))
+
+    async def _replace_many(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
+        """Without PATCH: read the group, PUT it back with every change (If-Match, three tries); a refused PUT
+        is judged member by member."""
+        wanted = set(ids)
+        for attempt in (1, 2, 3):
+            response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
+            group = parse_group(data, source=self.source)
+            self._remember_version(group.id, response, group)
+            members = [m for m in group.members or [] if m.value]
+            values = {str(m.value) for m in members}
+            if (add and wanted <= values) or (not add and not wanted & values):
+                return {}
+            if add:
+                members += [GroupMember(value=a) for a in ids if a not in values]
+            else:
+                members = [m for m in members if str(m.value) not in wanted]
+            try:
+                await self._put_group(group, members, group_id)
+                return {}
+            except PermanentAPIError as exc:
+                if exc.status_code == 412 and attempt < 3:
+                    continue
+                if exc.status_code in (401, 403, 404, 412):
+                    raise
+                return await self._one_by_one(group_id, ids, add=add)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _put_group(self, group: Any, members: list[Any], group_id: str) -> None:
+        replacement = SCIMGroup(
+            id=group.id,
+            display_name=group.display_name,
+            external_id=group.external_id,
+            members=members or None,
+        )
+        payload = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+        payload["id"] = group.id
+        if not members:
+            payload["members"] = []
+        await self._call(
+            "PUT", f"Groups/{_segment(group_id)}", body=payload, headers=await self._if_match(group_id)
+        )
+
     async def _replace_members(
         self, group_id: str, *, add: str | None = None, remove: str | None = None
     ) -> None:
@@ -819,6 +1302,25 @@ def _group(group: Any) -> Group:
         name=group.display_name or "",
         member_ids=frozenset(str(m.value) for m in group.members or [] if m.value),
     )
+
+
+def _bulk_parts(
+    operations: list[dict[str, Any]], max_operations: int | None, max_payload: int | None
+) -> list[list[dict[str, Any]]]:
+    """Operations cut into Bulk requests of at most ``maxOperations`` operations and ``maxPayloadSize`` bytes
+    (RFC 7644 §3.7.4; the envelope's size is allowed for)."""
+    limit_ops = max(1, max_operations or len(operations))
+    limit_bytes = (max_payload or 1 << 62) - 200
+    parts: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for operation in operations:
+        length = len(json.dumps(operation)) + 1
+        if parts[-1] and (len(parts[-1]) >= limit_ops or size + length > limit_bytes):
+            parts.append([])
+            size = 0
+        parts[-1].append(operation)
+        size += length
+    return parts
 
 
 def _segment(resource_id: str) -> str:

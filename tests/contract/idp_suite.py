@@ -38,6 +38,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from connectors.errors import ConnectorError
 from connectors.protocols import IdentityProvider
 from models.domain import Account, AccountAttributes, Group
 
@@ -260,6 +261,59 @@ class IdentityProviderContract:
         mine = {engineer.id, seller.id}
         assert groups[engineering.id].member_ids & mine == {engineer.id}
         assert groups[all_staff.id].member_ids & mine == {engineer.id, seller.id}
+
+    async def test_create_users_judges_each_and_is_idempotent(self, idp: IdentityProvider) -> None:
+        """create_users creates many accounts in one call, in order; one the provider refuses (its userName is
+        another employee's) fails alone; a second call finds the others (marked existing), creating nothing."""
+        tag = self.tag()
+        taken = await idp.create_user(self.attributes(tag, 9))
+        wanted = [
+            self.attributes(tag, 1),
+            self.attributes(tag, 2, user_name=taken.user_name, email=None),
+            self.attributes(tag, 3),
+        ]
+        async for _ in idp.iter_users(page_size=500):  # a whole listing first, as the sync reads
+            pass
+        made = await idp.create_users(wanted)
+        assert len(made) == 3 and isinstance(made[1], ConnectorError)
+        created = [made[0], made[2]]
+        for account, attributes in zip(created, (wanted[0], wanted[2]), strict=True):
+            assert isinstance(account, Account) and not account.existing
+            assert attributes.differences(account) == {}
+        again = await idp.create_users([wanted[0], wanted[2]])
+        assert [getattr(a, "id", None) for a in again] == [getattr(a, "id", None) for a in created]
+        assert all(isinstance(a, Account) and a.existing for a in again)
+
+    def unknown_account_id(self) -> str:
+        """An account id shaped like the vendor's that names no account (override where ids look otherwise)."""
+        return str(uuid.uuid4())
+
+    async def test_add_and_remove_many_members(self, idp: IdentityProvider) -> None:
+        """add_members/remove_members write many memberships of one group, idempotently, and report none failed;
+        removing a non-member among them is fine."""
+        tag = self.tag()
+        group = await self.make_group(idp, f"bulk-{tag}")
+        accounts = [await idp.create_user(self.attributes(tag, n)) for n in range(1, 5)]
+        ids = [a.id for a in accounts]
+        assert await idp.add_members(group.id, ids[:3]) == {}
+        assert await idp.add_members(group.id, ids[:3]) == {}  # already members: nothing fails
+        assert await idp.list_members(group.id) == set(ids[:3])
+        assert await idp.remove_members(group.id, [ids[0], ids[1], ids[3]]) == {}  # ids[3] is no member
+        assert await idp.list_members(group.id) == {ids[2]}
+        assert await idp.remove_members(group.id, [ids[2]]) == {}
+        assert await idp.list_members(group.id) == set()
+
+    async def test_add_members_judges_each_member(self, idp: IdentityProvider) -> None:
+        """A member the provider refuses (an id that names no account) fails alone, with an error; the others
+        in the same call become members."""
+        tag = self.tag()
+        group = await self.make_group(idp, f"partial-{tag}")
+        good = [await idp.create_user(self.attributes(tag, n)) for n in (1, 2)]
+        unknown = self.unknown_account_id()
+        failed = await idp.add_members(group.id, [good[0].id, unknown, good[1].id])
+        assert set(failed) == {unknown}
+        assert failed[unknown].message
+        assert await idp.list_members(group.id) == {good[0].id, good[1].id}
 
     # ------------------------------------------------------------------ hostile input
 

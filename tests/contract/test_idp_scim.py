@@ -7,6 +7,7 @@ use respx.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -49,8 +50,92 @@ async def no_wait(seconds: float) -> None:
     """Zero-wait sleep for retries."""
 
 
+class StrictMembers(httpx.AsyncHTTPTransport):
+    """scim2-server as a provider that checks member references: it accepts any ``members`` value, while
+    RFC 7643 §4.2 makes ``value`` the id of a User or Group and providers such as Entra ID's refuse an
+    unknown one (400 ``invalidValue``, RFC 7644 §3.12). Every member value a PATCH, PUT or Bulk operation adds
+    to a group is looked up on the real server first; a Bulk request is judged per operation."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/Bulk"):
+            return await self._bulk(request)
+        if request.method in ("PATCH", "PUT") and "/Groups/" in path:
+            body = json.loads(request.content)
+            if await self._unknown(request, _added_members(request.method, body)):
+                return httpx.Response(400, json=_invalid_value(), request=request)
+        return await super().handle_async_request(request)
+
+    async def _unknown(self, request: httpx.Request, values: list[str]) -> bool:
+        root = str(request.url).split("/Groups", 1)[0].split("/Bulk", 1)[0]
+        for value in values:
+            probe = httpx.Request(
+                "GET", f"{root}/Users/{value}", headers={"Authorization": request.headers["Authorization"]}
+            )
+            answer = await super().handle_async_request(probe)
+            await answer.aread()
+            if answer.status_code == 404:
+                return True
+        return False
+
+    async def _bulk(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        refused: dict[int, dict[str, Any]] = {}
+        kept = []
+        for n, op in enumerate(body.get("Operations") or []):
+            if "/Groups/" in op.get("path", "") and await self._unknown(
+                request, _added_members(op["method"], op.get("data") or {})
+            ):
+                refused[n] = {
+                    "method": op["method"],
+                    "bulkId": op.get("bulkId"),
+                    "status": "400",
+                    "response": _invalid_value(),
+                }
+            else:
+                kept.append(op)
+        forwarded = httpx.Request(
+            "POST",
+            request.url,
+            headers={k: v for k, v in request.headers.items() if k.lower() != "content-length"},
+            content=json.dumps({**body, "Operations": kept}).encode(),
+        )
+        answer = await super().handle_async_request(forwarded)
+        data = json.loads(await answer.aread())
+        done = iter(data.get("Operations") or [])
+        operations = [
+            refused[n] if n in refused else next(done) for n in range(len(body.get("Operations") or []))
+        ]
+        return httpx.Response(answer.status_code, json={**data, "Operations": operations}, request=request)
+
+
+def _added_members(method: str, body: dict[str, Any]) -> list[str]:
+    if method == "PUT":
+        return [str(m.get("value")) for m in body.get("members") or []]
+    return [
+        str(member.get("value"))
+        for op in body.get("Operations") or []
+        if str(op.get("op", "")).lower() == "add" and op.get("path") == "members"
+        for member in op.get("value") or []
+    ]
+
+
+def _invalid_value() -> dict[str, Any]:
+    return {
+        "schemas": [ERROR_SCHEMA],
+        "status": "400",
+        "scimType": "invalidValue",
+        "detail": "no such member",
+    }
+
+
 def make_idp(
-    base_url: str, token: str, *, sleeps: list[float] | None = None, **tuning: Any
+    base_url: str,
+    token: str,
+    *,
+    sleeps: list[float] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **tuning: Any,
 ) -> SCIMIdentityProvider:
     """A SCIM connector from settings, with retries at zero wait (recording what it was asked to wait)."""
 
@@ -60,7 +145,7 @@ def make_idp(
 
     tuning.setdefault("requests_per_second", 500.0)  # the local peer needs no client-side throttle
     settings = IdPSettings(kind="scim", base_url=base_url, token=SecretStr(token), **tuning)
-    return build_identity_provider(settings, sleep=sleep)
+    return build_identity_provider(settings, sleep=sleep, transport=transport)
 
 
 @pytest.mark.slow
@@ -69,7 +154,7 @@ class TestSCIM(IdentityProviderContract):
 
     @pytest.fixture
     async def idp(self, scim_server: SCIMServer) -> AsyncIterator[SCIMIdentityProvider]:
-        provider = make_idp(scim_server.tenant_url(), scim_server.token)
+        provider = make_idp(scim_server.tenant_url(), scim_server.token, transport=StrictMembers())
         yield provider
         await provider.aclose()
 
@@ -93,7 +178,7 @@ class TestSCIMWithoutPatch(IdentityProviderContract):
 
     @pytest.fixture
     async def idp(self, no_patch_server: SCIMServer) -> AsyncIterator[SCIMIdentityProvider]:
-        provider = make_idp(no_patch_server.tenant_url(), no_patch_server.token)
+        provider = make_idp(no_patch_server.tenant_url(), no_patch_server.token, transport=StrictMembers())
         yield provider
         assert provider.api.calls.get("PATCH", 0) == 0  # never tried what the server said it lacks
         await provider.aclose()
@@ -365,3 +450,26 @@ async def test_paging_stops_on_a_repeated_page(mocked: respx.MockRouter) -> None
             if seen > 5:
                 break
     assert route.call_count <= 3
+
+
+@pytest.mark.slow
+async def test_one_patch_adds_and_removes_members_of_a_group(scim_server: SCIMServer) -> None:
+    """change_group_members writes a group's additions and removals in one PATCH; a refused one (an unknown
+    member, on a provider that checks references) falls back to judging each direction and member."""
+    idp = make_idp(scim_server.tenant_url(), scim_server.token, transport=StrictMembers())
+    try:
+        group = await TestSCIM().make_group(idp, "bulk")
+        a, b, c = [
+            await idp.create_user(AccountAttributes(user_name=f"{n}@example.com", employee_id=f"E-{n}"))
+            for n in "abc"
+        ]
+        assert await idp.add_members(group.id, [a.id, b.id]) == {}
+        before = idp.api.calls.get("PATCH", 0)
+        assert await idp.change_group_members(group.id, add=[c.id], remove=[a.id]) == {}
+        assert idp.api.calls.get("PATCH", 0) - before == 1
+        assert await idp.list_members(group.id) == {b.id, c.id}
+        failed = await idp.change_group_members(group.id, add=[a.id, "no-such-user"], remove=[b.id])
+        assert set(failed) == {"no-such-user"}
+        assert await idp.list_members(group.id) == {a.id, c.id}
+    finally:
+        await idp.aclose()

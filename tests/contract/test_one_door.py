@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from connectors.errors import PermanentAPIError
+from connectors.errors import ConnectorError, PermanentAPIError
 from connectors.hris.csv_export import CSVExportHRIS
+from connectors.idp.fallback import create_one_by_one
 from connectors.protocols import Connectors
 from engine.auditor import Auditor
 from engine.reconcile import plan_employee, reconcile
@@ -287,6 +289,9 @@ class FailingCreate:
         if attributes.employee_id == self.employee_id and not self.healed:
             raise PermanentAPIError("invalidValue: userName rejected", source="scim", status_code=400)
         return await self._idp.create_user(attributes)
+
+    async def create_users(self, attributes: Sequence[AccountAttributes]) -> list[Account | ConnectorError]:
+        return await create_one_by_one(attributes, self.create_user)
 
 
 async def test_failed_create_fails_that_employee_only(pg_world: World) -> None:

@@ -251,3 +251,25 @@ async def test_membership_applied_but_unanswered_is_audited_once(
     assert sum(len(m) for m in state.members.values()) == 3 + 3  # all-staff + one department group each
     audited = applied_changes(faulted.database_url, prefix="idp.membership.")
     assert sorted(audited.values()) == [1] * 6, audited
+
+
+async def test_bulk_create_applied_but_unanswered_is_a_creation(
+    worlds: tuple[World, World], fault_proxy: FaultProxy
+) -> None:
+    """A /Bulk request of joiners that the IdP applied but never answered: the accounts are found by their
+    employee ids and recorded as created (one applied row each, no twin, no "found, not created")."""
+    _, faulted = worlds
+    rows = joiners(4)
+    write_csv(faulted.csv_path, rows)
+    fault_proxy.rules.append(FaultRule("drop", "POST", "/Bulk$", times=1))
+    first = await faulted.sync()
+    fault_proxy.rules.clear()
+    assert first.ok, first.summary()
+    state = snapshot(faulted.base_url, faulted.server.token)
+    assert len(state.users) == 4 and state.duplicates()["users"] == {}
+    created = applied_changes(faulted.database_url, prefix="idp.user.create")
+    assert sorted(created.values()) == [1] * 4, created
+    assert (
+        applied_changes(faulted.database_url, prefix="idp.user.create", outcome=Outcome.SKIPPED) == Counter()
+    )
+    assert fault_proxy.faults["drop"] == 1

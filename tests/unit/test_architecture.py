@@ -131,7 +131,9 @@ def test_no_cycle_between_rooms() -> None:
 WRITERS = {
     "record",
     "record_many",
+    "append_events",
     "upsert_entry",
+    "upsert_entries",
     "upsert_grant",
     "cursor_put",
     "roster_count_put",
