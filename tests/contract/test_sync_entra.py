@@ -141,6 +141,11 @@ async def test_full_sync_reads_pages_then_nights_read_only_the_delta(tenant: Ten
     assert reads(calls, "groups/delta") == 1  # the groups with their members, in one round
     assert not [p for m, p in calls if m == "GET" and p.startswith("groups") and p != "groups/delta"]
     assert report.changes == 3 * MOVERS  # title+department, -engineering, +sales
+    # the writes: 20 to a $batch, account changes first, then memberships (one level after the other)
+    batches = math.ceil(MOVERS / 20) + math.ceil(2 * MOVERS / 20)
+    writes = [(m, p) for m, p in calls if m != "GET"]
+    assert set(writes) == {("POST", "$batch")} and len(writes) == batches
+    assert len(calls) == math.ceil(N / 999) + 1 + 1 + batches  # user pages, group round, delta link, writes
     with session_scope(tenant.database_url) as session:
         mirror = mirror_get(session=session, name=copy_name(tenant))
     assert mirror is not None and len(mirror.accounts) == N and len(mirror.groups) == len(GROUPS)
