@@ -46,6 +46,7 @@ from lifecycle.actions import (
     Action,
     ActionKind,
     AddMembership,
+    AdoptEmployee,
     CloseTicket,
     CommentTicket,
     CreateAccount,
@@ -120,6 +121,7 @@ AUDIT_ACTIONS: dict[ActionKind, str] = {
     ActionKind.RECORD_APPROVAL: "approval.record",
     ActionKind.RECORD_REVIEW_DECISION: "review.decision",
     ActionKind.NOTIFY: "notify.send",
+    ActionKind.ADOPT: "lifecycle.adopt",
 }
 # Kinds that act on an existing account (skipped when there is none).
 _NEEDS_ACCOUNT = ACCOUNT_KINDS - {ActionKind.CREATE_ACCOUNT, ActionKind.LINK_ACCOUNT}
@@ -459,6 +461,8 @@ class Applier:
                 )
             case LinkAccount(matched_by=matched_by, user_name=user_name):
                 details.update(matched_by=matched_by, user_name=user_name)
+            case AdoptEmployee(adopt_before=before):
+                details["adopt_before"] = before.isoformat()
             case _:
                 pass
         if action.kind in _TICKET_KINDS:
@@ -667,4 +671,7 @@ class Applier:
                 return Outcome.APPLIED, f"sent to the {action.audience}", sent, account
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):
                 return Outcome.APPLIED, f"recorded for {by}", None, account
+            case AdoptEmployee():
+                linked = f"account {account.id}" if account is not None else "the account created next"
+                return Outcome.APPLIED, f"adopted: linked to {linked}", None, account
         raise ConnectorError(f"unknown action kind {action.kind}", source="tenure")  # pragma: no cover

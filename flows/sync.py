@@ -63,7 +63,7 @@ async def apply_batch(engine: SyncEngine, number: int) -> BatchResult:
 def _outcome(report: SyncReport) -> State:
     summary = report.summary()
     if report.refused:
-        return Failed(message=report.refusal)
+        return Failed(message=summary)
     if not report.ok:
         problems = [*report.disputes, *report.failures]
         shown = scrub("; ".join(problems[:MAX_FAILURES_IN_MESSAGE]))
@@ -89,8 +89,6 @@ async def _run(engine: SyncEngine, options: SyncOptions, logger: Any) -> SyncRep
         report.planned,
         report.batches,
     )
-    if report.brake is not None and report.brake.tripped:
-        logger.warning(report.brake.message)
 
     async def on_progress(done: int, total: int) -> None:
         await aupdate_progress_artifact(progress_id, 100.0 * done / total if total else 100.0)
@@ -148,6 +146,6 @@ async def sync(
     await acreate_table_artifact(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )
-    logger.info(report.summary())
+    (logger.warning if report.refused else logger.info)(report.summary())  # the brake, said once
     await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     return _outcome(report)

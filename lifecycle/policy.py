@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +41,7 @@ __all__ = [
     "PolicyError",
     "load_policy",
     "plain_fields",
+    "hh_mm",
     "TEMPLATE_FIELDS",
 ]
 
@@ -151,10 +153,15 @@ class LeaverPolicy(_Strict):
     @field_validator("termination_time")
     @classmethod
     def _hh_mm(cls, value: str) -> str:
-        hh, _, mm = value.partition(":")
-        if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
-            raise ValueError("must be HH:MM")
-        return value
+        return hh_mm(value)
+
+
+def hh_mm(value: str) -> str:
+    """``value`` if it is a wall-clock time ``HH:MM``; ValueError otherwise."""
+    hh, _, mm = value.partition(":")
+    if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+        raise ValueError("must be HH:MM")
+    return value
 
 
 class TicketTemplate(_Strict):
@@ -183,10 +190,13 @@ class TicketPolicy(_Strict):
 
 
 class MassChangeBrake(_Strict):
-    """Refuse a run that would disable more than this many accounts, unless explicitly overridden."""
+    """Refuse a run that would disable more than ``max_disable_count`` accounts, or more than
+    ``max_disable_percent`` of the active ones *and* more than ``min_disable_count`` people (so one leaver in a
+    small company does not trip a percentage), unless explicitly overridden (:mod:`lifecycle.brake`)."""
 
     max_disable_count: int = Field(default=25, ge=0)
     max_disable_percent: float = Field(default=5.0, ge=0, le=100)
+    min_disable_count: int = Field(default=0, ge=0)
 
 
 class ReviewPolicy(_Strict):
@@ -342,6 +352,17 @@ class Policy(_Strict):
                     "(TENURE_TARGETS__GITHUB__* is target github)"
                 )
         return targets
+
+    # Adoption of the staff a company already has: on a person's first run, someone hired before this date is
+    # linked without joiner tickets (lifecycle.planner). None: the date of Tenure's first run.
+    adopt_before: date | None = None
+    # The local start of the working day: "time to access" counts from it on the hire day (engine.kpi).
+    workday_start: str = "09:00"
+
+    @field_validator("workday_start")
+    @classmethod
+    def _workday_hh_mm(cls, value: str) -> str:
+        return hh_mm(value)
 
     @field_validator("privileged_groups")
     @classmethod

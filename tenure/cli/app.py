@@ -14,7 +14,7 @@ from rich.table import Table
 
 from connectors.redaction import install_output_scrubbing, mask_urls
 from models.audit import iter_events, verify
-from models.db import DatabaseUnavailable, session_scope
+from models.db import DatabaseUnavailable, require_existing, session_scope
 from tenure.checkpoint import CheckpointError, check_anchor, write_checkpoint
 from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
 from tenure.cli.report import report_command
@@ -102,6 +102,7 @@ def audit_verify() -> None:
     edited, deleted, inserted or reordered event, or a truncated, wiped or re-hashed chain."""
     settings, _ = load_config(with_policy=False)
     try:
+        require_existing(settings.database_url)
         with session_scope(settings.database_url) as session:
             result = verify(session=session)
             anchor = check_anchor(session, result, settings) if result.ok else None
@@ -145,6 +146,7 @@ def audit_export(
         if since_at.tzinfo is None:
             since_at = since_at.replace(tzinfo=UTC)
     try:
+        require_existing(settings.database_url)
         with session_scope(settings.database_url) as session:
             writer = None
             for event in iter_events(session=session, since=since_at, employee_id=employee):
