@@ -77,7 +77,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     """Reconcile one employee; the run ends Failed (with a summary) if any step failed."""
     logger = get_run_logger()
     settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    policy = load_policy(settings.policy_file, adopt_before=settings.adopt_before)
     # a target in the policy without settings, or the reverse, refuses the run
     check_targets(settings, policy.targets)
     auditor = Auditor(settings.database_url, **run_identity())

@@ -2,8 +2,8 @@
 
 The work is :class:`engine.sync.SyncEngine`'s; this flow adds Prefect: one ``apply-batch`` task run per batch
 of employees (never one per employee), a progress artifact, a summary table artifact (ids and counts only),
-and a Failed state when the brake refused the run or any employee failed. Deployments: ``sync/tenure``
-(nightly, incremental) and ``sync/tenure-full`` (weekly, ``full=True``).
+and a Failed state when the brake refused the run or any employee failed. Deployments: ``sync/nightly-sync``
+(nightly, incremental) and ``sync/weekly-full-sync`` (weekly, ``full=True``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ async def sync(
     ``reread_directory`` reads a change-tracking directory (Entra ID) in full, not from its copy and the delta."""
     logger = get_run_logger()
     settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    policy = load_policy(settings.policy_file, adopt_before=settings.adopt_before)
     # a target in the policy without settings, or the reverse, refuses the run
     check_targets(settings, policy.targets)
     options = SyncOptions(

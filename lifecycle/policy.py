@@ -492,8 +492,9 @@ def _validation_problems(errors: list[Any]) -> str:
     return "; ".join(shown[:MAX_PROBLEMS]) + more
 
 
-def load_policy(path: Path | str) -> Policy:
-    """Read and validate a policy file; PolicyError names the file and the failing field (or line)."""
+def load_policy(path: Path | str, *, adopt_before: date | None = None) -> Policy:
+    """Read and validate a policy file; PolicyError names the file and the failing field (or line).
+    ``adopt_before`` (``TENURE_ADOPT_BEFORE``), when given, replaces the file's ``adopt_before``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -514,6 +515,9 @@ def load_policy(path: Path | str) -> Policy:
     from pydantic import ValidationError
 
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(f"policy file {path}: {_validation_problems(exc.errors())}") from None
+    if adopt_before is not None:
+        policy = policy.model_copy(update={"adopt_before": adopt_before})
+    return policy

@@ -315,10 +315,10 @@ async def plant_findings(demo: Demo, mover_id: str) -> None:
 
 
 async def play_the_day(demo: Demo) -> None:
-    say("\n== 06:00  Baseline: full sync of the HRIS into the IdP (sync/tenure-full)")
-    await run_deployment(demo, "baseline", "sync/tenure-full", {"full": True})
+    say("\n== 06:00  Baseline: full sync of the HRIS into the IdP (sync/weekly-full-sync)")
+    await run_deployment(demo, "baseline", "sync/weekly-full-sync", {"full": True})
 
-    say("\n== 06:30  A broken HR export marks a quarter of the company terminated (sync/tenure-full)")
+    say("\n== 06:30  A broken HR export marks a quarter of the company terminated (sync/weekly-full-sync)")
     await broken_export(demo)
 
     say("\n== 09:00  Hire #1 arrives by HRIS webhook (signed, POST /webhooks/generic)")
@@ -328,19 +328,19 @@ async def play_the_day(demo: Demo) -> None:
     )
     await wait_for(demo, "hire by webhook", send_webhook(demo, "hired", ada["employee_id"]))
 
-    say("\n== 10:30  Hire #2 entered by HR, started from its deployment (joiner/tenure)")
+    say("\n== 10:30  Hire #2 entered by HR, started from its deployment (joiner/joiner)")
     grace = new_hire(demo, "Grace", "Hopper", "Finance", "Controller", days=0)
     say(f"     {grace['employee_id']} Grace Hopper, Finance, starts today")
-    await run_deployment(demo, "hire", "joiner/tenure", {"employee_id": grace["employee_id"]})
+    await run_deployment(demo, "hire", "joiner/joiner", {"employee_id": grace["employee_id"]})
 
     mover = next(p for p in demo.people if p["department"] == "Sales" and p["status"] == "active")
     say(
         f"\n== 13:00  Move: {mover['employee_id']} {mover['first_name']} {mover['last_name']} "
-        "leaves Sales for Engineering (mover/tenure)"
+        "leaves Sales for Engineering (mover/mover)"
     )
     mover.update(department="Engineering", title="Software Engineer")
     write_hris(demo)
-    await run_deployment(demo, "move", "mover/tenure", {"employee_id": mover["employee_id"]})
+    await run_deployment(demo, "move", "mover/mover", {"employee_id": mover["employee_id"]})
 
     leaver = next(
         p
@@ -351,17 +351,17 @@ async def play_the_day(demo: Demo) -> None:
     )
     say(
         f"\n== 16:00  Leave: {leaver['employee_id']} {leaver['first_name']} {leaver['last_name']} "
-        "was terminated yesterday (leaver/tenure)"
+        "was terminated yesterday (leaver/leaver)"
     )
     leaver.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
-    await run_deployment(demo, "leave", "leaver/tenure", {"employee_id": leaver["employee_id"]})
+    await run_deployment(demo, "leave", "leaver/leaver", {"employee_id": leaver["employee_id"]})
 
     say("\n== 20:00  Someone grants prod-admin by hand in the IdP; a contractor's account was never removed")
     await plant_findings(demo, mover["employee_id"])
 
-    say("\n== 02:00  Nightly access review (access-review/tenure)")
-    await run_deployment(demo, "review", "access-review/tenure")
+    say("\n== 02:00  Nightly access review (access-review/nightly-access-review)")
+    await run_deployment(demo, "review", "access-review/nightly-access-review")
     await decide_one(demo)
 
 
@@ -372,13 +372,13 @@ async def broken_export(demo: Demo) -> None:
     for person in [p for p in demo.people if p["status"] == "active"][: len(demo.people) // 4]:
         person.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
-    await run_deployment(demo, "broken export", "sync/tenure-full", {"full": True})
+    await run_deployment(demo, "broken export", "sync/weekly-full-sync", {"full": True})
     demo.people = good
     write_hris(demo)
 
 
 async def decide_one(demo: Demo) -> None:
-    """The security lead revokes the hand-granted prod-admin membership (review-decide/tenure, the UI form's
+    """The security lead revokes the hand-granted prod-admin membership (review-decide/review-decide, the UI form's
     flow); the rest of the campaign waits for its reviewers."""
     from sqlmodel import select
 
@@ -390,7 +390,7 @@ async def decide_one(demo: Demo) -> None:
         item = next((i for i in items if i.group == "prod-admin"), items[0] if items else None)
     if item is None:
         return
-    say(f"\n== 09:00  The security lead decides review item {item.id}: revoke (review-decide/tenure)")
+    say(f"\n== 09:00  The security lead decides review item {item.id}: revoke (review-decide/review-decide)")
     parameters = {
         "campaign_id": item.campaign_id,
         "item_id": item.id,
@@ -398,7 +398,7 @@ async def decide_one(demo: Demo) -> None:
         "by": "security-lead",
         "reason": "granted by hand, no approval on record",
     }
-    await run_deployment(demo, "decide", "review-decide/tenure", parameters)
+    await run_deployment(demo, "decide", "review-decide/review-decide", parameters)
 
 
 def write_report(demo: Demo) -> Path:

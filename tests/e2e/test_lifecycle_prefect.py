@@ -171,11 +171,12 @@ async def test_policy_group_missing_in_the_idp_refuses_the_run_before_any_change
 
 
 async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> None:  # type: ignore[no-untyped-def]
-    """A SCHEDULE action books one Scheduled run of reconcile-employee/tenure at its instant, however often."""
+    """A SCHEDULE action books one Scheduled run of reconcile-employee/reconcile-employee at its instant,
+    however often."""
     async with get_client() as client:
         flow_id = await client.create_flow(reconcile_employee)
         await client.create_deployment(
-            flow_id=flow_id, name="tenure", entrypoint="flows/lifecycle.py:reconcile_employee"
+            flow_id=flow_id, name="reconcile-employee", entrypoint="flows/lifecycle.py:reconcile_employee"
         )
     at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
     action = Schedule(
