@@ -182,7 +182,7 @@ class ApplyReport:
         for r in self.results:
             detail = (r.detail or r.action.reason).replace("|", "/")
             lines.append(
-                f"| {r.action.target} | {r.action.kind.value} | {r.action.subject} | {r.outcome.value} "
+                f"| {r.action.target} | {r.action.kind.value} | {r.action.shown_subject} | {r.outcome.value} "
                 f"| {detail} |"
             )
         return "\n".join(lines)

@@ -763,10 +763,13 @@ class SyncEngine:
 
     # ------------------------------------------------------------------------------------------ applying
 
-    async def apply_batch(self, number: int) -> BatchResult:
+    async def apply_batch(
+        self, number: int, on_report: Callable[[ApplyReport], None] | None = None
+    ) -> BatchResult:
         """Apply the plans of batch ``number`` (at most ``max_concurrency`` employees at once). Each employee is
         applied under their lock; one employee's failure — a connector error, a lock held elsewhere past its
-        timeout, a defect — is that employee's, recorded, and the rest of the batch goes on."""
+        timeout, a defect — is that employee's, recorded, and the rest of the batch goes on. ``on_report`` sees
+        each employee's report (the flow logs one line per step)."""
         semaphore = asyncio.Semaphore(self.options.max_concurrency)
         result = BatchResult(number=number)
 
@@ -801,6 +804,8 @@ class SyncEngine:
             raise
         for report in reports:
             result.add(report)
+            if on_report is not None:
+                on_report(report)
         self._absorb(result)
         return result
 

@@ -23,7 +23,7 @@ from engine.kpi import compute_kpis
 from engine.report import build_report
 from engine.review import decide, process_deadlines, run_review
 from flows.anchoring import publish_checkpoint
-from flows.lifecycle import apply_action
+from flows.lifecycle import run_step
 from flows.notify import FAILURE_HOOKS
 from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
@@ -39,7 +39,7 @@ MAX_TABLE_ROWS = 1000  # the findings table artifact; the full list is in the au
 
 
 def _task_step(applier: Applier):  # type: ignore[no-untyped-def]
-    return lambda action, account: apply_action(applier, action, account)
+    return lambda action, account: run_step(applier, action, account)
 
 
 def dated_run_name(prefix: str) -> Callable[[], str]:

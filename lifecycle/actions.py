@@ -76,6 +76,19 @@ class ActionKind(str, enum.Enum):
     ADOPT = "adopt"
 
 
+# Kinds whose target is the person's own account (a user name built from their name).
+_ON_THE_PERSON = frozenset(
+    {
+        ActionKind.CREATE_ACCOUNT,
+        ActionKind.UPDATE_ACCOUNT,
+        ActionKind.ENABLE_ACCOUNT,
+        ActionKind.DISABLE_ACCOUNT,
+        ActionKind.DELETE_ACCOUNT,
+        ActionKind.ADOPT,
+    }
+)
+
+
 class _Step(BaseModel):
     """Fields every action has. ``reason`` is for humans and carries no personal data beyond ids and groups.
     ``target`` names the provisioning target the action is for (:data:`DIRECTORY`, or a ``targets:`` entry of
@@ -98,6 +111,20 @@ class _Step(BaseModel):
         the directory (some kinds add what makes an occasion)."""
         where = "" if self.target == DIRECTORY else f"@{self.target}"
         return f"{self.employee_id}:{self.kind.value}:{self.subject}{where}"  # type: ignore[attr-defined]
+
+    @property
+    def shown_target(self) -> str:
+        """What the action acts on as the UI may show it: the employee id for the person's account (the
+        target is then a user name made of their name), else ``{employee_id}-{target}`` (a group, a ticket
+        purpose, a schedule event)."""
+        if self.kind in _ON_THE_PERSON:  # type: ignore[attr-defined]
+            return self.employee_id
+        return f"{self.employee_id}-{self.target}"
+
+    @property
+    def step_name(self) -> str:
+        """The step's task-run name, ids only: ``create_account-E00002``, ``add_membership-E00002-sales``."""
+        return f"{self.kind.value}-{self.shown_target}"  # type: ignore[attr-defined]
 
 
 class _OnAccount(_Step):
