@@ -235,7 +235,8 @@ class SyncReport:
     def ok(self) -> bool:
         return self.failed == 0 and not self.refused and not self.disputes
 
-    def summary(self) -> str:
+    def summary(self, *, ids: bool = True) -> str:
+        """One line: counts, and (``ids``) the employees changed — or, in a dry run, that would change."""
         head = f"sync {self.mode}{' (dry run)' if self.dry_run else ''}"
         if self.partitions > 1:
             head += f" partition {self.partition}/{self.partitions}"
@@ -246,9 +247,11 @@ class SyncReport:
             f"({self.changes} changes, {self.idp_writes if self.idp_writes is not None else '?'} IdP writes), "
             f"{self.failed} failed, {self.invalid_records} invalid records in {self.duration_seconds:.1f} s"
         )
+        if not ids:
+            return line
         if self.dry_run:
-            return f"{line}; would change: {list_ids(self.planned_ids)}"
-        return f"{line}; changed: {list_ids(self.changed_ids)}"
+            return f"{line}; would change: {list_ids(sorted(self.planned_ids))}"
+        return f"{line}; changed: {list_ids(sorted(self.changed_ids))}"
 
     @property
     def brake_state(self) -> str:

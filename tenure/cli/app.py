@@ -69,8 +69,17 @@ def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
 
 
 @config_app.command("check")
-def config_check() -> None:
-    """Validate settings and the policy file; print what is configured, secrets masked."""
+def config_check(
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="also read once from each configured system (HRIS, IdP, ticketing); writes nothing",
+        ),
+    ] = False,
+) -> None:
+    """Validate settings and the policy file; print what is configured, secrets masked. With --online, reach
+    each system with one read and name what fails and why (exit 2)."""
     settings, policy = load_config()
     assert policy is not None
     table = Table(title="Tenure configuration", show_lines=False)
@@ -88,7 +97,29 @@ def config_check() -> None:
             pass
     except DatabaseUnavailable as exc:
         fail(str(exc))
-    out.print("configuration OK")
+    if online:
+        _check_online(settings, policy)
+    out.print("configuration OK" + (" (every system answered)" if online else " (offline: add --online)"))
+
+
+def _check_online(settings: Any, policy: Any) -> None:
+    """One read per configured system (:func:`engine.preflight.check_online`); exit 2 naming the failures."""
+    from engine.preflight import check_online
+
+    async def _check(connectors: Connectors | None, _: Auditor) -> Any:
+        assert connectors is not None
+        return await check_online(connectors, policy)
+
+    checks = run_with_connectors(settings, _check)
+    for check in checks:
+        mark = "ok    " if check.ok else "FAILED"
+        out.print(f"{mark} {check.system} ({check.source}): {check.problem or check.checked}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        fail(
+            f"{len(failed)} system(s) did not answer as configured: "
+            + "; ".join(f"{c.system} ({c.source})" for c in failed)
+        )
 
 
 class ExportFormat(str, Enum):

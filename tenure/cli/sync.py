@@ -136,6 +136,6 @@ def sync_command(
         fail(f"{len(report.disputes)} disputed account(s) left untouched (review them)", EXIT_FAILED)
     if not report.ok:
         fail(f"{report.failed} employee(s) failed", EXIT_FAILED)
-    out.print(report.summary())
+    out.print(report.summary(ids=not report.dry_run))  # a dry run listed its employees above
     if report.invalid_records:  # the good records were processed; the bad ones still need HR's attention
         raise typer.Exit(EXIT_FAILED)
