@@ -46,6 +46,8 @@ __all__ = ["main", "stop"]
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".tenure" / "demo"
 STATE_PATH = DEMO_DIR / "state.json"
+POLICY_PATH = DEMO_DIR / "policy.yaml"
+FACILITIES_QUEUE = "Facilities"  # not created in RT: the leave's equipment-return ticket fails on purpose
 POOL = "tenure-process"
 UI_PORT = 4200
 PEOPLE = 24
@@ -83,6 +85,17 @@ class Demo:
 
 
 # -- peers ---------------------------------------------------------------------------------------------------
+
+
+def write_policy() -> Path:
+    """examples/policy.yaml, except that equipment returns go to an RT queue that does not exist: the leave's
+    ticket step fails, so the UI shows what a failed step looks like (a Failed task run, its message)."""
+    policy = yaml.safe_load((ROOT / "examples/policy.yaml").read_text())
+    for template in policy["tickets"]["leaver"]:
+        template["queue"] = FACILITIES_QUEUE
+    POLICY_PATH.parent.mkdir(parents=True, exist_ok=True)
+    POLICY_PATH.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return POLICY_PATH
 
 
 def policy_groups() -> list[str]:
@@ -315,7 +328,11 @@ async def plant_findings(demo: Demo, mover_id: str) -> None:
 
 
 async def play_the_day(demo: Demo) -> None:
-    say("\n== 06:00  Baseline: full sync of the HRIS into the IdP (sync/weekly-full-sync)")
+    say(
+        "\n== 06:00  Baseline: Tenure's first full sync (sync/weekly-full-sync). Everyone hired before today "
+        "(the first run's date, policy adopt_before) is *adopted*: linked, attributes and groups reconciled, "
+        "no joiner tickets"
+    )
     await run_deployment(demo, "baseline", "sync/weekly-full-sync", {"full": True})
 
     say("\n== 06:30  A broken HR export marks a quarter of the company terminated (sync/weekly-full-sync)")
@@ -351,7 +368,8 @@ async def play_the_day(demo: Demo) -> None:
     )
     say(
         f"\n== 16:00  Leave: {leaver['employee_id']} {leaver['first_name']} {leaver['last_name']} "
-        "was terminated yesterday (leaver/leaver)"
+        "was terminated yesterday (leaver/leaver). The demo policy sends equipment returns to the RT queue "
+        f"'{FACILITIES_QUEUE}', which nobody created yet: that step fails and shows red in the UI"
     )
     leaver.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
@@ -452,11 +470,41 @@ async def report(demo: Demo) -> bool:
             )
     tickets = [e for e in events if e.action == "ticket.create" and e.outcome == "applied"]
     say(f"Tickets opened in {demo.ticketing}: {len(tickets)} (see {demo.ticket_url})")
+    adopted = sorted({e.employee_id for e in events if e.action == "lifecycle.adopt" and e.employee_id})
+    joiners = sorted(
+        {
+            e.employee_id
+            for e in tickets
+            if ":laptop:" in str((e.details or {}).get("reference")) and e.employee_id
+        }
+    )
+    say(
+        f"Adopted on the first sync, without joiner tickets: {len(adopted)} employees; "
+        f"laptop tickets only for the new hires: {', '.join(joiners) or 'none'}"
+    )
     say(f"Audit chain: {len(events)} events — {result.describe()}")
     say("\nFlow runs:")
     for what, name, state in demo.runs:
         say(f"  {state:<10} {name:<36} ({what})")
     return bool(result.ok)
+
+
+def closing_summary(demo: Demo, *, once: bool) -> None:
+    """Where to look, repeated at the end (where a reader's eyes are)."""
+    user, password = demo.ticket_auth
+    rel = STATE_PATH.relative_to(ROOT)
+    say("\nWhere to look" + (" (until the stop below)" if once else "") + ":")
+    say(
+        f"  Prefect UI     {demo.ui_url}/runs  (runs, logs, artifacts; the leave's red task run is the failed step)"
+    )
+    say(f"  Accounts       GET {demo.idp_url}Users  (bearer token: info.idp_token in {rel})")
+    say(f"  Tickets        {demo.ticket_url}  (user {user}, password {password}; also in {rel})")
+    say(f"  Webhooks       POST {demo.webhook_url}/webhooks/generic")
+    say(
+        f"  Audit trail    TENURE_DATABASE_URL=sqlite:///{(DEMO_DIR / 'tenure.db').relative_to(ROOT)} "
+        ".venv/bin/tenure audit verify"
+    )
+    say("  UI check       make ui-check  (headless Chromium: the runs, artifacts and the Failed task run)")
 
 
 # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -484,7 +532,7 @@ def start(demo: Demo) -> None:
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_WORKER_PREFETCH_SECONDS="2",
         TENURE_DATABASE_URL=f"sqlite:///{DEMO_DIR / 'tenure.db'}",
-        TENURE_POLICY_FILE=str(ROOT / "examples/policy.yaml"),
+        TENURE_POLICY_FILE=str(write_policy()),
         TENURE_IDP__KIND="scim",
         TENURE_IDP__BASE_URL=demo.idp_url,
         TENURE_IDP__TOKEN=demo.idp_token,
@@ -533,7 +581,14 @@ def start(demo: Demo) -> None:
     )
     demo.webhook_url = f"http://127.0.0.1:{hook_port}"
     wait_for_http(f"{demo.webhook_url}/healthz", timeout=60, started=receiver)
-    demo.state.info["webhook_url"] = demo.webhook_url
+    demo.state.info.update(
+        webhook_url=demo.webhook_url,
+        idp_url=demo.idp_url,
+        idp_token=demo.idp_token,  # a throwaway demo token: `GET <idp_url>Users` with it as the bearer token
+        ticket_url=demo.ticket_url,
+        ticket_user=user,
+        ticket_password=password,
+    )
     demo.state.save()
     say(f"  Webhooks   receiver at {demo.webhook_url}/webhooks/generic")
 
@@ -580,10 +635,11 @@ def main(argv: list[str] | None = None) -> int:
         say("\nThe demo failed; stopping the demo stack (logs stay in .tenure/demo/logs/).")
         demo.state.stop_all()
         raise
-    say(f"\nDone in {time.monotonic() - began:.0f} s. Prefect UI: {demo.ui_url}/runs")
+    say(f"\nDone in {time.monotonic() - began:.0f} s.")
+    closing_summary(demo, once=args.once)
     if args.once:
         demo.state.stop_all()
-        say("Stopped everything (--once).")
+        say("Stopped everything (--once): the URLs above are gone; run `make demo` to keep them up.")
     else:
         say("Everything is still running; stop it with `make demo-stop`.")
     say(f"Report for HR and IT: {report_path}")

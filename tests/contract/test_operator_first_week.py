@@ -14,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from connectors.hris.csv_export import CSVExportHRIS
 from lifecycle.policy import Policy
 from tenure.cli import app
 from tests.contract.test_sync_scim import POLICY, TODAY, World, make_world
@@ -115,6 +116,49 @@ async def test_adopt_before_setting_overrides_the_first_run_date(
     dry = await tenure("sync", "--full", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert " adopt " not in dry.output and dry.output.count("joiner E") == 20
+
+
+async def test_the_demo_people_are_adopted_and_only_the_days_hire_gets_joiner_tickets(
+    scim_server: SCIMServer, tmp_path: Path, fresh_sqlite_url: str
+) -> None:
+    """The demo's own roster (sandbox.demo.make_people) and examples/policy.yaml: the first full sync opens no
+    joiner ticket for the staff hired before the adoption date; a hire of the day still gets laptop and badge."""
+    from engine.auditor import Auditor
+    from engine.sync import SyncEngine, SyncOptions
+    from lifecycle.policy import load_policy
+    from sandbox.demo import make_people
+    from tests.contract.test_one_door import Tickets
+
+    policy = load_policy(EXAMPLE_POLICY)
+    world = await make_world(
+        scim_server, tmp_path, fresh_sqlite_url, groups=tuple(sorted(policy.managed_groups))
+    )
+    tickets = Tickets()
+    world.rows = make_people()
+    world.write()
+
+    async def full_sync() -> None:
+        engine = SyncEngine(
+            hris=CSVExportHRIS(world.csv_path),
+            idp=world.idp,
+            ticketing=tickets,
+            policy=policy,
+            auditor=Auditor(world.database_url, actor="demo"),
+            options=SyncOptions(full=True),
+        )
+        assert (await engine.run()).ok
+
+    try:
+        await full_sync()
+        assert len(await world.accounts()) == len(world.rows) and tickets.creates == {}
+        hire = dict(world.rows[0], employee_id="E90024", first_name="Grace", last_name="Hopper")
+        hire.update(hire_date=TODAY.isoformat(), work_email="grace.hopper@example.com", status="active")
+        world.rows.append(hire)
+        world.write()
+        await full_sync()
+    finally:
+        await world.idp.aclose()
+    assert sorted(tickets.creates) == [f"tenure:E90024:badge:{TODAY}", f"tenure:E90024:laptop:{TODAY}"]
 
 
 # -- (2) config check --online ---------------------------------------------------------------------------------
