@@ -147,7 +147,7 @@ class BatchResult:
     changes: int = 0  # applied IdP actions (account state and memberships)
     other_applied: int = 0  # tickets, schedules, approvals applied
     failed: int = 0  # employees with a failed action
-    failures: list[str] = field(default_factory=list)  # "employee_id: kind target: detail"
+    failures: list[str] = field(default_factory=list)  # "kind-employee_id[-subject][@target]: detail"
     by_target: dict[str, dict[str, int]] = field(default_factory=dict)  # target → applied / failed actions
     changed_ids: list[str] = field(default_factory=list)
 
@@ -167,7 +167,7 @@ class BatchResult:
         if not report.ok:
             self.failed += 1
             self.failures += [
-                f"{report.employee_id}: {r.action.target} {r.action.kind.value} {r.action.subject}: {r.detail}"
+                f"{r.action.step_name}: {r.detail}"  # ids, not the user name a subject may be
                 for r in report.failed
             ] or [f"{report.employee_id}: {report.error}"]
 
