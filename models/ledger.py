@@ -263,14 +263,12 @@ def grants_by_employee(*, session: Session, employee_id: str | None = None) -> d
 def ledger_employees(*, session: Session, employee_id: str | None = None) -> dict[str, bool]:
     """Employee id → whether they were adopted, for every employee (or just ``employee_id``) the ledger holds
     an entry of (the planner's ``History.seen`` and ``History.adopted``)."""
-    query = select(LedgerEntry.employee_id, LedgerEntry.kind, LedgerEntry.status)
+    owners = select(LedgerEntry.employee_id).distinct()
     if employee_id is not None:
-        query = query.where(LedgerEntry.employee_id == employee_id)
-    found: dict[str, bool] = {}
-    for owner, kind, status in session.exec(query).all():
-        adopted = kind == "adopt" and status == LedgerStatus.APPLIED.value
-        found[owner] = found.get(owner, False) or adopted
-    return found
+        owners = owners.where(LedgerEntry.employee_id == employee_id)
+    adopted = owners.where(LedgerEntry.kind == "adopt", LedgerEntry.status == LedgerStatus.APPLIED.value)
+    done = set(session.exec(adopted).all())
+    return {owner: owner in done for owner in session.exec(owners).all()}
 
 
 def first_run_at(*, session: Session) -> datetime | None:
