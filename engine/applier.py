@@ -346,13 +346,13 @@ class Applier:
         try:
             outcome, detail, account, target_id = await self._execute(action, account)
         except ConnectorError as exc:
-            log.warning("%s %s for %s failed: %s", action.kind.value, action.subject, action.employee_id, exc)
+            log.warning("%s failed: %s", action.step_name, exc)  # ids, not the user name a subject may be
             # a retryable failure (timeout, 5xx, 429) may still have taken effect: "uncertain", settled by resume()
             status = LedgerStatus.UNCERTAIN if exc.retryable else LedgerStatus.FAILED
             self._finish(action, Outcome.FAILED, str(exc), None, status=status)
             return ActionResult(action, Outcome.FAILED, str(exc)), account
         except Exception as exc:  # noqa: BLE001 - a defect in one step fails that step, not the batch
-            log.exception("%s %s for %s crashed", action.kind.value, action.subject, action.employee_id)
+            log.exception("%s crashed", action.step_name)
             detail = f"internal error: {type(exc).__name__}"
             self._finish(action, Outcome.FAILED, detail, None, status=LedgerStatus.FAILED)
             return ActionResult(action, Outcome.FAILED, detail), account
