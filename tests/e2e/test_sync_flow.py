@@ -172,3 +172,21 @@ async def test_a_batch_with_a_failed_step_is_a_failed_task_run(
     message = failed[0].state.message or ""  # type: ignore[union-attr]
     assert f"add_membership-{rows[0]['employee_id']}-sales: " in message
     assert "members of sales are managed elsewhere" in message
+    # one log line per applied, failed or skipped step, ids only
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    steps = [log.message for log in logs if log.message.startswith(("applied ", "failed ", "skipped "))]
+    assert (
+        f"failed add_membership-{rows[0]['employee_id']}-sales: [scim] members of sales are managed elsewhere"
+        in steps
+    )
+    assert sum(
+        1 for line in steps if line.startswith(("applied create_account-", "applied adopt-"))
+    ) == 2 * len(rows)
+    assert not any(row["last_name"] in line for row in rows for line in steps)
