@@ -321,6 +321,8 @@ class Notify(_Step):
     @property
     def key(self) -> str:
         return f"{super().key}:{self.occasion}"
+
+
 class AdoptEmployee(_Step):
     """Take over someone the company already employs (hired before ``adopt_before``) on their first run: the
     account ``account_id`` (None: created in this plan) is linked to the employee id, no joiner ticket opens."""
@@ -370,7 +372,7 @@ Action = Annotated[
     | Schedule
     | RecordApproval
     | RecordReviewDecision
-    | Notify,
+    | Notify
     | AdoptEmployee,
     Field(discriminator="kind"),
 ]

@@ -335,7 +335,7 @@ async def play_the_day(demo: Demo) -> None:
     )
     await run_deployment(demo, "baseline", "sync/weekly-full-sync", {"full": True})
 
-    say("\n== 06:30  A broken HR export marks a quarter of the company terminated (sync/weekly-full-sync)")
+    say("\n== 06:30  A broken HR export marks half of the company terminated (sync/weekly-full-sync)")
     await broken_export(demo)
 
     say("\n== 09:00  Hire #1 arrives by HRIS webhook (signed, POST /webhooks/generic)")
@@ -384,10 +384,10 @@ async def play_the_day(demo: Demo) -> None:
 
 
 async def broken_export(demo: Demo) -> None:
-    """An HR export that marks a quarter of the company terminated: the sync's brake refuses it (and the run
-    fails, which ops are told about); the good export is written back."""
+    """An HR export that marks half of the company terminated: the sync's brake (more than 5% and more than 10
+    people) refuses it (and the run fails, which ops are told about); the good export is written back."""
     good = [dict(p) for p in demo.people]
-    for person in [p for p in demo.people if p["status"] == "active"][: len(demo.people) // 4]:
+    for person in [p for p in demo.people if p["status"] == "active"][: len(demo.people) // 2]:
         person.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
     await run_deployment(demo, "broken export", "sync/weekly-full-sync", {"full": True})
