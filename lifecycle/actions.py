@@ -113,18 +113,20 @@ class _Step(BaseModel):
         return f"{self.employee_id}:{self.kind.value}:{self.subject}{where}"  # type: ignore[attr-defined]
 
     @property
-    def shown_target(self) -> str:
+    def shown_subject(self) -> str:
         """What the action acts on as the UI may show it: the employee id for the person's account (the
-        target is then a user name made of their name), else ``{employee_id}-{target}`` (a group, a ticket
+        subject is then a user name made of their name), else ``{employee_id}-{subject}`` (a group, a ticket
         purpose, a schedule event)."""
         if self.kind in _ON_THE_PERSON:  # type: ignore[attr-defined]
             return self.employee_id
-        return f"{self.employee_id}-{self.target}"
+        return f"{self.employee_id}-{self.subject}"
 
     @property
     def step_name(self) -> str:
-        """The step's task-run name, ids only: ``create_account-E00002``, ``add_membership-E00002-sales``."""
-        return f"{self.kind.value}-{self.shown_target}"  # type: ignore[attr-defined]
+        """The step's task-run name, ids only: ``create_account-E00002``, ``add_membership-E00002-sales``
+        (``@github`` added for a target other than the directory)."""
+        where = "" if self.target == DIRECTORY else f"@{self.target}"
+        return f"{self.kind.value}-{self.shown_subject}{where}"  # type: ignore[attr-defined]
 
 
 class _OnAccount(_Step):
@@ -332,7 +334,7 @@ class AdoptEmployee(_Step):
     account_id: str | None = None
 
     @property
-    def target(self) -> str:
+    def subject(self) -> str:
         return self.account_id or "new-account"
 
 

@@ -96,7 +96,7 @@ async def test_joiner_flow_run_is_named_audited_and_leaves_an_artifact(tenure_en
     assert "create_account-E7" in names and "add_membership-E7-engineering" in names  # ids, not names
     assert not any("lovelace" in name for name in names)
     markdown = next(a for a in artifact if a.key == "lifecycle-e7").data
-    assert "| create_account | E7 | applied |" in markdown and "lovelace" not in markdown.lower()
+    assert "| directory | create_account | E7 | applied |" in markdown and "lovelace" not in markdown.lower()
     with session_scope(tenure_env) as session:
         rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
     assert rows and {r.correlation_id for r in rows} == {str(run.id)}

@@ -33,7 +33,7 @@ def test_step_names_carry_ids_not_user_names() -> None:
     create = make_action(ActionKind.CREATE_ACCOUNT, "E2", "grace.hopper", "joiner")
     add = make_action(ActionKind.ADD_MEMBERSHIP, "E2", "sales", "entitled")
     disable = make_action(ActionKind.DISABLE_ACCOUNT, "E2", "grace.hopper", "leaver")
-    assert create.target == "grace.hopper"  # the IdP still gets the user name ...
+    assert create.subject == "grace.hopper"  # the IdP still gets the user name ...
     assert [create.step_name, add.step_name, disable.step_name] == [  # ... the UI does not
         "create_account-E2",
         "add_membership-E2-sales",
