@@ -601,7 +601,7 @@ def test_first_run_adopts_existing_staff_without_joiner_tickets() -> None:
     assert p.event == "adopt"
     assert [a.kind for a in p.actions][:3] == [K.ADOPT, K.UPDATE_ACCOUNT, K.ENABLE_ACCOUNT]
     assert not p.of_kind(K.OPEN_TICKET)
-    assert {a.target for a in p.of_kind(K.ADD_MEMBERSHIP)} >= {"engineering"}
+    assert {a.subject for a in p.of_kind(K.ADD_MEMBERSHIP)} >= {"engineering"}
     assert (
         p.actions[0].subject == "A1" and p.actions[1].reason == "attributes changed: title: Intern → Engineer"
     )
