@@ -57,6 +57,7 @@ POLICY = Policy.model_validate(
         ],
         "leaver": {"timing": "at_termination", "remove_groups": True},
         "brake": {"max_disable_percent": 100},
+        "adopt_before": "2000-01-01",  # the seeded directory is Tenure's own earlier work, not staff to adopt
     }
 )
 

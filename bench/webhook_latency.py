@@ -2,7 +2,7 @@
 
 Starts, all on 127.0.0.1 on free ports (reusing :mod:`sandbox.processes` and :mod:`sandbox.demo`): a Prefect
 server (SQLite, no UI), scim2-server with the policy's groups as the IdP, the RT-shaped sandbox ticketing API,
-the webhook receiver (``tenure webhook serve``), deploys ``joiner/tenure`` from ``prefect.yaml``, then for each
+the webhook receiver (``tenure webhook serve``), deploys ``joiner/joiner`` from ``prefect.yaml``, then for each
 executor (``--runners``: ``worker``, a process worker that starts a flow-run process per run, and
 ``in-process``, the long-lived lifecycle runner of :mod:`flows.runner`) and polling interval
 (``PREFECT_WORKER_QUERY_SECONDS`` / ``--poll-seconds``, default 1 and 10) starts one executor and measures
@@ -213,7 +213,7 @@ def start_stack(demo: Demo) -> None:
 
 
 async def _pause_all_but_joiner() -> int:
-    """Pause every deployment but ``joiner/tenure`` so no scheduled sync or review runs during the bench."""
+    """Pause every deployment but ``joiner/joiner`` so no scheduled sync or review runs during the bench."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
 

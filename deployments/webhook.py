@@ -34,7 +34,7 @@ Routes (an ASGI app, :func:`create_app`):
     Liveness: ``{"status": "ok"}``.
 
 Each accepted event starts the deployment named in ``settings.webhook.event_deployments`` (hired →
-``joiner/tenure``, changed → ``mover/tenure``, terminated → ``leaver/tenure``) with ``{"employee_id": ...}`` and
+``joiner/joiner``, changed → ``mover/mover``, terminated → ``leaver/leaver``) with ``{"employee_id": ...}`` and
 ``idempotency_key="hris:<source>:<event_id>"``, then emits the Prefect event ``hris.employee.<kind>`` about the
 resource ``tenure.employee.<id>`` (no personal data). The answer is **202** with the flow run id as soon as the run
 exists (not when it finishes).

@@ -48,6 +48,7 @@ from lifecycle.actions import (
     Action,
     ActionKind,
     AddMembership,
+    AdoptEmployee,
     CloseTicket,
     CommentTicket,
     CreateAccount,
@@ -125,6 +126,7 @@ AUDIT_ACTIONS: dict[ActionKind, str] = {
     ActionKind.RECORD_APPROVAL: "approval.record",
     ActionKind.RECORD_REVIEW_DECISION: "review.decision",
     ActionKind.NOTIFY: "notify.send",
+    ActionKind.ADOPT: "lifecycle.adopt",
 }
 # Kinds that act on an existing account (skipped when there is none).
 _NEEDS_ACCOUNT = ACCOUNT_KINDS - {ActionKind.CREATE_ACCOUNT, ActionKind.LINK_ACCOUNT}
@@ -200,7 +202,7 @@ class ApplyReport:
         for r in self.results:
             detail = (r.detail or r.action.reason).replace("|", "/")
             lines.append(
-                f"| {r.action.target} | {r.action.kind.value} | {r.action.subject} | {r.outcome.value} "
+                f"| {r.action.target} | {r.action.kind.value} | {r.action.shown_subject} | {r.outcome.value} "
                 f"| {detail} |"
             )
         return "\n".join(lines)
@@ -540,7 +542,7 @@ class Applier:
         finishes: list[_Finish] = []
         for (run, action), outcome in zip(creates, made, strict=True):
             if isinstance(outcome, ConnectorError):
-                log.warning("creating %s for %s failed: %s", action.subject, action.employee_id, outcome)
+                log.warning("%s failed: %s", action.step_name, outcome)
                 result, finish = self._failed(action, outcome)
                 run.blocked = f"skipped: the account could not be created ({result.detail})"
             else:
@@ -566,9 +568,7 @@ class Applier:
             assert run.account is not None
             error = failed.get(run.account.id)
             if error is not None:
-                log.warning(
-                    "%s %s for %s failed: %s", action.kind.value, action.target, action.employee_id, error
-                )
+                log.warning("%s failed: %s", action.step_name, error)
                 result, finish = self._failed(action, error)
             else:
                 values = {k: (None if v == "" else v) for k, v in changes.items()}
@@ -605,9 +605,7 @@ class Applier:
                 )
                 result, finish = self._failed(action, unanswered)
             elif (error := outcome[action.key]) is not None:
-                log.warning(
-                    "%s %s for %s failed: %s", action.kind.value, action.subject, action.employee_id, error
-                )
+                log.warning("%s failed: %s", action.step_name, error)
                 result, finish = self._failed(action, error)
             else:
                 assert run.account is not None
@@ -653,11 +651,11 @@ class Applier:
         try:
             outcome, detail, account, target_id = await self._execute(action, account)
         except ConnectorError as exc:
-            log.warning("%s %s for %s failed: %s", action.kind.value, action.subject, action.employee_id, exc)
+            log.warning("%s failed: %s", action.step_name, exc)  # ids, not the user name a subject may be
             result, finish = self._failed(action, exc)
             return result, account, finish
         except Exception as exc:  # noqa: BLE001 - a defect in one step fails that step, not the batch
-            log.exception("%s %s for %s crashed", action.kind.value, action.subject, action.employee_id)
+            log.exception("%s crashed", action.step_name)
             detail = f"internal error: {type(exc).__name__}"
             finish = _Finish(action, Outcome.FAILED, detail, None, LedgerStatus.FAILED)
             return ActionResult(action, Outcome.FAILED, detail), account, finish
@@ -810,6 +808,8 @@ class Applier:
                 )
             case LinkAccount(matched_by=matched_by, user_name=user_name):
                 details.update(matched_by=matched_by, user_name=user_name)
+            case AdoptEmployee(adopt_before=before):
+                details["adopt_before"] = before.isoformat()
             case _:
                 pass
         if action.kind in _TICKET_KINDS:
@@ -1010,6 +1010,9 @@ class Applier:
                 return Outcome.APPLIED, f"sent to the {action.audience}", sent, account
             case RecordApproval(decided_by=by) | RecordReviewDecision(decided_by=by):
                 return Outcome.APPLIED, f"recorded for {by}", None, account
+            case AdoptEmployee():
+                linked = f"account {account.id}" if account is not None else "the account created next"
+                return Outcome.APPLIED, f"adopted: linked to {linked}", None, account
         raise ConnectorError(f"unknown action kind {action.kind}", source="tenure")  # pragma: no cover
 
 

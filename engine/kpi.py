@@ -1,13 +1,15 @@
 """Key figures from the audit trail and the review tables (read-only).
 
-* **hire → working access**: from the hire instant (hire day 00:00 in the employee's time zone, as the
-  planner computes it) to the first applied ``idp.user.enable``, or ``idp.user.create`` of an account
-  created active (the ledger keeps the create action's ``active`` flag), at or after the pre-hire window
-  opened. Negative means access was ready before day one (the goal). Employees hired in the window whose
-  hire instant passed without such a row are counted as *waiting*.
-* **termination → disabled**: from the termination instant (``termination_date`` at
-  ``leaver.termination_time`` local) to the first applied ``idp.user.disable`` after the hire instant
-  (earlier rows belong to an earlier tenure). Leavers past their instant without one are *waiting*.
+* **hire → working access** ("time to access"): from the start of the first working day — the hire date at
+  ``policy.workday_start`` (default 09:00) in the employee's time zone, when the new hire sits down — to the
+  first applied ``idp.user.enable``, or ``idp.user.create`` of an account created active (the ledger keeps
+  the create action's ``active`` flag), at or after the pre-hire window opened. Negative or zero means access
+  was ready when the day began (the goal; an account enabled at 00:00 local shows -9 h). Employees whose
+  working day began in the window without such a row are counted as *waiting*.
+* **termination → disabled** ("time to revoke"): from the termination instant (``termination_date`` at
+  ``leaver.termination_time`` local, the moment access must end) to the first applied ``idp.user.disable``
+  after the hire instant (earlier rows belong to an earlier tenure). Leavers past their instant without one
+  are *waiting*.
 * **review**: completion rate = items decided by a person / items routed to reviewers (auto-remediated
   items excluded; deadline-rule decisions count as not completed), decision age (created → decided), the
   oldest undecided item; orphan and dormant counts of the latest ``review.run``.
@@ -24,7 +26,7 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlmodel import col, select
@@ -82,6 +84,7 @@ class Durations:
 class KPIReport:
     generated_at: datetime
     window_days: int
+    workday_start: str = "09:00"  # "time to access" counts from this local time on the hire day
     hire_to_access: Durations = field(default_factory=Durations)
     termination_to_disable: Durations = field(default_factory=Durations)
     review_items: int = 0
@@ -111,8 +114,11 @@ class KPIReport:
 
         rate = None if self.review_completion_rate is None else round(100 * self.review_completion_rate, 1)
         rows = [
-            ("hire → working access", self.hire_to_access.cell()),
-            ("termination → disabled", self.termination_to_disable.cell()),
+            (
+                f"hire → working access (from {self.workday_start} local on the hire day)",
+                self.hire_to_access.cell(),
+            ),
+            ("termination → disabled (from the termination instant)", self.termination_to_disable.cell()),
             ("review completion", f"{show(rate, ' %')} ({self.review_decided}/{self.review_items} items)"),
             ("review decision age (median)", show(self.review_median_decision_days, " days")),
             ("oldest undecided review item", show(self.review_oldest_open_days, " days")),
@@ -190,6 +196,15 @@ def _create_key(row: AuditEvent) -> str:
     return f"{row.employee_id}:create_account:{(row.details or {}).get('target')}{where}"
 
 
+def _workday_start(employee: Employee, policy: Policy) -> datetime | None:
+    """The hire date at ``policy.workday_start`` in the employee's time zone (UTC), or None without a date."""
+    if employee.hire_date is None:
+        return None
+    hh, mm = (int(part) for part in policy.workday_start.split(":"))
+    local = datetime.combine(employee.hire_date, time(hh, mm), tzinfo=policy.timezone_for(employee.location))
+    return local.astimezone(UTC)
+
+
 def _first_after(times: list[datetime] | None, start: datetime | None) -> datetime | None:
     candidates = [t for t in times or [] if start is None or t >= start]
     return min(candidates) if candidates else None
@@ -206,7 +221,7 @@ def compute_kpis(
     """The KPIs (see the module docstring). Without ``employees`` the HR-date KPIs are left empty."""
     now = now or datetime.now(UTC)
     since = now - timedelta(days=window_days)
-    report = KPIReport(generated_at=now, window_days=window_days)
+    report = KPIReport(generated_at=now, window_days=window_days, workday_start=policy.workday_start)
     if employees:
         events = _access_events(database_url)
         for target in ["directory", *sorted(policy.targets)]:
@@ -239,12 +254,13 @@ def _lags(
     hire_waiting = leave_waiting = 0
     for employee in employees:
         tl = timeline(employee, policy)
-        if tl.enable_at is not None and since <= tl.enable_at <= now:
+        workday = _workday_start(employee, policy)
+        if workday is not None and since <= workday <= now:
             got = _first_after(access.get(employee.employee_id), tl.create_at)
             if got is None:
                 hire_waiting += 1
             else:
-                hire_lags.append(got - tl.enable_at)
+                hire_lags.append(got - workday)
         if tl.disable_at is not None and since <= tl.disable_at <= now:
             done = _first_after(disables.get(employee.employee_id), tl.enable_at)
             if done is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from connectors.errors import InvalidRecordError, NotFoundError
 from connectors.protocols import HRIS, Connectors, IdentityProvider
@@ -28,11 +28,12 @@ from lifecycle.sync_plan import plan_person as plan_everywhere
 from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account, Employee
-from models.ledger import grants_by_employee, last_applied, sent_notices
+from models.ledger import first_run_at, grants_by_employee, last_applied, ledger_employees, sent_notices
 
 __all__ = [
     "UnknownEmployee",
     "histories",
+    "adoption_date",
     "taken_user_names",
     "plan_employee",
     "plan_person",
@@ -46,10 +47,21 @@ class UnknownEmployee(LookupError):
     """Neither the HRIS nor the identity provider knows this employee id."""
 
 
+def adoption_date(database_url: str, policy: Policy, now: datetime) -> date:
+    """Staff hired before this date are adopted on their first run (:mod:`lifecycle.planner`):
+    ``policy.adopt_before`` (``TENURE_ADOPT_BEFORE`` overrides it), else the date of Tenure's first run — the
+    oldest audit event that is not a dry run's plan, or today for the first run itself."""
+    if policy.adopt_before is not None:
+        return policy.adopt_before
+    with session_scope(database_url) as session:
+        first = first_run_at(session=session)
+    return (first or now).astimezone(UTC).date()
+
+
 def histories(
     database_url: str, employee_id: str | None = None, *, target: str = DIRECTORY
 ) -> dict[str, History]:
-    """What the ledger remembers of every employee (or just ``employee_id``), in three queries. For a target
+    """What the ledger remembers of every employee (or just ``employee_id``), in four queries. For a target
     other than the directory only its disables and enables count (grants are the directory's)."""
     with session_scope(database_url) as session:
         grants = grants_by_employee(session=session, employee_id=employee_id) if target == DIRECTORY else {}
@@ -59,8 +71,9 @@ def histories(
         enabled = last_applied(
             session=session, kind=ActionKind.ENABLE_ACCOUNT.value, employee_id=employee_id, target=target
         )
+        known = ledger_employees(session=session, employee_id=employee_id)
     found: dict[str, History] = {}
-    for owner in set(grants) | set(disabled):
+    for owner in set(grants) | set(disabled) | set(known):
         view = grants.get(owner)
         disabled_at = disabled.get(owner)
         still_disabled = disabled_at is not None and (owner not in enabled or enabled[owner] < disabled_at)
@@ -69,6 +82,8 @@ def histories(
             revoked=view.revoked if view else frozenset(),
             left_before=disabled_at is not None,
             disabled_at=disabled_at if still_disabled else None,
+            seen=owner in known,
+            adopted=known.get(owner, False),
         )
     return found
 
@@ -183,7 +198,12 @@ async def plan_person(
         },
     )
     the_plan, account, others = plan_everywhere(
-        employee, snapshot, policy, now, {employee_id: history or History()}
+        employee,
+        snapshot,
+        policy,
+        now,
+        {employee_id: history or History()},
+        adopt_before=adoption_date(database_url, policy, now),
     )
     if policy.notify.joiner or policy.notify.leaver:
         with session_scope(database_url) as session:

@@ -57,9 +57,16 @@ from engine.auditor import Auditor
 from engine.directory import DirectoryRead, read_directory
 from engine.locks import LockHeld
 from engine.preflight import require_groups
-from engine.reconcile import histories
+from engine.reconcile import adoption_date, histories
 from lifecycle.actions import ACCOUNT_KINDS, DIRECTORY, ActionKind, Plan
-from lifecycle.brake import BrakeDecision, RosterShrinkDecision, check_brake, check_roster_shrink
+from lifecycle.brake import (
+    SHOWN_IDS,
+    BrakeDecision,
+    RosterShrinkDecision,
+    check_brake,
+    check_roster_shrink,
+    list_ids,
+)
 from lifecycle.correlation import Correlation, Situation, correlate
 from lifecycle.policy import CorrelationStep, Policy
 from lifecycle.sync_plan import Snapshot, TakenNames, TargetView, Work, plan_all, trim_plan
@@ -140,8 +147,9 @@ class BatchResult:
     changes: int = 0  # applied IdP actions (account state and memberships)
     other_applied: int = 0  # tickets, schedules, approvals applied
     failed: int = 0  # employees with a failed action
-    failures: list[str] = field(default_factory=list)  # "employee_id: kind target: detail"
+    failures: list[str] = field(default_factory=list)  # "kind-employee_id[-subject][@target]: detail"
     by_target: dict[str, dict[str, int]] = field(default_factory=dict)  # target → applied / failed actions
+    changed_ids: list[str] = field(default_factory=list)
 
     def add(self, report: ApplyReport) -> None:
         self.employees += 1
@@ -154,10 +162,12 @@ class BatchResult:
             if r.outcome in (Outcome.APPLIED, Outcome.FAILED) and r.action.kind in ACCOUNT_KINDS:
                 counts = self.by_target.setdefault(r.action.target, {"applied": 0, "failed": 0})
                 counts[r.outcome.value] += 1
+        if changes:
+            self.changed_ids.append(report.employee_id)
         if not report.ok:
             self.failed += 1
             self.failures += [
-                f"{report.employee_id}: {r.action.target} {r.action.kind.value} {r.action.subject}: {r.detail}"
+                f"{r.action.step_name}: {r.detail}"  # ids, not the user name a subject may be
                 for r in report.failed
             ] or [f"{report.employee_id}: {report.error}"]
 
@@ -185,6 +195,10 @@ class SyncReport:
     other_applied: int = 0
     failed: int = 0  # employees that failed (action failures, unreadable records, ambiguous accounts)
     failures: list[str] = field(default_factory=list)
+    changed_ids: list[str] = field(default_factory=list)  # employees with an applied IdP change
+    planned_ids: list[str] = field(default_factory=list)  # employees with a non-empty plan
+    # the first SHOWN_IDS plans, one line each: "<event> <employee id>: <action kinds>" (ids, no names)
+    plan_lines: list[str] = field(default_factory=list)
     idp_calls: int | None = None  # requests sent to the IdP, where its client counts them
     idp_writes: int | None = None
     duration_seconds: float = 0.0
@@ -221,17 +235,32 @@ class SyncReport:
     def ok(self) -> bool:
         return self.failed == 0 and not self.refused and not self.disputes
 
-    def summary(self) -> str:
+    def summary(self, *, ids: bool = True) -> str:
+        """One line: counts, and (``ids``) the employees changed — or, in a dry run, that would change."""
         head = f"sync {self.mode}{' (dry run)' if self.dry_run else ''}"
         if self.partitions > 1:
             head += f" partition {self.partition}/{self.partitions}"
         if self.refused:
             return f"{head}: {self.refusal}"
-        return (
+        line = (
             f"{head}: {self.employees_seen} employees seen, {self.planned} planned, {self.changed} changed "
             f"({self.changes} changes, {self.idp_writes if self.idp_writes is not None else '?'} IdP writes), "
             f"{self.failed} failed, {self.invalid_records} invalid records in {self.duration_seconds:.1f} s"
         )
+        if not ids:
+            return line
+        if self.dry_run:
+            return f"{line}; would change: {list_ids(sorted(self.planned_ids))}"
+        return f"{line}; changed: {list_ids(sorted(self.changed_ids))}"
+
+    @property
+    def brake_state(self) -> str:
+        """A short word for the table; the brake's full message is said once, in the summary."""
+        if self.brake is None:
+            return "not evaluated"
+        if not self.brake.tripped:
+            return f"not tripped ({self.brake.disables} disable(s))"
+        return "tripped, overridden" if self.brake.overridden else "REFUSED the run"
 
     def table(self) -> list[dict[str, Any]]:
         """Rows for a summary table (Prefect table artifact, CLI)."""
@@ -251,7 +280,7 @@ class SyncReport:
             ("writes", "n/a" if self.idp_writes is None else self.idp_writes),
             ("IdP calls", "n/a" if self.idp_calls is None else self.idp_calls),
             ("failed", self.failed),
-            ("brake", self.brake.message if self.brake else "not evaluated"),
+            ("brake", self.brake_state),
             ("cursor moved", self.cursor_moved),
             ("duration (s)", round(self.duration_seconds, 2)),
         ]
@@ -613,6 +642,7 @@ class SyncEngine:
             schedules=self.scheduler is not None,
             people=await self._people(employees, accounts),
             sent=sent,
+            adopt_before=adoption_date(url, self.policy, self.now),
         )
         for employee_id, why in sync_plan.failures.items():
             log.warning("employee %s: %s", employee_id, why)
@@ -621,6 +651,8 @@ class SyncEngine:
         self.report.phase_seconds["plan"] = time.monotonic() - started
         self.report.planned = len(works)
         self.report.planned_actions = sum(len(w.plan.actions) for w in works)
+        self.report.planned_ids = [w.plan.employee_id for w in works]
+        self.report.plan_lines = [_plan_line(w.plan) for w in works[:SHOWN_IDS]]
         self.report.brake = check_brake(
             (w.plan for w in works),
             self.report.active_accounts,
@@ -727,19 +759,23 @@ class SyncEngine:
                 "overridden": decision.overridden,
                 "mode": self.options.mode,
                 "partition": f"{self.options.partition}/{self.options.partitions}",
+                "employees": list(decision.employee_ids),
             },
         )
-        log.warning("%s", decision.message)
+        log.info("%s", decision.message)  # the caller says it once (CLI error, flow summary)
 
     # ------------------------------------------------------------------------------------------ applying
 
-    async def apply_batch(self, number: int) -> BatchResult:
+    async def apply_batch(
+        self, number: int, on_report: Callable[[ApplyReport], None] | None = None
+    ) -> BatchResult:
         """Apply the plans of batch ``number``. Plans on the directory alone are applied together
         (:meth:`engine.applier.Applier.apply_many`: every such employee locked for the batch, at most
         ``max_concurrency`` account writes in flight, the batch's memberships one request per group); a plan
         that also acts on another provisioning target, links or notifies goes one employee at a time
         (:meth:`engine.applier.Applier.apply`). One employee's failure — a connector error, a lock held
-        elsewhere past its timeout, a defect — is that employee's, recorded, and the rest of the batch goes on."""
+        elsewhere past its timeout, a defect — is that employee's, recorded, and the rest of the batch goes on.
+        ``on_report`` sees each employee's report (the flow logs one line per step)."""
         result = BatchResult(number=number)
         works = self.batches[number]
         together = [w for w in works if _directory_only(w)]
@@ -747,6 +783,8 @@ class SyncEngine:
         reports = [*await self._apply_together(number, together), *await self._apply_alone(alone)]
         for report in reports:
             result.add(report)
+            if on_report is not None:
+                on_report(report)
         self._absorb(result)
         return result
 
@@ -843,6 +881,7 @@ class SyncEngine:
             mine = r.by_target.setdefault(target, {"applied": 0, "failed": 0})
             for what, n in counts.items():
                 mine[what] += n
+        r.changed_ids += result.changed_ids
         if result.failed:
             self._cursor_blocked = True
 
@@ -899,6 +938,15 @@ class SyncEngine:
             await _maybe_await(on_progress, done, total)
         self.report.phase_seconds["apply"] = time.monotonic() - started
         return self.finish()
+
+
+def _plan_line(plan: Plan) -> str:
+    """``adopt E00001: update_account, add_membership ×2`` — one employee's plan, ids and kinds only."""
+    kinds: dict[str, int] = {}
+    for action in plan.actions:
+        kinds[action.kind.value] = kinds.get(action.kind.value, 0) + 1
+    shown = ", ".join(f"{kind} ×{n}" if n > 1 else kind for kind, n in kinds.items())
+    return f"{plan.event} {plan.employee_id}: {shown or 'settle earlier runs'}"
 
 
 async def _maybe_await(callback: Progress | None, done: int, total: int) -> None:

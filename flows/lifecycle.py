@@ -27,24 +27,35 @@ from tenure.checkpoint import write_checkpoint
 from tenure.compose import check_targets, open_connectors
 from tenure.settings import load_settings
 
-__all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle"]
+__all__ = ["joiner", "mover", "leaver", "reconcile_employee", "run_lifecycle", "run_step", "StepFailed"]
+
+
+class StepFailed(Exception):
+    """A step the connector refused: raised in its task run so the run ends Failed (red in the UI's graph and
+    task list) with the connector's message, and carried back to the flow, which goes on with the next step."""
+
+    def __init__(self, result: ActionResult, account: Account | None) -> None:
+        super().__init__(scrub(f"{result.action.step_name} failed: {result.detail}"))
+        self.result, self.account = result, account
 
 
 def _not_a_connector_error(task: Any, task_run: Any, state: State) -> bool:
     """Retry a step only for whole-step failures (e.g. the audit database was locked), never for API errors:
-    those were already retried in the HTTP layer and are audited as failed."""
-    try:
-        state.result()
-    except ConnectorError:
-        return False
-    except Exception:  # noqa: BLE001
-        return True
-    return False
+    those were already retried in the HTTP layer and are audited as failed. Prefect hands the exception over
+    as the Failed state's data (``state.result()`` would be a coroutine in an async task)."""
+    return not isinstance(state.data, (ConnectorError, StepFailed))
+
+
+def log_step(logger: Any, result: ActionResult) -> None:
+    """One line per applied, failed or skipped step: outcome, step (kind and ids), detail — no names."""
+    level = logger.warning if result.outcome is Outcome.FAILED else logger.info
+    detail = result.detail or result.action.reason
+    level("%s %s: %s", result.outcome.value, result.action.step_name, scrub(detail))
 
 
 @task(
     name="apply-action",
-    task_run_name="{action.kind.value}-{action.subject}",
+    task_run_name="{action.step_name}",
     cache_policy=NONE,
     retries=2,
     retry_delay_seconds=1,
@@ -53,8 +64,21 @@ def _not_a_connector_error(task: Any, task_run: Any, state: State) -> bool:
 async def apply_action(
     applier: Applier, action: Action, account: Account | None
 ) -> tuple[ActionResult, Account | None]:
-    """One audited, idempotent step."""
-    return await applier.apply_action(action, account)
+    """One audited, idempotent step; a failed one fails its task run (:class:`StepFailed`)."""
+    result, account = await applier.apply_action(action, account)
+    if result.outcome is Outcome.FAILED:
+        raise StepFailed(result, account)
+    return result, account
+
+
+async def run_step(
+    applier: Applier, action: Action, account: Account | None
+) -> tuple[ActionResult, Account | None]:
+    """Run ``action`` as an ``apply-action`` task run; a failed step comes back as its result."""
+    try:
+        return await apply_action(applier, action, account)
+    except StepFailed as failed:
+        return failed.result, failed.account
 
 
 def _steps(applier: Applier) -> Step:
@@ -64,7 +88,7 @@ def _steps(applier: Applier) -> Step:
     async def step(action: Action, account: Account | None) -> tuple[ActionResult, Account | None]:
         if action.kind is ActionKind.REQUEST_APPROVAL:
             return await applier.apply_action(action, account)
-        return await apply_action(applier, action, account)
+        return await run_step(applier, action, account)
 
     return step
 
@@ -77,7 +101,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     """Reconcile one employee; the run ends Failed (with a summary) if any step failed."""
     logger = get_run_logger()
     settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    policy = load_policy(settings.policy_file, adopt_before=settings.adopt_before)
     # a target in the policy without settings, or the reverse, refuses the run
     check_targets(settings, policy.targets)
     auditor = Auditor(settings.database_url, **run_identity())
@@ -98,7 +122,9 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
             logger.error("%s", exc)
             return Failed(message=str(exc))
     if report.event not in (event, "none") and event != "reconcile":
-        logger.info("asked for %s, but the HR record makes this a %s", event, report.event)
+        logger.info("asked for %s, but the HR record makes this run: %s", event, report.event)
+    for result in report.results:  # one line per applied, failed or skipped step (ids, no names)
+        log_step(logger, result)
     await create_markdown_artifact(
         markdown=scrub(report.markdown()),
         key=_artifact_key(employee_id),
@@ -111,7 +137,7 @@ async def run_lifecycle(event: str, employee_id: str, dry_run: bool = False) -> 
     logger.info(summary)
     await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     if not report.ok:
-        failed = "; ".join(f"{r.action.kind.value} {r.action.subject}: {r.detail}" for r in report.failed)
+        failed = "; ".join(f"{r.action.step_name}: {r.detail}" for r in report.failed)
         return Failed(message=scrub(f"{summary}. {report.error or failed}"))
     return Completed(message=summary)
 

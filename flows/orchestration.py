@@ -28,7 +28,7 @@ __all__ = [
     "in_deployment",
 ]
 
-RECONCILE_DEPLOYMENT = "reconcile-employee/tenure"
+RECONCILE_DEPLOYMENT = "reconcile-employee/reconcile-employee"
 
 
 def run_identity() -> dict[str, Any]:

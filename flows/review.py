@@ -1,7 +1,7 @@
 """Access review flows: ``access-review`` (findings → auto-remediation → campaign), ``review-deadline``
 (reminders, escalation, deadline rule) and ``review-decide`` (one decision).
 
-Decisions in the Prefect UI: run the ``review-decide/tenure`` deployment ("Custom run"); its parameter form
+Decisions in the Prefect UI: run the ``review-decide/review-decide`` deployment ("Custom run"); its parameter form
 (campaign, item, keep/revoke, by, reason) is the input form. A deployment form needs no paused run, so a
 campaign of hundreds of items does not hold hundreds of paused flow runs; the CLI
 (``tenure review decide``) does the same through the same engine.
@@ -9,6 +9,7 @@ campaign of hundreds of items does not hold hundreds of paused flow runs; the CL
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from engine.kpi import compute_kpis
 from engine.report import build_report
 from engine.review import decide, process_deadlines, run_review
 from flows.anchoring import publish_checkpoint
-from flows.lifecycle import apply_action
+from flows.lifecycle import run_step
 from flows.notify import FAILURE_HOOKS
 from flows.orchestration import run_identity
 from lifecycle.policy import Policy, load_policy
@@ -38,12 +39,24 @@ MAX_TABLE_ROWS = 1000  # the findings table artifact; the full list is in the au
 
 
 def _task_step(applier: Applier):  # type: ignore[no-untyped-def]
-    return lambda action, account: apply_action(applier, action, account)
+    return lambda action, account: run_step(applier, action, account)
+
+
+def dated_run_name(prefix: str) -> Callable[[], str]:
+    """``access-review-2026-12-02``: a review run is named by its scheduled day (UTC), as the UI lists it."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        started = flow_run.scheduled_start_time or datetime.now(UTC)
+        return f"{prefix}-{started.astimezone(UTC):%Y-%m-%d}"
+
+    return name
 
 
 def _config() -> tuple[Settings, Policy]:
     settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    policy = load_policy(settings.policy_file, adopt_before=settings.adopt_before)
     # a target in the policy without settings, or the reverse, refuses the run
     check_targets(settings, policy.targets)
     return settings, policy
@@ -62,7 +75,7 @@ def _engine_args(settings: Settings, policy: Policy, connectors: Connectors) -> 
     }
 
 
-@flow(name="access-review", flow_run_name="access-review", log_prints=False, **FAILURE_HOOKS)
+@flow(name="access-review", flow_run_name=dated_run_name("access-review"), log_prints=False, **FAILURE_HOOKS)
 async def access_review(dry_run: bool = False) -> State:
     """Find access problems; auto-remediate the policy's kinds, open a campaign for the rest; KPI artifact."""
     logger = get_run_logger()
@@ -108,7 +121,7 @@ async def access_review(dry_run: bool = False) -> State:
     return Completed(message=summary)
 
 
-@flow(name="review-deadline", flow_run_name="review-deadline", **FAILURE_HOOKS)
+@flow(name="review-deadline", flow_run_name=dated_run_name("review-deadline"), **FAILURE_HOOKS)
 async def review_deadline() -> State:
     """Daily: remind after remind_after_days, escalate after escalate_after_days, settle at the deadline."""
     settings, policy = _config()

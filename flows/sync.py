@@ -2,8 +2,8 @@
 
 The work is :class:`engine.sync.SyncEngine`'s; this flow adds Prefect: one ``apply-batch`` task run per batch
 of employees (never one per employee), a progress artifact, a summary table artifact (ids and counts only),
-and a Failed state when the brake refused the run or any employee failed. Deployments: ``sync/tenure``
-(nightly, incremental) and ``sync/tenure-full`` (weekly, ``full=True``).
+and a Failed state when the brake refused the run or any employee failed. Deployments: ``sync/nightly-sync``
+(nightly, incremental) and ``sync/weekly-full-sync`` (weekly, ``full=True``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
 from connectors.redaction import scrub
+from engine.applier import ApplyReport
 from engine.auditor import Auditor
 from engine.locks import LockHeld
 from engine.preflight import MissingGroups
 from engine.sync import DEFAULT_BATCH_SIZE, BatchResult, SyncEngine, SyncOptions, SyncReport
 from flows.anchoring import publish_checkpoint
+from flows.lifecycle import log_step
 from flows.notify import FAILURE_HOOKS
 from flows.orchestration import in_deployment, run_identity, schedule_reconcile
 from lifecycle.policy import load_policy
@@ -53,17 +55,50 @@ def artifact_key(kind: str, options: SyncOptions) -> str:
     return key + (f"-p{options.partition}of{options.partitions}" if options.partitions > 1 else "")
 
 
+class BatchFailed(Exception):
+    """Steps of a batch failed: raised in its task run so the run ends Failed (red in the UI) with the
+    failures, and carried back to the flow, which goes on with the next batch."""
+
+    def __init__(self, result: BatchResult) -> None:
+        shown = "; ".join(result.failures[:MAX_FAILURES_IN_MESSAGE])
+        more = len(result.failures) - MAX_FAILURES_IN_MESSAGE
+        super().__init__(
+            scrub(f"{result.failed} employee(s) failed: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+        )
+        self.result = result
+
+
 @task(name="apply-batch", task_run_name="apply-batch-{number}", cache_policy=NONE)
 async def apply_batch(engine: SyncEngine, number: int) -> BatchResult:
-    """Apply one batch of employees' plans (each action audited and idempotent). No task retries: API
-    failures were already retried by the HTTP layer and are audited as failed; the next sync retries them."""
-    return await engine.apply_batch(number)
+    """Apply one batch of employees' plans (each action audited and idempotent), one log line per step. No
+    task retries: API failures were already retried by the HTTP layer and are audited as failed; the next sync
+    retries them. A batch with a failed step fails its task run (:class:`BatchFailed`)."""
+    logger = get_run_logger()
+
+    def log_steps(report: ApplyReport) -> None:
+        for step in report.results:
+            log_step(logger, step)
+        if report.error:
+            logger.warning("failed %s: %s", report.employee_id, scrub(report.error))
+
+    result = await engine.apply_batch(number, on_report=log_steps)
+    if result.failed:
+        raise BatchFailed(result)
+    return result
+
+
+async def run_batch(engine: SyncEngine, number: int) -> BatchResult:
+    """One ``apply-batch`` task run; a failed batch comes back as its result (the run goes on)."""
+    try:
+        return await apply_batch(engine, number)
+    except BatchFailed as failed:
+        return failed.result
 
 
 def _outcome(report: SyncReport) -> State:
     summary = report.summary()
     if report.refused:
-        return Failed(message=report.refusal)
+        return Failed(message=summary)
     if not report.ok:
         problems = [*report.disputes, *report.failures]
         shown = scrub("; ".join(problems[:MAX_FAILURES_IN_MESSAGE]))
@@ -89,13 +124,11 @@ async def _run(engine: SyncEngine, options: SyncOptions, logger: Any) -> SyncRep
         report.planned,
         report.batches,
     )
-    if report.brake is not None and report.brake.tripped:
-        logger.warning(report.brake.message)
 
     async def on_progress(done: int, total: int) -> None:
         await aupdate_progress_artifact(progress_id, 100.0 * done / total if total else 100.0)
 
-    return await engine.run(batch_runner=lambda number: apply_batch(engine, number), on_progress=on_progress)
+    return await engine.run(batch_runner=lambda number: run_batch(engine, number), on_progress=on_progress)
 
 
 @flow(name="sync", flow_run_name=sync_run_name, log_prints=False, **FAILURE_HOOKS)
@@ -114,7 +147,7 @@ async def sync(
     ``reread_directory`` reads a change-tracking directory (Entra ID) in full, not from its copy and the delta."""
     logger = get_run_logger()
     settings = load_settings()
-    policy = load_policy(settings.policy_file)
+    policy = load_policy(settings.policy_file, adopt_before=settings.adopt_before)
     # a target in the policy without settings, or the reverse, refuses the run
     check_targets(settings, policy.targets)
     options = SyncOptions(
@@ -148,6 +181,6 @@ async def sync(
     await acreate_table_artifact(
         table=report.table(), key=artifact_key("summary", options), description=report.summary()
     )
-    logger.info(report.summary())
+    (logger.warning if report.refused else logger.info)(report.summary())  # the brake, said once
     await publish_checkpoint(write_checkpoint(settings))  # anchor the audit chain's end; no key, no-op
     return _outcome(report)

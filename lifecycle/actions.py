@@ -13,7 +13,7 @@ parses a string back into a date, a key or a model.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
@@ -41,6 +41,8 @@ __all__ = [
     "RecordApproval",
     "RecordReviewDecision",
     "Notify",
+    "AdoptEmployee",
+    "describe_changes",
     "Action",
     "ACTION_ADAPTER",
     "ACCOUNT_KINDS",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 DIRECTORY = "directory"  # the target TENURE_IDP__* configures
-PlanEvent = Literal["joiner", "mover", "leaver", "rehire", "none"]
+PlanEvent = Literal["joiner", "mover", "leaver", "rehire", "adopt", "none"]
 # "create" is the pre-hire creation before the prehire window opens; the others re-plan at a lifecycle instant.
 ScheduleEvent = Literal["create", "enable", "disable", "delete"]
 
@@ -71,6 +73,20 @@ class ActionKind(str, enum.Enum):
     RECORD_APPROVAL = "record_approval"
     RECORD_REVIEW_DECISION = "record_review_decision"
     NOTIFY = "notify"
+    ADOPT = "adopt"
+
+
+# Kinds whose target is the person's own account (a user name built from their name).
+_ON_THE_PERSON = frozenset(
+    {
+        ActionKind.CREATE_ACCOUNT,
+        ActionKind.UPDATE_ACCOUNT,
+        ActionKind.ENABLE_ACCOUNT,
+        ActionKind.DISABLE_ACCOUNT,
+        ActionKind.DELETE_ACCOUNT,
+        ActionKind.ADOPT,
+    }
+)
 
 
 class _Step(BaseModel):
@@ -95,6 +111,22 @@ class _Step(BaseModel):
         the directory (some kinds add what makes an occasion)."""
         where = "" if self.target == DIRECTORY else f"@{self.target}"
         return f"{self.employee_id}:{self.kind.value}:{self.subject}{where}"  # type: ignore[attr-defined]
+
+    @property
+    def shown_subject(self) -> str:
+        """What the action acts on as the UI may show it: the employee id for the person's account (the
+        subject is then a user name made of their name), else ``{employee_id}-{subject}`` (a group, a ticket
+        purpose, a schedule event)."""
+        if self.kind in _ON_THE_PERSON:  # type: ignore[attr-defined]
+            return self.employee_id
+        return f"{self.employee_id}-{self.subject}"
+
+    @property
+    def step_name(self) -> str:
+        """The step's task-run name, ids only: ``create_account-E00002``, ``add_membership-E00002-sales``
+        (``@github`` added for a target other than the directory)."""
+        where = "" if self.target == DIRECTORY else f"@{self.target}"
+        return f"{self.kind.value}-{self.shown_subject}{where}"  # type: ignore[attr-defined]
 
 
 class _OnAccount(_Step):
@@ -293,6 +325,39 @@ class Notify(_Step):
         return f"{super().key}:{self.occasion}"
 
 
+class AdoptEmployee(_Step):
+    """Take over someone the company already employs (hired before ``adopt_before``) on their first run: the
+    account ``account_id`` (None: created in this plan) is linked to the employee id, no joiner ticket opens."""
+
+    kind: Literal[ActionKind.ADOPT] = ActionKind.ADOPT
+    adopt_before: date
+    account_id: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.account_id or "new-account"
+
+
+# HR fields whose old and new values a change description shows; others (names, e-mail) are only named.
+SHOWN_VALUES = ("department", "title", "manager_id", "active")
+
+
+def describe_changes(changes: dict[str, str | None], previous: dict[str, str | None]) -> str:
+    """``attributes changed: department: Sales → Finance; display_name changed`` — HR fields old → new,
+    personal data (names, e-mail addresses) named only, so the text is fit for artifacts and the audit."""
+
+    def shown(value: str | None) -> str:
+        return "(none)" if value in (None, "") else str(value)
+
+    parts = [
+        f"{name}: {shown(previous.get(name))} → {shown(changes[name])}"
+        if name in SHOWN_VALUES
+        else f"{name} changed"
+        for name in sorted(changes)
+    ]
+    return "attributes changed: " + "; ".join(parts)
+
+
 Action = Annotated[
     CreateAccount
     | UpdateAccount
@@ -309,7 +374,8 @@ Action = Annotated[
     | Schedule
     | RecordApproval
     | RecordReviewDecision
-    | Notify,
+    | Notify
+    | AdoptEmployee,
     Field(discriminator="kind"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

@@ -6,16 +6,20 @@ plan takes access away *now* (a DISABLE_ACCOUNT or DELETE_ACCOUNT action; a SCHE
 re-plan later and disables nothing) and compares the count with ``policy.brake``:
 
 * more than ``max_disable_count`` employees, or
-* more than ``max_disable_percent`` percent of the accounts active before the run
+* more than ``max_disable_percent`` percent of the accounts active before the run **and** more than
+  ``min_disable_count`` employees (the minimum count keeps one leaver in an 11-person company from tripping a
+  5% limit; 0, the default, makes the percentage alone decide)
 
-refuses the run, unless the operator overrides the brake explicitly. A refused run applies nothing. Both
-limits are "exceeds": exactly at the limit passes. With no active account the percentage is 0 when nothing
-is disabled and 100 otherwise (a delete of a disabled account still counts: it is irreversible).
+refuses the run, unless the operator overrides the brake explicitly. A refused run applies nothing. Every
+limit is "exceeds": exactly at the limit passes. With no active account the percentage is 0 when nothing
+is disabled and 100 otherwise (a delete of a disabled account still counts: it is irreversible). The
+decision names the employees (ids, the first :data:`SHOWN_IDS`, then a count), never their names.
 
 A second check runs *before* planning (:func:`check_roster_shrink`): a truncated export (a partial download,
 a report that timed out half-way) shows fewer records than the last run. When the roster shrank by more than
-the brake's share (``max_disable_percent`` of the last run's count) the run is refused before anything is
-planned, unless overridden. Exactly at the share passes; a first run (no previous count) always passes.
+the brake's share (``max_disable_percent`` of the last run's count, and by more than ``min_disable_count``
+records) the run is refused before anything is planned, unless overridden. Exactly at the share passes; a
+first run (no previous count) always passes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from lifecycle.policy import MassChangeBrake
 
 __all__ = [
     "BRAKE_KINDS",
+    "SHOWN_IDS",
+    "list_ids",
     "BrakeDecision",
     "disabling_employees",
     "check_brake",
@@ -37,6 +43,16 @@ __all__ = [
 
 # Action kinds that take access away now.
 BRAKE_KINDS = frozenset({ActionKind.DISABLE_ACCOUNT, ActionKind.DELETE_ACCOUNT})
+SHOWN_IDS = 50  # ids named in a message; the rest are counted
+
+
+def list_ids(ids: Iterable[str], limit: int = SHOWN_IDS) -> str:
+    """``E1, E2, E3`` — the first ``limit`` ids, then ``and N more``; ``none`` for no id."""
+    ids = list(ids)
+    if not ids:
+        return "none"
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -50,18 +66,27 @@ class BrakeDecision:
     max_percent: float
     tripped: bool
     overridden: bool
+    min_count: int = 0
+    employee_ids: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:
         return self.tripped and not self.overridden
 
     @property
+    def limits(self) -> str:
+        share = f"{self.max_percent:g}%" + (f" and more than {self.min_count}" if self.min_count else "")
+        return f"limits: more than {self.max_count}, or more than {share}"
+
+    @property
     def message(self) -> str:
-        """One line for logs, artifacts and the audit row (counts only, no names)."""
+        """One line for logs, artifacts and the audit row (counts and employee ids, no names)."""
         what = (
             f"{self.disables} account(s) would be disabled or deleted ({self.percent:.1f}% of "
-            f"{self.active_accounts} active; limits {self.max_count} and {self.max_percent:g}%)"
+            f"{self.active_accounts} active; {self.limits})"
         )
+        if self.employee_ids:
+            what += f": {list_ids(self.employee_ids)}"
         if not self.tripped:
             return f"brake not tripped: {what}"
         if self.overridden:
@@ -83,10 +108,15 @@ def check_brake(
     """Decide whether the plans may be applied under ``brake`` (see the module docstring)."""
     if active_accounts < 0:
         raise ValueError("active_accounts must not be negative")
-    disables = len(disabling_employees(plans))
+    ids = disabling_employees(plans)
+    disables = len(ids)
     percent = 100.0 * disables / active_accounts if active_accounts else 100.0 if disables else 0.0
-    tripped = disables > brake.max_disable_count or percent > brake.max_disable_percent
+    tripped = disables > brake.max_disable_count or (
+        percent > brake.max_disable_percent and disables > brake.min_disable_count
+    )
     return BrakeDecision(
+        min_count=brake.min_disable_count,
+        employee_ids=tuple(ids),
         disables=disables,
         active_accounts=active_accounts,
         percent=percent,
@@ -141,7 +171,8 @@ def check_roster_shrink(
     shrink = 0.0
     if previous_count and current_count < previous_count:
         shrink = 100.0 * (previous_count - current_count) / previous_count
-    tripped = shrink > brake.max_disable_percent
+    lost = (previous_count or 0) - current_count
+    tripped = shrink > brake.max_disable_percent and lost > brake.min_disable_count
     return RosterShrinkDecision(
         previous=previous_count,
         current=current_count,

@@ -6,7 +6,8 @@ them through the one door, after the plan's other steps, so a notification never
 
 * **joiner**, ``when: prehire`` — the plan creates the account before or on the hire day: the manager hears
   when it becomes active, its groups and tickets. Occasion: the hire date. An account created for someone
-  whose hire day is long past (adopting an existing directory, a record the HRIS sent late) tells nobody.
+  whose hire day is long past (adopting an existing directory, a record the HRIS sent late) tells nobody, and
+  neither does an adoption (``plan.event == "adopt"``), whenever the person was hired.
 * **leaver**, ``when: planned`` — the plan disables an active account now, or its termination instant lies
   ahead: the manager hears what is removed and when. Occasion: the termination date.
 * **failure** (:func:`failure_notices`) — a flow run failed or crashed: the named recipients (ops) hear its id,
@@ -164,7 +165,14 @@ def notices(
     found: list[Notify] = []
     creates = [a for a in plan.actions if isinstance(a, CreateAccount) and a.target == DIRECTORY]
     enable_at = timeline(employee, policy).enable_at
-    if creates and policy.notify.joiner and enable_at is not None and now < enable_at + NEW_HIRE_WINDOW:
+    new_hire = plan.event != "adopt"  # adopted staff (lifecycle.planner) are nobody's news: no welcome
+    if (
+        creates
+        and new_hire
+        and policy.notify.joiner
+        and enable_at is not None
+        and now < enable_at + NEW_HIRE_WINDOW
+    ):
         found += _joiner(plan, creates[0], employee, manager, policy, now, enable_at)
     if account is not None and account.active and policy.notify.leaver:
         at = _leaving_at(plan, employee, policy, now)

@@ -33,6 +33,11 @@ The state machine, with every instant computed in the employee's time zone
   at the termination instant, so the nightly run is not the only trigger. A SCHEDULE means "re-plan this
   employee at ``at``"; a stale schedule (HR moved the date) then plans nothing harmful.
 * No HR record (``employee=None``): an orphan account; nothing is planned, the access review owns it.
+* **adopt** (taking over the staff a company already has): on a person's first run (``History.seen`` false:
+  no ledger entry) an employee whose hire date lies before ``adopt_before`` and who is not a leaver is
+  linked (an ADOPT action, audited) and only reconciled: attributes updated, a disabled account enabled,
+  memberships added and removed, an account created if there is none — no joiner tickets, no welcome. An
+  adopted person whose account could not be created yet gets it later without tickets (``History.adopted``).
 
 Tickets (:mod:`lifecycle.tickets`) carry the reference ``tenure:<employee_id>:<purpose>:<occasion>``; the
 occasion is the hire date (joiner, rehire), the termination date (leaver; ``terminated`` without one) or
@@ -52,6 +57,7 @@ from zoneinfo import ZoneInfo
 from lifecycle.actions import (
     Action,
     AddMembership,
+    AdoptEmployee,
     CreateAccount,
     DeleteAccount,
     DisableAccount,
@@ -64,6 +70,7 @@ from lifecycle.actions import (
     Schedule,
     ScheduleEvent,
     UpdateAccount,
+    describe_changes,
 )
 from lifecycle.birthright import Entitlements, entitlements
 from lifecycle.naming import email_for, unique_user_name
@@ -130,13 +137,16 @@ class History:
     ``revoked``: groups a reviewer revoked: never granted again, nor requested, without a new approval.
     ``left_before``: Tenure once disabled the account as a leaver — evidence of a rehire even when the HRIS
     cleared the termination date. ``disabled_at``: when Tenure last disabled the account (the deletion grace
-    period counts from it).
+    period counts from it). ``seen``: the ledger holds an entry for this person (not their first run);
+    ``adopted``: they were adopted (no joiner tickets for them, ever, unless rehired).
     """
 
     granted: frozenset[str] = frozenset()
     revoked: frozenset[str] = frozenset()
     left_before: bool = False
     disabled_at: datetime | None = None
+    seen: bool = False
+    adopted: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,11 +215,13 @@ def plan(
     *,
     taken_user_names: frozenset[str] = frozenset(),
     history: History | None = None,
+    adopt_before: date | None = None,
 ) -> Plan:
     """Plan the actions that bring ``account`` in line with ``employee`` under ``policy`` at ``now``.
 
     ``taken_user_names``: user names of OTHER accounts (collision suffixes). ``history``: what the ledger
-    remembers of this employee (:class:`History`). ``now`` must be timezone-aware.
+    remembers of this employee (:class:`History`). ``adopt_before``: the adoption date (module docstring;
+    None: no adoption). ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -237,6 +249,9 @@ def plan(
     if _is_leaver(ctx):
         return _plan_leaver(ctx)
     ents = entitlements(employee, policy, ctx.history.granted, revoked=ctx.history.revoked)
+    if _adopting(ctx, adopt_before):
+        assert adopt_before is not None
+        return _plan_adoption(ctx, account, ents, adopt_before)
     if account is None:
         return _plan_joiner(ctx, ents)
     return _plan_existing(ctx, account, ents)
@@ -308,27 +323,85 @@ def _plan_joiner(ctx: _Context, ents: Entitlements) -> Plan:
     if not started and tl.enable_at is not None:
         actions.append(ctx.schedule("enable", tl.enable_at, "joiner: enable on the hire day"))
     actions += _memberships(ctx, ents, frozenset())
-    actions += ctx.tickets("joiner", user_name)
+    if not ctx.history.adopted:  # an adopted person's account created late still opens no joiner ticket
+        actions += ctx.tickets("joiner", user_name)
     actions += _termination_schedule(ctx)
     return ctx.plan("joiner", actions)
+
+
+def _adopting(ctx: _Context, adopt_before: date | None) -> bool:
+    """A first run for someone hired before the adoption date who has started (module docstring)."""
+    hired = ctx.employee.hire_date
+    return (
+        adopt_before is not None
+        and not ctx.history.seen
+        and hired is not None
+        and hired < adopt_before
+        and _has_started(ctx)
+    )
+
+
+def _update(ctx: _Context, account: Account) -> list[UpdateAccount]:
+    """UPDATE only the attributes the HR record changed (none: no action)."""
+    desired = desired_attributes(ctx.employee, account.user_name, account.email, active=True)
+    changes = desired.differences(account)
+    if not changes:
+        return []
+    previous = {k: getattr(account, k) for k in changes}
+    return [
+        UpdateAccount(
+            employee_id=ctx.employee_id,
+            user_name=account.user_name,
+            changes=changes,
+            previous=previous,
+            reason=describe_changes(changes, previous),
+        )
+    ]
+
+
+def _plan_adoption(ctx: _Context, account: Account | None, ents: Entitlements, adopt_before: date) -> Plan:
+    """Link someone already employed: reconcile attributes and groups, no joiner tickets."""
+    e = ctx.employee
+    link = AdoptEmployee(
+        employee_id=ctx.employee_id,
+        adopt_before=adopt_before,
+        account_id=account.id if account is not None else None,
+        reason=f"adopt: hired {e.hire_date} before the adoption date {adopt_before}; no joiner tickets",
+    )
+    actions: list[Action] = [link]
+    if account is None:
+        user_name = unique_user_name(e, ctx.policy.naming, ctx.taken_user_names)
+        if not user_name:
+            return ctx.plan("adopt", skipped="the name yields an empty userName under the naming template")
+        attrs = desired_attributes(e, user_name, email_for(user_name, ctx.policy.naming), active=True)
+        actions.append(
+            CreateAccount(
+                employee_id=ctx.employee_id,
+                attributes=attrs,
+                reason="adopt: employed before the adoption date and no account yet; created enabled",
+            )
+        )
+        actions += _memberships(ctx, ents, frozenset())
+    else:
+        actions += _update(ctx, account)
+        if not account.active:
+            actions.append(
+                EnableAccount(
+                    employee_id=ctx.employee_id,
+                    user_name=account.user_name,
+                    reason="adopt: the HR record is current, the account is disabled",
+                )
+            )
+        actions += _memberships(ctx, ents, account.groups)
+    return ctx.plan("adopt", actions + _termination_schedule(ctx))
 
 
 def _plan_existing(ctx: _Context, account: Account, ents: Entitlements) -> Plan:
     """An account exists for a pending/active/on-leave employee: mover changes, enable, rehire."""
     e, tl = ctx.employee, ctx.timeline
-    desired = desired_attributes(e, account.user_name, account.email, active=True)
-    changes = desired.differences(account)
-    actions: list[Action] = []
-    if changes:
-        actions.append(
-            UpdateAccount(
-                employee_id=ctx.employee_id,
-                user_name=account.user_name,
-                changes=changes,
-                previous={k: getattr(account, k) for k in changes},
-                reason=f"attributes changed: {', '.join(sorted(changes))}",
-            )
-        )
+    update = _update(ctx, account)
+    changes = update[0].changes if update else {}
+    actions: list[Action] = [*update]
     enabling = not account.active
     rehire = enabling and (
         _terminated_before_start(e) or account.last_sign_in is not None or ctx.history.left_before

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +41,7 @@ __all__ = [
     "PolicyError",
     "load_policy",
     "plain_fields",
+    "hh_mm",
     "TEMPLATE_FIELDS",
 ]
 
@@ -151,10 +153,15 @@ class LeaverPolicy(_Strict):
     @field_validator("termination_time")
     @classmethod
     def _hh_mm(cls, value: str) -> str:
-        hh, _, mm = value.partition(":")
-        if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
-            raise ValueError("must be HH:MM")
-        return value
+        return hh_mm(value)
+
+
+def hh_mm(value: str) -> str:
+    """``value`` if it is a wall-clock time ``HH:MM``; ValueError otherwise."""
+    hh, _, mm = value.partition(":")
+    if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+        raise ValueError("must be HH:MM")
+    return value
 
 
 class TicketTemplate(_Strict):
@@ -183,10 +190,13 @@ class TicketPolicy(_Strict):
 
 
 class MassChangeBrake(_Strict):
-    """Refuse a run that would disable more than this many accounts, unless explicitly overridden."""
+    """Refuse a run that would disable more than ``max_disable_count`` accounts, or more than
+    ``max_disable_percent`` of the active ones *and* more than ``min_disable_count`` people (so one leaver in a
+    small company does not trip a percentage), unless explicitly overridden (:mod:`lifecycle.brake`)."""
 
     max_disable_count: int = Field(default=25, ge=0)
     max_disable_percent: float = Field(default=5.0, ge=0, le=100)
+    min_disable_count: int = Field(default=0, ge=0)
 
 
 class ReviewPolicy(_Strict):
@@ -343,6 +353,17 @@ class Policy(_Strict):
                 )
         return targets
 
+    # Adoption of the staff a company already has: on a person's first run, someone hired before this date is
+    # linked without joiner tickets (lifecycle.planner). None: the date of Tenure's first run.
+    adopt_before: date | None = None
+    # The local start of the working day: "time to access" counts from it on the hire day (engine.kpi).
+    workday_start: str = "09:00"
+
+    @field_validator("workday_start")
+    @classmethod
+    def _workday_hh_mm(cls, value: str) -> str:
+        return hh_mm(value)
+
     @field_validator("privileged_groups")
     @classmethod
     def _each_privileged_group_once(cls, groups: list[PrivilegedGroup]) -> list[PrivilegedGroup]:
@@ -471,8 +492,9 @@ def _validation_problems(errors: list[Any]) -> str:
     return "; ".join(shown[:MAX_PROBLEMS]) + more
 
 
-def load_policy(path: Path | str) -> Policy:
-    """Read and validate a policy file; PolicyError names the file and the failing field (or line)."""
+def load_policy(path: Path | str, *, adopt_before: date | None = None) -> Policy:
+    """Read and validate a policy file; PolicyError names the file and the failing field (or line).
+    ``adopt_before`` (``TENURE_ADOPT_BEFORE``), when given, replaces the file's ``adopt_before``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -493,6 +515,9 @@ def load_policy(path: Path | str) -> Policy:
     from pydantic import ValidationError
 
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(f"policy file {path}: {_validation_problems(exc.errors())}") from None
+    if adopt_before is not None:
+        policy = policy.model_copy(update={"adopt_before": adopt_before})
+    return policy

@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
-from lifecycle.actions import DIRECTORY, Action, ActionKind, Plan, UpdateAccount
+from lifecycle.actions import DIRECTORY, Action, ActionKind, Plan, UpdateAccount, describe_changes
 from lifecycle.correlation import Correlated, Correlation, Situation
 from lifecycle.naming import base_user_name
 from lifecycle.notices import with_notices
@@ -146,12 +146,14 @@ def plan_all(
     schedules: bool = True,
     people: Mapping[str, Employee] | None = None,
     sent: frozenset[str] = frozenset(),
+    adopt_before: date | None = None,
 ) -> SyncPlan:
     """Plan every employee of ``snapshot`` (module docstring). ``settled``: ledger keys of side effects that
     need not be attempted again; ``unsettled``: employees whose ledger an earlier run left open (their plan is
     kept even when empty, so the applier settles it); ``schedules``: whether this run can book SCHEDULEs;
     ``people``: employees by id, managers included, to plan the notifications with (:mod:`lifecycle.notices`;
-    None: none are planned), ``sent``: the notifications already sent."""
+    None: none are planned), ``sent``: the notifications already sent;
+    ``adopt_before``: the adoption date (:func:`lifecycle.planner.plan`)."""
     failures: dict[str, str] = {}
     planned: list[tuple[Plan, Account | None, Employee, dict[str, Account | None]]] = []
     views = {name: target_policy(policy, t) for name, t in policy.targets.items()}
@@ -162,7 +164,9 @@ def plan_all(
             failures[employee_id] = "several accounts carry this employee id; link them by hand"
             continue
         try:
-            result, account, accounts = plan_person(employee, snapshot, policy, now, histories, views=views)
+            result, account, accounts = plan_person(
+                employee, snapshot, policy, now, histories, views=views, adopt_before=adopt_before
+            )
             if people is not None:
                 manager = people.get(employee.manager_id) if employee.manager_id else None
                 result = with_notices(result, employee, account, manager, policy, now, sent=sent)
@@ -196,9 +200,11 @@ def plan_person(
     histories: Mapping[str, History],
     *,
     views: Mapping[str, Policy] | None = None,
+    adopt_before: date | None = None,
 ) -> tuple[Plan, Account | None, dict[str, Account | None]]:
     """One person's plan over the directory and every target, the directory account it acts on and the
-    target accounts (adopted ones with their employee id set). ``views``: :func:`target_policy` per target."""
+    target accounts (adopted ones with their employee id set). ``views``: :func:`target_policy` per target;
+    ``adopt_before``: the adoption date of the company's existing staff (:func:`lifecycle.planner.plan`)."""
     if views is None:
         views = {name: target_policy(policy, t) for name, t in policy.targets.items()}
     employee_id = employee.employee_id
@@ -227,6 +233,7 @@ def plan_person(
             now,
             taken_user_names=near,
             history=histories.get(employee_id, _NO_HISTORY),
+            adopt_before=adopt_before,
         )
     directory = directory.model_copy(update={"actions": [*links, *directory.actions]})
     targeted: list[Action] = []
@@ -274,7 +281,7 @@ def _needed(action: Action, holders: set[str], settled: set[str], *, schedules: 
             if not changes:
                 return None
             previous = {k: v for k, v in action.previous.items() if k != "manager_id"}
-            reason = f"attributes changed: {', '.join(sorted(changes))}"
+            reason = describe_changes(changes, previous)
             return action.model_copy(update={"changes": changes, "previous": previous, "reason": reason})
     return action
 

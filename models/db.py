@@ -19,6 +19,7 @@ __all__ = [
     "session_scope",
     "is_postgres",
     "reset_engines",
+    "require_existing",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -114,6 +115,19 @@ def get_engine(url: str) -> Engine:
             raise DatabaseUnavailable(f"cannot open the database {_safe(url)}: {reason}") from None
         _engines[url] = engine
         return engine
+
+
+def require_existing(url: str) -> None:
+    """Raise DatabaseUnavailable when ``url`` names an SQLite file that does not exist: a command that only
+    reads (``audit verify``, ``audit export``, ``kpi``) must not create an empty database and report on it."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return
+    database = url.split("///", 1)[1] if "///" in url else ""
+    if database and database != ":memory:" and not Path(database).is_file():
+        raise DatabaseUnavailable(
+            f"the database {_safe(url)} does not exist (check TENURE_DATABASE_URL); nothing was read"
+        )
 
 
 def reset_engines() -> None:

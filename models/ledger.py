@@ -46,6 +46,8 @@ __all__ = [
     "applied_since",
     "last_applied",
     "grants_by_employee",
+    "ledger_employees",
+    "first_run_at",
     "upsert_entry",
     "upsert_entries",
     "EntryRow",
@@ -293,6 +295,30 @@ def grants_by_employee(*, session: Session, employee_id: str | None = None) -> d
         owner: GrantView(granted=dict(granted.get(owner, {})), revoked=frozenset(revoked.get(owner, ())))
         for owner in set(granted) | set(revoked)
     }
+
+
+def ledger_employees(*, session: Session, employee_id: str | None = None) -> dict[str, bool]:
+    """Employee id → whether they were adopted, for every employee (or just ``employee_id``) the ledger holds
+    an entry of (the planner's ``History.seen`` and ``History.adopted``)."""
+    owners = select(LedgerEntry.employee_id).distinct()
+    if employee_id is not None:
+        owners = owners.where(LedgerEntry.employee_id == employee_id)
+    adopted = owners.where(LedgerEntry.kind == "adopt", LedgerEntry.status == LedgerStatus.APPLIED.value)
+    done = set(session.exec(adopted).all())
+    return {owner: owner in done for owner in session.exec(owners).all()}
+
+
+def first_run_at(*, session: Session) -> datetime | None:
+    """When Tenure first recorded anything but a dry run's plan (the oldest such audit event), or None."""
+    from models.audit import AuditEvent, Outcome
+
+    row = session.exec(
+        select(AuditEvent.occurred_at)
+        .where(AuditEvent.outcome != Outcome.PLANNED.value)
+        .order_by(col(AuditEvent.seq))
+        .limit(1)
+    ).first()
+    return aware(row)
 
 
 def cursor_get(*, session: Session, name: str) -> datetime | None:

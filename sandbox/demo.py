@@ -46,6 +46,8 @@ __all__ = ["main", "stop"]
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".tenure" / "demo"
 STATE_PATH = DEMO_DIR / "state.json"
+POLICY_PATH = DEMO_DIR / "policy.yaml"
+FACILITIES_QUEUE = "Facilities"  # not created in RT: the leave's equipment-return ticket fails on purpose
 POOL = "tenure-process"
 UI_PORT = 4200
 PEOPLE = 24
@@ -83,6 +85,17 @@ class Demo:
 
 
 # -- peers ---------------------------------------------------------------------------------------------------
+
+
+def write_policy() -> Path:
+    """examples/policy.yaml, except that equipment returns go to an RT queue that does not exist: the leave's
+    ticket step fails, so the UI shows what a failed step looks like (a Failed task run, its message)."""
+    policy = yaml.safe_load((ROOT / "examples/policy.yaml").read_text())
+    for template in policy["tickets"]["leaver"]:
+        template["queue"] = FACILITIES_QUEUE
+    POLICY_PATH.parent.mkdir(parents=True, exist_ok=True)
+    POLICY_PATH.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return POLICY_PATH
 
 
 def policy_groups() -> list[str]:
@@ -315,10 +328,14 @@ async def plant_findings(demo: Demo, mover_id: str) -> None:
 
 
 async def play_the_day(demo: Demo) -> None:
-    say("\n== 06:00  Baseline: full sync of the HRIS into the IdP (sync/tenure-full)")
-    await run_deployment(demo, "baseline", "sync/tenure-full", {"full": True})
+    say(
+        "\n== 06:00  Baseline: Tenure's first full sync (sync/weekly-full-sync). Everyone hired before today "
+        "(the first run's date, policy adopt_before) is *adopted*: linked, attributes and groups reconciled, "
+        "no joiner tickets"
+    )
+    await run_deployment(demo, "baseline", "sync/weekly-full-sync", {"full": True})
 
-    say("\n== 06:30  A broken HR export marks a quarter of the company terminated (sync/tenure-full)")
+    say("\n== 06:30  A broken HR export marks half of the company terminated (sync/weekly-full-sync)")
     await broken_export(demo)
 
     say("\n== 09:00  Hire #1 arrives by HRIS webhook (signed, POST /webhooks/generic)")
@@ -328,19 +345,19 @@ async def play_the_day(demo: Demo) -> None:
     )
     await wait_for(demo, "hire by webhook", send_webhook(demo, "hired", ada["employee_id"]))
 
-    say("\n== 10:30  Hire #2 entered by HR, started from its deployment (joiner/tenure)")
+    say("\n== 10:30  Hire #2 entered by HR, started from its deployment (joiner/joiner)")
     grace = new_hire(demo, "Grace", "Hopper", "Finance", "Controller", days=0)
     say(f"     {grace['employee_id']} Grace Hopper, Finance, starts today")
-    await run_deployment(demo, "hire", "joiner/tenure", {"employee_id": grace["employee_id"]})
+    await run_deployment(demo, "hire", "joiner/joiner", {"employee_id": grace["employee_id"]})
 
     mover = next(p for p in demo.people if p["department"] == "Sales" and p["status"] == "active")
     say(
         f"\n== 13:00  Move: {mover['employee_id']} {mover['first_name']} {mover['last_name']} "
-        "leaves Sales for Engineering (mover/tenure)"
+        "leaves Sales for Engineering (mover/mover)"
     )
     mover.update(department="Engineering", title="Software Engineer")
     write_hris(demo)
-    await run_deployment(demo, "move", "mover/tenure", {"employee_id": mover["employee_id"]})
+    await run_deployment(demo, "move", "mover/mover", {"employee_id": mover["employee_id"]})
 
     leaver = next(
         p
@@ -351,34 +368,35 @@ async def play_the_day(demo: Demo) -> None:
     )
     say(
         f"\n== 16:00  Leave: {leaver['employee_id']} {leaver['first_name']} {leaver['last_name']} "
-        "was terminated yesterday (leaver/tenure)"
+        "was terminated yesterday (leaver/leaver). The demo policy sends equipment returns to the RT queue "
+        f"'{FACILITIES_QUEUE}', which nobody created yet: that step fails and shows red in the UI"
     )
     leaver.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
-    await run_deployment(demo, "leave", "leaver/tenure", {"employee_id": leaver["employee_id"]})
+    await run_deployment(demo, "leave", "leaver/leaver", {"employee_id": leaver["employee_id"]})
 
     say("\n== 20:00  Someone grants prod-admin by hand in the IdP; a contractor's account was never removed")
     await plant_findings(demo, mover["employee_id"])
 
-    say("\n== 02:00  Nightly access review (access-review/tenure)")
-    await run_deployment(demo, "review", "access-review/tenure")
+    say("\n== 02:00  Nightly access review (access-review/nightly-access-review)")
+    await run_deployment(demo, "review", "access-review/nightly-access-review")
     await decide_one(demo)
 
 
 async def broken_export(demo: Demo) -> None:
-    """An HR export that marks a quarter of the company terminated: the sync's brake refuses it (and the run
-    fails, which ops are told about); the good export is written back."""
+    """An HR export that marks half of the company terminated: the sync's brake (more than 5% and more than 10
+    people) refuses it (and the run fails, which ops are told about); the good export is written back."""
     good = [dict(p) for p in demo.people]
-    for person in [p for p in demo.people if p["status"] == "active"][: len(demo.people) // 4]:
+    for person in [p for p in demo.people if p["status"] == "active"][: len(demo.people) // 2]:
         person.update(status="terminated", termination_date=(date.today() - timedelta(days=1)).isoformat())
     write_hris(demo)
-    await run_deployment(demo, "broken export", "sync/tenure-full", {"full": True})
+    await run_deployment(demo, "broken export", "sync/weekly-full-sync", {"full": True})
     demo.people = good
     write_hris(demo)
 
 
 async def decide_one(demo: Demo) -> None:
-    """The security lead revokes the hand-granted prod-admin membership (review-decide/tenure, the UI form's
+    """The security lead revokes the hand-granted prod-admin membership (review-decide/review-decide, the UI form's
     flow); the rest of the campaign waits for its reviewers."""
     from sqlmodel import select
 
@@ -390,7 +408,7 @@ async def decide_one(demo: Demo) -> None:
         item = next((i for i in items if i.group == "prod-admin"), items[0] if items else None)
     if item is None:
         return
-    say(f"\n== 09:00  The security lead decides review item {item.id}: revoke (review-decide/tenure)")
+    say(f"\n== 09:00  The security lead decides review item {item.id}: revoke (review-decide/review-decide)")
     parameters = {
         "campaign_id": item.campaign_id,
         "item_id": item.id,
@@ -398,7 +416,7 @@ async def decide_one(demo: Demo) -> None:
         "by": "security-lead",
         "reason": "granted by hand, no approval on record",
     }
-    await run_deployment(demo, "decide", "review-decide/tenure", parameters)
+    await run_deployment(demo, "decide", "review-decide/review-decide", parameters)
 
 
 def write_report(demo: Demo) -> Path:
@@ -452,11 +470,41 @@ async def report(demo: Demo) -> bool:
             )
     tickets = [e for e in events if e.action == "ticket.create" and e.outcome == "applied"]
     say(f"Tickets opened in {demo.ticketing}: {len(tickets)} (see {demo.ticket_url})")
+    adopted = sorted({e.employee_id for e in events if e.action == "lifecycle.adopt" and e.employee_id})
+    joiners = sorted(
+        {
+            e.employee_id
+            for e in tickets
+            if ":laptop:" in str((e.details or {}).get("reference")) and e.employee_id
+        }
+    )
+    say(
+        f"Adopted on the first sync, without joiner tickets: {len(adopted)} employees; "
+        f"laptop tickets only for the new hires: {', '.join(joiners) or 'none'}"
+    )
     say(f"Audit chain: {len(events)} events — {result.describe()}")
     say("\nFlow runs:")
     for what, name, state in demo.runs:
         say(f"  {state:<10} {name:<36} ({what})")
     return bool(result.ok)
+
+
+def closing_summary(demo: Demo, *, once: bool) -> None:
+    """Where to look, repeated at the end (where a reader's eyes are)."""
+    user, password = demo.ticket_auth
+    rel = STATE_PATH.relative_to(ROOT)
+    say("\nWhere to look" + (" (until the stop below)" if once else "") + ":")
+    say(
+        f"  Prefect UI     {demo.ui_url}/runs  (runs, logs, artifacts; the leave's red task run is the failed step)"
+    )
+    say(f"  Accounts       GET {demo.idp_url}Users  (bearer token: info.idp_token in {rel})")
+    say(f"  Tickets        {demo.ticket_url}  (user {user}, password {password}; also in {rel})")
+    say(f"  Webhooks       POST {demo.webhook_url}/webhooks/generic")
+    say(
+        f"  Audit trail    TENURE_DATABASE_URL=sqlite:///{(DEMO_DIR / 'tenure.db').relative_to(ROOT)} "
+        ".venv/bin/tenure audit verify"
+    )
+    say("  UI check       make ui-check  (headless Chromium: the runs, artifacts and the Failed task run)")
 
 
 # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -484,7 +532,7 @@ def start(demo: Demo) -> None:
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_WORKER_PREFETCH_SECONDS="2",
         TENURE_DATABASE_URL=f"sqlite:///{DEMO_DIR / 'tenure.db'}",
-        TENURE_POLICY_FILE=str(ROOT / "examples/policy.yaml"),
+        TENURE_POLICY_FILE=str(write_policy()),
         TENURE_IDP__KIND="scim",
         TENURE_IDP__BASE_URL=demo.idp_url,
         TENURE_IDP__TOKEN=demo.idp_token,
@@ -533,7 +581,14 @@ def start(demo: Demo) -> None:
     )
     demo.webhook_url = f"http://127.0.0.1:{hook_port}"
     wait_for_http(f"{demo.webhook_url}/healthz", timeout=60, started=receiver)
-    demo.state.info["webhook_url"] = demo.webhook_url
+    demo.state.info.update(
+        webhook_url=demo.webhook_url,
+        idp_url=demo.idp_url,
+        idp_token=demo.idp_token,  # a throwaway demo token: `GET <idp_url>Users` with it as the bearer token
+        ticket_url=demo.ticket_url,
+        ticket_user=user,
+        ticket_password=password,
+    )
     demo.state.save()
     say(f"  Webhooks   receiver at {demo.webhook_url}/webhooks/generic")
 
@@ -580,10 +635,11 @@ def main(argv: list[str] | None = None) -> int:
         say("\nThe demo failed; stopping the demo stack (logs stay in .tenure/demo/logs/).")
         demo.state.stop_all()
         raise
-    say(f"\nDone in {time.monotonic() - began:.0f} s. Prefect UI: {demo.ui_url}/runs")
+    say(f"\nDone in {time.monotonic() - began:.0f} s.")
+    closing_summary(demo, once=args.once)
     if args.once:
         demo.state.stop_all()
-        say("Stopped everything (--once).")
+        say("Stopped everything (--once): the URLs above are gone; run `make demo` to keep them up.")
     else:
         say("Everything is still running; stop it with `make demo-stop`.")
     say(f"Report for HR and IT: {report_path}")

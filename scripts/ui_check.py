@@ -5,7 +5,9 @@ Prefect server and we check that the flow runs and artifacts the API knows about
     python scripts/ui_check.py --url http://127.0.0.1:4200 --expect joiner-E90024 --artifact lifecycle-e90024
 
 Without ``--expect``/``--artifact`` the newest (non-scheduled) flow run names and artifact keys are read from
-the API. The rendered DOM comes from ``chromium --headless --dump-dom`` with a virtual-time budget (the UI is a
+the API, and so is the newest Failed task run (a failed step: the demo's leave has one): its page must show it
+by name as Failed, as a person opening the red task in the run's graph sees it (``--no-failed-task`` skips
+this, ``--failed-task ID`` names one). The rendered DOM comes from ``chromium --headless --dump-dom`` with a virtual-time budget (the UI is a
 single-page app that fetches after load); a screenshot of the runs page is kept (default
 ``test-artifacts/ui-runs.png``). Exit code 0 when everything expected is shown, 1 when something is missing,
 2 when the page cannot be rendered at all.
@@ -25,7 +27,16 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["CHROMIUM_FLAGS", "render", "visible_text", "expected_from_api", "check", "main"]
+__all__ = [
+    "CHROMIUM_FLAGS",
+    "render",
+    "visible_text",
+    "expected_from_api",
+    "failed_task_runs",
+    "check",
+    "check_failed_task",
+    "main",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = (
@@ -102,6 +113,40 @@ def expected_from_api(api_url: str, *, runs: int = 5, artifacts: int = 3) -> tup
     return [run["name"] for run in found], keys
 
 
+def failed_task_runs(api_url: str, *, limit: int = 1) -> list[dict[str, str]]:
+    """The newest Failed task runs: ``{"id", "name", "message"}`` each."""
+    with httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=30) as client:
+        found = client.post(
+            "task_runs/filter",
+            json={
+                "sort": "EXPECTED_START_TIME_DESC",
+                "limit": limit,
+                "task_runs": {"state": {"type": {"any_": ["FAILED"]}}},
+            },
+        )
+        runs = found.raise_for_status().json()
+    return [
+        {"id": run["id"], "name": run["name"], "message": (run.get("state") or {}).get("message") or ""}
+        for run in runs
+    ]
+
+
+def check_failed_task(ui_url: str, api_url: str, task_run_id: str, *, attempts: int = 3) -> str | None:
+    """Render the task run's page: it must show the run's name and the state "Failed". None when it does,
+    else what is missing."""
+    with httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=30) as client:
+        run = client.get(f"task_runs/{task_run_id}").raise_for_status().json()
+    if (run.get("state") or {}).get("type") != "FAILED":
+        return f"task run {run['name']} is {(run.get('state') or {}).get('type')}, not FAILED, in the API"
+    for attempt in range(attempts):
+        text = visible_text(
+            render(f"{ui_url.rstrip('/')}/runs/task-run/{task_run_id}", budget_ms=15000 * (attempt + 1))
+        )
+        if run["name"] in text and "Failed" in text:
+            return None
+    return f"the page of task run {run['name']} does not show it as Failed"
+
+
 def check(
     ui_url: str, names: list[str], artifact_keys: list[str], *, screenshot: Path | None, attempts: int = 3
 ) -> dict[str, list[str]]:
@@ -136,17 +181,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=None, help="the Prefect UI root (default: the demo's, else :4200)")
     parser.add_argument("--expect", action="append", default=[], help="a flow run name that must be shown")
     parser.add_argument("--artifact", action="append", default=[], help="an artifact key that must be shown")
+    parser.add_argument("--failed-task", default=None, help="a task run id that must show as Failed")
+    parser.add_argument(
+        "--no-failed-task", action="store_true", help="do not look for a Failed task run (a failed step)"
+    )
     parser.add_argument("--screenshot", type=Path, default=ROOT / "test-artifacts" / "ui-runs.png")
     args = parser.parse_args(argv)
     ui_url = (args.url or _default_url()).rstrip("/")
+    api_url = f"{ui_url}/api"
     names, keys = args.expect, args.artifact
+    failed_task: str | None = None
     try:
-        if not names and not keys:
-            names, keys = expected_from_api(f"{ui_url}/api")
+        looking = not names and not keys
+        if looking:
+            names, keys = expected_from_api(api_url)
         if not names:
             print(f"no finished flow runs on {ui_url}: nothing to look for", file=sys.stderr)
             return 1
         result = check(ui_url, names, keys, screenshot=args.screenshot)
+        if args.failed_task or (looking and not args.no_failed_task):
+            failed = [{"id": args.failed_task}] if args.failed_task else failed_task_runs(api_url)
+            if not failed:
+                failed_task = (
+                    "no Failed task run on the server (the demo's leave has one): nothing red to check"
+                )
+            else:
+                failed_task = check_failed_task(ui_url, api_url, failed[0]["id"])
+                if failed_task is None:
+                    print(f"task run page shows {failed[0].get('name') or failed[0]['id']} as Failed")
     except (httpx.HTTPError, RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"ui-check: cannot render {ui_url}: {exc}", file=sys.stderr)
         return 2
@@ -155,10 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     if keys:
         print(f"artifacts page shows {len(keys) - len(result['missing_artifacts'])}/{len(keys)} artifacts")
     print(f"screenshot: {args.screenshot}")
+    if failed_task is not None:
+        print(f"MISSING: {failed_task}", file=sys.stderr)
     if result["missing_runs"] or result["missing_artifacts"]:
         print(f"MISSING: {json.dumps(result)}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if failed_task is not None else 0
 
 
 if __name__ == "__main__":

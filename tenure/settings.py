@@ -7,6 +7,7 @@ database URL's password, :func:`database_password`) is what the composition root
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -171,9 +172,9 @@ class WebhookSettings(BaseModel):
     # HRIS event kind -> Prefect deployment ("flow-name/deployment-name") started for it.
     event_deployments: dict[str, str] = Field(
         default_factory=lambda: {
-            "hired": "joiner/tenure",
-            "changed": "mover/tenure",
-            "terminated": "leaver/tenure",
+            "hired": "joiner/joiner",
+            "changed": "mover/mover",
+            "terminated": "leaver/leaver",
         }
     )
     start_attempts: int = Field(
@@ -229,6 +230,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.tenure/tenure.db"
     policy_file: Path = Path("examples/policy.yaml")
+    adopt_before: date | None = None  # TENURE_ADOPT_BEFORE: overrides the policy's adopt_before
     idp: IdPSettings = Field(default_factory=IdPSettings)  # the target "directory"
     # more provisioning targets: TENURE_TARGETS__<NAME>__KIND / __BASE_URL / __TOKEN / ... (the keys of
     # TENURE_IDP__*) is target <name>, lower-case; the policy's ``targets:`` says what each gets

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from connectors.errors import InvalidRecordError, NotFoundError, ResponseValidationError
+from connectors.errors import ConnectorError, InvalidRecordError, NotFoundError, ResponseValidationError
 from connectors.hris.parsing import (
     EMPLOYEE_FIELDS,
     REQUIRED_FIELDS,
@@ -132,7 +132,7 @@ class CSVExportHRIS(AsyncClosing):
             with self.path.open("rb") as handle:
                 return self._parse(_Lines(handle, self.encoding))
         except FileNotFoundError:
-            raise NotFoundError(f"export file {self.path} does not exist", source=SOURCE) from None
+            raise ConnectorError(f"export file {self.path} does not exist", source=SOURCE) from None
 
     def _parse(self, lines: _Lines) -> list[Employee | InvalidRecordError]:
         today = self._today()
@@ -251,7 +251,7 @@ class CSVExportHRIS(AsyncClosing):
         try:
             mtime = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
         except FileNotFoundError:
-            raise NotFoundError(f"export file {self.path} does not exist", source=SOURCE) from None
+            raise ConnectorError(f"export file {self.path} does not exist", source=SOURCE) from None
         if cursor is not None and cursor.tzinfo is None:
             cursor = cursor.replace(tzinfo=UTC)
         if cursor is not None and mtime <= cursor:

@@ -200,6 +200,16 @@ class JiraServiceManagement(ClosesAPI):
                 )
             start = page.start + len(page.values)
 
+    async def check_queue(self) -> None:
+        """The service desk's request types are readable and the default one (the queue) is among them."""
+        self._request_type_ids.pop(self.request_type, None)
+        if self.request_type.isdigit():  # an id needs no look-up to create with; read the desk itself
+            await self.api.request_json(
+                "GET", f"{SERVICEDESK}/servicedesk/{quote(self.service_desk_id, safe='')}"
+            )
+            return
+        await self._request_type_id(self.request_type)
+
     async def create_ticket(self, request: TicketRequest) -> Ticket:
         """Create the request unless one labelled with the reference exists (looked up before and after)."""
         request_type_id = await self._request_type_id(request.queue or self.request_type)

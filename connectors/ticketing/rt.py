@@ -155,6 +155,11 @@ class RTTicketing(ClosesAPI):
             raise NotFoundError(f"RT queue {queue!r} does not exist", source=SOURCE, status_code=404) from exc
         self._known_queues.add(queue)
 
+    async def check_queue(self) -> None:
+        """``GET queue/<queue>``: the default queue exists and the user may see it."""
+        self._known_queues.discard(self.queue)
+        await self._check_queue(self.queue)
+
     async def create_ticket(self, request: TicketRequest) -> Ticket:
         """Create the ticket unless one with ``request.reference`` exists (looked up before and after)."""
         queue = request.queue or self.queue

@@ -155,6 +155,12 @@ class ServiceNowTicketing(ClosesAPI):
             backoff_base=self.api.backoff_base,
         )
 
+    async def check_queue(self) -> None:
+        """One record of the table (``sysparm_limit=1``): the table exists and the user may read it."""
+        await self.api.request_json(
+            "GET", self._path, params={"sysparm_limit": "1", "sysparm_fields": "sys_id"}
+        )
+
     async def find_ticket(self, reference: str) -> Ticket | None:
         params = {
             "sysparm_query": reference_query(reference),

@@ -380,7 +380,7 @@ def _ticket_body(
     lines += [
         "",
         f"Decide: tenure review decide {campaign_id} ITEM keep|revoke --by {reviewer} --reason TEXT",
-        "or in the Prefect UI: run the review-decide/tenure deployment with the same fields.",
+        "or in the Prefect UI: run the review-decide/review-decide deployment with the same fields.",
     ]
     return "\n".join(lines)
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from connectors.redaction import install_output_scrubbing, mask_urls
 from models.audit import iter_events, verify
-from models.db import DatabaseUnavailable, session_scope
+from models.db import DatabaseUnavailable, require_existing, session_scope
 from tenure.checkpoint import CheckpointError, check_anchor, write_checkpoint
 from tenure.cli.common import EXIT_FAILED, fail, load_config, out, run_with_connectors
 from tenure.cli.report import report_command
@@ -69,8 +69,17 @@ def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
 
 
 @config_app.command("check")
-def config_check() -> None:
-    """Validate settings and the policy file; print what is configured, secrets masked."""
+def config_check(
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="also read once from each configured system (HRIS, IdP, ticketing); writes nothing",
+        ),
+    ] = False,
+) -> None:
+    """Validate settings and the policy file; print what is configured, secrets masked. With --online, reach
+    each system with one read and name what fails and why (exit 2)."""
     settings, policy = load_config()
     assert policy is not None
     table = Table(title="Tenure configuration", show_lines=False)
@@ -88,7 +97,29 @@ def config_check() -> None:
             pass
     except DatabaseUnavailable as exc:
         fail(str(exc))
-    out.print("configuration OK")
+    if online:
+        _check_online(settings, policy)
+    out.print("configuration OK" + (" (every system answered)" if online else " (offline: add --online)"))
+
+
+def _check_online(settings: Any, policy: Any) -> None:
+    """One read per configured system (:func:`engine.preflight.check_online`); exit 2 naming the failures."""
+    from engine.preflight import check_online
+
+    async def _check(connectors: Connectors | None, _: Auditor) -> Any:
+        assert connectors is not None
+        return await check_online(connectors, policy)
+
+    checks = run_with_connectors(settings, _check)
+    for check in checks:
+        mark = "ok    " if check.ok else "FAILED"
+        out.print(f"{mark} {check.system} ({check.source}): {check.problem or check.checked}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        fail(
+            f"{len(failed)} system(s) did not answer as configured: "
+            + "; ".join(f"{c.system} ({c.source})" for c in failed)
+        )
 
 
 class ExportFormat(str, Enum):
@@ -102,6 +133,7 @@ def audit_verify() -> None:
     edited, deleted, inserted or reordered event, or a truncated, wiped or re-hashed chain."""
     settings, _ = load_config(with_policy=False)
     try:
+        require_existing(settings.database_url)
         with session_scope(settings.database_url) as session:
             result = verify(session=session)
             anchor = check_anchor(session, result, settings) if result.ok else None
@@ -145,6 +177,7 @@ def audit_export(
         if since_at.tzinfo is None:
             since_at = since_at.replace(tzinfo=UTC)
     try:
+        require_existing(settings.database_url)
         with session_scope(settings.database_url) as session:
             writer = None
             for event in iter_events(session=session, since=since_at, employee_id=employee):

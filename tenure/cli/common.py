@@ -71,7 +71,7 @@ def load_config(*, with_policy: bool = True) -> tuple[Settings, Policy | None]:
     policy = None
     if with_policy:
         try:
-            policy = load_policy(settings.policy_file)
+            policy = load_policy(settings.policy_file, adopt_before=settings.adopt_before)
             check_targets(settings, policy.targets)
         except (PolicyError, TargetMismatch) as exc:
             fail(str(exc))

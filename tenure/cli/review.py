@@ -189,7 +189,8 @@ def kpi_command(
     """Time to access for joiners, time to disable for leavers, review completion, orphans, failures."""
     from connectors.errors import ConnectorError, InvalidRecordError
     from engine.kpi import compute_kpis
-    from tenure.cli.common import console, out
+    from models.db import DatabaseUnavailable, require_existing
+    from tenure.cli.common import EXIT_FAILED, fail, out
     from tenure.compose import build_hris
 
     settings, policy = _load_config()
@@ -203,10 +204,13 @@ def kpi_command(
     import asyncio
 
     try:
+        require_existing(settings.database_url)
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+    try:
         employees = asyncio.run(_roster())
-    except (ConnectorError, ValueError, OSError) as exc:
-        console.print(f"warning: HR roster unavailable, hire/termination KPIs skipped: {exc}")
-        employees = {}
+    except (ConnectorError, ValueError, OSError) as exc:  # no KPI about HR dates Tenure could not read
+        fail(f"cannot read the HR roster for the KPIs: {exc}", EXIT_FAILED)
     report = compute_kpis(
         database_url=settings.database_url, policy=policy, employees=employees, window_days=days
     )

@@ -78,9 +78,13 @@ def sync_command(
             reading = progress.add_task("reading HRIS and IdP", total=None)
             await engine.prepare()
             progress.update(reading, total=1, completed=1)
+            if engine.report.refused and not engine.options.dry_run:
+                progress.update(reading, description="refused: nothing applied")
+                return await engine.run()  # no batches: closes the report
             if dry_run:
                 _print_plans(engine)
-            applying = progress.add_task("applying", total=max(engine.report.planned, 1))
+            what = "planning (dry run)" if engine.options.dry_run else "applying"
+            applying = progress.add_task(what, total=max(engine.report.planned, 1))
 
             def on_progress(done: int, total: int) -> None:
                 progress.update(applying, completed=done, total=max(total, 1))
@@ -108,6 +112,11 @@ def sync_command(
     for row in report.table():
         table.add_row(row["metric"], row["value"])
     out.print(table)
+    if report.dry_run:  # what would change, one line per employee (ids only), the first 50 then a count
+        for line in report.plan_lines:
+            out.print(f"  {line}")
+        if report.planned > len(report.plan_lines):
+            out.print(f"  ... and {report.planned - len(report.plan_lines)} more employee(s)")
     for line in report.failures[:20]:
         console.print(f"[red]failed[/red] {line}", markup=True, highlight=False)
     if len(report.failures) > 20:
@@ -122,11 +131,11 @@ def sync_command(
     for line in report.disputes:
         console.print(f"[red]disputed[/red] {line}", markup=True, highlight=False)
     if report.refused:
-        fail(report.refusal, EXIT_FAILED)
+        fail(report.summary(), EXIT_FAILED)
     if report.disputes:
         fail(f"{len(report.disputes)} disputed account(s) left untouched (review them)", EXIT_FAILED)
     if not report.ok:
         fail(f"{report.failed} employee(s) failed", EXIT_FAILED)
-    out.print(report.summary())
+    out.print(report.summary(ids=not report.dry_run))  # a dry run listed its employees above
     if report.invalid_records:  # the good records were processed; the bad ones still need HR's attention
         raise typer.Exit(EXIT_FAILED)

@@ -48,6 +48,7 @@ JOINER_TICKETS = Policy.model_validate(
     {
         **POLICY.model_dump(exclude={"tickets"}),
         "tickets": {"joiner": [{"purpose": "laptop", "title": "Laptop for {employee_id}", "body": "laptop"}]},
+        "adopt_before": "2000-01-01",  # staff hired 100 days ago are joiners here, not adopted
     }
 )
 

@@ -44,6 +44,8 @@ POLICY = Policy.model_validate(
             {"match": {"department": "Sales"}, "groups": ["sales"]},
         ],
         "leaver": {"timing": "at_termination", "remove_groups": True},
+        # the seeded directory stands for accounts Tenure made before: no adoption of "existing staff" here
+        "adopt_before": "2000-01-01",
     }
 )
 

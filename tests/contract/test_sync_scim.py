@@ -273,7 +273,8 @@ async def test_dry_run_writes_planned_audit_rows_and_nothing_else(world: World) 
     assert await world.accounts() == {}
     events = world.events()
     assert len(events) == report.planned_actions and {e.outcome for e in events} == {Outcome.PLANNED}
-    assert {e.action for e in events} == {"idp.user.create", "idp.membership.add"}
+    # staff hired 100 days ago, no ledger yet: adopted (audited as planned too), no joiner tickets
+    assert {e.action for e in events} == {"lifecycle.adopt", "idp.user.create", "idp.membership.add"}
     with session_scope(world.database_url) as session:
         assert session.exec(select(LedgerEntry)).all() == []
         assert cursor_get(session=session, name=SYNC_CURSOR) is None

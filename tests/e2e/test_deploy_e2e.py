@@ -279,7 +279,7 @@ async def test_prefect_yaml_deployed_every_flow(stack: Stack) -> None:
             )
             assert len(automations) == len(entry.get("triggers", []))
             assert not any(a.enabled for a in automations)
-        full = await client.read_deployment_by_name("sync/tenure-full")
+        full = await client.read_deployment_by_name("sync/weekly-full-sync")
         assert full.parameters == {"full": True}
 
 
@@ -292,7 +292,7 @@ def _flow_name(entrypoint: str) -> str:
 
 
 async def test_signed_webhook_runs_joiner_on_a_worker(stack: Stack) -> None:
-    """A signed HRIS "hired" webhook starts joiner/tenure; a worker runs it; the account exists in
+    """A signed HRIS "hired" webhook starts joiner/joiner; a worker runs it; the account exists in
     scim2-server and the audit chain holds its rows, correlated to that flow run."""
     employee = next(p for p in stack.people if p["status"] == "active" and p["department"] == "Engineering")
     body = json.dumps(
@@ -347,12 +347,12 @@ async def test_signed_webhook_runs_joiner_on_a_worker(stack: Stack) -> None:
 
 async def test_enabled_hris_trigger_passes_employee_id_from_the_event(stack: Stack) -> None:
     """Once enabled, the joiner trigger from prefect.yaml turns an `hris.employee.hired` event about
-    `tenure.employee.<id>` into a joiner/tenure run whose employee_id is rendered from the event."""
+    `tenure.employee.<id>` into a joiner/joiner run whose employee_id is rendered from the event."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     employee_id = next(p["employee_id"] for p in reversed(stack.people) if p["status"] == "active")
     async with prefect_client(stack) as client:
-        deployment = await client.read_deployment_by_name("joiner/tenure")
+        deployment = await client.read_deployment_by_name("joiner/joiner")
         (automation,) = await client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
         await client.resume_automation(automation.id)
         try:
@@ -389,7 +389,7 @@ def _run_filter(ids: list[str]) -> Any:
 
 
 async def test_access_review_deployment_publishes_findings(stack: Stack) -> None:
-    """access-review/tenure, run by a worker, finds an orphan account planted in the IdP and publishes
+    """access-review/nightly-access-review, run by a worker, finds an orphan account planted in the IdP and publishes
     its findings as artifacts of the run."""
     idp = scim_idp(stack)
     try:
@@ -401,7 +401,7 @@ async def test_access_review_deployment_publishes_findings(stack: Stack) -> None
     finally:
         await idp.aclose()
     async with prefect_client(stack) as client:
-        deployment = await client.read_deployment_by_name(f"{_review_flow_name()}/tenure")
+        deployment = await client.read_deployment_by_name(f"{_review_flow_name()}/nightly-access-review")
         run = await client.create_flow_run_from_deployment(deployment.id)
         run = await wait_final(client, run.id)
         assert run.state.is_completed(), f"{run.state.message}\n{stack.worker_logs()}"
@@ -429,7 +429,7 @@ async def test_partitioned_full_sync_spreads_over_two_workers(stack: Stack) -> N
     """A full sync split into partitions runs on both workers; every employee is provisioned exactly once,
     by the run of the partition it hashes to."""
     async with prefect_client(stack) as client:
-        deployment = await client.read_deployment_by_name("sync/tenure-full")
+        deployment = await client.read_deployment_by_name("sync/weekly-full-sync")
         runs = [
             await client.create_flow_run_from_deployment(
                 deployment.id, parameters={"full": True, "partition": n, "partitions": PARTITIONS}
@@ -473,7 +473,7 @@ async def test_approval_suspends_the_deployed_run_and_the_resumed_run_repeats_no
 
     employee_id = APPROVAL_HIRE["employee_id"]
     async with prefect_client(stack) as client:
-        deployment = await client.read_deployment_by_name("reconcile-employee/tenure")
+        deployment = await client.read_deployment_by_name("reconcile-employee/reconcile-employee")
         run = await client.create_flow_run_from_deployment(
             deployment.id, parameters={"employee_id": employee_id}
         )

@@ -93,8 +93,10 @@ async def test_joiner_flow_run_is_named_audited_and_leaves_an_artifact(tenure_en
         )
         artifact = await client.read_latest_artifacts(limit=50)
     names = {t.name for t in tasks}
-    assert "create_account-ada.lovelace" in names and "add_membership-engineering" in names
-    assert any(a.key == "lifecycle-e7" for a in artifact)
+    assert "create_account-E7" in names and "add_membership-E7-engineering" in names  # ids, not names
+    assert not any("lovelace" in name for name in names)
+    markdown = next(a for a in artifact if a.key == "lifecycle-e7").data
+    assert "| directory | create_account | E7 | applied |" in markdown and "lovelace" not in markdown.lower()
     with session_scope(tenure_env) as session:
         rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
     assert rows and {r.correlation_id for r in rows} == {str(run.id)}
@@ -127,7 +129,25 @@ async def test_failed_step_fails_the_run_and_the_next_run_completes_it(
     monkeypatch.setattr(SCIMIdentityProvider, "add_member", refusing_add)
     state = await joiner("E7", return_state=True)
     assert state.is_failed()
-    assert "1 failed" in (state.message or "") and "add_membership github-users" in (state.message or "")
+    assert "1 failed" in (state.message or "") and "add_membership-E7-github-users" in (state.message or "")
+    # the UI shows the failed step red: its task run is Failed with the connector's message; the others green
+    async with get_client() as client:
+        runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
+        run = next(r for r in runs if r.name == "joiner-E7" and r.state is not None and r.state.is_failed())
+        tasks = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=50
+        )
+        logs = await _flow_run_logs(client, run.id)
+    by_name = {t.name: t.state for t in tasks}
+    failed = by_name["add_membership-E7-github-users"]
+    assert failed is not None and failed.is_failed(), failed
+    assert "members of github-users are read-only" in (failed.message or "")
+    assert by_name["add_membership-E7-engineering"].is_completed()  # type: ignore[union-attr]
+    assert by_name["create_account-E7"].is_completed()  # type: ignore[union-attr]
+    steps = [line for line in logs if line.startswith(("applied ", "failed ", "skipped "))]
+    assert len(steps) == len(tasks)  # one line per step (every step of this run was a task run)
+    assert "failed add_membership-E7-github-users: " in "\n".join(steps)
+    assert not any("Lovelace" in line or "ada.lovelace" in line for line in steps)
     with session_scope(tenure_env) as session:
         rows = session.exec(select(AuditEvent).where(AuditEvent.employee_id == "E7")).all()
     outcomes = {
@@ -141,6 +161,22 @@ async def test_failed_step_fails_the_run_and_the_next_run_completes_it(
     again = await reconcile_employee("E7", return_state=True)
     assert again.is_completed(), again.message
     assert (again.message or "").split(": ", 1)[1].startswith("1 applied"), again.message
+
+
+async def _flow_run_logs(client: Any, flow_run_id: uuid.UUID) -> list[str]:
+    """The flow run's log messages (its tasks' too), once the API has them (logs are sent in the background)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    for _ in range(50):
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+        if any(log.message.startswith("joiner E7:") or log.message.startswith("adopt E7:") for log in logs):
+            return [log.message for log in logs]
+        await asyncio.sleep(0.2)
+    return [log.message for log in logs]
 
 
 async def test_policy_group_missing_in_the_idp_refuses_the_run_before_any_change(
@@ -171,11 +207,12 @@ async def test_policy_group_missing_in_the_idp_refuses_the_run_before_any_change
 
 
 async def test_future_step_is_booked_once_as_a_scheduled_run(prefect_server) -> None:  # type: ignore[no-untyped-def]
-    """A SCHEDULE action books one Scheduled run of reconcile-employee/tenure at its instant, however often."""
+    """A SCHEDULE action books one Scheduled run of reconcile-employee/reconcile-employee at its instant,
+    however often."""
     async with get_client() as client:
         flow_id = await client.create_flow(reconcile_employee)
         await client.create_deployment(
-            flow_id=flow_id, name="tenure", entrypoint="flows/lifecycle.py:reconcile_employee"
+            flow_id=flow_id, name="reconcile-employee", entrypoint="flows/lifecycle.py:reconcile_employee"
         )
     at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
     action = Schedule(

@@ -338,6 +338,7 @@ def _env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "TENURE_DATABASE_URL": settings.database_url,
         "TENURE_POLICY_FILE": str(settings.policy_file),
+        "TENURE_ADOPT_BEFORE": "2000-01-01",  # these hires (2020, 2021) are joiners here, not adopted staff
         "TENURE_IDP__KIND": idp.kind,
         "TENURE_IDP__BASE_URL": idp.base_url,
         "TENURE_HRIS__KIND": "csv",

@@ -114,3 +114,79 @@ async def test_sync_flow_batches_artifacts_and_brake(
     braked_id = braked.state_details.flow_run_id
     assert await _flow_run_name(braked_id) == "sync-incremental"
     assert await _task_run_names(braked_id) == []
+
+
+async def test_a_batch_with_a_failed_step_is_a_failed_task_run(
+    prefect_server: PrefectServerHandle,
+    scim_server: SCIMServer,
+    tmp_path: Path,
+    fresh_sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The IdP refuses the sales memberships: each batch holding one ends as a Failed task run naming the step
+    and the connector's message (red in the UI), the other batches stay Completed, the run ends Failed."""
+    from connectors.errors import PermanentAPIError
+    from connectors.idp.scim import SCIMIdentityProvider
+
+    base_url = scim_server.tenant_url()
+    for group in ("all-staff", "sales"):
+        await create_group(base_url, scim_server.token, group)
+    rows = _rows(12)
+    for index, row in enumerate(rows):
+        row["department"] = "Sales" if index == 0 else "Engineering"
+    csv_path = write_csv(tmp_path / "hris.csv", rows)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY.model_dump(mode="json")), encoding="utf-8")
+    for key, value in {
+        "TENURE_DATABASE_URL": fresh_sqlite_url,
+        "TENURE_POLICY_FILE": str(policy_file),
+        "TENURE_IDP__KIND": "scim",
+        "TENURE_IDP__BASE_URL": base_url,
+        "TENURE_IDP__TOKEN": scim_server.token,
+        "TENURE_IDP__REQUESTS_PER_SECOND": "1000",
+        "TENURE_HRIS__KIND": "csv",
+        "TENURE_HRIS__PATH": str(csv_path),
+        "TENURE_TICKETING__KIND": "none",
+    }.items():
+        monkeypatch.setenv(key, value)
+    real_add = SCIMIdentityProvider.add_member
+    sales: set[str] = set()
+
+    async def refusing_add(self: SCIMIdentityProvider, group_id: str, account_id: str) -> None:
+        if not sales:
+            sales.update(g.id for g in await self.list_groups() if g.name == "sales")
+        if group_id in sales:
+            raise PermanentAPIError("members of sales are managed elsewhere", source="scim")
+        await real_add(self, group_id, account_id)
+
+    monkeypatch.setattr(SCIMIdentityProvider, "add_member", refusing_add)
+    state = await sync(full=True, batch_size=4, return_state=True)
+    assert state.is_failed(), state.message
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    failed = [r for r in runs if r.state is not None and r.state.is_failed()]
+    completed = [r for r in runs if r.state is not None and r.state.is_completed()]
+    assert len(failed) == 1 and len(completed) == len(runs) - 1 >= 2
+    message = failed[0].state.message or ""  # type: ignore[union-attr]
+    assert f"add_membership-{rows[0]['employee_id']}-sales: " in message
+    assert "members of sales are managed elsewhere" in message
+    # one log line per applied, failed or skipped step, ids only
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    steps = [log.message for log in logs if log.message.startswith(("applied ", "failed ", "skipped "))]
+    assert (
+        f"failed add_membership-{rows[0]['employee_id']}-sales: [scim] members of sales are managed elsewhere"
+        in steps
+    )
+    assert sum(
+        1 for line in steps if line.startswith(("applied create_account-", "applied adopt-"))
+    ) == 2 * len(rows)
+    assert not any(row["last_name"] in line for row in rows for line in steps)

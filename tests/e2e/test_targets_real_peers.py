@@ -105,6 +105,8 @@ class World:
         self.database_url = db
         self.env = {
             "TENURE_DATABASE_URL": db,
+            # the roster's people are joiners here (their tickets are checked), not staff to adopt (#18)
+            "TENURE_ADOPT_BEFORE": "2000-01-01",
             "TENURE_POLICY_FILE": str(self.policy),
             "TENURE_HRIS__KIND": "csv",
             "TENURE_HRIS__PATH": str(self.hris),

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect import flow
+from prefect import flow, task
 
 from tests.support.prefect_server import PrefectServerHandle, start_prefect_server
 
@@ -41,6 +41,11 @@ async def leaver_stand_in(employee_id: str) -> None:
     """Never executed: only its name is used to create runs."""
 
 
+@task(name="apply-action")
+async def step_stand_in() -> None:
+    """Never executed: only its name is used to create task runs."""
+
+
 @pytest.fixture(scope="module")
 async def seeded(ui_server: PrefectServerHandle) -> dict[str, str]:
     """A completed joiner run and a failed leaver run (named like ours), and a keyed markdown artifact."""
@@ -59,12 +64,28 @@ async def seeded(ui_server: PrefectServerHandle) -> dict[str, str]:
                 parameters={"employee_id": f"E{tag}"},
                 state=Completed(),
             )
-            await client.create_flow_run(
+            left = await client.create_flow_run(
                 leaver_stand_in,
                 name=seeded["leaver"],
                 parameters={"employee_id": f"E{tag}"},
                 state=Failed(message="a step failed"),
             )
+            step = await client.create_task_run(
+                step_stand_in,
+                flow_run_id=left.id,
+                dynamic_key="0",
+                name=f"open_ticket-E{tag}-equipment-return",
+                state=Failed(message="StepFailed: [rt] RT queue 'Facilities' does not exist"),
+            )
+            seeded["failed_task"], seeded["failed_task_id"] = step.name, str(step.id)
+            done = await client.create_task_run(
+                step_stand_in,
+                flow_run_id=left.id,
+                dynamic_key="1",
+                name=f"disable_account-E{tag}",
+                state=Completed(),
+            )
+            seeded["completed_task_id"] = str(done.id)
             await client.create_artifact(
                 ArtifactCreate(
                     key=seeded["artifact"],
@@ -102,6 +123,7 @@ async def test_ui_shows_runs_and_artifacts(ui_server: PrefectServerHandle, seede
     assert result.returncode == 0, result.stdout + result.stderr
     assert seeded["joiner"] in result.stdout and seeded["leaver"] in result.stdout
     assert "1/1 artifacts" in result.stdout
+    assert f"task run page shows {seeded['failed_task']} as Failed" in result.stdout
     assert SCREENSHOT.exists() and SCREENSHOT.stat().st_size > 10_000
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -124,3 +146,16 @@ async def test_ui_check_reports_a_run_that_is_not_shown(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "joiner-NOBODY-42" in result.stderr
     assert f"shows 1/2 expected flow runs: {seeded['joiner']}" in result.stdout
+
+
+async def test_ui_check_reports_a_step_that_is_not_failed(
+    ui_server: PrefectServerHandle, seeded: dict[str, str]
+) -> None:
+    """Naming a task run that did not fail is reported (exit 1); the seeded failed step passes."""
+    ui_url = ui_server.api_url.removesuffix("/api")
+    good = _ui_check("--url", ui_url, "--expect", seeded["leaver"], "--failed-task", seeded["failed_task_id"])
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = _ui_check(
+        "--url", ui_url, "--expect", seeded["leaver"], "--failed-task", seeded["completed_task_id"]
+    )
+    assert bad.returncode == 1 and "not FAILED" in bad.stderr, bad.stdout + bad.stderr

@@ -61,7 +61,7 @@ async def leaver(employee_id: str) -> str:
 @dataclass
 class Receiver:
     url: str
-    deployments: dict[str, uuid.UUID]  # "joiner/tenure" -> id
+    deployments: dict[str, uuid.UUID]  # "joiner/joiner" -> id
 
 
 def _serve(app: Any) -> Iterator[str]:
@@ -85,14 +85,14 @@ def _serve(app: Any) -> Iterator[str]:
 
 
 async def _register_deployments() -> dict[str, uuid.UUID]:
-    """joiner/tenure, mover/tenure, leaver/tenure — deployments without a work pool or worker."""
+    """joiner/joiner, mover/mover, leaver/leaver — deployments without a work pool or worker."""
     ids: dict[str, uuid.UUID] = {}
     async with get_client() as client:
         for stand_in in (joiner, mover, leaver):
             flow_id = await client.create_flow(stand_in)
-            ids[f"{stand_in.name}/tenure"] = await client.create_deployment(
+            ids[f"{stand_in.name}/{stand_in.name}"] = await client.create_deployment(
                 flow_id=flow_id,
-                name="tenure",
+                name=stand_in.name,
                 entrypoint=f"tests/e2e/test_webhook_prefect.py:{stand_in.fn.__name__}",
                 parameter_openapi_schema={
                     "type": "object",
@@ -160,7 +160,7 @@ async def test_hire_creates_exactly_one_joiner_run(http: httpx.AsyncClient, rece
     assert response.status_code == 202, response.text
     run_id = response.json()["flow_run_id"]
 
-    [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
+    [run] = await runs_for(employee_id, receiver.deployments["joiner/joiner"])
     assert str(run.id) == run_id
     assert run.parameters == {"employee_id": employee_id}
     assert run.idempotency_key == f"hris:generic:{event_id}:{hashlib.sha256(body).hexdigest()[:16]}"
@@ -212,7 +212,7 @@ async def test_redelivery_creates_no_second_run(http: httpx.AsyncClient, receive
 
     runs = await runs_for(employee_id)
     assert len(runs) == 1
-    assert runs[0].deployment_id == receiver.deployments["leaver/tenure"]
+    assert runs[0].deployment_id == receiver.deployments["leaver/leaver"]
 
 
 async def test_bamboohr_created_starts_joiner(http: httpx.AsyncClient, receiver: Receiver) -> None:
@@ -233,7 +233,7 @@ async def test_bamboohr_created_starts_joiner(http: httpx.AsyncClient, receiver:
     }
     response = await http.post("/webhooks/bamboohr", content=body, headers=headers)
     assert response.status_code == 202, response.text
-    [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
+    [run] = await runs_for(employee_id, receiver.deployments["joiner/joiner"])
     assert str(run.id) == response.json()["accepted"][0]["flow_run_id"]
 
 
@@ -254,7 +254,7 @@ async def test_hibob_created_starts_joiner(http: httpx.AsyncClient, receiver: Re
     headers = {"Bob-Signature": sign_hibob(BOB_KEY, body), "Content-Type": "application/json"}
     response = await http.post("/webhooks/hibob", content=body, headers=headers)
     assert response.status_code == 202, response.text
-    [run] = await runs_for(employee_id, receiver.deployments["joiner/tenure"])
+    [run] = await runs_for(employee_id, receiver.deployments["joiner/joiner"])
     assert str(run.id) == response.json()["accepted"][0]["flow_run_id"]
     assert run.parameters == {"employee_id": employee_id}
     again = await http.post("/webhooks/hibob", content=body, headers=headers)

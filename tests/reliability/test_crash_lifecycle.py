@@ -129,6 +129,7 @@ async def test_killed_runs_converge_without_duplicates(
         **os.environ,
         "TENURE_DATABASE_URL": database_url,
         "TENURE_POLICY_FILE": str(REPO / "examples/policy.yaml"),
+        "TENURE_ADOPT_BEFORE": "2000-01-01",  # hires of 200 days ago are joiners here (their tickets counted)
         "TENURE_IDP__KIND": "scim",
         "TENURE_IDP__BASE_URL": base_url,
         "TENURE_IDP__TOKEN": scim_server.token,

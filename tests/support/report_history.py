@@ -36,7 +36,7 @@ POLICY = Policy.model_validate({"default_timezone": "UTC"})
 @dataclass
 class History:
     employees: dict[str, Employee]
-    access_hours: dict[int, list[float]]  # week index (0 = oldest) → hours from hire instant to access
+    access_hours: dict[int, list[float]]  # week index (0 = oldest) → hours from the workday's start to access
     revoke_hours: dict[int, list[float]]
     failed_runs: dict[int, int]
     brake_trips: dict[int, int]
@@ -68,7 +68,8 @@ def write_history(database_url: str, monkeypatch: pytest.MonkeyPatch) -> History
                 hired = (start + timedelta(days=2 + n)).date()
                 employee = _employee(f"H{week}{n}", hire=hired)
                 history.employees[employee.employee_id] = employee
-                moment[0] = datetime.combine(hired, time(0), tzinfo=UTC) + timedelta(hours=lag)
+                # time to access counts from the working day's start (policy.workday_start, 09:00 UTC here)
+                moment[0] = datetime.combine(hired, time(9), tzinfo=UTC) + timedelta(hours=lag)
                 applier.note(
                     action="idp.user.enable",
                     target_system="scim",

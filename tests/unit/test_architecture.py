@@ -182,3 +182,23 @@ def test_actions_carry_no_untyped_params() -> None:
         assert "params" not in model.model_fields
     schema = ACTION_ADAPTER.json_schema()
     assert schema["discriminator"]["propertyName"] == "kind"
+
+
+def test_deployments_are_named_by_their_job() -> None:
+    """prefect.yaml names each deployment by its job (issue #18: not eight "tenure"s), each name once, and the
+    names the receiver and the scheduled follow-ups start runs by exist."""
+    import yaml
+
+    from flows.orchestration import RECONCILE_DEPLOYMENT
+    from tenure.settings import WebhookSettings
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = [d["name"] for d in spec["deployments"]]
+    assert "tenure" not in names and len(set(names)) == len(names)
+    assert {"joiner", "mover", "leaver", "nightly-sync", "weekly-full-sync"} <= set(names)
+    by_flow: dict[str, set[str]] = {}
+    for d in spec["deployments"]:
+        by_flow.setdefault(d["entrypoint"].rsplit(".", 1)[1].replace("_", "-"), set()).add(d["name"])
+    for full_name in {RECONCILE_DEPLOYMENT, *WebhookSettings().event_deployments.values()}:
+        flow, name = full_name.split("/")
+        assert name in by_flow.get(flow, set()), full_name

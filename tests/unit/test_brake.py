@@ -140,3 +140,34 @@ def test_roster_shrink_rejects_negative_counts() -> None:
     """Negative counts are a programming error."""
     with pytest.raises(ValueError, match="must not be negative"):
         check_roster_shrink(-1, 3, BRAKE)
+
+
+EXAMPLE = MassChangeBrake(max_disable_count=25, max_disable_percent=5.0, min_disable_count=10)
+
+
+@pytest.mark.parametrize(
+    ("disables", "active", "tripped"),
+    [(1, 11, False), (10, 11, False), (11, 100, True), (11, 1000, False), (26, 10000, True)],
+    ids=["one-in-eleven", "ten-people", "eleven-over-5pct", "eleven-under-5pct", "count-over"],
+)
+def test_percentage_trips_only_past_the_minimum_count(disables: int, active: int, tripped: bool) -> None:
+    """The example policy's rule: past 5% *and* more than 10 people, or more than 25 in any case."""
+    decision = check_brake([leaver(n) for n in range(disables)], active, EXAMPLE)
+    assert decision.tripped is tripped
+    assert "more than 5% and more than 10" in decision.message
+
+
+def test_roster_shrink_also_needs_the_minimum_count() -> None:
+    """One record fewer in an 11-person export is 9% but one person: passes; 11 of 100 gone trips."""
+    assert not check_roster_shrink(11, 10, EXAMPLE).tripped
+    assert check_roster_shrink(100, 89, EXAMPLE).tripped
+
+
+def test_the_message_names_the_employees_by_id_first_50_then_a_count() -> None:
+    """The brake says which employees (ids only), the first 50, then how many more."""
+    decision = check_brake([leaver(n) for n in range(60)], 100, BRAKE)
+    assert decision.refused
+    message = decision.message
+    assert "E0, E1, E2" in message and "E49" in message and "E50," not in message
+    assert "E49 and 10 more" in message
+    assert message.count("E49") == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.errors import InvalidRecordError, NotFoundError, ResponseValidationError
+from connectors.errors import ConnectorError, InvalidRecordError, NotFoundError, ResponseValidationError
 from connectors.hris.csv_export import MAX_FIELD_CHARS, CSVExportHRIS
 from connectors.protocols import HRIS
 from models.domain import Employee, EmployeeStatus
@@ -353,10 +353,11 @@ async def test_changed_since_follows_file_mtime(tmp_path: Path) -> None:
     assert naive.employee_ids == []
 
 
-async def test_missing_file_is_not_found(tmp_path: Path) -> None:
-    """A missing export raises NotFoundError for reads and for change detection."""
+async def test_missing_file_is_an_error_not_an_absent_employee(tmp_path: Path) -> None:
+    """A missing export raises a ConnectorError for reads, look-ups and change detection — never NotFoundError,
+    which callers read as "no HR record for this employee" (an orphan)."""
     source = hris(tmp_path / "absent.csv")
-    with pytest.raises(NotFoundError, match="does not exist"):
-        await collect(source)
-    with pytest.raises(NotFoundError, match="does not exist"):
-        await source.changed_since(None)
+    for call in (collect(source), source.changed_since(None), source.get_employee("E1")):
+        with pytest.raises(ConnectorError, match="does not exist") as caught:
+            await call
+        assert not isinstance(caught.value, NotFoundError)

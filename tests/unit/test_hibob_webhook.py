@@ -54,13 +54,13 @@ def test_signature_matches_openssl_vector() -> None:
 @pytest.mark.parametrize(
     ("kind", "deployment"),
     [
-        ("employee.created", "joiner/tenure"),
-        ("employee.joined", "joiner/tenure"),
-        ("employee.updated", "mover/tenure"),
-        ("table.entry.updated", "mover/tenure"),
-        ("employee.inactivated", "mover/tenure"),
-        ("employee.left", "leaver/tenure"),
-        ("employee.deleted", "leaver/tenure"),
+        ("employee.created", "joiner/joiner"),
+        ("employee.joined", "joiner/joiner"),
+        ("employee.updated", "mover/mover"),
+        ("table.entry.updated", "mover/mover"),
+        ("employee.inactivated", "mover/mover"),
+        ("employee.left", "leaver/leaver"),
+        ("employee.deleted", "leaver/leaver"),
     ],
 )
 async def test_event_starts_the_mapped_deployment(kind: str, deployment: str) -> None:

@@ -280,3 +280,14 @@ def test_config_check_masks_the_smtp_password_and_the_webhook_url(
     assert result.exit_code == 0, result.output
     assert "smtp-very-secret-42" not in result.output and "XXXXsecretXXXX" not in result.output
     assert "TENURE_NOTIFY__SMTP_PASSWORD" in result.output
+
+
+def test_an_adopted_employee_is_nobodys_news() -> None:
+    """Adoption (issue #18): someone hired today, before an adoption date set ahead (TENURE_ADOPT_BEFORE), gets
+    an account without the manager's new-hire message; the same person planned as a joiner is announced."""
+    hired_today = HIRE.model_copy(update={"hire_date": date(2027, 1, 1), "status": EmployeeStatus.ACTIVE})
+    joiner = plan(hired_today, None, POLICY, NOW)
+    adopted = plan(hired_today, None, POLICY, NOW, adopt_before=date(2027, 1, 2))
+    assert joiner.event == "joiner" and adopted.event == "adopt"
+    assert notices(joiner, hired_today, None, MANAGER, POLICY, NOW)  # within the new-hire window
+    assert notices(adopted, hired_today, None, MANAGER, POLICY, NOW) == []

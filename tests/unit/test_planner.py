@@ -213,7 +213,7 @@ def test_mover_updates_changed_attributes_and_groups() -> None:
         (K.OPEN_TICKET, "access-review"),
     ]
     assert params(p.actions[0]) == {"changes": {"department": "Sales", "title": "Account Executive"}}
-    assert p.actions[0].reason == "attributes changed: department, title"
+    assert p.actions[0].reason.startswith("attributes changed: department: ")
     assert params(p.actions[-1])["title"] == "Moved: E1 to Sales"
     assert (
         params(p.actions[-1])["reference"]
@@ -587,3 +587,66 @@ def test_action_requires_reason_and_keys_are_stable() -> None:
     with pytest.raises(ValidationError):
         AddMembership(employee_id="E1", group="g", reason="")
     assert AddMembership(employee_id="E1", group="g", reason="r").key == "E1:add_membership:g"
+
+
+# -- adoption (issue #18): the staff a company already has ----------------------------------------------------
+
+
+def test_first_run_adopts_existing_staff_without_joiner_tickets() -> None:
+    """Hired before the adoption date, no ledger entry: linked (ADOPT), attributes and groups reconciled, the
+    disabled account enabled — no joiner ticket."""
+    emp = employee()
+    acc = account_for(emp, active=False, groups={"all-staff"}, title="Intern")
+    p = plan(emp, acc, POLICY, utc(2025, 6, 1), adopt_before=date(2025, 6, 1))
+    assert p.event == "adopt"
+    assert [a.kind for a in p.actions][:3] == [K.ADOPT, K.UPDATE_ACCOUNT, K.ENABLE_ACCOUNT]
+    assert not p.of_kind(K.OPEN_TICKET)
+    assert {a.subject for a in p.of_kind(K.ADD_MEMBERSHIP)} >= {"engineering"}
+    assert (
+        p.actions[0].subject == "A1" and p.actions[1].reason == "attributes changed: title: Intern → Engineer"
+    )
+
+
+def test_adoption_creates_a_missing_account_without_tickets() -> None:
+    """An employee of long standing without an account gets one, enabled, with birthright groups, no tickets."""
+    p = plan(employee(), None, POLICY, utc(2025, 6, 1), adopt_before=date(2025, 6, 1))
+    assert p.event == "adopt"
+    assert [a.kind for a in p.actions][:2] == [K.ADOPT, K.CREATE_ACCOUNT]
+    assert p.actions[1].attributes.active  # type: ignore[union-attr]
+    assert not p.of_kind(K.OPEN_TICKET)
+
+
+def test_hire_on_or_after_the_adoption_date_is_a_joiner_with_tickets() -> None:
+    """The adoption date is exclusive: a hire on it (or later) is an ordinary joiner."""
+    p = plan(
+        employee(hire_date=date(2025, 6, 1)), None, POLICY, utc(2025, 6, 2), adopt_before=date(2025, 6, 1)
+    )
+    assert p.event == "joiner" and p.of_kind(K.OPEN_TICKET)
+
+
+def test_a_person_with_a_ledger_entry_is_never_adopted_and_an_adopted_one_never_gets_joiner_tickets() -> None:
+    """Adoption is for the first run only; an adopted person whose creation failed is created later, still
+    without tickets."""
+    seen = plan(
+        employee(), None, POLICY, utc(2025, 6, 1), adopt_before=date(2025, 6, 1), history=History(seen=True)
+    )
+    assert seen.event == "joiner" and seen.of_kind(K.OPEN_TICKET)
+    adopted = History(seen=True, adopted=True)
+    later = plan(employee(), None, POLICY, utc(2025, 6, 1), adopt_before=date(2025, 6, 1), history=adopted)
+    assert later.of_kind(K.CREATE_ACCOUNT) and not later.of_kind(K.OPEN_TICKET)
+
+
+def test_leavers_are_not_adopted() -> None:
+    """A terminated employee on the first run is planned as a leaver (the account is disabled)."""
+    emp = employee(status=EmployeeStatus.TERMINATED, termination_date=date(2025, 5, 1))
+    p = plan(emp, account_for(emp), POLICY, utc(2025, 6, 1), adopt_before=date(2025, 6, 1))
+    assert p.event == "leaver" and p.of_kind(K.DISABLE_ACCOUNT)
+
+
+def test_mover_change_shows_old_and_new_hr_values_but_only_names_personal_fields() -> None:
+    """`department: Sales → Finance`; a changed display name is named, its values are not shown."""
+    emp = employee(department="Finance", title="Engineer", last_name="Smythe")
+    acc = account_for(employee(department="Sales"))
+    update = plan(emp, acc, POLICY, utc(2025, 6, 1)).of_kind(K.UPDATE_ACCOUNT)[0]
+    assert "department: Sales → Finance" in update.reason
+    assert "display_name changed" in update.reason and "Smythe" not in update.reason

@@ -399,10 +399,37 @@ async def test_kpi_hire_and_termination_lags(fresh_sqlite_url: str) -> None:
         employees={e.employee_id: e for e in (hired, left, late)},
     )
     assert report.hire_to_access.count == 1 and report.hire_to_access.waiting == 1
-    assert 5 * 24 <= report.hire_to_access.median_hours <= 6 * 24  # from 00:00 UTC on the hire day
+    assert 5 * 24 - 9 <= report.hire_to_access.median_hours <= 6 * 24 - 9  # from 09:00 UTC on the hire day
     assert report.termination_to_disable.count == 1
     assert 2 * 24 < report.termination_to_disable.median_hours <= 3 * 24 + 6  # from 18:00 UTC that day
     assert "hire → working access" in report.markdown()
+
+
+async def test_time_to_access_counts_from_the_start_of_the_working_day(fresh_sqlite_url: str) -> None:
+    """An account enabled at once counts from policy.workday_start (09:00 local) on the hire day, not from
+    midnight; the KPI output says where each lag starts."""
+    enabled_at = datetime.now(UTC)
+    seed_audit(
+        fresh_sqlite_url,
+        action="idp.user.enable",
+        target_system="x",
+        employee_id="J1",
+        outcome=Outcome.APPLIED,
+        details={"target": "j1"},
+    )
+    hired = emp("J1", hire_date=enabled_at.date())
+    report = compute_kpis(
+        database_url=fresh_sqlite_url,
+        policy=policy(),
+        now=enabled_at + timedelta(days=1),
+        employees={"J1": hired},
+    )
+    workday = datetime.combine(enabled_at.date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+    expected = (enabled_at - workday).total_seconds() / 3600
+    assert report.hire_to_access.count == 1
+    assert abs((report.hire_to_access.median_hours or 0) - expected) < 0.05
+    markdown = report.markdown()
+    assert "from 09:00 local on the hire day" in markdown and "from the termination instant" in markdown
 
 
 async def test_cli_export_csv_and_json(fresh_sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,9 +118,9 @@ async def test_healthz() -> None:
 @pytest.mark.parametrize(
     ("event_type", "deployment"),
     [
-        ("employee.hired", "joiner/tenure"),
-        ("employee.changed", "mover/tenure"),
-        ("employee.terminated", "leaver/tenure"),
+        ("employee.hired", "joiner/joiner"),
+        ("employee.changed", "mover/mover"),
+        ("employee.terminated", "leaver/leaver"),
     ],
     ids=["hired", "changed", "terminated"],
 )
@@ -418,14 +418,14 @@ FIELD_BASED = {
 
 
 async def test_bamboohr_event_based_created_starts_joiner() -> None:
-    """An event-based employee.created, signed over body+timestamp, starts joiner/tenure."""
+    """An event-based employee.created, signed over body+timestamp, starts joiner/joiner."""
     recorder = Recorder()
     body = json.dumps(EVENT_BASED).encode()
     async with client_for(recorder) as client:
         response = await client.post("/webhooks/bamboohr", content=body, headers=bamboohr_headers(body))
     assert response.status_code == 202
     [request] = recorder.requests
-    assert (request.deployment, request.parameters) == ("joiner/tenure", {"employee_id": "67890"})
+    assert (request.deployment, request.parameters) == ("joiner/joiner", {"employee_id": "67890"})
     assert request.event.idempotency_key.startswith("hris:bamboohr:")
     assert request.event.idempotency_key.endswith(":67890")
     assert request.idempotency_key.startswith(request.event.idempotency_key + ":")
@@ -439,10 +439,10 @@ async def test_bamboohr_field_based_maps_each_employee() -> None:
         response = await client.post("/webhooks/bamboohr", content=body, headers=bamboohr_headers(body))
     assert response.status_code == 202
     assert [(r.parameters["employee_id"], r.deployment) for r in recorder.requests] == [
-        ("101", "joiner/tenure"),
-        ("102", "mover/tenure"),
-        ("103", "leaver/tenure"),
-        ("104", "leaver/tenure"),
+        ("101", "joiner/joiner"),
+        ("102", "mover/mover"),
+        ("103", "leaver/leaver"),
+        ("104", "leaver/leaver"),
     ]
     assert [a["kind"] for a in response.json()["accepted"]] == [
         "hired",
@@ -455,7 +455,7 @@ async def test_bamboohr_field_based_maps_each_employee() -> None:
 async def test_bamboohr_delivery_is_refused_whole_when_a_kind_has_no_deployment() -> None:
     """If one employee's event maps to no deployment, the delivery is 422 and no run starts."""
     recorder = Recorder()
-    config = settings(event_deployments={"hired": "joiner/tenure", "changed": "mover/tenure"})
+    config = settings(event_deployments={"hired": "joiner/joiner", "changed": "mover/mover"})
     body = json.dumps(FIELD_BASED).encode()
     async with client_for(recorder, config) as client:
         response = await client.post("/webhooks/bamboohr", content=body, headers=bamboohr_headers(body))
@@ -551,7 +551,7 @@ async def test_prefect_starter_retries_then_gives_up() -> None:
     from deployments.webhook import HRISEvent
 
     event = HRISEvent("generic", "evt-down", "hired", "E1")
-    request = RunRequest("joiner/tenure", {"employee_id": "E1"}, event.idempotency_key, "joiner-E1", event)
+    request = RunRequest("joiner/joiner", {"employee_id": "E1"}, event.idempotency_key, "joiner-E1", event)
     with (
         temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}),
         pytest.raises(RunStartUnavailable, match="after 2 attempts"),
