@@ -92,17 +92,22 @@ def sync_command(
             return await engine.run(on_progress=on_progress)
 
     def _print_plans(engine: SyncEngine) -> None:
-        """A dry run shows what it would do: the ``link`` actions (adoptions) first, then the rest, each line
-        naming the target."""
+        """A dry run shows what it would do, each line naming the target: the actions of the first 50
+        employees, those with ``link`` actions (adoptions) first and their links before the rest."""
         from lifecycle.actions import ActionKind
+        from lifecycle.brake import SHOWN_IDS
 
-        actions = [a for batch in engine.batches for work in batch for a in work.plan.actions]
+        plans = [work.plan for batch in engine.batches for work in batch]
+        plans.sort(key=lambda p: not p.of_kind(ActionKind.LINK_ACCOUNT))
+        actions = [a for p in plans[:SHOWN_IDS] for a in p.actions]
         links = [a for a in actions if a.kind is ActionKind.LINK_ACCOUNT]
         for action in [*links, *(a for a in actions if a.kind is not ActionKind.LINK_ACCOUNT)]:
             out.print(
                 f"planned {action.employee_id:<12} {action.target:<12} {action.kind.value:<18} "
                 f"{action.subject:<28} {action.reason}"
             )
+        if len(plans) > SHOWN_IDS:
+            out.print(f"  ... the planned actions of {len(plans) - SHOWN_IDS} more employee(s) are not shown")
 
     report: Any = run_with_connectors(settings, _sync)
     write_checkpoint(settings)  # anchor the audit chain's end (tenure/checkpoint.py); a no-op without a key

@@ -241,6 +241,7 @@ def test_two_targets_adoption_disputes_orphans_joiner_mover_leaver(world: World)
     links = [p for p in planned if p[3] == "link"]
     assert len(links) == ADOPTED and planned[:ADOPTED] == links
     assert all(p[2] == "github" for p in links)
+    assert len({p[1] for p in planned}) <= 50  # the actions of the first 50 employees; the rest are counted
     assert _state(world.github, world.gh_token) == gh0
 
     # the first run: adopt 50, create for the joiners, leave the disputes untouched, exit 1 naming them
