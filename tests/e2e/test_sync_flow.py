@@ -4,6 +4,7 @@ per batch (not per employee), progress and summary artifacts without personal da
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ async def test_a_batch_with_a_failed_step_is_a_failed_task_run(
 ) -> None:
     """The IdP refuses the sales memberships: each batch holding one ends as a Failed task run naming the step
     and the connector's message (red in the UI), the other batches stay Completed, the run ends Failed."""
-    from connectors.errors import PermanentAPIError
+    from connectors.errors import ConnectorError, PermanentAPIError
     from connectors.idp.scim import SCIMIdentityProvider
 
     base_url = scim_server.tenant_url()
@@ -149,17 +150,21 @@ async def test_a_batch_with_a_failed_step_is_a_failed_task_run(
         "TENURE_TICKETING__KIND": "none",
     }.items():
         monkeypatch.setenv(key, value)
-    real_add = SCIMIdentityProvider.add_member
+    real_add = SCIMIdentityProvider.add_members
     sales: set[str] = set()
 
-    async def refusing_add(self: SCIMIdentityProvider, group_id: str, account_id: str) -> None:
+    async def refusing_add(
+        self: SCIMIdentityProvider, group_id: str, account_ids: Sequence[str]
+    ) -> dict[str, ConnectorError]:
+        """The group-wise membership write the sync uses (one PATCH per group): sales refuses every member."""
         if not sales:
             sales.update(g.id for g in await self.list_groups() if g.name == "sales")
         if group_id in sales:
-            raise PermanentAPIError("members of sales are managed elsewhere", source="scim")
-        await real_add(self, group_id, account_id)
+            refused = PermanentAPIError("members of sales are managed elsewhere", source="scim")
+            return dict.fromkeys(account_ids, refused)
+        return await real_add(self, group_id, account_ids)
 
-    monkeypatch.setattr(SCIMIdentityProvider, "add_member", refusing_add)
+    monkeypatch.setattr(SCIMIdentityProvider, "add_members", refusing_add)
     state = await sync(full=True, batch_size=4, return_state=True)
     assert state.is_failed(), state.message
     async with get_client() as client:
