@@ -255,12 +255,16 @@ def _lags(
     for employee in employees:
         tl = timeline(employee, policy)
         workday = _workday_start(employee, policy)
-        if workday is not None and since <= workday <= now:
+        if workday is not None:
             got = _first_after(access.get(employee.employee_id), tl.create_at)
-            if got is None:
-                hire_waiting += 1
-            else:
-                hire_lags.append(got - workday)
+            # counted when the workday starts, or as soon as access came if that was earlier (a negative lag:
+            # ready before the new hire sits down), so each hire falls in exactly one window
+            at = workday if got is None else min(workday, got)
+            if since <= at <= now:
+                if got is None:
+                    hire_waiting += 1
+                else:
+                    hire_lags.append(got - workday)
         if tl.disable_at is not None and since <= tl.disable_at <= now:
             done = _first_after(disables.get(employee.employee_id), tl.enable_at)
             if done is None:

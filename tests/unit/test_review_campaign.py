@@ -432,6 +432,35 @@ async def test_time_to_access_counts_from_the_start_of_the_working_day(fresh_sql
     assert "from 09:00 local on the hire day" in markdown and "from the termination instant" in markdown
 
 
+async def test_access_ready_before_the_working_day_counts_at_once_and_once(fresh_sqlite_url: str) -> None:
+    """An account ready before 09:00 on the hire day counts as soon as it is ready (a negative lag), before the
+    working day has begun, and falls in one window only: the window of its access, not also that of the day."""
+    enabled_at = datetime.now(UTC)  # the audit row is written now
+    hire_day = enabled_at.date() + timedelta(days=0 if enabled_at.hour < 6 else 1)  # 09:00 is 3 h+ ahead
+    workday = datetime.combine(hire_day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+    seed_audit(
+        fresh_sqlite_url,
+        action="idp.user.enable",
+        target_system="x",
+        employee_id="J1",
+        outcome=Outcome.APPLIED,
+        details={"target": "j1"},
+    )
+    hired = {"J1": emp("J1", hire_date=hire_day)}
+
+    def lag(now: datetime) -> tuple[int, float | None]:
+        """Hires counted in the day before ``now``, and their median lag."""
+        report = compute_kpis(
+            database_url=fresh_sqlite_url, policy=policy(), now=now, employees=hired, window_days=1
+        )
+        return report.hire_to_access.count, report.hire_to_access.median_hours
+
+    count, hours = lag(enabled_at + timedelta(minutes=1))  # before 09:00: counted already, negative
+    assert count == 1 and hours is not None
+    assert abs(hours - (enabled_at - workday).total_seconds() / 3600) < 0.05 and hours <= -3
+    assert lag(workday + timedelta(hours=23))[0] == 0  # a window holding 09:00 but not the access: not again
+
+
 async def test_cli_export_csv_and_json(fresh_sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`tenure review export` writes every item with its evidence as CSV or JSON; unknown campaign: 2."""
     from tenure.cli import app
