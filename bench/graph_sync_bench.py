@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import respx
@@ -44,7 +44,7 @@ from tenure.compose import build_identity_provider  # noqa: E402
 from tenure.settings import IdPSettings  # noqa: E402
 from tests.support.graph_fake import CLIENT_ID, CLIENT_SECRET, TENANT_ID, FakeGraph  # noqa: E402
 from tests.support.graph_seed import seed_in_line  # noqa: E402
-from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv  # noqa: E402
+from tests.support.hris_data import DEPARTMENTS, staff_in_three_departments, write_csv  # noqa: E402
 
 GROUPS = ("all-staff", "engineering", "sales")
 POLICY = Policy.model_validate(
@@ -69,18 +69,7 @@ def cpu() -> float:
 
 def roster(count: int) -> list[dict[str, str]]:
     today = datetime.now(UTC).date()
-    rows = fake_people(count, seed=13, today=today)
-    cycle = ("Engineering", "Sales", "Finance")
-    for index, row in enumerate(rows):
-        department = cycle[index % 3]
-        row.update(
-            status="active",
-            termination_date="",
-            department=department,
-            title=DEPARTMENTS[department][0],
-            hire_date=(today - timedelta(days=100)).isoformat(),
-        )
-    return rows
+    return staff_in_three_departments(count, seed=13, today=today)
 
 
 async def one_sync(

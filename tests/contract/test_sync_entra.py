@@ -9,7 +9,7 @@ import math
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from models.directory import mirror_get
 from tests.contract.test_idp_entra import make_entra
 from tests.support.graph_fake import FakeGraph
 from tests.support.graph_seed import seed_in_line
-from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv
+from tests.support.hris_data import DEPARTMENTS, staff_in_three_departments, write_csv
 
 pytestmark = pytest.mark.slow
 
@@ -51,18 +51,7 @@ POLICY = Policy.model_validate(
 
 
 def people() -> list[dict[str, str]]:
-    rows = fake_people(N, seed=13, today=TODAY)
-    cycle = ("Engineering", "Sales", "Finance")
-    for index, row in enumerate(rows):
-        department = cycle[index % 3]
-        row.update(
-            status="active",
-            termination_date="",
-            department=department,
-            title=DEPARTMENTS[department][0],
-            hire_date=(TODAY - timedelta(days=100)).isoformat(),
-        )
-    return rows
+    return staff_in_three_departments(N, seed=13, today=TODAY)
 
 
 @dataclass

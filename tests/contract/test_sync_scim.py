@@ -26,7 +26,7 @@ from models.domain import Account
 from models.ledger import LedgerEntry, cursor_get
 from tenure.compose import build_identity_provider
 from tenure.settings import IdPSettings
-from tests.support.hris_data import DEPARTMENTS, fake_people, line_of, write_csv
+from tests.support.hris_data import DEPARTMENTS, line_of, staff_in_three_departments, write_csv
 from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = pytest.mark.slow
@@ -50,18 +50,7 @@ POLICY = Policy.model_validate(
 
 def people(count: int = N) -> list[dict[str, str]]:
     """Active employees (hired 100 days ago) in Engineering, Sales and Finance, with managers."""
-    rows = fake_people(count, seed=11, today=TODAY)
-    cycle = ("Engineering", "Sales", "Finance")
-    for index, row in enumerate(rows):
-        department = cycle[index % 3]
-        row.update(
-            status="active",
-            termination_date="",
-            department=department,
-            title=DEPARTMENTS[department][0],
-            hire_date=(TODAY - timedelta(days=100)).isoformat(),
-        )
-    return rows
+    return staff_in_three_departments(count, seed=11, today=TODAY)
 
 
 def expected_groups(row: dict[str, str]) -> set[str]:

@@ -31,7 +31,7 @@ from tenure.settings import IdPSettings
 from tests.reliability.conftest import size
 from tests.reliability.helpers import applied_changes, audit_verify_cli, snapshot
 from tests.support.fault_proxy import FaultProxy, FaultRule
-from tests.support.hris_data import DEPARTMENTS, fake_people, write_csv
+from tests.support.hris_data import staff_in_three_departments, write_csv
 from tests.support.scim_server import SCIMServer, create_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -58,18 +58,7 @@ POLICY = Policy.model_validate(
 
 def joiners(count: int) -> list[dict[str, str]]:
     """Active employees across three departments, with managers (so some joiners wait for their manager)."""
-    rows = fake_people(count, seed=29, today=TODAY)
-    cycle = ("Engineering", "Sales", "Finance")
-    for index, row in enumerate(rows):
-        department = cycle[index % 3]
-        row.update(
-            status="active",
-            termination_date="",
-            department=department,
-            title=DEPARTMENTS[department][0],
-            hire_date=(TODAY - timedelta(days=100)).isoformat(),
-        )
-    return rows
+    return staff_in_three_departments(count, seed=29, today=TODAY)
 
 
 def make_leavers(rows: list[dict[str, str]]) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "DEFECTS",
     "plant_defects",
     "all_active",
+    "staff_in_three_departments",
 ]
 
 # The CSV export connector's default columns: our field names, in one place.
@@ -293,6 +294,23 @@ def all_active(rows: list[dict[str, str]], *, today: date) -> None:
             row.update(
                 status="active", termination_date="", hire_date=(today - timedelta(days=30)).isoformat()
             )
+
+
+def staff_in_three_departments(count: int, *, seed: int, today: date) -> list[dict[str, str]]:
+    """Active employees hired 100 days ago, in Engineering, Sales and Finance in turn (each with that
+    department's first title), with managers: a roster already in place, for the sync tests and benches."""
+    rows = fake_people(count, seed=seed, today=today)
+    cycle = ("Engineering", "Sales", "Finance")
+    for index, row in enumerate(rows):
+        department = cycle[index % 3]
+        row.update(
+            status="active",
+            termination_date="",
+            department=department,
+            title=DEPARTMENTS[department][0],
+            hire_date=(today - timedelta(days=100)).isoformat(),
+        )
+    return rows
 
 
 def plant_defects(
