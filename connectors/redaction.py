@@ -54,6 +54,7 @@ __all__ = [
 MASK = "***"
 RUN_LENGTH = 8  # a piece of a secret this long is a leak
 MIN_SECRET_LENGTH = 4
+_MEMO_LENGTH, _MEMO_SIZE = 256, 65_536  # texts up to this long are remembered, this many at a time
 _PROBE = RUN_LENGTH // 2  # every RUN_LENGTH window contains a _PROBE-gram starting at a multiple of _PROBE
 _SENSITIVE_PAIR = re.compile(
     r"([?&;\s][\w.\-]*(?:token|key|secret|password|passwd|sig|signature|auth|code)[\w.\-]*=)([^&\s\"'>]+)",
@@ -180,17 +181,35 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, *redactors: Redactor) -> None:
         super().__init__()
-        self._redactors: weakref.WeakSet[Redactor] = weakref.WeakSet(redactors)
+        self._redactors: weakref.WeakSet[Redactor] = weakref.WeakSet()
+        self._memo: dict[str, str] = {}
+        for redactor in redactors:
+            self.add(redactor)
 
     def add(self, redactor: Redactor) -> None:
-        if redactor:
+        if redactor and redactor not in self._redactors:
             self._redactors.add(redactor)
+            weakref.finalize(redactor, self._forget)
+            self._forget()
+
+    def _forget(self) -> None:
+        """A new memo whenever the registered secrets change: a redaction in flight stores into the old one,
+        so no answer computed with other secrets is ever read again."""
+        self._memo = {}
 
     def redact(self, text: str) -> str:
         """Every registered secret masked (all found in the original text, then masked at once), then URL
-        credentials."""
+        credentials. Short texts are remembered (an audit batch scrubs the same ids and names many times)."""
+        memo = self._memo
+        if (known := memo.get(text)) is not None:
+            return known
         spans = [span for redactor in list(self._redactors) for span in redactor.spans(text)]
-        return mask_urls(_masked(text, spans))
+        redacted = mask_urls(_masked(text, spans))
+        if len(text) <= _MEMO_LENGTH:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[text] = redacted
+        return redacted
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -7,8 +7,11 @@ every worker that shares the ledger shares the locks, and a crashed holder relea
 - **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock(namespace, hash(employee id))``) on a
   connection of its own, polled until the timeout; the holder's run id is that connection's
   ``application_name``, so a waiter can say who holds it (``pg_locks`` ⋈ ``pg_stat_activity``).
-- **SQLite** (one machine by construction): ``flock`` on ``<database>.locks/<hash>.lock``; the holder writes
-  its run id into the file.
+- **SQLite** (one machine by construction): an open-file-description byte-range lock (Linux ``F_OFD_SETLK``)
+  on a slot of ``<database>.locks/people.lock``: 2**18 slots of 64 bytes, the name's hash choosing the slot
+  (a collision only makes two people wait for each other). The holder writes its run id into its slot. Such a
+  lock belongs to the descriptor, as ``flock`` does, so two runs in one process exclude each other too, and
+  one file serves a batch of hundreds: creating a file per person cost a millisecond each.
 
 Prefect global concurrency limits were the alternative; they are not used because the CLI and tests run
 without a Prefect server, a limit that does not exist is skipped silently unless ``strict``, and a crashed
@@ -22,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import struct
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -74,8 +78,9 @@ class Locks:
             database = database_url.removeprefix("sqlite:///")
             if not database or database in (":memory:", "sqlite://"):
                 database = f"/tmp/tenure-memory-{os.getpid()}.db"
-            self._dir = Path(f"{database}.locks")
-            self._dir.mkdir(parents=True, exist_ok=True)
+            folder = Path(f"{database}.locks")
+            folder.mkdir(parents=True, exist_ok=True)
+            self._file = folder / "people.lock"
 
     @contextlib.asynccontextmanager
     async def hold(self, name: str, *, wait: bool = True) -> AsyncIterator[None]:
@@ -85,7 +90,9 @@ class Locks:
             async with self._hold_pg(name, deadline):
                 yield
         else:
-            async with self._hold_file(name, deadline):
+            async with self._hold_slots([name], deadline) as refused:
+                if name in refused:
+                    raise refused[name]
                 yield
 
     @contextlib.asynccontextmanager
@@ -100,14 +107,8 @@ class Locks:
             async with self._hold_many_pg(ordered, deadline) as refused:
                 yield refused
         else:
-            async with contextlib.AsyncExitStack() as stack:
-                missed: dict[str, LockHeld] = {}
-                for name in ordered:
-                    try:
-                        await stack.enter_async_context(self._hold_file(name, deadline))
-                    except LockHeld as exc:
-                        missed[name] = exc
-                yield missed
+            async with self._hold_slots(ordered, deadline) as refused:
+                yield refused
 
     @contextlib.asynccontextmanager
     async def _hold_many_pg(self, names: list[str], deadline: float) -> AsyncIterator[dict[str, LockHeld]]:
@@ -179,25 +180,40 @@ class Locks:
         return str(row[0]).removeprefix("tenure:") if row and row[0] else None
 
     @contextlib.asynccontextmanager
-    async def _hold_file(self, name: str, deadline: float) -> AsyncIterator[None]:
-        # plain descriptors (no buffered file object): a sync batch takes hundreds of these at once
-        path = self._dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    async def _hold_slots(self, names: list[str], deadline: float) -> AsyncIterator[dict[str, LockHeld]]:
+        """The slots of ``names`` locked through one descriptor (closing it releases them all, as does the
+        process's death); yields the names not obtained by ``deadline``."""
+        fd = os.open(self._file, os.O_RDWR | os.O_CREAT, 0o644)
+        refused: dict[str, LockHeld] = {}
+        holder = self.holder.encode("utf-8")[: _SLOT_BYTES - 1].ljust(_SLOT_BYTES, b"\0")
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
+            for name in names:
+                start = _slot(name) * _SLOT_BYTES
+                while not _try_lock(fd, start):
                     if time.monotonic() >= deadline:
-                        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-                        raise self._refused(name, holder or None) from None
+                        who = os.pread(fd, _SLOT_BYTES, start).rstrip(b"\0").decode("utf-8", "replace")
+                        refused[name] = self._refused(name, who or None)
+                        break
                     await asyncio.sleep(POLL_SECONDS)
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, self.holder.encode("utf-8"), 0)
-                yield
-            finally:  # the file keeps the last holder's id: only read while someone holds the lock again
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                else:
+                    os.pwrite(fd, holder, start)
+            yield refused
         finally:
             os.close(fd)
+
+
+_SLOTS, _SLOT_BYTES = 1 << 18, 64  # at most 16 MiB of lock file
+
+
+def _slot(name: str) -> int:
+    return _key(name) % _SLOTS
+
+
+def _try_lock(fd: int, start: int) -> bool:
+    """One try at a write lock on ``[start, start + _SLOT_BYTES)`` owned by ``fd``'s open file description."""
+    request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, start, _SLOT_BYTES, 0)  # struct flock
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+    except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another description holds it
+        return False
+    return True
