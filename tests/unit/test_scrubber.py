@@ -4,6 +4,7 @@ any cut; in connector errors, audit rows, log records and console output. Databa
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -175,3 +176,16 @@ def test_log_record_arguments_keep_their_shape() -> None:
     assert isinstance(record.args, tuple) and len(record.args) == 5 and record.args[4] == 200
     assert leaked_runs(record.getMessage(), TOKEN) == [] and "GET /x?t=***" in record.getMessage()
     assert clean.args == ("plain", 3)
+
+
+def test_a_remembered_text_is_scrubbed_again_when_the_secrets_change() -> None:
+    """Short texts are remembered, but never past a change of the registered secrets: a secret registered
+    after a text was first scrubbed is masked in it, and one dropped is no longer masked."""
+    value = "zr" + secrets.token_hex(12)
+    text = f"group {value} of employee E1"
+    assert scrub(text) == text
+    held = register_secrets([value])
+    assert scrub(text) == "group *** of employee E1"
+    del held
+    gc.collect()
+    assert scrub(text) == text
