@@ -88,6 +88,7 @@ from models.ledger import (
     upsert_grant,
 )
 from models.review import Decision, ReviewItem
+from models.rows import json_text
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -273,7 +274,7 @@ class Applier:
         self._locks = locks
         self._group_ids: dict[str, dict[str, str]] = {}  # target → group name → id
         self._approved_by: dict[str, str] = {}  # request key → who approved it (for the grant)
-        self._dumps: dict[str, tuple[Action, dict[str, Any]]] = {}  # action key → (action, its JSON)
+        self._dumps: dict[str, tuple[Action, dict[str, Any], str]] = {}  # key → (action, its JSON, as text)
 
     @property
     def locks(self) -> Locks:
@@ -716,27 +717,31 @@ class Applier:
         self._commit([], entries=[self._entry(a, LedgerStatus.PENDING) for a in actions])
 
     def _entry(self, action: Action, status: LedgerStatus, detail: str = "") -> EntryRow:
+        dumped, text = self._dump(action)
         return EntryRow(
             key=action.key,
             employee_id=action.employee_id,
             kind=action.kind.value,
             target=action.subject,
             status=status,
-            action=self._dump(action),
+            action=dumped,
             detail=detail,
             flow_run_id=self.auditor.correlation_id,
+            action_text=text,
         )
 
-    def _dump(self, action: Action) -> dict[str, Any]:
-        """The action as JSON, made once per action (an entry is written pending, started and finished)."""
+    def _dump(self, action: Action) -> tuple[dict[str, Any], str]:
+        """The action as JSON and as its stored text, made once per action (an entry is written pending,
+        started and finished)."""
         cached = self._dumps.get(action.key)
         if cached is not None and cached[0] is action:
-            return cached[1]
+            return cached[1], cached[2]
         dumped: dict[str, Any] = ACTION_ADAPTER.dump_python(action, mode="json")
-        self._dumps[action.key] = (action, dumped)
+        text = json_text(dumped)
+        self._dumps[action.key] = (action, dumped, text)
         if len(self._dumps) > 20_000:
             self._dumps.clear()
-        return dumped
+        return dumped, text
 
     def _commit(self, finishes: Sequence[_Finish], *, entries: Sequence[EntryRow] = ()) -> None:
         """Ledger entries, the finished actions' entries, the grants and decisions they make and their audit

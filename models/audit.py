@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, insert, text
+from sqlalchemy import JSON, Column, String, text
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from models.rows import dialect_of, insert_rows, json_text
 
 __all__ = [
     "Outcome",
@@ -154,7 +156,7 @@ def record_many(*, session: Session, events: Iterable[AuditEventBase]) -> list[A
 def append_events(*, session: Session, events: Iterable[AuditEventBase]) -> int:
     """:func:`record_many` for a batch writer that needs no rows back: the same chain — one lock, one head,
     ``hash = sha256(prev_hash + canonical content)`` row after row, idempotency keys honoured — written as one
-    executemany ``INSERT`` without building an ORM object per row. Commits; returns how many were appended."""
+    driver executemany ``INSERT`` (:func:`models.rows.insert_rows`) without building an ORM object per row. Commits; returns how many were appended."""
     events = list(events)
     if not events:
         return 0
@@ -171,7 +173,8 @@ def append_events(*, session: Session, events: Iterable[AuditEventBase]) -> int:
                 select(AuditEvent.idempotency_key).where(col(AuditEvent.idempotency_key).in_(keys))
             ).all()
             existing = {k for k in found if k}
-        rows: list[dict[str, Any]] = []
+        dialect = dialect_of(session)
+        rows: list[tuple[Any, ...]] = []
         for event in events:
             key = event.idempotency_key
             if key is not None and key in existing:
@@ -197,23 +200,52 @@ def append_events(*, session: Session, events: Iterable[AuditEventBase]) -> int:
             digest = hashlib.sha256((prev_hash + payload).encode()).hexdigest()
             seq += 1
             rows.append(
-                content
-                | {
-                    "id": row_id,
-                    "occurred_at": occurred_at,
-                    "seq": seq,
-                    "prev_hash": prev_hash,
-                    "hash": digest,
-                }
+                (
+                    dialect.uuid(row_id),
+                    seq,
+                    dialect.time(occurred_at),
+                    event.actor,
+                    event.action,
+                    event.target_system,
+                    event.target_id,
+                    event.employee_id,
+                    content["outcome"],
+                    event.reason,
+                    json_text(event.details),
+                    event.correlation_id,
+                    key,
+                    prev_hash,
+                    digest,
+                )
             )
             prev_hash = digest
-        if rows:
-            session.execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+        insert_rows(
+            session, AuditEvent.__tablename__, _EVENT_COLUMNS, rows, json_columns=frozenset({"details"})
+        )
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return len(rows)
+
+
+_EVENT_COLUMNS = (
+    "id",
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "target_system",
+    "target_id",
+    "employee_id",
+    "outcome",
+    "reason",
+    "details",
+    "correlation_id",
+    "idempotency_key",
+    "prev_hash",
+    "hash",
+)
 
 
 def record(*, session: Session, event: AuditEventBase) -> AuditEvent:

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.audit import utcnow
+from models.rows import dialect_of, insert_rows, json_text
 
 __all__ = [
     "LedgerStatus",
@@ -355,7 +356,9 @@ def upsert_entry(*, session: Session, entry: LedgerEntry) -> None:
 
 @dataclass(frozen=True)
 class EntryRow:
-    """The values of one :class:`LedgerEntry` to upsert (plain values: no model to validate per write)."""
+    """The values of one :class:`LedgerEntry` to upsert (plain values: no model to validate per write);
+    ``action_text`` is ``action`` as stored JSON when the caller has it already (an entry is written pending,
+    started and finished)."""
 
     key: str
     employee_id: str
@@ -365,47 +368,48 @@ class EntryRow:
     action: dict[str, Any]
     detail: str = ""
     flow_run_id: str | None = None
+    action_text: str | None = None
+
+
+_ENTRY_COLUMNS = (
+    "key",
+    "employee_id",
+    "kind",
+    "target",
+    "status",
+    "action",
+    "detail",
+    "flow_run_id",
+    "updated_at",
+)
 
 
 def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
     """Many :func:`upsert_entry` as one ``INSERT … ON CONFLICT (key) DO UPDATE`` executed for every row (the
-    driver's executemany; the last row of a key wins, as with one upsert after another)."""
-    now = utcnow()
-    rows: dict[str, dict[str, Any]] = {}
+    driver's executemany, :func:`models.rows.insert_rows`; the last row of a key wins, as with one upsert after
+    another)."""
+    now = dialect_of(session).time(utcnow())
+    rows: dict[str, tuple[Any, ...]] = {}
     for entry in entries:
-        rows[entry.key] = {
-            "key": entry.key,
-            "employee_id": entry.employee_id,
-            "kind": entry.kind,
-            "target": entry.target,
-            "status": LedgerStatus(entry.status).value,
-            "action": entry.action,
-            "detail": entry.detail,
-            "flow_run_id": entry.flow_run_id,
-            "updated_at": now,
-        }
-    if not rows:
-        return
-    table = LedgerEntry.__table__  # type: ignore[attr-defined]
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["key"],
-        set_={
-            c: statement.excluded[c]
-            for c in (
-                "employee_id",
-                "kind",
-                "target",
-                "status",
-                "action",
-                "detail",
-                "flow_run_id",
-                "updated_at",
-            )
-        },
+        rows[entry.key] = (
+            entry.key,
+            entry.employee_id,
+            entry.kind,
+            entry.target,
+            LedgerStatus(entry.status).value,
+            entry.action_text if entry.action_text is not None else json_text(entry.action),
+            entry.detail,
+            entry.flow_run_id,
+            now,
+        )
+    insert_rows(
+        session,
+        LedgerEntry.__tablename__,
+        _ENTRY_COLUMNS,
+        list(rows.values()),
+        json_columns=frozenset({"action"}),
+        upsert_on="key",
     )
-    session.execute(statement, list(rows.values()))
 
 
 def upsert_grant(*, session: Session, grant: Grant) -> None:

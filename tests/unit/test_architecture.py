@@ -138,6 +138,7 @@ WRITERS = {
     "cursor_put",
     "roster_count_put",
     "mirror_put",
+    "insert_rows",
 }
 TABLES = {
     "AuditEvent",
@@ -162,7 +163,7 @@ def test_ledger_and_audit_rows_are_written_only_by_the_applier(path: Path) -> No
         alias.asname or alias.name
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom)
-        and node.module in ("models.audit", "models.ledger", "models.directory")
+        and node.module in ("models.audit", "models.ledger", "models.directory", "models.rows")
         for alias in node.names
     }
     assert not imported & WRITERS, f"{path.relative_to(ROOT)} imports a ledger/audit writer"

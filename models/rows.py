@@ -1,0 +1,84 @@
+"""Many rows in one driver call: the batch writers of the ledger and the audit chain.
+
+A sync batch writes thousands of ledger entries and audit rows. Through SQLAlchemy's executemany each row's
+values pass the column types' bind processors (JSON text, datetime text, UUID) and the statement's parameter
+set-up, about 40 µs a row; here they are put in the form the column stores once, by the caller or by
+:func:`stored`, and handed to the DB-API cursor's ``executemany`` in the session's transaction (about 5 µs a
+row on SQLite; psycopg pipelines it on PostgreSQL). The stored forms are SQLAlchemy's own, so rows written
+either way read back alike: on SQLite a UUID is its 32 hex digits and a datetime ``YYYY-MM-DD HH:MM:SS.ffffff``,
+JSON is ``json.dumps`` text (cast to ``json`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+__all__ = ["Dialect", "dialect_of", "insert_rows", "stored", "json_text"]
+
+
+class Dialect:
+    """How values are stored and parameters written for one database kind."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+
+    def time(self, moment: datetime) -> Any:
+        return moment if self.postgres else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def uuid(self, value: uuid.UUID) -> Any:
+        return value if self.postgres else value.hex
+
+    def parameter(self, json_column: bool) -> str:
+        if self.postgres:
+            return "CAST(%s AS JSON)" if json_column else "%s"
+        return "?"
+
+
+def dialect_of(session: Session) -> Dialect:
+    return Dialect(session.get_bind().dialect.name == "postgresql")
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's stored text, as SQLAlchemy's JSON type writes it."""
+    return json.dumps(value)
+
+
+def stored(dialect: Dialect, value: Any) -> Any:
+    """``value`` as its column stores it (datetimes and UUIDs; other values as they are)."""
+    if isinstance(value, datetime):
+        return dialect.time(value)
+    if isinstance(value, uuid.UUID):
+        return dialect.uuid(value)
+    return value
+
+
+def insert_rows(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    json_columns: frozenset[str] = frozenset(),
+    upsert_on: str | None = None,
+) -> None:
+    """``INSERT`` every row (values in stored form, JSON columns as text) in the session's transaction; with
+    ``upsert_on``, ``ON CONFLICT (that column) DO UPDATE`` every other column (the last row of a key wins)."""
+    if not rows:
+        return
+    dialect = dialect_of(session)
+    values = ", ".join(dialect.parameter(c in json_columns) for c in columns)
+    sql = f"INSERT INTO {table} ({', '.join(_quoted(c) for c in columns)}) VALUES ({values})"
+    if upsert_on is not None:
+        updates = ", ".join(f"{_quoted(c)} = excluded.{_quoted(c)}" for c in columns if c != upsert_on)
+        sql += f" ON CONFLICT ({_quoted(upsert_on)}) DO UPDATE SET {updates}"
+    session.connection().exec_driver_sql(sql, [tuple(row) for row in rows])
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
