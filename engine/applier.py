@@ -135,6 +135,8 @@ _MEMBERSHIP_KINDS = frozenset({ActionKind.ADD_MEMBERSHIP, ActionKind.REMOVE_MEMB
 _TICKET_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.COMMENT_TICKET, ActionKind.CLOSE_TICKET})
 # Owed until done, whatever the new plan says: no account state shows a ticket opened or a message sent.
 _CARRIED_KINDS = frozenset({ActionKind.OPEN_TICKET, ActionKind.NOTIFY})
+# Records only: their effect is their finished entry's transaction, so there is no "started" to recover from.
+_RECORD_KINDS = frozenset({ActionKind.ADOPT, ActionKind.RECORD_APPROVAL, ActionKind.RECORD_REVIEW_DECISION})
 
 # async (schedule) -> the scheduled flow run id
 Scheduler = Callable[[Schedule], Awaitable[str]]
@@ -156,6 +158,18 @@ class ActionResult:
     outcome: Outcome
     detail: str = ""
     target_id: str | None = None  # the account, ticket or flow run the step acted on or made
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """What an action's ledger entries repeat: its key, kind and subject, and its JSON (also as text)."""
+
+    action: Action
+    key: str
+    kind: str
+    subject: str
+    dumped: dict[str, Any]
+    text: str
 
 
 @dataclass(frozen=True)
@@ -274,7 +288,7 @@ class Applier:
         self._locks = locks
         self._group_ids: dict[str, dict[str, str]] = {}  # target → group name → id
         self._approved_by: dict[str, str] = {}  # request key → who approved it (for the grant)
-        self._dumps: dict[str, tuple[Action, dict[str, Any], str]] = {}  # key → (action, its JSON, as text)
+        self._dumps: dict[int, _Made] = {}  # id(action) → what its ledger entries need
 
     @property
     def locks(self) -> Locks:
@@ -502,7 +516,10 @@ class Applier:
                 continue
             run.report.results.append(ActionResult(action, Outcome.SKIPPED, why))
             finishes.append(_Finish(action, Outcome.SKIPPED, why, None, LedgerStatus.PENDING))
-        self._commit([], entries=[self._entry(action, LedgerStatus.STARTED) for _, action in todo])
+        self._commit(
+            [],
+            entries=[self._entry(a, LedgerStatus.STARTED) for _, a in todo if a.kind not in _RECORD_KINDS],
+        )
         creates = [(run, a) for run, a in todo if isinstance(a, CreateAccount)]
         if len(creates) > 1:  # joiners together: the connector creates them in as few requests as it can
             todo = [(run, a) for run, a in todo if not isinstance(a, CreateAccount)]
@@ -596,31 +613,34 @@ class Applier:
         self._commit([], entries=[self._entry(w.action, LedgerStatus.STARTED) for w in writes])
         outcome = await write_memberships(self._idp(), writes, self.group_id) if writes else {}
         finishes: list[_Finish] = []
+        groups_of: dict[int, tuple[_Run, set[str]]] = {}  # a run's account gets its new groups once
         for run, action, why in order:
+            key = action.key
             if why is not None:
                 result = ActionResult(action, Outcome.SKIPPED, why)
                 finish = _Finish(action, Outcome.SKIPPED, why, None, LedgerStatus.PENDING)
-            elif action.key not in outcome:
+            elif key not in outcome:
                 unanswered = ConnectorError(
                     "the membership write was not answered", source=self._idp().source
                 )
                 result, finish = self._failed(action, unanswered)
-            elif (error := outcome[action.key]) is not None:
+            elif (error := outcome[key]) is not None:
                 log.warning("%s failed: %s", action.step_name, error)
                 result, finish = self._failed(action, error)
             else:
                 assert run.account is not None
-                groups = run.account.groups
-                groups = (
-                    groups | {action.subject}
-                    if isinstance(action, AddMembership)
-                    else groups - {action.subject}
-                )
-                run.account = run.account.model_copy(update={"groups": groups})
+                _, groups = groups_of.setdefault(id(run), (run, set(run.account.groups)))
+                if isinstance(action, AddMembership):
+                    groups.add(action.subject)
+                else:
+                    groups.discard(action.subject)
                 result = ActionResult(action, Outcome.APPLIED, "", run.account.id)
                 finish = _Finish(action, Outcome.APPLIED, "", run.account.id, LedgerStatus.APPLIED)
             run.report.results.append(result)
             finishes.append(finish)
+        for run, groups in groups_of.values():
+            assert run.account is not None
+            run.account = run.account.model_copy(update={"groups": frozenset(groups)})
         self._commit(finishes)
 
     def _changed_since(self, employee_id: str, since: datetime) -> bool:
@@ -717,31 +737,31 @@ class Applier:
         self._commit([], entries=[self._entry(a, LedgerStatus.PENDING) for a in actions])
 
     def _entry(self, action: Action, status: LedgerStatus, detail: str = "") -> EntryRow:
-        dumped, text = self._dump(action)
+        made = self._made(action)
         return EntryRow(
-            key=action.key,
+            key=made.key,
             employee_id=action.employee_id,
-            kind=action.kind.value,
-            target=action.subject,
+            kind=made.kind,
+            target=made.subject,
             status=status,
-            action=dumped,
+            action=made.dumped,
             detail=detail,
             flow_run_id=self.auditor.correlation_id,
-            action_text=text,
+            action_text=made.text,
         )
 
-    def _dump(self, action: Action) -> tuple[dict[str, Any], str]:
-        """The action as JSON and as its stored text, made once per action (an entry is written pending,
-        started and finished)."""
-        cached = self._dumps.get(action.key)
-        if cached is not None and cached[0] is action:
-            return cached[1], cached[2]
+    def _made(self, action: Action) -> _Made:
+        """The action's key, kind, subject and JSON, made once per action (an entry is written pending,
+        started and finished). Held by identity: the cache keeps the action, so its id is not reused."""
+        cached = self._dumps.get(id(action))
+        if cached is not None and cached.action is action:
+            return cached
         dumped: dict[str, Any] = ACTION_ADAPTER.dump_python(action, mode="json")
-        text = json_text(dumped)
-        self._dumps[action.key] = (action, dumped, text)
-        if len(self._dumps) > 20_000:
+        made = _Made(action, action.key, action.kind.value, action.subject, dumped, json_text(dumped))
+        if len(self._dumps) >= 20_000:
             self._dumps.clear()
-        return dumped, text
+        self._dumps[id(action)] = made
+        return made
 
     def _commit(self, finishes: Sequence[_Finish], *, entries: Sequence[EntryRow] = ()) -> None:
         """Ledger entries, the finished actions' entries, the grants and decisions they make and their audit

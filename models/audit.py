@@ -103,9 +103,9 @@ class AuditEvent(AuditEventBase, table=True):
 
 def _iso(moment: datetime) -> str:
     """UTC ISO-8601 with microseconds; naive values (SQLite drops tzinfo) are UTC by construction."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not None and moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _lock_chain(session: Session) -> None:

@@ -29,7 +29,9 @@ class Dialect:
         self.postgres = postgres
 
     def time(self, moment: datetime) -> Any:
-        return moment if self.postgres else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if self.postgres:
+            return moment
+        return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
     def uuid(self, value: uuid.UUID) -> Any:
         return value if self.postgres else value.hex
