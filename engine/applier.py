@@ -88,7 +88,6 @@ from models.ledger import (
     upsert_grant,
 )
 from models.review import Decision, ReviewItem
-from models.rows import json_text
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -162,13 +161,12 @@ class ActionResult:
 
 @dataclass(frozen=True, slots=True)
 class _Made:
-    """What an action's ledger entries repeat: its key, kind and subject, and its JSON (also as text)."""
+    """What an action's ledger entries repeat: its key, kind and subject, and its JSON text."""
 
     action: Action
     key: str
     kind: str
     subject: str
-    dumped: dict[str, Any]
     text: str
 
 
@@ -744,20 +742,19 @@ class Applier:
             kind=made.kind,
             target=made.subject,
             status=status,
-            action=made.dumped,
+            action=made.text,
             detail=detail,
             flow_run_id=self.auditor.correlation_id,
-            action_text=made.text,
         )
 
     def _made(self, action: Action) -> _Made:
-        """The action's key, kind, subject and JSON, made once per action (an entry is written pending,
+        """The action's key, kind, subject and JSON text, made once per action (an entry is written pending,
         started and finished). Held by identity: the cache keeps the action, so its id is not reused."""
         cached = self._dumps.get(id(action))
         if cached is not None and cached.action is action:
             return cached
-        dumped: dict[str, Any] = ACTION_ADAPTER.dump_python(action, mode="json")
-        made = _Made(action, action.key, action.kind.value, action.subject, dumped, json_text(dumped))
+        text = ACTION_ADAPTER.dump_json(action).decode()
+        made = _Made(action, action.key, action.kind.value, action.subject, text)
         if len(self._dumps) >= 20_000:
             self._dumps.clear()
         self._dumps[id(action)] = made

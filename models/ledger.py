@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.audit import utcnow
-from models.rows import dialect_of, insert_rows, json_text
+from models.rows import dialect_of, insert_rows
 
 __all__ = [
     "LedgerStatus",
@@ -357,18 +357,17 @@ def upsert_entry(*, session: Session, entry: LedgerEntry) -> None:
 @dataclass(frozen=True)
 class EntryRow:
     """The values of one :class:`LedgerEntry` to upsert (plain values: no model to validate per write);
-    ``action_text`` is ``action`` as stored JSON when the caller has it already (an entry is written pending,
-    started and finished)."""
+    ``action`` is the typed action's JSON text (made once by the caller: an entry is written pending, started
+    and finished)."""
 
     key: str
     employee_id: str
     kind: str
     target: str
     status: LedgerStatus
-    action: dict[str, Any]
+    action: str
     detail: str = ""
     flow_run_id: str | None = None
-    action_text: str | None = None
 
 
 _ENTRY_COLUMNS = (
@@ -397,7 +396,7 @@ def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
             entry.kind,
             entry.target,
             LedgerStatus(entry.status).value,
-            entry.action_text if entry.action_text is not None else json_text(entry.action),
+            entry.action,
             entry.detail,
             entry.flow_run_id,
             now,

@@ -5,18 +5,18 @@ values pass the column types' bind processors (JSON text, datetime text, UUID) a
 set-up, about 40 µs a row; here they are put in the form the column stores once, by the caller or by
 :func:`stored`, and handed to the DB-API cursor's ``executemany`` in the session's transaction (about 5 µs a
 row on SQLite; psycopg pipelines it on PostgreSQL). The stored forms are SQLAlchemy's own, so rows written
-either way read back alike: on SQLite a UUID is its 32 hex digits and a datetime ``YYYY-MM-DD HH:MM:SS.ffffff``,
-JSON is ``json.dumps`` text (cast to ``json`` on PostgreSQL).
+either way read back alike: on SQLite a UUID is its 32 hex digits and a datetime ``YYYY-MM-DD HH:MM:SS.ffffff``;
+JSON is text (cast to ``json`` on PostgreSQL).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlmodel import Session
 
 __all__ = ["Dialect", "dialect_of", "insert_rows", "stored", "json_text"]
@@ -47,8 +47,9 @@ def dialect_of(session: Session) -> Dialect:
 
 
 def json_text(value: Any) -> str:
-    """A JSON column's stored text, as SQLAlchemy's JSON type writes it."""
-    return json.dumps(value)
+    """A JSON column's stored text (orjson: several times faster than ``json.dumps``; non-string keys become
+    strings as there; a reader's ``json.loads`` gives the same value back)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def stored(dialect: Dialect, value: Any) -> Any:
