@@ -492,17 +492,25 @@ class Applier:
         return runs
 
     async def _advance(self, runs: list[_Run], concurrency: int) -> None:
-        while live := [run for run in runs if not run.done]:
-            creating = [run.wave for run in live if run.creates_ahead()]
-            ready = [run for run in live if run.wave <= min(creating)] if creating else live
-            steps = [run for run in ready if not run.next_is_membership()]
-            if steps:
-                await self._step_level(steps, concurrency)
-            else:
-                await self._membership_level(live)
+        """Level after level until every run is done. A level's finished actions are committed with the next
+        level's started entries, before any request of it (nothing happens between the two), and the last
+        level's on the way out, whatever happened."""
+        owed: list[_Finish] = []
+        try:
+            while live := [run for run in runs if not run.done]:
+                creating = [run.wave for run in live if run.creates_ahead()]
+                ready = [run for run in live if run.wave <= min(creating)] if creating else live
+                steps = [run for run in ready if not run.next_is_membership()]
+                if steps:
+                    owed = await self._step_level(steps, concurrency, owed)
+                else:
+                    owed = await self._membership_level(live, owed)
+        finally:
+            self._commit(owed)
 
-    async def _step_level(self, runs: list[_Run], concurrency: int) -> None:
-        """Each run's next action (not a membership), ``concurrency`` at a time."""
+    async def _step_level(self, runs: list[_Run], concurrency: int, owed: list[_Finish]) -> list[_Finish]:
+        """Each run's next action (not a membership), ``concurrency`` at a time; ``owed`` (the last level's
+        finished actions) is committed with this level's started entries. Returns this level's finished ones."""
         finishes: list[_Finish] = []
         todo: list[tuple[_Run, Action]] = []
         for run in runs:
@@ -515,9 +523,10 @@ class Applier:
             run.report.results.append(ActionResult(action, Outcome.SKIPPED, why))
             finishes.append(_Finish(action, Outcome.SKIPPED, why, None, LedgerStatus.PENDING))
         self._commit(
-            [],
+            owed,
             entries=[self._entry(a, LedgerStatus.STARTED) for _, a in todo if a.kind not in _RECORD_KINDS],
         )
+        owed.clear()
         creates = [(run, a) for run, a in todo if isinstance(a, CreateAccount)]
         if len(creates) > 1:  # joiners together: the connector creates them in as few requests as it can
             todo = [(run, a) for run, a in todo if not isinstance(a, CreateAccount)]
@@ -539,8 +548,12 @@ class Applier:
             if isinstance(action, CreateAccount) and result.outcome is Outcome.FAILED:
                 run.blocked = f"skipped: the account could not be created ({result.detail})"
 
-        await _all_or_cancel([one(run, action) for run, action in todo])
-        self._commit(finishes)
+        try:
+            await _all_or_cancel([one(run, action) for run, action in todo])
+        except BaseException:
+            self._commit(finishes)
+            raise
+        return finishes
 
     async def _create_many(self, creates: list[tuple[_Run, CreateAccount]]) -> list[_Finish]:
         """Several runs' account creations through one :meth:`IdentityProvider.create_users` call."""
@@ -595,8 +608,9 @@ class Applier:
             finishes.append(finish)
         return finishes
 
-    async def _membership_level(self, runs: list[_Run]) -> None:
-        """Every run's next memberships, written together: one request per group (:mod:`engine.memberships`)."""
+    async def _membership_level(self, runs: list[_Run], owed: list[_Finish]) -> list[_Finish]:
+        """Every run's next memberships, written together: one request per group (:mod:`engine.memberships`);
+        ``owed`` as for :meth:`_step_level`."""
         order: list[tuple[_Run, Action, str | None]] = []
         writes: list[MembershipWrite] = []
         for run in runs:
@@ -608,7 +622,8 @@ class Applier:
                 if why is None:
                     assert run.account is not None and isinstance(action, AddMembership | RemoveMembership)
                     writes.append(MembershipWrite(action, run.account.id))
-        self._commit([], entries=[self._entry(w.action, LedgerStatus.STARTED) for w in writes])
+        self._commit(owed, entries=[self._entry(w.action, LedgerStatus.STARTED) for w in writes])
+        owed.clear()
         outcome = await write_memberships(self._idp(), writes, self.group_id) if writes else {}
         finishes: list[_Finish] = []
         groups_of: dict[int, tuple[_Run, set[str]]] = {}  # a run's account gets its new groups once
@@ -639,7 +654,7 @@ class Applier:
         for run, groups in groups_of.values():
             assert run.account is not None
             run.account = run.account.model_copy(update={"groups": frozenset(groups)})
-        self._commit(finishes)
+        return finishes
 
     def _changed_since(self, employee_id: str, since: datetime) -> bool:
         with session_scope(self.database_url) as session:
