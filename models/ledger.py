@@ -384,9 +384,10 @@ _ENTRY_COLUMNS = (
 
 
 def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
-    """Many :func:`upsert_entry` as one ``INSERT … ON CONFLICT (key) DO UPDATE`` executed for every row (the
-    driver's executemany, :func:`models.rows.insert_rows`; the last row of a key wins, as with one upsert after
-    another)."""
+    """Many :func:`upsert_entry` in the driver's executemany (:func:`models.rows.insert_rows`; the last row of a
+    key wins, as with one upsert after another). A pending entry is upserted whole; any later status is an
+    ``UPDATE`` of the status columns of the entry its pending row made (the action's JSON is not written
+    again), falling back to the whole upsert should a row be missing."""
     now = dialect_of(session).time(utcnow())
     rows: dict[str, tuple[Any, ...]] = {}
     for entry in entries:
@@ -401,14 +402,31 @@ def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
             entry.flow_run_id,
             now,
         )
+    pending = LedgerStatus.PENDING.value
+    later = [row for row in rows.values() if row[4] != pending]
+    whole = [row for row in rows.values() if row[4] == pending]
+    if later and not _update_statuses(session, later):
+        whole += later
     insert_rows(
         session,
         LedgerEntry.__tablename__,
         _ENTRY_COLUMNS,
-        list(rows.values()),
+        whole,
         json_columns=frozenset({"action"}),
         upsert_on="key",
     )
+
+
+def _update_statuses(session: Session, rows: list[tuple[Any, ...]]) -> bool:
+    """The status, detail, run and time of existing entries (rows in :data:`_ENTRY_COLUMNS` order); False when
+    fewer rows than given were found (the caller then upserts them whole)."""
+    mark = "%s" if dialect_of(session).postgres else "?"
+    sql = (
+        f"UPDATE {LedgerEntry.__tablename__} SET status = {mark}, detail = {mark}, flow_run_id = {mark}, "
+        f'updated_at = {mark} WHERE "key" = {mark}'
+    )
+    result = session.connection().exec_driver_sql(sql, [(r[4], r[6], r[7], r[8], r[0]) for r in rows])
+    return result.rowcount == len(rows)
 
 
 def upsert_grant(*, session: Session, grant: Grant) -> None:
