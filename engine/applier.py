@@ -170,7 +170,7 @@ class _Made:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Finish:
     """How one action ended, for its ledger entry and audit row (committed in batches, :meth:`Applier._commit`)."""
 

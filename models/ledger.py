@@ -354,7 +354,7 @@ def upsert_entry(*, session: Session, entry: LedgerEntry) -> None:
     _upsert(session, LedgerEntry, values, ["key"])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EntryRow:
     """The values of one :class:`LedgerEntry` to upsert (plain values: no model to validate per write);
     ``action`` is the typed action's JSON text (made once by the caller: an entry is written pending, started
