@@ -50,6 +50,7 @@ def test_short_secrets_match_whole_only_and_tiny_ones_not_at_all() -> None:
 
 def test_scrub_uses_every_live_registration_and_masks_urls() -> None:
     """``scrub`` applies every registered secret while its registration is alive, plus URL credentials."""
+    gc.collect()  # registrations other tests dropped (a notifier's webhook URL, say) go now, not at random
     value = "zq" + secrets.token_hex(12)  # shares no 8-character run with any other test's secret
     held = register_secrets([value])
     assert scrub(f"a {value.upper()} b") == "a *** b"
