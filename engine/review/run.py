@@ -55,6 +55,14 @@ class Inventory:
     invalid_records: int = 0
     memberships: int = 0
 
+    def __repr__(self) -> str:
+        """Counts only, no names: at scale the full repr is gigabytes of text (Python 3.11's ``asyncio.run``
+        formats the repr of the task that returns an inventory, result included)."""
+        return (
+            f"Inventory({len(self.employees)} employees, {len(self.accounts)} accounts, "
+            f"{self.memberships} memberships, {self.invalid_records} invalid records)"
+        )
+
 
 async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int = 200) -> Inventory:
     """Stream the roster and the accounts (paged) into compact records; memberships come from ``list_groups``
@@ -84,12 +92,12 @@ async def _memberships(idp: IdentityProvider) -> tuple[dict[str, tuple[str, ...]
         return None, 0
     held: dict[str, tuple[str, ...]] = {}
     memberships = 0
-    for group in groups:
+    while groups:  # each group model (every member id once more) goes as soon as it is read
+        group = groups.pop()
         name = (group.name,)
         for member in group.member_ids:
             held[member] = held.get(member, ()) + name  # tuples of strings: the cyclic GC stops tracking them
         memberships += len(group.member_ids)
-    del groups  # the group models (every member id once per group) go before the accounts are read
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for account_id, names in held.items():
         held[account_id] = shared.setdefault(names, names)

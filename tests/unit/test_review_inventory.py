@@ -9,9 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 
 from connectors.errors import InvalidRecordError
 from engine.review import collect_inventory
+from engine.review.run import _target_findings
 from lifecycle.correlation import correlate
 from lifecycle.policy import CorrelationStep, Policy
 from lifecycle.review import count_by_kind, find
+from lifecycle.targets import target_policy
 from models.compact import CompactAccount, CompactEmployee
 from models.domain import Account, Employee, EmployeeStatus, Group
 
@@ -158,6 +160,8 @@ async def test_inventory_holds_compact_records_with_the_group_lists_memberships(
     assert held["acc-E1"].groups is held["acc-E2"].groups
     assert held["acc-E1"].employee_id is inventory.employees["E1"].employee_id
     assert held["acc-X9"].employee_id == "X9"
+    # its repr is counts (never the roster: names, and gigabytes at scale)
+    assert repr(inventory) == "Inventory(3 employees, 4 accounts, 6 memberships, 1 invalid records)"
 
 
 async def test_inventory_keeps_the_pages_groups_without_group_lists() -> None:
@@ -168,3 +172,64 @@ async def test_inventory_keeps_the_pages_groups_without_group_lists() -> None:
         "acc-E1": {"sales", "all-staff"},
         "acc-E2": set(),
     }
+
+
+async def test_another_targets_findings_from_the_compact_roster_are_the_models() -> None:
+    """A target's accounts are correlated with the compact roster and judged as with the validated models;
+    they join the inventory compactly."""
+    policy = Policy.model_validate(
+        {
+            "birthright": [{"groups": ["all-staff"]}],
+            "targets": {
+                "github": {
+                    "birthright": [{"match": {"department": "Engineering"}, "groups": ["eng-repos"]}],
+                    "correlation": ["employee_id", "email"],
+                }
+            },
+        }
+    )
+    staff = [
+        Employee(
+            employee_id=eid,
+            first_name="A",
+            last_name=eid,
+            department=dept,
+            work_email=email,
+            status=EmployeeStatus.ACTIVE,
+        )
+        for eid, dept, email in [
+            ("E1", "Engineering", "e1@example.com"),
+            ("E2", "Sales", "shared@example.com"),
+            ("E3", "Sales", "shared@example.com"),
+        ]
+    ]
+    theirs = [
+        Account(id="g1", user_name="gh-e1", employee_id="E1"),
+        Account(id="g2", user_name="gh-e2", employee_id="E2"),  # a Sales employee in eng-repos
+        Account(id="g3", user_name="gh-shared", employee_id="", email="shared@example.com"),  # disputed
+        Account(id="g4", user_name="gh-nobody", employee_id=""),  # orphan
+    ]
+    groups = {"eng-repos": ["g1", "g2", "g4"]}
+    inventory = await collect_inventory(Roster(staff), Directory([], {}))
+
+    found = await _target_findings("github", Directory(theirs, groups), inventory, {}, NOW, policy)
+
+    with_groups = [
+        a.model_copy(update={"groups": frozenset(n for n, m in groups.items() if a.id in m)}) for a in theirs
+    ]
+    target = policy.targets["github"]
+    correlation = correlate(with_groups, staff, target.correlation, policy.naming)
+    view = target_policy(policy, target)
+    expected = find(
+        {e.employee_id: e for e in staff}, [], {}, NOW, view, target="github", correlation=correlation
+    )
+    assert found == expected
+    assert {(f.kind.value, f.account_id) for f in found} == {
+        ("outside_policy", "g2"),
+        ("disputed", "g3"),
+        ("orphan", "g4"),
+    }
+    assert all(f.target == "github" for f in found)
+    assert [a.id for a in inventory.accounts] == ["g1", "g2", "g3", "g4"]
+    assert all(isinstance(a, CompactAccount) for a in inventory.accounts)
+    assert inventory.memberships == 3
