@@ -169,6 +169,13 @@ class ReviewRun:
     invalid_records: int = 0
     dry_run: bool = False
 
+    def __repr__(self) -> str:
+        """Counts only, as :meth:`Inventory.__repr__` (``tenure review run`` returns a run from ``asyncio.run``)."""
+        return (
+            f"ReviewRun(campaign {self.campaign_id}, {self.accounts} accounts, {len(self.findings)} findings, "
+            f"{len(self.auto)} auto-remediated, {len(self.reviewers)} for review, dry run {self.dry_run})"
+        )
+
     @property
     def counts(self) -> dict[str, int]:
         return count_by_kind(self.findings)

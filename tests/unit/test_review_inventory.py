@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from connectors.errors import InvalidRecordError
 from engine.review import collect_inventory
-from engine.review.run import _target_findings
+from engine.review.run import ReviewRun, _target_findings
 from lifecycle.correlation import correlate
 from lifecycle.policy import CorrelationStep, Policy
 from lifecycle.review import count_by_kind, find
@@ -233,3 +233,13 @@ async def test_another_targets_findings_from_the_compact_roster_are_the_models()
     assert [a.id for a in inventory.accounts] == ["g1", "g2", "g3", "g4"]
     assert all(isinstance(a, CompactAccount) for a in inventory.accounts)
     assert inventory.memberships == 3
+
+
+def test_a_review_runs_repr_is_counts() -> None:
+    """``tenure review run`` returns its run from ``asyncio.run``, which formats the repr: counts, not findings."""
+    employees, accounts, approvals = generated(200)
+    run = ReviewRun(findings=find(employees, accounts, approvals, NOW, POLICY), accounts=len(accounts))
+    assert repr(run) == (
+        f"ReviewRun(campaign None, 200 accounts, {len(run.findings)} findings, 0 auto-remediated, "
+        "0 for review, dry run False)"
+    )
