@@ -3,10 +3,10 @@ decisions read of a person or an account, which both the validated models and th
 
 A validated :class:`~models.domain.Employee` or :class:`~models.domain.Account` costs ~2 KiB in memory (its
 ``__dict__``, its set of fields set, a frozenset of groups); at a million accounts that is gigabytes before any
-analysis starts. :class:`CompactEmployee` and :class:`CompactAccount` are frozen slotted dataclasses holding only
-what the review reads, made from records the connectors already validated (validation stays at the edge).
-They are named tuples: immutable, ~100 bytes plus their strings, and quick to make. A compact account's
-``groups`` is a tuple of group names that the engine shares between accounts holding the same groups.
+analysis starts. :class:`CompactEmployee` and :class:`CompactAccount` hold only what the review reads, made from
+records the connectors already validated (validation stays at the edge). They are named tuples: immutable, ~100
+bytes plus their strings, and quick to make. A compact account's ``groups`` is a tuple of group names that the
+engine shares between accounts holding the same groups.
 """
 
 from __future__ import annotations
