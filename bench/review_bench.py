@@ -1,32 +1,45 @@
-"""Access review findings at scale: generated accounts (5 memberships each unless told), in memory.
+"""Access review at scale: a generated roster and directory (5 memberships per account unless told) streamed
+through the engine's inventory, then the pure analysis.
 
-Pure analysis (lifecycle.review.find), no API. For each size it prints the wall and CPU time (user + system)
-of the analysis, the process's RSS once the inputs are built, its peak RSS after the analysis (inputs
-included) and the findings by kind; with ``--trace-memory`` also the peak the analysis itself allocated
-(tracemalloc, in a second run because tracing slows Python down and adds its own memory). Run one size per
-process for a clean peak RSS. No assertions: these are figures.
+The generated HRIS yields validated ``Employee`` models one by one and the generated directory yields pages of
+200 validated ``Account`` models and, from ``list_groups``, ``Group`` models with their member ids, as
+connectors do; neither keeps what it generated (every pass regenerates from the seed). The engine's
+``collect_inventory`` holds them as it does in ``tenure review`` (compact records, :mod:`models.compact`), then
+``lifecycle.review.find`` runs on them, so the process's peak RSS is the engine's. For each size it prints the
+wall and CPU time (user + system) of the inventory (the generators' own work included) and of the analysis,
+the RSS once the inventory is built, the process's peak RSS and the findings by kind; with ``--trace-memory``
+also the peak the analysis itself allocated (tracemalloc, in a second run). Run one size per process for a
+clean peak RSS. ``--generators-only`` times the generated connectors alone (read and dropped, nothing held):
+their share of the inventory figure, which is not the engine's. No assertions: these are figures.
 
     .venv/bin/python bench/review_bench.py [--sizes 1000000] [--memberships N] [--trace-memory]
     /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000    # whole-process figures
+    .venv/bin/python bench/review_bench.py --sizes 1000000 --generators-only
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import random
 import resource
 import sys
 import time
 import tracemalloc
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from connectors.errors import InvalidRecordError  # noqa: E402
+from engine.review import Inventory, collect_inventory  # noqa: E402
 from lifecycle.policy import Policy  # noqa: E402
 from lifecycle.review import count_by_kind, find  # noqa: E402
-from models.domain import Account, Employee, EmployeeStatus  # noqa: E402
+from models.domain import Account, Employee, EmployeeStatus, Group  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 DEPARTMENTS = ("Engineering", "Sales", "Finance", "Support", "Marketing", "IT", "People")
@@ -44,49 +57,109 @@ POLICY = Policy.model_validate(
 EXTRA_GROUPS = [f"app-{i:03d}" for i in range(300)] + ["payments-create", "prod-admin", "payments-approve"]
 
 
-def generate(
-    accounts: int, memberships: int, seed: int = 1
-) -> tuple[dict[str, Employee], list[Account], dict]:
-    """Employees, accounts (memberships spread evenly) and approvals with a few % of every problem."""
-    rng = random.Random(seed)
-    employees: dict[str, Employee] = {}
-    result: list[Account] = []
-    approvals: dict[str, dict[str, datetime]] = {}
-    per_account = max(1, memberships // accounts)
-    managed = sorted(POLICY.managed_groups)
-    for i in range(accounts):
-        eid = f"E{i:06d}"
-        department = DEPARTMENTS[i % len(DEPARTMENTS)]
-        roll = rng.random()
-        status = EmployeeStatus.TERMINATED if roll < 0.03 else EmployeeStatus.ACTIVE
-        if roll > 0.02:  # 2 % orphans: no HR record
-            employees[eid] = Employee(
-                employee_id=eid,
+@dataclass(frozen=True)
+class Draw:
+    """What the seed decides for account ``i``: HR record and status (``roll``), groups, approval, sign-in."""
+
+    i: int
+    roll: float
+    groups: set[str]
+    approved_days_ago: int | None
+    signed_in_days_ago: int | None
+
+
+@dataclass(frozen=True)
+class Population:
+    """A generated population: 2 % orphans, 3 % terminated, half the accounts with a sign-in date, 300 app
+    groups, privileged groups with and without approvals. Every pass over it draws the same values."""
+
+    accounts: int
+    memberships: int
+    seed: int = 1
+
+    def draws(self) -> Iterator[Draw]:
+        rng = random.Random(self.seed)
+        per_account = max(1, self.memberships // self.accounts)
+        managed = sorted(POLICY.managed_groups)
+        for i in range(self.accounts):
+            department = DEPARTMENTS[i % len(DEPARTMENTS)].lower()
+            roll = rng.random()
+            groups = {"all-staff", department, f"{department}-tools"}
+            while len(groups) < per_account:
+                groups.add(rng.choice(EXTRA_GROUPS) if rng.random() < 0.97 else rng.choice(managed))
+            approved = rng.randint(1, 200) if "prod-admin" in groups and rng.random() < 0.7 else None
+            signed_in = rng.randint(0, 200) if rng.random() < 0.5 else None
+            yield Draw(i, roll, groups, approved, signed_in)
+
+    def approvals(self) -> dict[str, dict[str, datetime]]:
+        """What the ledger's grants would say (``engine.review.load_approvals``)."""
+        return {
+            f"E{d.i:06d}": {"prod-admin": NOW - timedelta(days=d.approved_days_ago)}
+            for d in self.draws()
+            if d.approved_days_ago is not None
+        }
+
+
+class GeneratedHRIS:
+    """The roster as an HRIS connector streams it: one validated ``Employee`` at a time."""
+
+    def __init__(self, population: Population) -> None:
+        self.population = population
+
+    async def iter_employees(self) -> AsyncIterator[Employee | InvalidRecordError]:
+        for d in self.population.draws():
+            if d.roll <= 0.02:  # 2 % orphans: no HR record
+                continue
+            terminated = d.roll < 0.03
+            yield Employee(
+                employee_id=f"E{d.i:06d}",
                 first_name="F",
                 last_name="L",
-                department=department,
-                location="Berlin" if i % 5 == 0 else "Remote",
-                status=status,
-                manager_id=f"E{i // 10:06d}",
+                department=DEPARTMENTS[d.i % len(DEPARTMENTS)],
+                location="Berlin" if d.i % 5 == 0 else "Remote",
+                status=EmployeeStatus.TERMINATED if terminated else EmployeeStatus.ACTIVE,
+                manager_id=f"E{d.i // 10:06d}",
                 hire_date=date(2020, 1, 1),
-                termination_date=date(2026, 1, 1) if status is EmployeeStatus.TERMINATED else None,
+                termination_date=date(2026, 1, 1) if terminated else None,
             )
-        groups = {"all-staff", department.lower(), f"{department.lower()}-tools"}
-        while len(groups) < per_account:
-            groups.add(rng.choice(EXTRA_GROUPS) if rng.random() < 0.97 else rng.choice(managed))
-        if "prod-admin" in groups and rng.random() < 0.7:
-            approvals.setdefault(eid, {})["prod-admin"] = NOW - timedelta(days=rng.randint(1, 200))
-        result.append(
-            Account(
-                id=f"acc-{i}",
-                user_name=f"user{i}",
-                employee_id=eid,
-                active=True,
-                groups=frozenset(groups),
-                last_sign_in=NOW - timedelta(days=rng.randint(0, 200)) if rng.random() < 0.5 else None,
+
+
+class GeneratedDirectory:
+    """The directory as an identity-provider connector reads it: pages of validated ``Account`` models (no
+    groups on the user pages) and every ``Group`` with its member ids."""
+
+    def __init__(self, population: Population) -> None:
+        self.population = population
+
+    async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
+        page: list[Account] = []
+        for d in self.population.draws():
+            signed_in = d.signed_in_days_ago
+            page.append(
+                Account(
+                    id=f"acc-{d.i}",
+                    user_name=f"user{d.i}",
+                    employee_id=f"E{d.i:06d}",
+                    active=True,
+                    last_sign_in=None if signed_in is None else NOW - timedelta(days=signed_in),
+                )
             )
-        )
-    return employees, result, approvals
+            if len(page) == page_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    async def list_groups(self) -> list[Group]:
+        members: dict[str, list[str]] = defaultdict(list)
+        for d in self.population.draws():
+            for group in d.groups:
+                members[group].append(f"acc-{d.i}")
+        groups = []
+        while members:
+            name, ids = members.popitem()
+            groups.append(Group(id=f"group-{name}", name=name, member_ids=frozenset(ids)))
+        return groups
 
 
 def _rss_mib() -> float:
@@ -95,28 +168,67 @@ def _rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+async def _drain(population: Population) -> int:
+    """Read every record the generated connectors yield and drop it; the number of records."""
+    count = sum([len(g.member_ids) for g in await GeneratedDirectory(population).list_groups()])
+    async for _ in GeneratedHRIS(population).iter_employees():
+        count += 1
+    async for page in GeneratedDirectory(population).iter_users():
+        count += len(page)
+    return count
+
+
+def measure_generators(accounts: int, memberships: int) -> None:
+    started = _clock()
+    records = asyncio.run(_drain(Population(accounts, memberships)))
+    done = _clock()
+    print(
+        f"{accounts:>7} accounts: the generated connectors alone ({records} records and memberships) "
+        f"{done[0] - started[0]:6.2f} s wall, {done[1] - started[1]:6.2f} s CPU",
+        flush=True,
+    )
+
+
+async def _inventory(population: Population, into: list[Inventory]) -> None:
+    """The engine's inventory, put in ``into`` rather than returned: Python 3.11's ``asyncio.run`` formats the
+    repr of the task it ran, result included (a main-branch inventory's repr was the whole roster)."""
+    hris, directory = GeneratedHRIS(population), GeneratedDirectory(population)
+    into.append(await collect_inventory(hris, directory))  # type: ignore[arg-type]
+
+
 def measure(accounts: int, memberships: int, trace_memory: bool) -> None:
-    employees, account_list, approvals = generate(accounts, memberships)
-    held = sum(len(a.groups) for a in account_list)
+    population = Population(accounts, memberships)
+    approvals = population.approvals()
+    started = _clock()
+    held: list[Inventory] = []
+    asyncio.run(_inventory(population, held))
+    inventory = held.pop()
+    read = _clock()
     gc.collect()
-    inputs_mib = _rss_mib()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    findings = find(employees, account_list, approvals, NOW, POLICY)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    inventory_mib = _rss_mib()
+    analysis = _clock()
+    findings = find(inventory.employees, inventory.accounts, approvals, NOW, POLICY)
+    done = _clock()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     traced = ""
     if trace_memory:
         del findings
         gc.collect()
         tracemalloc.start()
-        findings = find(employees, account_list, approvals, NOW, POLICY)
+        findings = find(inventory.employees, inventory.accounts, approvals, NOW, POLICY)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         traced = f", analysis allocated {peak / 2**20:.1f} MiB (tracemalloc)"
     counts = ", ".join(f"{k} {v}" for k, v in count_by_kind(findings).items())
     print(
-        f"{accounts:>7} accounts, {held:>7} memberships: {elapsed:6.2f} s wall, {cpu:6.2f} s CPU; RSS with "
-        f"the inputs {inputs_mib:6.1f} MiB, process peak RSS {peak_mib:6.1f} MiB{traced} | "
+        f"{accounts:>7} accounts, {inventory.memberships:>7} memberships, {len(inventory.employees)} employees: "
+        f"inventory {read[0] - started[0]:6.2f} s wall, {read[1] - started[1]:6.2f} s CPU; "
+        f"analysis {done[0] - analysis[0]:6.2f} s wall, {done[1] - analysis[1]:6.2f} s CPU; "
+        f"RSS with the inventory {inventory_mib:6.1f} MiB, process peak RSS {peak_mib:6.1f} MiB{traced} | "
         f"{len(findings)} findings ({counts})",
         flush=True,
     )
@@ -127,9 +239,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,50000", help="comma-separated account counts")
     parser.add_argument("--memberships", type=int, default=None, help="memberships in all (5 per account)")
     parser.add_argument("--trace-memory", action="store_true", help="also trace the analysis' allocations")
+    parser.add_argument("--generators-only", action="store_true", help="time the generated connectors alone")
     args = parser.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
-        measure(size, args.memberships or 5 * size, args.trace_memory)
+        if args.generators_only:
+            measure_generators(size, args.memberships or 5 * size)
+        else:
+            measure(size, args.memberships or 5 * size, args.trace_memory)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lifecycle.policy import BirthrightRule, Policy
+from models.compact import EmployeeFacts
 from models.domain import Employee
 
 __all__ = ["rule_matches", "matching_rules", "birthright_groups", "Entitlements", "entitlements"]
@@ -24,7 +25,7 @@ def _norm(value: str | None) -> str | None:
     return None if value is None else value.strip().casefold()
 
 
-def rule_matches(rule: BirthrightRule, employee: Employee) -> bool:
+def rule_matches(rule: BirthrightRule, employee: EmployeeFacts) -> bool:
     """Whether every key of ``rule.match`` fits the employee (see the module docstring)."""
     for key, wanted in rule.match.items():
         have = _norm(getattr(employee, key))
@@ -34,12 +35,12 @@ def rule_matches(rule: BirthrightRule, employee: Employee) -> bool:
     return True
 
 
-def matching_rules(employee: Employee, policy: Policy) -> list[tuple[int, BirthrightRule]]:
+def matching_rules(employee: EmployeeFacts, policy: Policy) -> list[tuple[int, BirthrightRule]]:
     """The rules that fit, with their 1-based position in the policy file (for reasons)."""
     return [(i, rule) for i, rule in enumerate(policy.birthright, start=1) if rule_matches(rule, employee)]
 
 
-def birthright_groups(employee: Employee, policy: Policy) -> frozenset[str]:
+def birthright_groups(employee: EmployeeFacts, policy: Policy) -> frozenset[str]:
     """Union of the groups of all fitting rules, privileged groups excluded."""
     privileged = policy.privileged_names
     return frozenset(g for _, rule in matching_rules(employee, policy) for g in rule.groups) - privileged

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from lifecycle.naming import base_user_name
 from lifecycle.policy import CorrelationStep, NamingPolicy
-from models.domain import Account, Employee
+from models.compact import EmployeeFacts
+from models.domain import Account
 
 __all__ = ["Situation", "Correlated", "Correlation", "correlate"]
 
@@ -71,7 +72,9 @@ class Correlation:
         return frozenset(e for c in self.of(Situation.DISPUTED) for e in c.employee_ids)
 
 
-def _index(employees: Iterable[Employee], naming: NamingPolicy) -> dict[CorrelationStep, dict[str, set[str]]]:
+def _index(
+    employees: Iterable[EmployeeFacts], naming: NamingPolicy
+) -> dict[CorrelationStep, dict[str, set[str]]]:
     """Per step, the compared value (lower-case) → employee ids having it."""
     index: dict[CorrelationStep, dict[str, set[str]]] = {
         "employee_id": defaultdict(set),
@@ -95,7 +98,7 @@ def _value(account: Account, step: CorrelationStep) -> str:
 
 def correlate(
     accounts: Iterable[Account],
-    employees: Iterable[Employee] | None,
+    employees: Iterable[EmployeeFacts] | None,
     steps: Sequence[CorrelationStep],
     naming: NamingPolicy,
 ) -> Correlation:

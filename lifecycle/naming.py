@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 
 from lifecycle.policy import NamingPolicy
-from models.domain import Employee
+from models.compact import EmployeeFacts
 
 __all__ = [
     "fold_ascii",
@@ -82,7 +82,7 @@ def clean_user_name(text: str, max_length: int) -> str:
     return value if any(ch.isalnum() for ch in value) else ""
 
 
-def _name_fields(employee: Employee, max_length: int) -> dict[str, str]:
+def _name_fields(employee: EmployeeFacts, max_length: int) -> dict[str, str]:
     """The template fields (``NAME_FIELDS``), each already folded and cleaned. Spaces and
     apostrophes inside a name are dropped ("van der Berg" → "vanderberg", "O'Brien" → "obrien")."""
     first = clean_user_name(employee.first_name, max_length)
@@ -96,7 +96,7 @@ def _name_fields(employee: Employee, max_length: int) -> dict[str, str]:
     }
 
 
-def base_user_name(employee: Employee, naming: NamingPolicy) -> str:
+def base_user_name(employee: EmployeeFacts, naming: NamingPolicy) -> str:
     """The userName the template gives before collision handling ("" if the name yields nothing)."""
     rendered = naming.username.format_map(_name_fields(employee, naming.max_length))
     return clean_user_name(rendered, naming.max_length)
@@ -107,7 +107,7 @@ def _is_taken(candidate: str, taken: frozenset[str], email_domain: str) -> bool:
     return candidate in taken or f"{candidate}@{email_domain}" in taken
 
 
-def user_name_candidates(employee: Employee, naming: NamingPolicy) -> Iterator[str]:
+def user_name_candidates(employee: EmployeeFacts, naming: NamingPolicy) -> Iterator[str]:
     """``base``, ``base2``, ``base3``, ... (endless; nothing when the name yields no userName). The base
     is shortened so the suffix fits ``max_length``: probe the IdP with exactly these names."""
     base = base_user_name(employee, naming)
@@ -119,7 +119,7 @@ def user_name_candidates(employee: Employee, naming: NamingPolicy) -> Iterator[s
         yield base[: naming.max_length - len(suffix)].rstrip(_SEPARATORS) + suffix
 
 
-def unique_user_name(employee: Employee, naming: NamingPolicy, taken: Iterable[str] = ()) -> str:
+def unique_user_name(employee: EmployeeFacts, naming: NamingPolicy, taken: Iterable[str] = ()) -> str:
     """The first of :func:`user_name_candidates` not in ``taken`` (the names of *other* accounts,
     compared case-insensitively). Returns "" when the name yields no userName at all."""
     taken_lower = frozenset(name.lower() for name in taken)

@@ -76,6 +76,7 @@ from lifecycle.birthright import Entitlements, entitlements
 from lifecycle.naming import email_for, unique_user_name
 from lifecycle.policy import Policy, TicketTemplate
 from lifecycle.tickets import TicketEvent, occasion_for, ticket_for
+from models.compact import EmployeeFacts
 from models.domain import Account, AccountAttributes, Employee, EmployeeStatus
 
 __all__ = ["History", "Timeline", "timeline", "plan", "desired_attributes"]
@@ -96,7 +97,7 @@ def _local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
 
 
-def timeline(employee: Employee, policy: Policy) -> Timeline:
+def timeline(employee: EmployeeFacts, policy: Policy) -> Timeline:
     """Compute the employee's lifecycle instants from HR dates and policy."""
     tz = policy.timezone_for(employee.location)
     create_at = enable_at = disable_at = delete_at = None

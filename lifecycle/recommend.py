@@ -31,7 +31,8 @@ from typing import Literal
 from lifecycle.birthright import birthright_groups
 from lifecycle.policy import Policy
 from lifecycle.review import Finding, FindingKind
-from models.domain import Account, Employee, EmployeeStatus
+from models.compact import AccountFacts, EmployeeFacts
+from models.domain import EmployeeStatus
 
 __all__ = [
     "Advice",
@@ -69,7 +70,7 @@ class Peers:
 
     def __init__(
         self,
-        employees: Iterable[Employee],
+        employees: Iterable[EmployeeFacts],
         holdings: Mapping[str, Iterable[str]],
         keys: Sequence[PeerKey] = PEER_KEYS,
     ) -> None:
@@ -87,11 +88,11 @@ class Peers:
                     self._held[key].update(groups)
 
     @staticmethod
-    def _key(employee: Employee, level: tuple[PeerKey, ...]) -> tuple[str, ...] | None:
+    def _key(employee: EmployeeFacts, level: tuple[PeerKey, ...]) -> tuple[str, ...] | None:
         values = tuple(getattr(employee, name) or "" for name in level)
         return None if not all(values) else (*level, *values)
 
-    def share(self, employee: Employee, group: str, holds: bool = True) -> tuple[str, int, int] | None:
+    def share(self, employee: EmployeeFacts, group: str, holds: bool = True) -> tuple[str, int, int] | None:
         """(who the peers are, how many of them hold ``group``, how many they are), the employee excluded,
         at the most specific level with at least :data:`MIN_PEERS` others; None if there is none."""
         mine = 1 if holds else 0
@@ -105,14 +106,14 @@ class Peers:
         return None
 
 
-def _seen(account: Account) -> str:
+def _seen(account: AccountFacts) -> str:
     return f"last sign-in {account.last_sign_in:%Y-%m-%d}" if account.last_sign_in else "no sign-in recorded"
 
 
 def recommend(
     group: str,
-    employee: Employee,
-    account: Account,
+    employee: EmployeeFacts,
+    account: AccountFacts,
     *,
     peers: Peers,
     provenance: Provenance,
@@ -149,8 +150,8 @@ def recommend(
 
 def recommend_finding(
     finding: Finding,
-    employee: Employee | None,
-    account: Account,
+    employee: EmployeeFacts | None,
+    account: AccountFacts,
     *,
     peers: Peers,
     provenance: Provenance,

@@ -45,7 +45,8 @@ from lifecycle.birthright import birthright_groups
 from lifecycle.correlation import Correlation, Situation
 from lifecycle.planner import timeline
 from lifecycle.policy import Policy
-from models.domain import Account, Employee, EmployeeStatus
+from models.compact import AccountFacts, EmployeeFacts
+from models.domain import EmployeeStatus
 
 __all__ = [
     "FindingKind",
@@ -99,7 +100,7 @@ def finding_id(kind: FindingKind, account_id: str, group: str | None = None, tar
 
 def _finding(
     kind: FindingKind,
-    account: Account,
+    account: AccountFacts,
     employee_id: str | None,
     detail: str,
     *,
@@ -122,7 +123,7 @@ def _finding(
     )
 
 
-def is_disable_due(employee: Employee, policy: Policy, now: datetime) -> bool:
+def is_disable_due(employee: EmployeeFacts, policy: Policy, now: datetime) -> bool:
     """Whether the leaver disable of ``employee`` is due now (the planner's leaver rule)."""
     if employee.termination_date is None and employee.status is not EmployeeStatus.TERMINATED:
         return False  # no termination instant and not terminated: not a leaver (the common case, no timeline)
@@ -148,7 +149,7 @@ class _BirthrightCache:
         self.policy = policy
         self.cache: dict[tuple[str | None, ...], frozenset[str]] = {}
 
-    def __call__(self, employee: Employee) -> frozenset[str]:
+    def __call__(self, employee: EmployeeFacts) -> frozenset[str]:
         key = (employee.department, employee.title, employee.location, employee.employment_type)
         groups = self.cache.get(key)
         if groups is None:
@@ -157,8 +158,8 @@ class _BirthrightCache:
 
 
 def find(
-    employees: Mapping[str, Employee],
-    accounts: Iterable[Account],
+    employees: Mapping[str, EmployeeFacts],
+    accounts: Iterable[AccountFacts],
     approvals: Approvals,
     now: datetime,
     policy: Policy,
@@ -214,9 +215,10 @@ def find(
                 )
             )
         held = account.groups
-        granted = birthright(employee) if held & managed else frozenset()
+        judged = managed.intersection(held)
+        granted = birthright(employee) if judged else frozenset()
         approved = approvals.get(eid, {})
-        for group in sorted(held & managed):
+        for group in sorted(judged):
             rule = privileged.get(group)
             if rule is None:
                 if group not in granted:
@@ -253,7 +255,7 @@ def find(
                         since=approved_at,
                     )
                 )
-        if held & sod_groups:
+        if not sod_groups.isdisjoint(held):
             for a, b in sod_pairs:
                 if a in held and b in held:
                     findings.append(
@@ -270,7 +272,7 @@ def find(
 
 
 def _find_correlated(
-    employees: Mapping[str, Employee],
+    employees: Mapping[str, EmployeeFacts],
     correlation: Correlation,
     approvals: Approvals,
     now: datetime,
@@ -279,7 +281,7 @@ def _find_correlated(
 ) -> list[Finding]:
     """A target's findings: orphans and disputes from the correlation, the rest as for the directory."""
     findings: list[Finding] = []
-    linked: list[Account] = []
+    linked: list[AccountFacts] = []
     for c in correlation.accounts:
         if c.situation is Situation.DISPUTED:
             why = f"disputed account: {c.why}; not linked, not changed by the sync"
@@ -332,7 +334,7 @@ def remediation(finding: Finding) -> Action:
 
 
 def reviewer_for(
-    finding: Finding, employees: Mapping[str, Employee], user_names: Mapping[str, str], policy: Policy
+    finding: Finding, employees: Mapping[str, EmployeeFacts], user_names: Mapping[str, str], policy: Policy
 ) -> str:
     """The employee's manager (their account's user name) reviews; ``review.fallback_reviewer`` does for
     orphans, employees without a manager, and managers who left, have no enabled account, or are the
@@ -349,8 +351,8 @@ def reviewer_for(
 
 def route_reviewers(
     findings: Iterable[Finding],
-    employees: Mapping[str, Employee],
-    accounts: Iterable[Account],
+    employees: Mapping[str, EmployeeFacts],
+    accounts: Iterable[AccountFacts],
     policy: Policy,
 ) -> dict[str, str]:
     """Finding id → reviewer for every finding (see :func:`reviewer_for`)."""

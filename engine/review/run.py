@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from connectors.errors import InvalidRecordError
 from connectors.protocols import HRIS, IdentityProvider, Ticketing
@@ -28,8 +29,9 @@ from lifecycle.recommend import Peers, Provenance, Recommendation, recommend_fin
 from lifecycle.review import Finding, FindingKind, count_by_kind, find, remediation, route_reviewers
 from lifecycle.targets import target_policy
 from models.audit import Outcome
+from models.compact import CompactAccount, CompactEmployee
 from models.db import session_scope
-from models.domain import Account, Employee, TicketRequest
+from models.domain import Account, TicketRequest
 from models.ledger import applied_targets, grants_by_employee
 from models.review import CampaignStatus, ReviewAssignment, ReviewCampaign
 
@@ -37,50 +39,85 @@ __all__ = ["TICKET_PURPOSE", "Inventory", "ReviewRun", "collect_inventory", "loa
 
 TICKET_PURPOSE = "access-review"
 
+T = TypeVar("T")
+
 
 # ------------------------------------------------------------------------------------------------ fetch
 
 
 @dataclass
 class Inventory:
-    """What the review looks at: the roster, every account with its memberships, unreadable HR rows."""
+    """What the review looks at: the roster, every account with its memberships, unreadable HR rows. Held
+    compactly (:mod:`models.compact`): at a million accounts the validated models alone would take gigabytes."""
 
-    employees: dict[str, Employee]
-    accounts: list[Account]
+    employees: dict[str, CompactEmployee]
+    accounts: list[CompactAccount]
     invalid_records: int = 0
     memberships: int = 0
 
+    def __repr__(self) -> str:
+        """Counts only, no names: at scale the full repr is gigabytes of text (Python 3.11's ``asyncio.run``
+        formats the repr of the task that returns an inventory, result included)."""
+        return (
+            f"Inventory({len(self.employees)} employees, {len(self.accounts)} accounts, "
+            f"{self.memberships} memberships, {self.invalid_records} invalid records)"
+        )
+
 
 async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int = 200) -> Inventory:
-    """Stream the roster and the accounts (paged); memberships come from ``list_groups`` and replace what
-    the user pages carried (group member lists are the provider's source of truth for membership)."""
-    employees: dict[str, Employee] = {}
+    """Stream the roster and the accounts (paged) into compact records; memberships come from ``list_groups``
+    and replace what the user pages carried (group member lists are the provider's source of truth for
+    membership)."""
+    employees: dict[str, CompactEmployee] = {}
     invalid = 0
     async for record in hris.iter_employees():
         if isinstance(record, InvalidRecordError):
             invalid += 1
             continue
-        employees[record.employee_id] = record
-    accounts, memberships = await _accounts(idp, page_size)
+        employees[record.employee_id] = CompactEmployee.of(record)
+
+    def compact(account: Account, groups: tuple[str, ...] | None) -> CompactAccount:
+        employee = employees.get(account.employee_id)  # the roster's id string, not a second copy
+        return CompactAccount.of(account, groups, employee.employee_id if employee else None)
+
+    accounts, memberships = await _accounts(idp, page_size, compact)
     return Inventory(employees=employees, accounts=accounts, invalid_records=invalid, memberships=memberships)
 
 
-async def _accounts(idp: IdentityProvider, page_size: int) -> tuple[list[Account], int]:
-    """Every account of one target with its memberships, and the number of memberships."""
-    accounts: list[Account] = []
-    async for page in idp.iter_users(page_size=page_size):
-        accounts.extend(page)
+async def _memberships(idp: IdentityProvider) -> tuple[dict[str, tuple[str, ...]] | None, int]:
+    """Account id → the names of its groups (one tuple shared by the accounts holding the same groups), and
+    the number of memberships; None when the provider lists no groups (the user pages' groups then stand)."""
     groups = await idp.list_groups()
-    by_account: dict[str, set[str]] = defaultdict(set)
+    if not groups:
+        return None, 0
+    held: dict[str, tuple[str, ...]] = {}
     memberships = 0
-    for group in groups:
+    while groups:  # each group model (every member id once more) goes as soon as it is read
+        group = groups.pop()
+        name = (group.name,)
         for member in group.member_ids:
-            by_account[member].add(group.name)
-            memberships += 1
-    if groups:
-        accounts = [a.model_copy(update={"groups": frozenset(by_account.get(a.id, ()))}) for a in accounts]
-    else:
-        memberships = sum(len(a.groups) for a in accounts)
+            held[member] = held.get(member, ()) + name  # tuples of strings: the cyclic GC stops tracking them
+        memberships += len(group.member_ids)
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for account_id, names in held.items():
+        held[account_id] = shared.setdefault(names, names)
+    return held, memberships
+
+
+async def _accounts(
+    idp: IdentityProvider, page_size: int, keep: Callable[[Account, tuple[str, ...] | None], T]
+) -> tuple[list[T], int]:
+    """Every account of one target as ``keep`` holds it (given the account and its groups by ``list_groups``,
+    None when the provider lists none), page by page, and the number of memberships."""
+    held, memberships = await _memberships(idp)
+    accounts: list[T] = []
+    async for page in idp.iter_users(page_size=page_size):
+        for account in page:
+            if held is None:
+                memberships += len(account.groups)
+                accounts.append(keep(account, None))
+            else:
+                accounts.append(keep(account, held.pop(account.id, ())))
     return accounts, memberships
 
 
@@ -93,8 +130,12 @@ async def _target_findings(
     policy: Policy,
 ) -> list[Finding]:
     """One target's findings (:func:`lifecycle.review.find` with its view of the policy and correlation)."""
-    accounts, memberships = await _accounts(idp, 200)
-    inventory.accounts += accounts
+    accounts, memberships = await _accounts(
+        idp,
+        200,
+        lambda a, groups: a if groups is None else a.model_copy(update={"groups": frozenset(groups)}),
+    )
+    inventory.accounts += [CompactAccount.of(a) for a in accounts]
     inventory.memberships += memberships
     target = policy.targets[name]
     correlation = correlate(accounts, inventory.employees.values(), target.correlation, policy.naming)
@@ -127,6 +168,13 @@ class ReviewRun:
     memberships: int = 0
     invalid_records: int = 0
     dry_run: bool = False
+
+    def __repr__(self) -> str:
+        """Counts only, as :meth:`Inventory.__repr__` (``tenure review run`` returns a run from ``asyncio.run``)."""
+        return (
+            f"ReviewRun(campaign {self.campaign_id}, {self.accounts} accounts, {len(self.findings)} findings, "
+            f"{len(self.auto)} auto-remediated, {len(self.reviewers)} for review, dry run {self.dry_run})"
+        )
 
     @property
     def counts(self) -> dict[str, int]:
@@ -291,10 +339,12 @@ def recommendations(
     findings: Iterable[Finding], inventory: Inventory, database_url: str, policy: Policy, now: datetime
 ) -> dict[str, Recommendation]:
     """Finding id → the explained recommendation shown to its reviewer (:mod:`lifecycle.recommend`)."""
+    findings = list(findings)
     holders = {a.employee_id: a.groups for a in inventory.accounts if a.employee_id}
     peers = Peers(inventory.employees.values(), holders, policy.review.peers)
     how = provenance(database_url)
-    by_id = {a.id: a for a in inventory.accounts}
+    wanted = {f.account_id for f in findings}
+    by_id = {a.id: a for a in inventory.accounts if a.id in wanted}
     found: dict[str, Recommendation] = {}
     for finding in findings:
         account = by_id.get(finding.account_id) or account_for(finding)
