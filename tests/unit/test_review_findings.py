@@ -293,19 +293,14 @@ def test_reviewer_routing() -> None:
 
 
 def test_scale_10k_accounts() -> None:
-    """10,000 accounts with 40,000 memberships are analysed quickly and every seeded problem is found (the
-    50,000-account figures come from bench/review_bench.py)."""
-    import time
-
+    """10,000 accounts with 40,000 memberships: every seeded problem is found (timings are figures of
+    bench/review_bench.py, never asserted here)."""
     employees = {
         f"E{i}": emp(f"E{i}", dept=("Engineering", "Finance", "Sales")[i % 3]) for i in range(10_000)
     }
     groups = ("all-staff", "engineering", "finance", "prod-admin")
     accounts = [acct(f"E{i}", *groups) for i in range(10_000)]
-    started = time.perf_counter()
     findings = find(employees, accounts, {}, NOW, POLICY)
-    elapsed = time.perf_counter() - started
     counts = count_by_kind(findings)
     # engineers: finance outside; finance: engineering outside; sales: both; everyone: prod-admin unapproved
     assert counts["outside_policy"] == 3_334 + 3_333 + 2 * 3_333 + 10_000
-    assert elapsed < 30, f"took {elapsed:.1f} s"
