@@ -12,6 +12,7 @@ group grants it even if no rule names it (the approval flow's outcome).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from lifecycle.policy import BirthrightRule, Policy
@@ -25,12 +26,17 @@ def _norm(value: str | None) -> str | None:
     return None if value is None else value.strip().casefold()
 
 
+@functools.lru_cache(maxsize=4096)
+def _options(wanted: str | tuple[str, ...]) -> frozenset[str | None]:
+    """A match value's options, normalised (a rule's values are few; every employee is compared with them)."""
+    return frozenset(_norm(option) for option in ((wanted,) if isinstance(wanted, str) else wanted))
+
+
 def rule_matches(rule: BirthrightRule, employee: EmployeeFacts) -> bool:
     """Whether every key of ``rule.match`` fits the employee (see the module docstring)."""
     for key, wanted in rule.match.items():
         have = _norm(getattr(employee, key))
-        options = [wanted] if isinstance(wanted, str) else wanted
-        if have is None or have not in {_norm(option) for option in options}:
+        if have is None or have not in _options(wanted if isinstance(wanted, str) else tuple(wanted)):
             return False
     return True
 
