@@ -34,8 +34,15 @@ def _options(wanted: str | tuple[str, ...]) -> frozenset[str | None]:
 
 def rule_matches(rule: BirthrightRule, employee: EmployeeFacts) -> bool:
     """Whether every key of ``rule.match`` fits the employee (see the module docstring)."""
+    return _fits(rule, employee, {})
+
+
+def _fits(rule: BirthrightRule, employee: EmployeeFacts, normalised: dict[str, str | None]) -> bool:
+    """:func:`rule_matches`, the employee's normalised attributes kept in ``normalised`` for the next rule."""
     for key, wanted in rule.match.items():
-        have = _norm(getattr(employee, key))
+        if key not in normalised:
+            normalised[key] = _norm(getattr(employee, key))
+        have = normalised[key]
         if have is None or have not in _options(wanted if isinstance(wanted, str) else tuple(wanted)):
             return False
     return True
@@ -43,7 +50,10 @@ def rule_matches(rule: BirthrightRule, employee: EmployeeFacts) -> bool:
 
 def matching_rules(employee: EmployeeFacts, policy: Policy) -> list[tuple[int, BirthrightRule]]:
     """The rules that fit, with their 1-based position in the policy file (for reasons)."""
-    return [(i, rule) for i, rule in enumerate(policy.birthright, start=1) if rule_matches(rule, employee)]
+    normalised: dict[str, str | None] = {}
+    return [
+        (i, rule) for i, rule in enumerate(policy.birthright, start=1) if _fits(rule, employee, normalised)
+    ]
 
 
 def birthright_groups(employee: EmployeeFacts, policy: Policy) -> frozenset[str]:

@@ -116,18 +116,22 @@ def desired_attributes(
     employee: Employee, user_name: str, email: str | None, *, active: bool
 ) -> AccountAttributes:
     """The account attributes the HR record asks for (names kept in Unicode; only userName is folded)."""
-    return AccountAttributes(
-        user_name=user_name,
-        employee_id=employee.employee_id,
-        given_name=employee.given_name,
-        family_name=employee.last_name,
-        display_name=employee.display_name,
-        email=email,
-        title=employee.title,
-        department=employee.department,
-        manager_id=employee.manager_id,
-        active=active,
-    )
+    return AccountAttributes(**_desired_values(employee, user_name, email), active=active)
+
+
+def _desired_values(employee: Employee, user_name: str, email: str | None) -> dict[str, str | None]:
+    """:func:`desired_attributes` but ``active``, as plain values (comparing them needs no model built)."""
+    return {
+        "user_name": user_name,
+        "employee_id": employee.employee_id,
+        "given_name": employee.given_name,
+        "family_name": employee.last_name,
+        "display_name": employee.display_name,
+        "email": email,
+        "title": employee.title,
+        "department": employee.department,
+        "manager_id": employee.manager_id,
+    }
 
 
 @dataclass(frozen=True)
@@ -344,8 +348,8 @@ def _adopting(ctx: _Context, adopt_before: date | None) -> bool:
 
 def _update(ctx: _Context, account: Account) -> list[UpdateAccount]:
     """UPDATE only the attributes the HR record changed (none: no action)."""
-    desired = desired_attributes(ctx.employee, account.user_name, account.email, active=True)
-    changes = desired.differences(account)
+    desired = _desired_values(ctx.employee, account.user_name, account.email)
+    changes = {name: value for name, value in desired.items() if getattr(account, name) != value}
     if not changes:
         return []
     previous = {k: getattr(account, k) for k in changes}
