@@ -32,6 +32,12 @@ def _options(wanted: str | tuple[str, ...]) -> frozenset[str | None]:
     return frozenset(_norm(option) for option in ((wanted,) if isinstance(wanted, str) else wanted))
 
 
+@functools.lru_cache(maxsize=256)
+def _keys_text(keys: tuple[str, ...]) -> str:
+    """A rule's match keys as its reasons name them ("department, location", or "everyone")."""
+    return ", ".join(sorted(keys)) or "everyone"
+
+
 def rule_matches(rule: BirthrightRule, employee: EmployeeFacts) -> bool:
     """Whether every key of ``rule.match`` fits the employee (see the module docstring)."""
     return _fits(rule, employee, {})
@@ -97,7 +103,7 @@ def entitlements(
     reasons: dict[str, str] = {}
     rule_privileged: set[str] = set()
     for index, rule in matching_rules(employee, policy):
-        keys = ", ".join(sorted(rule.match)) or "everyone"
+        keys = _keys_text(tuple(rule.match))
         for group in rule.groups:
             if group in privileged:
                 rule_privileged.add(group)

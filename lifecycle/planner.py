@@ -282,17 +282,19 @@ def _memberships(ctx: _Context, ents: Entitlements, current: frozenset[str]) -> 
         RemoveMembership(employee_id=eid, group=g, reason=_removal_reason(ctx, g))
         for g in sorted((ctx.policy.managed_groups & current) - ents.protected)
     ]
-    by_name = {p.name: p for p in ctx.policy.privileged_groups}
-    actions += [
-        RequestApproval(
-            employee_id=eid,
-            group=g,
-            reason=ents.reasons[g],
-            approvers=tuple(by_name[g].approvers),
-            timeout_hours=by_name[g].approval_timeout_hours,
-        )
-        for g in sorted(ents.needs_approval - current)
-    ]
+    requested = sorted(ents.needs_approval - current)
+    if requested:
+        by_name = {p.name: p for p in ctx.policy.privileged_groups}
+        actions += [
+            RequestApproval(
+                employee_id=eid,
+                group=g,
+                reason=ents.reasons[g],
+                approvers=tuple(by_name[g].approvers),
+                timeout_hours=by_name[g].approval_timeout_hours,
+            )
+            for g in requested
+        ]
     return actions
 
 
