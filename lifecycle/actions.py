@@ -407,6 +407,15 @@ class Plan(BaseModel):
     actions: list[Action] = Field(default_factory=list)
     skipped_reason: str | None = None
 
+    def with_actions(self, actions: list[Action]) -> Plan:
+        """This plan with ``actions`` instead; the plan itself when they are its very actions in the same order
+        (a full sync plans thousands of employees, most of whom need nothing)."""
+        if len(actions) == len(self.actions) and all(
+            a is b for a, b in zip(actions, self.actions, strict=True)
+        ):
+            return self
+        return self.model_copy(update={"actions": actions})
+
     def of_kind(self, *kinds: ActionKind) -> list[Action]:
         """The actions of the given kinds, in plan order."""
         return [a for a in self.actions if a.kind in kinds]

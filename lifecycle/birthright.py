@@ -12,6 +12,7 @@ group grants it even if no rule names it (the approval flow's outcome).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from lifecycle.policy import BirthrightRule, Policy
@@ -25,19 +26,40 @@ def _norm(value: str | None) -> str | None:
     return None if value is None else value.strip().casefold()
 
 
+@functools.lru_cache(maxsize=4096)
+def _options(wanted: str | tuple[str, ...]) -> frozenset[str | None]:
+    """A match value's options, normalised (a rule's values are few; every employee is compared with them)."""
+    return frozenset(_norm(option) for option in ((wanted,) if isinstance(wanted, str) else wanted))
+
+
+@functools.lru_cache(maxsize=256)
+def _keys_text(keys: tuple[str, ...]) -> str:
+    """A rule's match keys as its reasons name them ("department, location", or "everyone")."""
+    return ", ".join(sorted(keys)) or "everyone"
+
+
 def rule_matches(rule: BirthrightRule, employee: EmployeeFacts) -> bool:
     """Whether every key of ``rule.match`` fits the employee (see the module docstring)."""
+    return _fits(rule, employee, {})
+
+
+def _fits(rule: BirthrightRule, employee: EmployeeFacts, normalised: dict[str, str | None]) -> bool:
+    """:func:`rule_matches`, the employee's normalised attributes kept in ``normalised`` for the next rule."""
     for key, wanted in rule.match.items():
-        have = _norm(getattr(employee, key))
-        options = [wanted] if isinstance(wanted, str) else wanted
-        if have is None or have not in {_norm(option) for option in options}:
+        if key not in normalised:
+            normalised[key] = _norm(getattr(employee, key))
+        have = normalised[key]
+        if have is None or have not in _options(wanted if isinstance(wanted, str) else tuple(wanted)):
             return False
     return True
 
 
 def matching_rules(employee: EmployeeFacts, policy: Policy) -> list[tuple[int, BirthrightRule]]:
     """The rules that fit, with their 1-based position in the policy file (for reasons)."""
-    return [(i, rule) for i, rule in enumerate(policy.birthright, start=1) if rule_matches(rule, employee)]
+    normalised: dict[str, str | None] = {}
+    return [
+        (i, rule) for i, rule in enumerate(policy.birthright, start=1) if _fits(rule, employee, normalised)
+    ]
 
 
 def birthright_groups(employee: EmployeeFacts, policy: Policy) -> frozenset[str]:
@@ -81,7 +103,7 @@ def entitlements(
     reasons: dict[str, str] = {}
     rule_privileged: set[str] = set()
     for index, rule in matching_rules(employee, policy):
-        keys = ", ".join(sorted(rule.match)) or "everyone"
+        keys = _keys_text(tuple(rule.match))
         for group in rule.groups:
             if group in privileged:
                 rule_privileged.add(group)

@@ -72,23 +72,33 @@ class Correlation:
         return frozenset(e for c in self.of(Situation.DISPUTED) for e in c.employee_ids)
 
 
-def _index(
-    employees: Iterable[EmployeeFacts], naming: NamingPolicy
-) -> dict[CorrelationStep, dict[str, set[str]]]:
-    """Per step, the compared value (lower-case) → employee ids having it."""
-    index: dict[CorrelationStep, dict[str, set[str]]] = {
-        "employee_id": defaultdict(set),
-        "email": defaultdict(set),
-        "user_name": defaultdict(set),
-    }
-    for e in employees:
-        index["employee_id"][e.employee_id.lower()].add(e.employee_id)
-        if e.work_email:
-            index["email"][e.work_email.strip().lower()].add(e.employee_id)
-        name = base_user_name(e, naming)
-        if name:
-            index["user_name"][name.lower()].add(e.employee_id)
-    return index
+class _Index:
+    """Per step, the compared value (lower-case) → employee ids having it; a step's index is built the first
+    time an account reaches that step (an account linked by employee id never needs the userNames formed)."""
+
+    def __init__(self, employees: Iterable[EmployeeFacts], naming: NamingPolicy) -> None:
+        self._employees = list(employees)
+        self._naming = naming
+        self._steps: dict[CorrelationStep, dict[str, set[str]]] = {}
+
+    def get(self, step: CorrelationStep, value: str) -> set[str] | None:
+        index = self._steps.get(step)
+        if index is None:
+            index = self._steps[step] = self._build(step)
+        return index.get(value)
+
+    def _build(self, step: CorrelationStep) -> dict[str, set[str]]:
+        index: dict[str, set[str]] = defaultdict(set)
+        for e in self._employees:
+            if step == "employee_id":
+                value = e.employee_id
+            elif step == "email":
+                value = (e.work_email or "").strip()
+            else:
+                value = base_user_name(e, self._naming)
+            if value:
+                index[value.lower()].add(e.employee_id)
+        return index
 
 
 def _value(account: Account, step: CorrelationStep) -> str:
@@ -112,11 +122,11 @@ def correlate(
             else:
                 first.append(Correlated(account, Situation.UNMATCHED, why="matches no employee"))
         return _settle(first)
-    index = _index(employees, naming)
+    index = _Index(employees, naming)
     for account in accounts:
         for step in steps:
             value = _value(account, step)
-            found = index[step].get(value) if value else None
+            found = index.get(step, value) if value else None
             if not found:
                 continue
             ids = tuple(sorted(found))

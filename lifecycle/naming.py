@@ -66,6 +66,8 @@ _SEPARATOR_RUN = re.compile(r"[._-]{2,}")
 def fold_ascii(text: str) -> str:
     """ASCII-fold ``text``: table letters first, then NFKD without combining marks; other
     non-ASCII characters (e.g. CJK) are dropped."""
+    if text.isascii():  # nothing to fold: the table and NFKD leave ASCII as it is
+        return text
     decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD_TABLE))
     # NFKD can produce table letters again from compatibility forms; translate once more.
     decomposed = decomposed.translate(_FOLD_TABLE)

@@ -116,18 +116,22 @@ def desired_attributes(
     employee: Employee, user_name: str, email: str | None, *, active: bool
 ) -> AccountAttributes:
     """The account attributes the HR record asks for (names kept in Unicode; only userName is folded)."""
-    return AccountAttributes(
-        user_name=user_name,
-        employee_id=employee.employee_id,
-        given_name=employee.given_name,
-        family_name=employee.last_name,
-        display_name=employee.display_name,
-        email=email,
-        title=employee.title,
-        department=employee.department,
-        manager_id=employee.manager_id,
-        active=active,
-    )
+    return AccountAttributes(**_desired_values(employee, user_name, email), active=active)
+
+
+def _desired_values(employee: Employee, user_name: str, email: str | None) -> dict[str, str | None]:
+    """:func:`desired_attributes` but ``active``, as plain values (comparing them needs no model built)."""
+    return {
+        "user_name": user_name,
+        "employee_id": employee.employee_id,
+        "given_name": employee.given_name,
+        "family_name": employee.last_name,
+        "display_name": employee.display_name,
+        "email": email,
+        "title": employee.title,
+        "department": employee.department,
+        "manager_id": employee.manager_id,
+    }
 
 
 @dataclass(frozen=True)
@@ -278,17 +282,19 @@ def _memberships(ctx: _Context, ents: Entitlements, current: frozenset[str]) -> 
         RemoveMembership(employee_id=eid, group=g, reason=_removal_reason(ctx, g))
         for g in sorted((ctx.policy.managed_groups & current) - ents.protected)
     ]
-    by_name = {p.name: p for p in ctx.policy.privileged_groups}
-    actions += [
-        RequestApproval(
-            employee_id=eid,
-            group=g,
-            reason=ents.reasons[g],
-            approvers=tuple(by_name[g].approvers),
-            timeout_hours=by_name[g].approval_timeout_hours,
-        )
-        for g in sorted(ents.needs_approval - current)
-    ]
+    requested = sorted(ents.needs_approval - current)
+    if requested:
+        by_name = {p.name: p for p in ctx.policy.privileged_groups}
+        actions += [
+            RequestApproval(
+                employee_id=eid,
+                group=g,
+                reason=ents.reasons[g],
+                approvers=tuple(by_name[g].approvers),
+                timeout_hours=by_name[g].approval_timeout_hours,
+            )
+            for g in requested
+        ]
     return actions
 
 
@@ -344,8 +350,8 @@ def _adopting(ctx: _Context, adopt_before: date | None) -> bool:
 
 def _update(ctx: _Context, account: Account) -> list[UpdateAccount]:
     """UPDATE only the attributes the HR record changed (none: no action)."""
-    desired = desired_attributes(ctx.employee, account.user_name, account.email, active=True)
-    changes = desired.differences(account)
+    desired = _desired_values(ctx.employee, account.user_name, account.email)
+    changes = {name: value for name, value in desired.items() if getattr(account, name) != value}
     if not changes:
         return []
     previous = {k: getattr(account, k) for k in changes}

@@ -235,7 +235,7 @@ def plan_person(
             history=histories.get(employee_id, _NO_HISTORY),
             adopt_before=adopt_before,
         )
-    directory = directory.model_copy(update={"actions": [*links, *directory.actions]})
+    directory = directory.with_actions([*links, *directory.actions])
     targeted: list[Action] = []
     accounts: dict[str, Account | None] = {}
     for name, target in policy.targets.items():
@@ -265,7 +265,7 @@ def trim_plan(result: Plan, holders: set[str], settled: set[str], *, schedules: 
     """``result`` without what this run need not do (module docstring). ``holders``: employee ids that hold
     an account or get one in this run (manager references)."""
     actions = [kept for a in result.actions if (kept := _needed(a, holders, settled, schedules=schedules))]
-    return result.model_copy(update={"actions": actions})
+    return result.with_actions(actions)
 
 
 def _needed(action: Action, holders: set[str], settled: set[str], *, schedules: bool) -> Action | None:

@@ -166,4 +166,4 @@ def combine(directory: Plan, targets: list[Action]) -> Plan:
     )
     links = [a for a in ordered if a.kind is ActionKind.LINK_ACCOUNT]
     rest = [a for a in ordered if a.kind is not ActionKind.LINK_ACCOUNT]
-    return directory.model_copy(update={"actions": [*links, *rest]})
+    return directory.with_actions([*links, *rest])

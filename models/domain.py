@@ -82,9 +82,14 @@ class AccountAttributes(BaseModel):
 
     def differences(self, other: AccountAttributes) -> dict[str, Any]:
         """Attributes of ``self`` that ``other`` lacks or holds differently (``active`` excluded)."""
-        mine = self.model_dump(exclude={"active"})
-        theirs = other.model_dump(exclude={"active"})
-        return {k: v for k, v in mine.items() if theirs.get(k) != v}
+        return {
+            name: mine
+            for name in _COMPARED_ATTRIBUTES
+            if (mine := getattr(self, name)) != getattr(other, name, None)
+        }
+
+
+_COMPARED_ATTRIBUTES = tuple(name for name in AccountAttributes.model_fields if name != "active")
 
 
 class Account(AccountAttributes):

@@ -7,15 +7,19 @@ time and registered with the connector's HTTP client for redaction; :func:`regis
 all of a run's secrets with the scrubber (:mod:`connectors.redaction`), as :func:`open_connectors` does for the
 time the connectors are open.
 
-The vendor modules are imported with this module, when a process loads its code, never on first use inside a
-running flow: CPython 3.11 can fail an ``ast.parse`` (pydantic's docstring extraction while scim2-models is
-imported) made while another thread of the run compiles code.
+Each builder imports its vendor's module when that vendor is configured, so a command pays only for the
+connectors it uses (scim2-models, google-auth and ldap3 alone cost most of a second). A process that runs flows
+imports every vendor module when it loads them (:func:`load_vendor_connectors`, called by :mod:`flows`), never on
+first use inside a running flow: CPython 3.11 can fail an ``ast.parse`` (pydantic's docstring extraction while
+scim2-models is imported) made while another thread of the run compiles code. The CLI builds its connectors
+before it starts any thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 from urllib.parse import quote
@@ -24,25 +28,11 @@ from xml.sax.saxutils import escape
 import httpx
 from pydantic import SecretStr
 
-from connectors.hris import bamboohr, hibob, personio
-from connectors.hris.bamboohr import BambooHRHRIS, bamboohr_base_url
-from connectors.hris.csv_export import CSVExportHRIS
-from connectors.hris.hibob import HiBobHRIS
-from connectors.hris.personio import PersonioHRIS
-from connectors.hris.workday import WorkdayHRIS, workday_fault, workday_user
 from connectors.http import APIClient, HTTPOptions, TokenAuth, api_client_from, basic_auth_secrets
-from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
-from connectors.idp.google import DIRECTORY_SCOPES, GoogleWorkspaceIdentityProvider, ServiceAccountAssertion
-from connectors.idp.ldap import LDAPIdentityProvider
-from connectors.idp.okta import OktaIdentityProvider
-from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
 from connectors.notify import RoutedNotifier, SMTPNotifier, WebhookNotifier
 from connectors.oauth import BearerTokenAuth, client_credentials_fetcher, jwt_bearer_fetcher
 from connectors.protocols import HRIS, Connectors, IdentityProvider, Notifier, Ticketing
 from connectors.redaction import Redactor, register_secrets
-from connectors.ticketing.jira import JiraServiceManagement
-from connectors.ticketing.rt import RTTicketing, rt_rest_url
-from connectors.ticketing.servicenow import ServiceNowTicketing
 from tenure.settings import (
     PREFECT_BLOCK_PREFIX,
     HRISSettings,
@@ -68,6 +58,8 @@ __all__ = [
     "TargetMismatch",
     "check_targets",
     "register_settings_secrets",
+    "VENDOR_MODULES",
+    "load_vendor_connectors",
 ]
 
 DEFAULT_SERVICENOW_TABLE = "incident"
@@ -75,6 +67,28 @@ GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_ENTRA_EMPLOYEE_ID = "employeeId"
 ENTRA_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 GOOGLE_BASE_URL = "https://admin.googleapis.com"
+VENDOR_MODULES = (
+    "connectors.hris.bamboohr",
+    "connectors.hris.csv_export",
+    "connectors.hris.hibob",
+    "connectors.hris.personio",
+    "connectors.hris.workday",
+    "connectors.idp.entra",
+    "connectors.idp.google",
+    "connectors.idp.ldap",
+    "connectors.idp.okta",
+    "connectors.idp.scim",
+    "connectors.ticketing.jira",
+    "connectors.ticketing.rt",
+    "connectors.ticketing.servicenow",
+)
+
+
+def load_vendor_connectors() -> None:
+    """Import every vendor connector module now (a process that runs flows, when it loads them: see the module
+    docstring); the builders' own imports then find them loaded."""
+    for module in VENDOR_MODULES:
+        importlib.import_module(module)
 
 
 def http_options(tuning: HTTPTuning) -> HTTPOptions:
@@ -129,8 +143,12 @@ def build_hris(
     """The HRIS named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for tests. Each
     vendor's AuthenticationError names the settings to check (``auth_hint``)."""
     if settings.kind == "csv":
+        from connectors.hris.csv_export import CSVExportHRIS
+
         return CSVExportHRIS(settings.path, settings.column_map or None, encoding=settings.encoding)
     if settings.kind == "bamboohr":
+        from connectors.hris import bamboohr
+
         api_key = _reveal(settings.api_key)
         if not settings.subdomain:
             raise ValueError("hris.subdomain (the BambooHR company domain) is required for kind=bamboohr")
@@ -138,7 +156,9 @@ def build_hris(
             raise ValueError("hris.api_key is required for kind=bamboohr")
         api = api_client_from(
             http_options(settings),
-            base_url=bamboohr_base_url(settings.base_url or bamboohr.DEFAULT_BASE_URL, settings.subdomain),
+            base_url=bamboohr.bamboohr_base_url(
+                settings.base_url or bamboohr.DEFAULT_BASE_URL, settings.subdomain
+            ),
             source="bamboohr",
             auth=(api_key, "x"),
             secrets=[api_key],
@@ -146,7 +166,7 @@ def build_hris(
             auth_hint=_hint("API_KEY", "SUBDOMAIN"),
             **api_options,
         )
-        return BambooHRHRIS(api)
+        return bamboohr.BambooHRHRIS(api)
     if settings.kind == "hibob":
         return _build_hibob(settings, transport, api_options)
     if settings.kind == "personio":
@@ -160,6 +180,8 @@ def _build_hibob(
     settings: HRISSettings, transport: httpx.AsyncBaseTransport | None, api_options: dict[str, Any]
 ) -> HRIS:
     """HiBob: the service user's id and token as Basic auth; ~50 requests/min unless the rate is set."""
+    from connectors.hris import hibob
+
     token = reveal(settings.token)
     _required(settings, "service_user_id")
     if not token:
@@ -178,13 +200,15 @@ def _build_hibob(
         auth_hint=_hint("SERVICE_USER_ID", "TOKEN"),
         **api_options,
     )
-    return HiBobHRIS(api)
+    return hibob.HiBobHRIS(api)
 
 
 def _build_personio(
     settings: HRISSettings, transport: httpx.AsyncBaseTransport | None, api_options: dict[str, Any]
 ) -> HRIS:
     """Personio: the client id and secret, exchanged by the connector for a bearer token."""
+    from connectors.hris import personio
+
     secret = reveal(settings.client_secret)
     _required(settings, "client_id")
     if not secret:
@@ -199,7 +223,7 @@ def _build_personio(
         auth_hint=_hint("CLIENT_ID", "CLIENT_SECRET"),
         **api_options,
     )
-    return PersonioHRIS(
+    return personio.PersonioHRIS(
         api, client_id=settings.client_id, client_secret=secret, api_version=settings.api_version
     )
 
@@ -208,6 +232,8 @@ def _build_workday(
     settings: HRISSettings, transport: httpx.AsyncBaseTransport | None, api_options: dict[str, Any]
 ) -> HRIS:
     """Workday: the ISU (``user@tenant``) and password, Basic for RaaS and WS-Security for SOAP."""
+    from connectors.hris.workday import WorkdayHRIS, workday_fault, workday_user
+
     password = reveal(settings.password)
     _required(settings, "base_url", "tenant", "username", "report")
     if not password:
@@ -265,6 +291,8 @@ def build_identity_provider(
     """The identity provider named by ``settings.kind``; ``transport`` and ``api_options`` (``sleep``) are for
     tests."""
     if settings.kind == "scim":
+        from connectors.idp.scim import SCIM_MEDIA_TYPE, SCIMIdentityProvider
+
         api = _token_api(
             settings,
             "scim",
@@ -275,8 +303,12 @@ def build_identity_provider(
         )
         return SCIMIdentityProvider(api)
     if settings.kind == "okta":
+        from connectors.idp.okta import OktaIdentityProvider
+
         return OktaIdentityProvider(_token_api(settings, "okta", "SSWS", transport, api_options))
     if settings.kind == "ldap":
+        from connectors.idp.ldap import LDAPIdentityProvider
+
         if not settings.base_dn or not settings.bind_dn:
             raise ValueError("LDAP identity provider needs TENURE_IDP__BASE_DN and TENURE_IDP__BIND_DN")
         return LDAPIdentityProvider(
@@ -313,6 +345,8 @@ def _build_entra(
     settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None, **api_options: Any
 ) -> IdentityProvider:
     """Microsoft Graph with a client-credentials token of the app registration."""
+    from connectors.idp.entra import GRAPH_SCOPE, EntraIdentityProvider
+
     if not settings.tenant_id:
         raise ValueError("TENURE_IDP__TENANT_ID (the Entra tenant id) is required for kind=entra")
     if not settings.client_id:
@@ -359,6 +393,12 @@ def _build_google(
     settings: IdPSettings, *, transport: httpx.AsyncBaseTransport | None, **api_options: Any
 ) -> IdentityProvider:
     """The Admin SDK Directory API with a service account acting for ``subject`` (domain-wide delegation)."""
+    from connectors.idp.google import (
+        DIRECTORY_SCOPES,
+        GoogleWorkspaceIdentityProvider,
+        ServiceAccountAssertion,
+    )
+
     if not settings.credentials_file:
         raise ValueError(
             "TENURE_IDP__CREDENTIALS_FILE (the service account's JSON key) is required for kind=google"
@@ -430,6 +470,8 @@ def build_ticketing(
         raise ValueError(f"ticketing.base_url is required for kind={settings.kind}")
     if settings.kind == "jira" and not settings.service_desk_id:
         raise ValueError("ticketing.service_desk_id is required for kind=jira")
+    from connectors.ticketing.rt import rt_rest_url
+
     auth, headers, secrets = _ticketing_credentials(settings)
     base_url = (
         rt_rest_url(settings.base_url) if settings.kind == "rt" else settings.base_url.rstrip("/") + "/"
@@ -444,13 +486,19 @@ def build_ticketing(
         headers=headers,
     )
     if settings.kind == "rt":
+        from connectors.ticketing.rt import RTTicketing
+
         return RTTicketing(api, queue=settings.queue)
     if settings.kind == "jira":
+        from connectors.ticketing.jira import JiraServiceManagement
+
         assert settings.service_desk_id  # checked above, before a client was opened
         return JiraServiceManagement(
             api, service_desk_id=settings.service_desk_id, request_type=settings.queue
         )
     if settings.kind == "servicenow":
+        from connectors.ticketing.servicenow import ServiceNowTicketing
+
         # ``queue`` names the table; the generic default ("General", an RT queue) means the incident table.
         default_queue = TicketingSettings.model_fields["queue"].default
         return ServiceNowTicketing(

@@ -110,7 +110,7 @@ def clean(value: Any) -> str | None:
     """The value as a stripped string, or None when blank/absent."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = (value if isinstance(value, str) else str(value)).strip()
     return text or None
 
 
@@ -184,10 +184,11 @@ def build_employee(
     ``status`` overrides the record's own status word (a source that decides status itself passes it);
     when neither gives one it is derived from the dates. ``with_time``: see :func:`parse_date`.
     """
-    employee_id = clean(record.get("employee_id"))
+    values: dict[str, Any] = {field: clean(record.get(field)) for field in EMPLOYEE_FIELDS}
+    employee_id = values["employee_id"]
     try:
         for field in REQUIRED_FIELDS:
-            if clean(record.get(field)) is None:
+            if values[field] is None:
                 raise RecordProblem(f"missing {field}", field)
         hire_date = parse_date(record.get("hire_date"), "hire_date", with_time=with_time)
         termination_date = parse_date(record.get("termination_date"), "termination_date", with_time=with_time)
@@ -197,7 +198,6 @@ def build_employee(
             status = parse_status(record.get("status"))
         if status is None:
             status = derive_status(hire_date, termination_date, today=today)
-        values: dict[str, Any] = {field: clean(record.get(field)) for field in EMPLOYEE_FIELDS}
         values.update(status=status, hire_date=hire_date, termination_date=termination_date)
         return Employee(**values, raw=dict(raw if raw is not None else record))
     except RecordProblem as problem:

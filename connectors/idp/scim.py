@@ -45,10 +45,9 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -139,6 +138,9 @@ def _known_keys(model: type[Any]) -> dict[str, str]:
 
 _USER_KEYS = _known_keys(SCIMUserEnterprise)
 _GROUP_KEYS = _known_keys(SCIMGroup)
+# the envelope model, built once and held: pydantic keeps parametrised models only weakly, and rebuilding one (per
+# page) reads the class's source again for its docstrings (inspect.getmodule over every loaded module)
+_LIST_ENVELOPE = ListResponse[SCIMGroup]
 
 
 def _split_known(data: Any, keys: dict[str, str], schemas: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -244,18 +246,21 @@ def user_payload(user: Any, context: Context = Context.RESOURCE_CREATION_REQUEST
 
 
 def _primary_email(user: Any) -> str | None:
-    emails = [e for e in user.emails or [] if e.value]
-    picks: tuple[Callable[[Any], bool], ...] = (
-        lambda e: bool(e.primary) and str(e.type or "").lower() == "work",
-        lambda e: bool(e.primary),
-        lambda e: str(e.type or "").lower() == "work",
-        lambda e: True,
-    )
-    for pick in picks:
-        for email in emails:
-            if pick(email):
-                return str(email.value)
-    return None
+    return _pick_email([(e.value, e.type, e.primary) for e in user.emails or []])
+
+
+def _pick_email(emails: list[tuple[Any, Any, Any]]) -> str | None:
+    """Of (value, type, primary) entries with a value: the first primary work address, else the first primary,
+    else the first work one, else the first."""
+    best, best_rank = None, 4
+    for value, kind, primary in emails:
+        if not value:
+            continue
+        work = str(kind or "").lower() == "work"
+        rank = 0 if primary and work else 1 if primary else 2 if work else 3
+        if rank < best_rank:
+            best, best_rank = value, rank
+    return None if best is None else str(best)
 
 
 def _find_last_sign_in(extra: dict[str, Any]) -> datetime | None:
@@ -344,7 +349,7 @@ def quick_user(data: Any) -> _QuickUser | None:
     pieces = (name.get("givenName"), name.get("familyName"), enterprise.get("department"), employee_number)
     if not all(p is None or isinstance(p, str) for p in (*pieces, manager_id, version)):
         return None
-    email = _primary_email(SimpleNamespace(emails=[SimpleNamespace(**_email(e)) for e in emails]))
+    email = _pick_email([(e.get("value"), e.get("type"), e.get("primary")) for e in emails])
     values = {
         "user_name": user_name or "",
         "employee_id": external_id or employee_number or "",
@@ -361,8 +366,36 @@ def quick_user(data: Any) -> _QuickUser | None:
     return _QuickUser(user_id, external_id, manager_id or None, version, values)
 
 
-def _email(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"value": entry.get("value"), "type": entry.get("type"), "primary": entry.get("primary")}
+_QUICK_GROUP_KEYS = frozenset({"schemas", "id", "externalId", "displayName", "members", "meta"})
+_QUICK_MEMBER_KEYS = frozenset({"value", "$ref", "type", "display"})
+
+
+def quick_group(data: Any) -> Group | None:
+    """A page's group in the plain shape (canonical attribute names, string values), read straight from its JSON
+    — a large group's members would be thousands of scim2-models objects —; None for anything else, which
+    :func:`parse_group` then validates in full."""
+    if not isinstance(data, dict) or not _QUICK_GROUP_KEYS.issuperset(data):
+        return None
+    group_id, name, members = data.get("id"), data.get("displayName"), data.get("members") or []
+    if (
+        not isinstance(group_id, str)
+        or not group_id
+        or not (name is None or isinstance(name, str))
+        or not isinstance(members, list)
+        or not (data.get("meta") is None or isinstance(data.get("meta"), dict))
+    ):
+        return None
+    member_ids: list[str] = []
+    for member in members:
+        if (
+            not isinstance(member, dict)
+            or not _QUICK_MEMBER_KEYS.issuperset(member)
+            or not all(v is None or isinstance(v, str) for v in member.values())
+        ):
+            return None
+        if member.get("value"):
+            member_ids.append(member["value"])
+    return Group(id=group_id, name=name or "", member_ids=frozenset(member_ids))
 
 
 def _manager_account_id(user: Any) -> str | None:
@@ -581,7 +614,7 @@ class SCIMIdentityProvider(ClosesAPI):
         if not isinstance(data, dict):
             raise ResponseValidationError("list response is not a JSON object", source=self.source)
         try:  # validate the envelope only; resources are validated one by one (they may carry extensions)
-            ListResponse[SCIMGroup].model_validate(
+            _LIST_ENVELOPE.model_validate(
                 {k: v for k, v in data.items() if k != "Resources"}
                 | ({"Resources": []} if "Resources" in data else {}),
                 scim_ctx=Context.DEFAULT,
@@ -716,10 +749,8 @@ class SCIMIdentityProvider(ClosesAPI):
     async def _listed_account(self, user: _QuickUser | tuple[Any, dict[str, Any]]) -> Account:
         if not isinstance(user, _QuickUser):
             return await self._account(*user)
-        manager = await self._manager_employee_id(user.manager)
-        return self._remember(
-            Account.model_construct(id=user.id, manager_id=manager, existing=False, **user.values)
-        )
+        manager = await self._manager_employee_id(user.manager)  # validated: quicker than model_construct
+        return self._remember(Account(id=user.id, manager_id=manager, existing=False, **user.values))
 
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
@@ -1037,12 +1068,12 @@ class SCIMIdentityProvider(ClosesAPI):
             guard.check(start)
             _, data = await self._call("GET", "Groups", params={"startIndex": start, "count": page_size})
             page = [
-                parse_group(item, source=self.source)
+                quick_group(item) or _group(parse_group(item, source=self.source))
                 for item in self._list_response(data).get("Resources") or []
             ]
             if not page:
                 break
-            groups.extend(_group(g) for g in page)
+            groups.extend(page)
             start += len(page)
             total = data.get("totalResults")
             if isinstance(total, int) and start > total:

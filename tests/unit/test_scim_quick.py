@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from connectors.idp.scim import ENTERPRISE_SCHEMA, USER_SCHEMA, account_from_user, parse_user, quick_user
+from connectors.idp.scim import (
+    ENTERPRISE_SCHEMA,
+    GROUP_SCHEMA,
+    USER_SCHEMA,
+    _group,
+    account_from_user,
+    parse_group,
+    parse_user,
+    quick_group,
+    quick_user,
+)
 
 FULL: dict[str, Any] = {
     "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
@@ -59,3 +69,78 @@ def test_quick_reading_matches_the_validated_one(payload: dict[str, Any]) -> Non
 )
 def test_anything_unusual_goes_to_full_validation(payload: dict[str, Any]) -> None:
     assert quick_user(payload) is None
+
+
+GROUP: dict[str, Any] = {
+    "schemas": [GROUP_SCHEMA],
+    "id": "g1",
+    "displayName": "engineering",
+    "members": [
+        {"value": "u1", "$ref": "https://idp.example/scim/v2/Users/u1", "display": "Ada", "type": "User"},
+        {"value": "u2"},
+        {"display": "no value"},
+    ],
+    "meta": {"resourceType": "Group", "version": 'W/"7"'},
+}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [GROUP, {"schemas": [GROUP_SCHEMA], "id": "g2", "displayName": "empty"}, {**GROUP, "members": None}],
+    ids=["members", "no-members", "null-members"],
+)
+def test_quick_group_matches_the_validated_one(payload: dict[str, Any]) -> None:
+    assert quick_group(payload) == _group(parse_group(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {**GROUP, "DisplayName": "x"},  # another spelling
+        {**GROUP, "urn:example:ext:1.0:Group": {"owner": "x"}},  # a vendor extension
+        {**GROUP, "id": 7},
+        {**GROUP, "members": "u1"},
+        {
+            **GROUP,
+            "members": [{"value": "u1", "primary": True}],
+        },  # a member attribute the model does not know
+        {**GROUP, "meta": "yesterday"},
+        {key: value for key, value in GROUP.items() if key != "id"},
+    ],
+    ids=["spelling", "extension", "numeric-id", "members-text", "member-extra", "meta-text", "no-id"],
+)
+def test_anything_unusual_in_a_group_goes_to_full_validation(payload: dict[str, Any]) -> None:
+    assert quick_group(payload) is None
+
+
+@pytest.mark.parametrize(
+    ("emails", "expected"),
+    [
+        (
+            [("h@example.com", "home", True), ("w@example.com", "work", False)],
+            "h@example.com",
+        ),  # primary before work
+        (
+            [("w1@example.com", "work", False), ("w2@example.com", "work", True)],
+            "w2@example.com",
+        ),  # primary work first of all
+        (
+            [("h@example.com", "home", False), ("o@example.com", "other", False)],
+            "h@example.com",
+        ),  # else the first
+        (
+            [(None, "work", True), ("h@example.com", "home", False)],
+            "h@example.com",
+        ),  # entries without a value do not count
+        (
+            [("w@example.com", "Work", False), ("h@example.com", None, False)],
+            "w@example.com",
+        ),  # type compared case-insensitively
+    ],
+)
+def test_the_address_an_account_is_read_with(emails: list[tuple[Any, Any, Any]], expected: str) -> None:
+    payload = {**MINIMAL, "emails": [{"value": v, "type": t, "primary": p} for v, t, p in emails]}
+    quick = quick_user(payload)
+    assert quick is not None and quick.values["email"] == expected
+    user, extra = parse_user(payload)
+    assert account_from_user(user, manager_id=None, extra=extra).email == expected
