@@ -90,6 +90,9 @@ log = logging.getLogger("tenure.sync")
 
 SYNC_CURSOR = "hris"
 DEFAULT_BATCH_SIZE = 250
+# Batches applied at once: one computes and commits while the other waits on the provider. Only batches of one
+# manager wave overlap (a later wave waits for the earlier ones: its joiners' managers must exist).
+BATCHES_IN_FLIGHT = 2
 FETCH_ONE_BY_ONE_LIMIT = 200
 PAGE_SIZE = 500  # users per IdP page; providers that allow fewer send fewer (RFC 7644 §3.4.2.4)
 
@@ -923,8 +926,10 @@ class SyncEngine:
     async def run(
         self, *, batch_runner: BatchRunner | None = None, on_progress: Progress | None = None
     ) -> SyncReport:
-        """The whole run. ``batch_runner(number)`` applies one batch (default :meth:`apply_batch`);
-        ``on_progress(done_employees, total_employees)`` is called after reading and after every batch."""
+        """The whole run. ``batch_runner(number)`` applies one batch (default :meth:`apply_batch`), up to
+        :data:`BATCHES_IN_FLIGHT` at once (their employees are locked apart; a batch with someone of a later
+        manager wave than a batch in flight waits for it); ``on_progress(done_employees, total_employees)`` is
+        called after reading and after every batch, in batch order."""
         if not self._prepared:
             await self.prepare()
         runner = batch_runner or self.apply_batch
@@ -932,10 +937,28 @@ class SyncEngine:
         done = 0
         started = time.monotonic()
         await _maybe_await(on_progress, done, total)
-        for number, batch in enumerate(self.batches):
-            await runner(number)
-            done += len(batch)
-            await _maybe_await(on_progress, done, total)
+        in_flight: list[tuple[asyncio.Task[BatchResult], int, int]] = []  # (batch, its lowest wave, its size)
+
+        async def settle(count: int) -> None:
+            nonlocal done
+            while len(in_flight) > count:
+                task, _, size = in_flight.pop(0)
+                await task
+                done += size
+                await _maybe_await(on_progress, done, total)
+
+        try:
+            for number, batch in enumerate(self.batches):
+                if in_flight and max(w.wave for w in batch) > min(low for _, low, _ in in_flight):
+                    await settle(0)  # someone here may report to a manager a batch in flight creates
+                await settle(BATCHES_IN_FLIGHT - 1)
+                task = asyncio.ensure_future(runner(number))
+                in_flight.append((task, min(w.wave for w in batch), len(batch)))
+            await settle(0)
+        finally:
+            for task, _, _ in in_flight:
+                task.cancel()
+            await asyncio.gather(*(task for task, _, _ in in_flight), return_exceptions=True)
         self.report.phase_seconds["apply"] = time.monotonic() - started
         return self.finish()
 
