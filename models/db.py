@@ -66,6 +66,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        # checkpoint the WAL every 32 MiB, not 4 MiB: a sync batch rewrites the same ledger pages several times,
+        # copied once per checkpoint (10,000 joiners: ~16 s of CPU against ~17.5 s, mean of 5 runs each)
+        cursor.execute("PRAGMA wal_autocheckpoint=8192")
         cursor.close()
 
     @event.listens_for(engine, "begin")
