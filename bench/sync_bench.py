@@ -334,6 +334,7 @@ async def scenario(
     ):
         tmp_path = Path(tmp)
         csv_path, database_url = tmp_path / "hris.csv", f"sqlite:///{tmp_path / 'tenure.db'}"
+        plan_db, before = tmp_path / "plan.db", Counter[str]()
         rows = fake_people(count, seed=seed, today=datetime.now(UTC).date())
         write_csv(csv_path, rows)
         if kind == "initial":
@@ -351,9 +352,8 @@ async def scenario(
             print(f"first run (adoption, not counted): {wall:.1f} s wall, {cpu:.1f} s CPU")
             print(f"drift: {drift(rows, fraction, seed)}")
             write_csv(csv_path, rows)
-        before = Counter(applied_actions(database_url)) if kind == "drift" else Counter()
-        plan_db = tmp_path / "plan.db"
-        if kind == "drift":  # the minimum is planned with the ledger's history, as the run will plan
+            before = Counter(applied_actions(database_url))
+            # the minimum is planned with the ledger's history, as the run will plan
             with sqlite3.connect(tmp_path / "tenure.db") as source, sqlite3.connect(plan_db) as copy:
                 source.backup(copy)
         accounts, groups, batches, planned, pages = await expected_writes(

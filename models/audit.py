@@ -156,7 +156,8 @@ def record_many(*, session: Session, events: Iterable[AuditEventBase]) -> list[A
 def append_events(*, session: Session, events: Iterable[AuditEventBase]) -> int:
     """:func:`record_many` for a batch writer that needs no rows back: the same chain — one lock, one head,
     ``hash = sha256(prev_hash + canonical content)`` row after row, idempotency keys honoured — written as one
-    driver executemany ``INSERT`` (:func:`models.rows.insert_rows`) without building an ORM object per row. Commits; returns how many were appended."""
+    driver executemany ``INSERT`` (:func:`models.rows.insert_rows`) without building an ORM object per row.
+    Commits; returns how many were appended."""
     events = list(events)
     if not events:
         return 0

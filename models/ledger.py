@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.audit import utcnow
-from models.rows import dialect_of, insert_rows
+from models.rows import dialect_of, insert_rows, update_rows
 
 __all__ = [
     "LedgerStatus",
@@ -420,13 +420,14 @@ def upsert_entries(*, session: Session, entries: Iterable[EntryRow]) -> None:
 def _update_statuses(session: Session, rows: list[tuple[Any, ...]]) -> bool:
     """The status, detail, run and time of existing entries (rows in :data:`_ENTRY_COLUMNS` order); False when
     fewer rows than given were found (the caller then upserts them whole)."""
-    mark = "%s" if dialect_of(session).postgres else "?"
-    sql = (
-        f"UPDATE {LedgerEntry.__tablename__} SET status = {mark}, detail = {mark}, flow_run_id = {mark}, "
-        f'updated_at = {mark} WHERE "key" = {mark}'
+    found = update_rows(
+        session,
+        LedgerEntry.__tablename__,
+        ("status", "detail", "flow_run_id", "updated_at"),
+        "key",
+        [(r[4], r[6], r[7], r[8], r[0]) for r in rows],
     )
-    result = session.connection().exec_driver_sql(sql, [(r[4], r[6], r[7], r[8], r[0]) for r in rows])
-    return result.rowcount == len(rows)
+    return found == len(rows)
 
 
 def upsert_grant(*, session: Session, grant: Grant) -> None:

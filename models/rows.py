@@ -2,11 +2,11 @@
 
 A sync batch writes thousands of ledger entries and audit rows. Through SQLAlchemy's executemany each row's
 values pass the column types' bind processors (JSON text, datetime text, UUID) and the statement's parameter
-set-up, about 40 µs a row; here they are put in the form the column stores once, by the caller or by
-:func:`stored`, and handed to the DB-API cursor's ``executemany`` in the session's transaction (about 5 µs a
-row on SQLite; psycopg pipelines it on PostgreSQL). The stored forms are SQLAlchemy's own, so rows written
-either way read back alike: on SQLite a UUID is its 32 hex digits and a datetime ``YYYY-MM-DD HH:MM:SS.ffffff``;
-JSON is text (cast to ``json`` on PostgreSQL).
+set-up, about 40 µs a row. Here the caller puts them in the form the column stores (:class:`Dialect`), and they
+go to the DB-API cursor's ``executemany`` in the session's transaction (about 5 µs a row on SQLite; psycopg
+pipelines it on PostgreSQL). The stored forms are SQLAlchemy's own, so rows written either way read back alike:
+on SQLite a UUID is its 32 hex digits and a datetime ``YYYY-MM-DD HH:MM:SS.ffffff``; JSON is text (cast to
+``json`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlmodel import Session
 
-__all__ = ["Dialect", "dialect_of", "insert_rows", "stored", "json_text"]
+__all__ = ["Dialect", "dialect_of", "insert_rows", "update_rows", "json_text"]
 
 
 class Dialect:
@@ -52,15 +52,6 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def stored(dialect: Dialect, value: Any) -> Any:
-    """``value`` as its column stores it (datetimes and UUIDs; other values as they are)."""
-    if isinstance(value, datetime):
-        return dialect.time(value)
-    if isinstance(value, uuid.UUID):
-        return dialect.uuid(value)
-    return value
-
-
 def insert_rows(
     session: Session,
     table: str,
@@ -81,6 +72,19 @@ def insert_rows(
         updates = ", ".join(f"{_quoted(c)} = excluded.{_quoted(c)}" for c in columns if c != upsert_on)
         sql += f" ON CONFLICT ({_quoted(upsert_on)}) DO UPDATE SET {updates}"
     session.connection().exec_driver_sql(sql, [tuple(row) for row in rows])
+
+
+def update_rows(
+    session: Session, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+) -> int:
+    """``UPDATE`` ``columns`` of the row whose ``key`` column equals each row's last value (the others in
+    ``columns`` order, stored form) in the session's transaction; returns how many rows were found."""
+    if not rows:
+        return 0
+    mark = dialect_of(session).parameter(json_column=False)
+    sets = ", ".join(f"{_quoted(c)} = {mark}" for c in columns)
+    sql = f"UPDATE {table} SET {sets} WHERE {_quoted(key)} = {mark}"
+    return int(session.connection().exec_driver_sql(sql, [tuple(row) for row in rows]).rowcount)
 
 
 def _quoted(column: str) -> str:

@@ -139,6 +139,7 @@ WRITERS = {
     "roster_count_put",
     "mirror_put",
     "insert_rows",
+    "update_rows",
 }
 TABLES = {
     "AuditEvent",
