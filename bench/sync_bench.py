@@ -61,7 +61,8 @@ from fast_scim import running_fast_scim  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from connectors.hris.csv_export import CSVExportHRIS  # noqa: E402
-from connectors.idp.scim import SCIMIdentityProvider, user_payload, user_resource  # noqa: E402
+from connectors.idp.scim import SCIMIdentityProvider  # noqa: E402
+from connectors.idp.scim_resources import user_payload, user_resource  # noqa: E402
 from engine.auditor import Auditor  # noqa: E402
 from engine.sync import DEFAULT_BATCH_SIZE, SyncEngine, SyncOptions, SyncReport  # noqa: E402
 from lifecycle.actions import ActionKind  # noqa: E402

@@ -12,7 +12,9 @@ connectors it uses (scim2-models, google-auth and ldap3 alone cost most of a sec
 imports every vendor module when it loads them (:func:`load_vendor_connectors`, called by :mod:`flows`), never on
 first use inside a running flow: CPython 3.11 can fail an ``ast.parse`` (pydantic's docstring extraction while
 scim2-models is imported) made while another thread of the run compiles code. The CLI builds its connectors
-before it starts any thread.
+before it starts any thread, and imports the SCIM connector's scim2-models half
+(:mod:`connectors.idp.scim_resources`) only when a run needs it (a write, an error body, a resource in another
+shape than the plain one): a no-drift sync never does.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ VENDOR_MODULES = (
     "connectors.idp.ldap",
     "connectors.idp.okta",
     "connectors.idp.scim",
+    "connectors.idp.scim_resources",
     "connectors.ticketing.jira",
     "connectors.ticketing.rt",
     "connectors.ticketing.servicenow",

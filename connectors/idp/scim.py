@@ -1,7 +1,9 @@
 """Identity provider over SCIM 2.0 (RFC 7643 resources, RFC 7644 protocol): scim2-server, Entra, Okta's SCIM
 endpoints, or any other service provider.
 
-Resources, PatchOp, ListResponse, Error and ServiceProviderConfig are ``scim2-models`` objects; the transport is
+Resources, PatchOp, ListResponse, Error and ServiceProviderConfig are ``scim2-models`` objects
+(:mod:`connectors.idp.scim_resources`, imported on first need: a listing in the plain shape is read straight
+from its JSON by :func:`quick_user`, :func:`quick_group` and :func:`quick_envelope`); the transport is
 our own :class:`connectors.http.APIClient` (rate limit, retries honouring ``Retry-After``, redaction). We do not
 use ``scim2-client``: its current release is built on ``httpx2``, while every other connector here shares one
 ``httpx`` layer, so a second HTTP stack would bring its own retry and redaction rules.
@@ -48,25 +50,10 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import httpx
-from pydantic import ValidationError
-from scim2_models import (
-    Context,
-    Email,
-    EnterpriseUser,
-    Error,
-    GroupMember,
-    ListResponse,
-    Manager,
-    Name,
-    PatchOp,
-    ServiceProviderConfig,
-)
-from scim2_models import Group as SCIMGroup
-from scim2_models import User as SCIMUser
 
 from connectors.errors import (
     ConflictError,
@@ -88,23 +75,27 @@ from connectors.idp.fallback import create_one_by_one, one_by_one
 from connectors.redaction import cut
 from models.domain import Account, AccountAttributes, Group
 
+if TYPE_CHECKING:
+    from scim2_models import ServiceProviderConfig
+
 __all__ = [
     "SCIMIdentityProvider",
     "scim_filter_eq",
-    "user_resource",
-    "account_from_user",
+    "quick_envelope",
+    "quick_group",
+    "quick_user",
     "patch_operations",
     "raise_for_scim_error",
 ]
 
 log = logging.getLogger("tenure.idp.scim")
 
-SCIMUserEnterprise = SCIMUser[EnterpriseUser]
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
-ENTERPRISE_SCHEMA = str(EnterpriseUser.__schema__)
+ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SCIM_MEDIA_TYPE = "application/scim+json"
 LAST_SIGN_IN_KEYS = ("lastlogin", "lastsignin", "lastsignindatetime", "lastlogintime")
 _ATTR_PATH = re.compile(r"^(?:urn:[\w.:\-]+:)?[A-Za-z][\w$\-]*(?:\.[A-Za-z][\w$\-]*)?$")
@@ -127,94 +118,9 @@ def scim_filter_eq(attr: str, value: str) -> str:
     return f"{attr} eq {json.dumps(value, ensure_ascii=False)}"
 
 
-def _known_keys(model: type[Any]) -> dict[str, str]:
-    """Lower-cased SCIM attribute names of a scim2-models resource → their canonical spelling."""
-    keys: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias or name
-        keys[alias.lower()] = alias
-    return keys
-
-
-_USER_KEYS = _known_keys(SCIMUserEnterprise)
-_GROUP_KEYS = _known_keys(SCIMGroup)
-# the envelope model, built once and held: pydantic keeps parametrised models only weakly, and rebuilding one (per
-# page) reads the class's source again for its docstrings (inspect.getmodule over every loaded module)
-_LIST_ENVELOPE = ListResponse[SCIMGroup]
-
-
-def _split_known(data: Any, keys: dict[str, str], schemas: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a resource payload into what scim2-models knows and the rest (vendor extensions, unknown
-    attributes). scim2-models refuses unknown keys, while RFC 7643 §3.3 lets providers add extensions."""
-    if not isinstance(data, dict):
-        raise ValueError("a SCIM resource must be a JSON object")
-    known: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in data.items():
-        canonical = keys.get(key.lower())
-        if canonical is None:
-            extra[key] = value
-        elif canonical == "schemas":
-            known["schemas"] = [s for s in value or [] if isinstance(s, str) and s.lower() in schemas]
-        else:
-            known[canonical] = value
-    return known, extra
-
-
-def _parse(model: type[Any], data: Any, *, source: str, what: str) -> Any:
-    """Validate a response payload, turning pydantic errors into ResponseValidationError."""
-    try:
-        return model.model_validate(data, scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
-    except (ValidationError, ValueError, TypeError) as exc:
-        raise ResponseValidationError(f"{what} is not a valid SCIM resource", source=source) from exc
-
-
-def parse_user(data: Any, *, source: str = "scim") -> tuple[Any, dict[str, Any]]:
-    """A SCIM User (with the enterprise extension) from a response payload, plus the attributes we do not
-    model (vendor extensions)."""
-    try:
-        known, extra = _split_known(data, _USER_KEYS, {USER_SCHEMA.lower(), ENTERPRISE_SCHEMA.lower()})
-    except ValueError as exc:
-        raise ResponseValidationError("user is not a JSON object", source=source) from exc
-    return _parse(SCIMUserEnterprise, known, source=source, what="user"), extra
-
-
-def parse_group(data: Any, *, source: str = "scim") -> Any:
-    """A SCIM Group from a response payload (unknown attributes dropped)."""
-    try:
-        known, _ = _split_known(data, _GROUP_KEYS, {GROUP_SCHEMA.lower()})
-    except ValueError as exc:
-        raise ResponseValidationError("group is not a JSON object", source=source) from exc
-    return _parse(SCIMGroup, known, source=source, what="group")
-
-
-def user_resource(attributes: AccountAttributes, *, manager_account_id: str | None = None) -> Any:
-    """The SCIM User to create for ``attributes`` (see the mapping table in the module docstring)."""
-    name = (
-        Name(given_name=attributes.given_name, family_name=attributes.family_name)
-        if attributes.given_name or attributes.family_name
-        else None
-    )
-    user = SCIMUserEnterprise(
-        user_name=attributes.user_name,
-        external_id=attributes.employee_id,
-        name=name,
-        display_name=attributes.display_name,
-        title=attributes.title,
-        active=attributes.active,
-        emails=[Email(value=attributes.email, type="work", primary=True)] if attributes.email else None,
-    )
-    user[EnterpriseUser] = EnterpriseUser(
-        employee_number=attributes.employee_id,
-        department=attributes.department,
-        manager=Manager(value=manager_account_id) if manager_account_id else None,
-    )
-    return user
-
-
 def create_payload(attributes: AccountAttributes, *, manager_account_id: str | None = None) -> dict[str, Any]:
     """The POST /Users body for ``attributes``, built directly: the same JSON as
-    ``user_payload(user_resource(...))`` (the mapping table above) without building a scim2-models resource
+    ``user_payload(user_resource(...))`` (:mod:`connectors.idp.scim_resources`) (the mapping table above) without building a scim2-models resource
     for every joiner. ``attributes`` is validated already."""
     body: dict[str, Any] = {
         "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
@@ -239,17 +145,7 @@ def create_payload(attributes: AccountAttributes, *, manager_account_id: str | N
     return body
 
 
-def user_payload(user: Any, context: Context = Context.RESOURCE_CREATION_REQUEST) -> dict[str, Any]:
-    """The JSON body for a create (or, with ``RESOURCE_REPLACEMENT_REQUEST``, a replace) request."""
-    payload: dict[str, Any] = user.model_dump(scim_ctx=context)
-    return payload
-
-
-def _primary_email(user: Any) -> str | None:
-    return _pick_email([(e.value, e.type, e.primary) for e in user.emails or []])
-
-
-def _pick_email(emails: list[tuple[Any, Any, Any]]) -> str | None:
+def pick_email(emails: list[tuple[Any, Any, Any]]) -> str | None:
     """Of (value, type, primary) entries with a value: the first primary work address, else the first primary,
     else the first work one, else the first."""
     best, best_rank = None, 4
@@ -263,7 +159,7 @@ def _pick_email(emails: list[tuple[Any, Any, Any]]) -> str | None:
     return None if best is None else str(best)
 
 
-def _find_last_sign_in(extra: dict[str, Any]) -> datetime | None:
+def find_last_sign_in(extra: dict[str, Any]) -> datetime | None:
     """A sign-in timestamp carried by a vendor extension (``urn:...`` objects), if any."""
     for key, value in extra.items():
         if not key.lower().startswith("urn:") or not isinstance(value, dict):
@@ -275,30 +171,6 @@ def _find_last_sign_in(extra: dict[str, Any]) -> datetime | None:
                 except ValueError:
                     return None
     return None
-
-
-def account_from_user(
-    user: Any, *, manager_id: str | None = None, extra: dict[str, Any] | None = None
-) -> Account:
-    """Our Account for a SCIM User. ``manager_id`` is the manager's employee id, resolved by the caller from
-    ``manager.value`` (an account id)."""
-    enterprise = user[EnterpriseUser]
-    employee_id = user.external_id or (enterprise.employee_number if enterprise else None) or ""
-    return Account(
-        id=str(user.id),
-        user_name=user.user_name or "",
-        employee_id=employee_id,
-        given_name=user.name.given_name if user.name else None,
-        family_name=user.name.family_name if user.name else None,
-        display_name=user.display_name,
-        email=_primary_email(user),
-        title=user.title,
-        department=enterprise.department if enterprise else None,
-        manager_id=manager_id,
-        active=user.active is not False,
-        last_sign_in=_find_last_sign_in(extra or {}),
-        groups=frozenset(g.display for g in user.groups or [] if g.display),
-    )
 
 
 @dataclass(frozen=True)
@@ -349,7 +221,7 @@ def quick_user(data: Any) -> _QuickUser | None:
     pieces = (name.get("givenName"), name.get("familyName"), enterprise.get("department"), employee_number)
     if not all(p is None or isinstance(p, str) for p in (*pieces, manager_id, version)):
         return None
-    email = _pick_email([(e.get("value"), e.get("type"), e.get("primary")) for e in emails])
+    email = pick_email([(e.get("value"), e.get("type"), e.get("primary")) for e in emails])
     values = {
         "user_name": user_name or "",
         "employee_id": external_id or employee_number or "",
@@ -398,11 +270,36 @@ def quick_group(data: Any) -> Group | None:
     return Group(id=group_id, name=name or "", member_ids=frozenset(member_ids))
 
 
-def _manager_account_id(user: Any) -> str | None:
-    enterprise = user[EnterpriseUser]
+_QUICK_ENVELOPE_KEYS = frozenset({"schemas", "totalResults", "startIndex", "itemsPerPage", "Resources"})
+
+
+def quick_envelope(data: dict[str, Any]) -> bool:
+    """Whether a ListResponse envelope (RFC 7644 §3.4.2) has the plain shape — the ListResponse schema alone
+    and non-negative integer counts —, which scim2-models accepts too; anything else it validates."""
     return (
-        enterprise.manager.value if enterprise and enterprise.manager and enterprise.manager.value else None
+        _QUICK_ENVELOPE_KEYS.issuperset(data)
+        and data.get("schemas") == [LIST_RESPONSE_SCHEMA]
+        and all(
+            type(data.get(key, 0)) is int and data.get(key, 0) >= 0
+            for key in ("totalResults", "startIndex", "itemsPerPage")
+        )
     )
+
+
+def full_group(data: Any, *, source: str) -> Group:
+    """A group in any shape the RFC allows, validated by scim2-models (:func:`quick_group` takes the plain one)."""
+    from connectors.idp import scim_resources as r
+
+    return _group(r.parse_group(data, source=source))
+
+
+def _manager_of(user: _QuickUser | tuple[Any, dict[str, Any]]) -> str | None:
+    """A listed user's ``manager.value``."""
+    if isinstance(user, _QuickUser):
+        return user.manager
+    from connectors.idp import scim_resources as r
+
+    return r.manager_account_id(user[0])
 
 
 _SIMPLE_PATHS = {
@@ -450,38 +347,13 @@ def patch_operations(
     return ops
 
 
-_PATCH_MODELS: dict[type[Any], Any] = {}
-
-
-def _patch_model(resource: type[Any]) -> Any:
-    """``PatchOp[resource]``, made once (scim2-models builds a new generic class on every subscription)."""
-    if resource not in _PATCH_MODELS:
-        _PATCH_MODELS[resource] = PatchOp[resource]  # type: ignore[valid-type]
-    return _PATCH_MODELS[resource]
-
-
-def patch_body(operations: list[dict[str, Any]], resource: type[Any] = SCIMUserEnterprise) -> dict[str, Any]:
-    """The PatchOp message for ``operations``, validated by scim2-models."""
-    patch = _patch_model(resource).model_validate(
-        {"schemas": [PATCH_SCHEMA], "Operations": operations}, scim_ctx=Context.RESOURCE_PATCH_REQUEST
-    )
-    body: dict[str, Any] = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-    # scim2-models may canonicalise paths; keep our exact operations (values included) for servers that are
-    # strict about the shapes RFC 7644 §3.5.2 shows.
-    body["Operations"] = operations
-    return body
-
-
 def raise_for_scim_error(response: httpx.Response, body: Any, *, source: str) -> None:
     """Raise the typed error for a body that is a SCIM Error message (RFC 7644 §3.12), even under a 2xx."""
     if not isinstance(body, dict) or ERROR_SCHEMA not in (body.get("schemas") or []):
         return
-    try:
-        error = Error.model_validate(body)
-        status = int(error.status) if error.status is not None else 400
-        detail = " ".join(str(p) for p in (error.scim_type, error.detail) if p)
-    except (ValidationError, ValueError, TypeError):
-        status, detail = 400, "malformed SCIM Error body"
+    from connectors.idp import scim_resources as r
+
+    status, detail = r.scim_error(body)
     status = status if 400 <= status <= 599 else 400
     fake = httpx.Response(status, headers=response.headers, request=response.request)
     raise_for_status(
@@ -541,23 +413,20 @@ class SCIMIdentityProvider(ClosesAPI):
     async def service_provider_config(self) -> ServiceProviderConfig:
         """``/ServiceProviderConfig`` (RFC 7644 §4), read once. A provider without it is assumed to support
         PATCH (mandatory in practice) and not ETags."""
+        from connectors.idp import scim_resources as r
+
         async with self._config_lock:
             if self._config is None:
                 try:
                     _, data = await self._call("GET", "ServiceProviderConfig")
-                    known, _ = _split_known(
-                        data or {},
-                        _known_keys(ServiceProviderConfig),
-                        {"urn:ietf:params:scim:schemas:core:2.0:serviceproviderconfig"},
-                    )
-                    self._config = ServiceProviderConfig.model_validate(known)
-                except (NotFoundError, ValidationError, ValueError):
+                    self._config = r.read_config(data)
+                except NotFoundError:
+                    pass
+                if self._config is None:
                     log.info(
                         "%s: no usable /ServiceProviderConfig; assuming PATCH without ETags", self.source
                     )
-                    self._config = ServiceProviderConfig.model_validate(
-                        {"patch": {"supported": True}, "etag": {"supported": False}}
-                    )
+                    self._config = r.assumed_config()
             return self._config
 
     async def _patch_supported(self) -> bool:
@@ -588,8 +457,10 @@ class SCIMIdentityProvider(ClosesAPI):
     # ----------------------------------------------------------------------------------------- reading users
 
     async def _get_user(self, account_id: str) -> tuple[Any, dict[str, Any]]:
+        from connectors.idp import scim_resources as r
+
         response, data = await self._call("GET", f"Users/{_segment(account_id)}")
-        user, extra = parse_user(data, source=self.source)
+        user, extra = r.parse_user(data, source=self.source)
         self._remember_version(user.id, response, user)
         return user, extra
 
@@ -600,8 +471,10 @@ class SCIMIdentityProvider(ClosesAPI):
         return self._page_users(data)
 
     def _page_users(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
+        from connectors.idp import scim_resources as r
+
         page = self._list_response(data)
-        users = [parse_user(item, source=self.source) for item in page.get("Resources") or []]
+        users = [r.parse_user(item, source=self.source) for item in page.get("Resources") or []]
         for user, _ in users:
             self._remember_version(user.id, None, user)
             if user.id:
@@ -613,16 +486,10 @@ class SCIMIdentityProvider(ClosesAPI):
     def _list_response(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise ResponseValidationError("list response is not a JSON object", source=self.source)
-        try:  # validate the envelope only; resources are validated one by one (they may carry extensions)
-            _LIST_ENVELOPE.model_validate(
-                {k: v for k, v in data.items() if k != "Resources"}
-                | ({"Resources": []} if "Resources" in data else {}),
-                scim_ctx=Context.DEFAULT,
-            )
-        except ValidationError as exc:
-            raise ResponseValidationError(
-                "list response is not a SCIM ListResponse", source=self.source
-            ) from exc
+        if not quick_envelope(data):  # only the envelope; resources are checked one by one (extensions)
+            from connectors.idp import scim_resources as r
+
+            r.check_list_envelope(data, source=self.source)
         resources = data.get("Resources")
         if resources is not None and not isinstance(resources, list):
             raise ResponseValidationError("ListResponse.Resources is not a list", source=self.source)
@@ -641,12 +508,14 @@ class SCIMIdentityProvider(ClosesAPI):
         return self._employee_ids[manager_account_id]
 
     async def _account(self, user: Any, extra: dict[str, Any]) -> Account:
+        from connectors.idp import scim_resources as r
+
         if user.id:
             self._employee_ids[user.id] = user.external_id
             if user.external_id:
                 self._account_ids[user.external_id] = str(user.id)
-        manager = await self._manager_employee_id(_manager_account_id(user))
-        return self._remember(account_from_user(user, manager_id=manager, extra=extra))
+        manager = await self._manager_employee_id(r.manager_account_id(user))
+        return self._remember(r.account_from_user(user, manager_id=manager, extra=extra))
 
     def _remember(self, account: Account) -> Account:
         """Keep ``account`` as the server last showed it (an update of exactly it needs no read-back)."""
@@ -711,7 +580,7 @@ class SCIMIdentityProvider(ClosesAPI):
             seen |= ids
             ready: list[_QuickUser | tuple[Any, dict[str, Any]]] = []
             for user in users:
-                manager = user.manager if isinstance(user, _QuickUser) else _manager_account_id(user[0])
+                manager = _manager_of(user)
                 (held_back if manager and manager not in self._employee_ids else ready).append(user)
             if ready:
                 yield [await self._listed_account(u) for u in ready]
@@ -730,7 +599,9 @@ class SCIMIdentityProvider(ClosesAPI):
         for item in self._list_response(data).get("Resources") or []:
             quick = quick_user(item)
             if quick is None:
-                user, extra = parse_user(item, source=self.source)
+                from connectors.idp import scim_resources as r
+
+                user, extra = r.parse_user(item, source=self.source)
                 self._remember_version(user.id, None, user)
                 if user.id:
                     self._employee_ids[user.id] = user.external_id
@@ -755,7 +626,7 @@ class SCIMIdentityProvider(ClosesAPI):
     async def last_sign_in(self, account_id: str) -> datetime | None:
         """None unless a vendor extension carries a sign-in time (SCIM core has none)."""
         _, extra = await self._get_user(account_id)
-        return _find_last_sign_in(extra)
+        return find_last_sign_in(extra)
 
     # ----------------------------------------------------------------------------------------- writing users
 
@@ -973,7 +844,9 @@ class SCIMIdentityProvider(ClosesAPI):
         """PATCH the user and return the account as the server now holds it. A 204 without a body (RFC 7644
         §3.5.2 allows it) is read back only when ``read_back``: enabling or disabling needs no answer, which
         saves one call per leaver and joiner."""
-        body = patch_body(operations)
+        from connectors.idp import scim_resources as r
+
+        body = r.patch_body(operations)
         for attempt in (1, 2):
             try:
                 response, data = await self._call(
@@ -993,22 +866,24 @@ class SCIMIdentityProvider(ClosesAPI):
                 return None
             user, extra = await self._get_user(account_id)
             return await self._account(user, extra)
-        user, extra = parse_user(data, source=self.source)
+        user, extra = r.parse_user(data, source=self.source)
         self._remember_version(user.id, response, user)
         return await self._account(user, extra)
 
     async def _replace_user(self, account_id: str, changes: dict[str, Any], manager: str | None) -> Account:
+        from connectors.idp import scim_resources as r
+
         for attempt in (1, 2):
             user, extra = await self._get_user(account_id)
             current = await self._account(user, extra)
             desired = AccountAttributes.model_validate(
                 current.model_dump(include=set(AccountAttributes.model_fields)) | changes
             )
-            replacement = user_resource(desired, manager_account_id=manager or _manager_account_id(user))
+            replacement = r.user_resource(desired, manager_account_id=manager or r.manager_account_id(user))
             if "manager_id" in changes and not changes["manager_id"]:
-                replacement[EnterpriseUser].manager = None
+                replacement[r.EnterpriseUser].manager = None
             replacement.id = user.id
-            payload = user_payload(replacement, Context.RESOURCE_REPLACEMENT_REQUEST)
+            payload = r.user_payload(replacement, r.Context.RESOURCE_REPLACEMENT_REQUEST)
             payload["id"] = user.id
             try:
                 response, data = await self._call(
@@ -1024,7 +899,7 @@ class SCIMIdentityProvider(ClosesAPI):
             if data is None:
                 user, extra = await self._get_user(account_id)
             else:
-                user, extra = parse_user(data, source=self.source)
+                user, extra = r.parse_user(data, source=self.source)
                 self._remember_version(user.id, response, user)
             return await self._account(user, extra)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -1068,7 +943,7 @@ class SCIMIdentityProvider(ClosesAPI):
             guard.check(start)
             _, data = await self._call("GET", "Groups", params={"startIndex": start, "count": page_size})
             page = [
-                quick_group(item) or _group(parse_group(item, source=self.source))
+                quick_group(item) or full_group(item, source=self.source)
                 for item in self._list_response(data).get("Resources") or []
             ]
             if not page:
@@ -1083,18 +958,22 @@ class SCIMIdentityProvider(ClosesAPI):
     async def list_members(self, group_id: str) -> set[str]:
         """Member ids of one group (NotFoundError if the group does not exist)."""
         _, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-        return set(_group(parse_group(data, source=self.source)).member_ids)
+        return set(full_group(data, source=self.source).member_ids)
 
     async def add_member(self, group_id: str, account_id: str) -> None:
         """PATCH ``add`` to ``members`` (RFC 7644 §3.5.2.1: adding an existing value changes nothing)."""
+        from connectors.idp import scim_resources as r
+
         if not await self._patch_supported():
             return await self._replace_members(group_id, add=account_id)
         ops = [{"op": "add", "path": "members", "value": [{"value": account_id}]}]
-        await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+        await self._call("PATCH", f"Groups/{_segment(group_id)}", body=r.patch_body(ops, r.SCIMGroup))
 
     async def remove_member(self, group_id: str, account_id: str) -> None:
         """PATCH ``remove`` of ``members[value eq "id"]`` (RFC 7644 §3.5.2.2); a non-member (``noTarget``)
         is not an error."""
+        from connectors.idp import scim_resources as r
+
         if not await self._patch_supported():
             return await self._replace_members(group_id, remove=account_id)
         path = f"members[{scim_filter_eq('value', account_id)}]"
@@ -1102,7 +981,7 @@ class SCIMIdentityProvider(ClosesAPI):
             await self._call(
                 "PATCH",
                 f"Groups/{_segment(group_id)}",
-                body=patch_body([{"op": "remove", "path": path}], SCIMGroup),
+                body=r.patch_body([{"op": "remove", "path": path}], r.SCIMGroup),
             )
         except PermanentAPIError as exc:
             if exc.status_code == 400 and _scim_type(exc) == "noTarget":
@@ -1126,6 +1005,8 @@ class SCIMIdentityProvider(ClosesAPI):
         """One PATCH with an ``add`` of ``members`` values and a ``remove`` of ``members[value eq … or …]``
         (both in one PatchOp, RFC 7644 §3.5.2, applied together or not at all). If it is refused, each
         direction is written on its own (:meth:`add_members`, :meth:`remove_members`), judged per member."""
+        from connectors.idp import scim_resources as r
+
         adds, removes = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
         if (
             not adds
@@ -1142,7 +1023,7 @@ class SCIMIdentityProvider(ClosesAPI):
             {"op": "remove", "path": f"members[{terms}]"},
         ]
         try:
-            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=r.patch_body(ops, r.SCIMGroup))
             return {}
         except PermanentAPIError as exc:
             if exc.status_code in (401, 403, 404):
@@ -1174,13 +1055,15 @@ class SCIMIdentityProvider(ClosesAPI):
         return failed
 
     async def _patch_members(self, group_id: str, ids: list[str], *, add: bool) -> None:
+        from connectors.idp import scim_resources as r
+
         if add:
             ops = [{"op": "add", "path": "members", "value": [{"value": a} for a in ids]}]
         else:
             terms = " or ".join(scim_filter_eq("value", a) for a in ids)
             ops = [{"op": "remove", "path": f"members[{terms}]"}]
         try:
-            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=patch_body(ops, SCIMGroup))
+            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=r.patch_body(ops, r.SCIMGroup))
         except PermanentAPIError as exc:
             if add or not (exc.status_code == 400 and _scim_type(exc) == "noTarget"):
                 raise
@@ -1243,19 +1126,21 @@ class SCIMIdentityProvider(ClosesAPI):
     async def _replace_many(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
         """Without PATCH: read the group, PUT it back with every change (If-Match, three tries); a refused PUT
         is judged member by member."""
+        from connectors.idp import scim_resources as r
+
         wanted = set(ids)
         for attempt in (1, 2, 3):
             response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-            group = parse_group(data, source=self.source)
+            group = r.parse_group(data, source=self.source)
             self._remember_version(group.id, response, group)
-            members = [m for m in group.members or [] if m.value]
-            values = {str(m.value) for m in members}
+            members = [str(m.value) for m in group.members or [] if m.value]
+            values = set(members)
             if (add and wanted <= values) or (not add and not wanted & values):
                 return {}
             if add:
-                members += [GroupMember(value=a) for a in ids if a not in values]
+                members += [a for a in ids if a not in values]
             else:
-                members = [m for m in members if str(m.value) not in wanted]
+                members = [m for m in members if m not in wanted]
             try:
                 await self._put_group(group, members, group_id)
                 return {}
@@ -1267,17 +1152,10 @@ class SCIMIdentityProvider(ClosesAPI):
                 return await self._one_by_one(group_id, ids, add=add)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _put_group(self, group: Any, members: list[Any], group_id: str) -> None:
-        replacement = SCIMGroup(
-            id=group.id,
-            display_name=group.display_name,
-            external_id=group.external_id,
-            members=members or None,
-        )
-        payload = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
-        payload["id"] = group.id
-        if not members:
-            payload["members"] = []
+    async def _put_group(self, group: Any, member_ids: list[str], group_id: str) -> None:
+        from connectors.idp import scim_resources as r
+
+        payload = r.group_payload(group, member_ids)
         await self._call(
             "PUT", f"Groups/{_segment(group_id)}", body=payload, headers=await self._if_match(group_id)
         )
@@ -1287,27 +1165,18 @@ class SCIMIdentityProvider(ClosesAPI):
     ) -> None:
         """Membership without PATCH: read the group, PUT it back (RFC 7644 §3.5.1) with If-Match when the
         provider has ETags; a 412 (someone else changed the group) re-reads, up to three times."""
+        from connectors.idp import scim_resources as r
+
         for attempt in (1, 2, 3):
             response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-            group = parse_group(data, source=self.source)
+            group = r.parse_group(data, source=self.source)
             self._remember_version(group.id, response, group)
-            members = [m for m in group.members or [] if m.value]
-            values = {str(m.value) for m in members}
-            if (add is not None and add in values) or (remove is not None and remove not in values):
+            members = [str(m.value) for m in group.members or [] if m.value]
+            if (add is not None and add in members) or (remove is not None and remove not in members):
                 return  # already as wanted
             if add is not None:
-                members.append(GroupMember(value=add))
-            members = [m for m in members if str(m.value) != remove]
-            replacement = SCIMGroup(
-                id=group.id,
-                display_name=group.display_name,
-                external_id=group.external_id,
-                members=members or None,
-            )
-            payload = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
-            payload["id"] = group.id
-            if not members:
-                payload["members"] = []
+                members.append(add)
+            payload = r.group_payload(group, [m for m in members if m != remove])
             try:
                 await self._call(
                     "PUT",
@@ -1322,9 +1191,11 @@ class SCIMIdentityProvider(ClosesAPI):
 
     async def create_group(self, name: str) -> Group:
         """POST /Groups. Not part of the protocol (groups are managed by IT); used by tests and the sandbox."""
-        body = SCIMGroup(display_name=name).model_dump(scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+        from connectors.idp import scim_resources as r
+
+        body = r.new_group_payload(name)
         _, data = await self._call("POST", "Groups", body=body, retry=False)
-        return _group(parse_group(data, source=self.source))
+        return full_group(data, source=self.source)
 
 
 def _group(group: Any) -> Group:

@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.idp.scim import (
-    account_from_user,
-    parse_user,
-    patch_operations,
-    scim_filter_eq,
-    user_payload,
-    user_resource,
-)
+from connectors.idp.scim import patch_operations, scim_filter_eq
+from connectors.idp.scim_resources import account_from_user, parse_user, user_payload, user_resource
 from models.domain import AccountAttributes
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

@@ -1,4 +1,5 @@
-"""The plain-JSON reading of listed SCIM users gives the same Account as the full scim2-models validation."""
+"""The plain-JSON reading of listed SCIM users, groups and list envelopes gives what the full scim2-models
+validation gives; a listing in the plain shape never imports scim2-models."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import pytest
 from connectors.idp.scim import (
     ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
+    LIST_RESPONSE_SCHEMA,
     USER_SCHEMA,
     _group,
-    account_from_user,
-    parse_group,
-    parse_user,
+    quick_envelope,
     quick_group,
     quick_user,
 )
+from connectors.idp.scim_resources import account_from_user, check_list_envelope, parse_group, parse_user
 
 FULL: dict[str, Any] = {
     "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
@@ -144,3 +145,96 @@ def test_the_address_an_account_is_read_with(emails: list[tuple[Any, Any, Any]],
     assert quick is not None and quick.values["email"] == expected
     user, extra = parse_user(payload)
     assert account_from_user(user, manager_id=None, extra=extra).email == expected
+
+
+def test_the_enterprise_schema_is_the_one_scim2_models_names() -> None:
+    from scim2_models import EnterpriseUser
+
+    assert str(EnterpriseUser.__schema__) == ENTERPRISE_SCHEMA
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {
+            "schemas": [LIST_RESPONSE_SCHEMA],
+            "totalResults": 2,
+            "startIndex": 1,
+            "itemsPerPage": 2,
+            "Resources": [],
+        },
+        {"schemas": [LIST_RESPONSE_SCHEMA], "totalResults": 0},
+    ],
+)
+def test_a_plain_envelope_is_one_scim2_models_accepts(envelope: dict[str, Any]) -> None:
+    assert quick_envelope(envelope)
+    check_list_envelope(envelope, source="scim")  # raises if scim2-models refused it
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"schemas": [LIST_RESPONSE_SCHEMA, "urn:example:paging"], "totalResults": 1},
+        {"schemas": [], "totalResults": 1},
+        {"schemas": [LIST_RESPONSE_SCHEMA], "totalResults": True},
+        {"schemas": [LIST_RESPONSE_SCHEMA], "totalResults": -1},
+        {"schemas": [LIST_RESPONSE_SCHEMA], "totalResults": "3"},
+        {"schemas": [LIST_RESPONSE_SCHEMA], "totalResults": 1, "nextCursor": "abc"},
+    ],
+    ids=["extra-schema", "no-schema", "bool-count", "negative", "text-count", "cursor"],
+)
+def test_anything_unusual_in_an_envelope_goes_to_full_validation(envelope: dict[str, Any]) -> None:
+    assert not quick_envelope(envelope)
+
+
+PLAIN_LISTING_THEN_AN_EXTENSION = """
+import asyncio, json, sys
+import httpx
+from pydantic import SecretStr
+from tenure.compose import build_identity_provider
+from tenure.settings import IdPSettings
+
+LR = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+USER = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u1", "externalId": "E1",
+        "userName": "ada@example.com", "active": True}
+extended = {**USER, "id": "u2", "externalId": "E2", "urn:example:ext:1.0:User": {"badge": "7"}}
+pages = {"Users": [USER], "Groups": [{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1",
+         "displayName": "all-staff", "members": [{"value": "u1"}]}]}
+
+def answer(request):
+    kind = request.url.path.rsplit("/", 1)[-1]
+    found = pages[kind] if request.url.params.get("startIndex") == "1" else []
+    return httpx.Response(200, json={"schemas": [LR], "totalResults": len(pages[kind]), "Resources": found})
+
+async def main():
+    idp = build_identity_provider(
+        IdPSettings(kind="scim", base_url="http://127.0.0.1:9/", token=SecretStr("t")),
+        transport=httpx.MockTransport(answer),
+    )
+    users = [a.employee_id async for page in idp.iter_users() for a in page]
+    groups = [g.name for g in await idp.list_groups()]
+    plain = "scim2_models" in sys.modules
+    pages["Users"] = [extended]
+    more = [a.employee_id async for page in idp.iter_users() for a in page]
+    await idp.aclose()
+    print(json.dumps([users, groups, plain, more, "scim2_models" in sys.modules]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_plain_listing_reads_without_scim2_models_and_an_extension_loads_it() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", PLAIN_LISTING_THEN_AN_EXTENSION],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    users, groups, plain, more, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (users, groups, plain) == (["E1"], ["all-staff"], False)
+    assert (more, loaded) == (["E2"], True)
