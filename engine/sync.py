@@ -90,8 +90,8 @@ log = logging.getLogger("tenure.sync")
 
 SYNC_CURSOR = "hris"
 DEFAULT_BATCH_SIZE = 250
-# Batches applied at once: one computes and commits while the other waits on the provider. Only batches of one
-# manager wave overlap (a later wave waits for the earlier ones: its joiners' managers must exist).
+# Batches applied at once: one computes and commits while the other waits on the provider. A batch never runs
+# beside a batch that creates the account of one of its employees' managers (it waits for that one).
 BATCHES_IN_FLIGHT = 2
 FETCH_ONE_BY_ONE_LIMIT = 200
 PAGE_SIZE = 500  # users per IdP page; providers that allow fewer send fewer (RFC 7644 §3.4.2.4)
@@ -927,9 +927,10 @@ class SyncEngine:
         self, *, batch_runner: BatchRunner | None = None, on_progress: Progress | None = None
     ) -> SyncReport:
         """The whole run. ``batch_runner(number)`` applies one batch (default :meth:`apply_batch`), up to
-        :data:`BATCHES_IN_FLIGHT` at once (their employees are locked apart; a batch with someone of a later
-        manager wave than a batch in flight waits for it); ``on_progress(done_employees, total_employees)`` is
-        called after reading and after every batch, in batch order."""
+        :data:`BATCHES_IN_FLIGHT` at once (their employees are locked apart; a batch with someone whose manager's
+        account a batch in flight creates waits for that batch: the manager reference needs the account);
+        ``on_progress(done_employees, total_employees)`` is called after reading and after every batch, in
+        batch order."""
         if not self._prepared:
             await self.prepare()
         runner = batch_runner or self.apply_batch
@@ -937,7 +938,9 @@ class SyncEngine:
         done = 0
         started = time.monotonic()
         await _maybe_await(on_progress, done, total)
-        in_flight: list[tuple[asyncio.Task[BatchResult], int, int]] = []  # (batch, its lowest wave, its size)
+        in_flight: list[
+            tuple[asyncio.Task[BatchResult], frozenset[str], int]
+        ] = []  # (batch, its people, size)
 
         async def settle(count: int) -> None:
             nonlocal done
@@ -949,11 +952,12 @@ class SyncEngine:
 
         try:
             for number, batch in enumerate(self.batches):
-                if in_flight and max(w.wave for w in batch) > min(low for _, low, _ in in_flight):
-                    await settle(0)  # someone here may report to a manager a batch in flight creates
+                managers = {w.awaits for w in batch if w.awaits}
+                while managers and any(managers & people for _, people, _ in in_flight):
+                    await settle(len(in_flight) - 1)  # oldest first, so progress stays in batch order
                 await settle(BATCHES_IN_FLIGHT - 1)
                 task = asyncio.ensure_future(runner(number))
-                in_flight.append((task, min(w.wave for w in batch), len(batch)))
+                in_flight.append((task, frozenset(w.plan.employee_id for w in batch), len(batch)))
             await settle(0)
         finally:
             for task, _, _ in in_flight:

@@ -113,13 +113,15 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Work:
-    """One employee's plan, the directory account it was made from, its wave, and the accounts the other
-    targets hold for this employee (by target name; an account to adopt with its employee id already set)."""
+    """One employee's plan, the directory account it was made from, its wave, the accounts the other targets
+    hold for this employee (by target name; an account to adopt with its employee id already set), and the
+    manager whose account this run creates (``awaits``: their employee id; this work's wave is a later one)."""
 
     plan: Plan
     account: Account | None
     wave: int = 0
     accounts: dict[str, Account | None] = field(default_factory=dict)
+    awaits: str | None = None
 
 
 @dataclass
@@ -188,7 +190,8 @@ def plan_all(
     for result, account, employee, accounts in planned:
         trimmed = trim_plan(result, holders, settled, schedules=schedules)
         if trimmed.actions or result.employee_id in keep_empty:  # an empty plan still settles an earlier run
-            works.append(Work(trimmed, account, _wave(employee, creating), accounts))
+            awaits = employee.manager_id if employee.manager_id in creating else None
+            works.append(Work(trimmed, account, _wave(employee, creating), accounts, awaits))
     return SyncPlan(works=works, failures=failures)
 
 

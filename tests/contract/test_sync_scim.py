@@ -169,6 +169,16 @@ async def test_first_full_sync_creates_accounts_with_groups_and_managers(world: 
     assert report.idp_writes <= waves + report.batches * len(groups) < N
 
 
+async def test_reports_find_managers_created_by_other_batches(world: World) -> None:
+    """Batches of three spread managers and their reports over many batches, two applied at once: every manager
+    reference is set in the one run (which batch waits for which is pinned in tests/unit/test_sync_pipeline.py)."""
+    report = await world.sync(full=True, batch_size=3)
+    accounts = await world.accounts()
+    assert report.ok and report.batches >= N // 3
+    managed = [r for r in world.rows if r["manager_id"]]
+    assert managed and all(accounts[r["employee_id"]].manager_id == r["manager_id"] for r in managed)
+
+
 async def test_second_full_sync_makes_zero_writes(world: World) -> None:
     """Re-running a full sync over an unchanged HRIS writes nothing and plans nothing."""
     await world.sync(full=True)

@@ -1,4 +1,4 @@
-"""A sync applies two batches at once, but never a batch of a later manager wave beside an earlier one."""
+"""A sync applies two batches at once, but never a batch beside the one creating its employees' managers."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ from typing import Any
 
 from engine.sync import BATCHES_IN_FLIGHT, SyncEngine
 
+Batches = list[list[tuple[str, str | None]]]  # per batch: (employee id, the manager whose account it awaits)
 
-def _stub(waves_by_batch: list[list[int]]) -> Any:
+
+def _stub(batches: Batches) -> Any:
     return SimpleNamespace(
         _prepared=True,
-        batches=[[SimpleNamespace(wave=w) for w in waves] for waves in waves_by_batch],
+        batches=[
+            [SimpleNamespace(plan=SimpleNamespace(employee_id=e), awaits=m) for e, m in batch]
+            for batch in batches
+        ],
         report=SimpleNamespace(phase_seconds={}),
         finish=lambda: "finished",
         apply_batch=None,
     )
 
 
-async def _run(waves_by_batch: list[list[int]]) -> tuple[list[tuple[str, int]], list[int], int]:
+async def _run(batches: Batches) -> tuple[list[tuple[str, int]], list[int], int]:
     events: list[tuple[str, int]] = []
     progress: list[int] = []
     running = peak = 0
@@ -34,28 +39,33 @@ async def _run(waves_by_batch: list[list[int]]) -> tuple[list[tuple[str, int]], 
         running -= 1
 
     result = await SyncEngine.run(
-        _stub(waves_by_batch), batch_runner=runner, on_progress=lambda done, total: progress.append(done)
+        _stub(batches), batch_runner=runner, on_progress=lambda done, total: progress.append(done)
     )
     assert result == "finished"
     return events, progress, peak
 
 
-async def test_batches_of_one_wave_overlap_two_at_a_time() -> None:
-    events, progress, peak = await _run([[1, 1], [1, 1], [1, 1], [1, 1]])
+async def test_independent_batches_overlap_two_at_a_time() -> None:
+    events, progress, peak = await _run([[(f"E{b}{i}", None) for i in range(2)] for b in range(4)])
     assert peak == BATCHES_IN_FLIGHT == 2
     assert [n for kind, n in events if kind == "start"] == [0, 1, 2, 3]
     assert progress == [0, 2, 4, 6, 8]  # in batch order, whichever finished first
 
 
-async def test_a_later_wave_waits_for_the_batches_before_it() -> None:
-    events, _, _ = await _run([[0, 0], [0, 1], [1, 1], [1, 1]])
+async def test_a_batch_waits_for_the_batch_creating_its_managers_and_no_other() -> None:
+    events, progress, _ = await _run(
+        [
+            [("M1", None), ("M2", None)],
+            [("R1", "M1"), ("R2", None)],  # R1's manager is created by batch 0
+            [("R3", "M2")],  # batch 0 is done by the time batch 2 may start: no wait beyond the pair limit
+            [("R4", "R1"), ("R5", "M2")],  # R4's manager is created by batch 1
+        ]
+    )
     position = {event: i for i, event in enumerate(events)}
-    # batch 1 holds wave 1, whose joiners may report to batch 0's wave 0: it starts after batch 0 ends
     assert position[("start", 1)] > position[("end", 0)]
-    # batch 2 (wave 1) beside batch 1 (lowest wave 0) would be the same risk: it waits too
-    assert position[("start", 2)] > position[("end", 1)]
-    # batch 3 (wave 1) beside batch 2 (wave 1): one wave, so they overlap
-    assert position[("start", 3)] < position[("end", 2)]
+    assert position[("start", 2)] < position[("end", 1)]  # a later wave, yet beside batch 1
+    assert position[("start", 3)] > position[("end", 1)]
+    assert progress == [0, 2, 4, 5, 7]
 
 
 async def test_a_failed_batch_cancels_the_one_beside_it_and_raises() -> None:
@@ -72,7 +82,7 @@ async def test_a_failed_batch_cancels_the_one_beside_it_and_raises() -> None:
             raise
 
     try:
-        await SyncEngine.run(_stub([[1], [1], [1]]), batch_runner=runner)
+        await SyncEngine.run(_stub([[("A", None)], [("B", None)], [("C", None)]]), batch_runner=runner)
     except RuntimeError as exc:
         assert str(exc) == "boom"
     else:  # pragma: no cover - the failure must surface
