@@ -6,8 +6,9 @@ a request latency, and prints, per number of workers, the night's wall time, whe
 and the audit database's growth. Every input is a flag, so a newer measurement replaces a default:
 
 * ``--cpu-ms-per-action`` / ``--cpu-ms-per-unchanged``: Tenure process CPU (user + system). Defaults: the
-  figures of issue #19 measured on main (11 ms per applied action, 1.2 ms per unchanged employee); pass the
-  figures of bench/RESULTS.md's latest sync measurement once they are lower.
+  upper ends of bench/RESULTS.md "(n)" (0.5 ms per applied action: 0.30–0.33 ms into the fast peer, 0.55 ms
+  into scim2-server; 0.3 ms per unchanged employee, whole process with its start-up); the issue's first
+  figures were 11 ms and 1.2 ms.
 * ``--audit-bytes-per-row``: on-disk bytes per audit row, indexes included. Default: measured here with
   ``--measure-audit 5000`` against PostgreSQL (see bench/RESULTS.md, "(h)").
 * Target mix and limits (writes per second a target accepts org-wide), cited in docs/SCALE.md: Microsoft
@@ -181,8 +182,8 @@ def main() -> None:
     parser.add_argument("--actions-per-change", type=float, default=3.0, help="applied actions per change")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per request")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per target")
-    parser.add_argument("--cpu-ms-per-action", type=float, default=11.0)
-    parser.add_argument("--cpu-ms-per-unchanged", type=float, default=1.2)
+    parser.add_argument("--cpu-ms-per-action", type=float, default=0.5)
+    parser.add_argument("--cpu-ms-per-unchanged", type=float, default=0.3)
     parser.add_argument("--audit-bytes-per-row", type=float, default=740.0)
     parser.add_argument("--runs-per-worker", type=int, default=4, help="flow runs at a time (worker --limit)")
     parser.add_argument("--partitions", type=int, default=4, help="sync partitions per target")
