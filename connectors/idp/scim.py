@@ -120,8 +120,8 @@ def scim_filter_eq(attr: str, value: str) -> str:
 
 def create_payload(attributes: AccountAttributes, *, manager_account_id: str | None = None) -> dict[str, Any]:
     """The POST /Users body for ``attributes``, built directly: the same JSON as
-    ``user_payload(user_resource(...))`` (:mod:`connectors.idp.scim_resources`) (the mapping table above) without building a scim2-models resource
-    for every joiner. ``attributes`` is validated already."""
+    :mod:`connectors.idp.scim_resources`' ``user_payload(user_resource(...))`` (the mapping table above) without
+    building a scim2-models resource for every joiner. ``attributes`` is validated already."""
     body: dict[str, Any] = {
         "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
         "externalId": attributes.employee_id,
@@ -288,18 +288,18 @@ def quick_envelope(data: dict[str, Any]) -> bool:
 
 def full_group(data: Any, *, source: str) -> Group:
     """A group in any shape the RFC allows, validated by scim2-models (:func:`quick_group` takes the plain one)."""
-    from connectors.idp import scim_resources as r
+    from connectors.idp import scim_resources
 
-    return _group(r.parse_group(data, source=source))
+    return _group(scim_resources.parse_group(data, source=source))
 
 
 def _manager_of(user: _QuickUser | tuple[Any, dict[str, Any]]) -> str | None:
     """A listed user's ``manager.value``."""
     if isinstance(user, _QuickUser):
         return user.manager
-    from connectors.idp import scim_resources as r
+    from connectors.idp import scim_resources
 
-    return r.manager_account_id(user[0])
+    return scim_resources.manager_account_id(user[0])
 
 
 _SIMPLE_PATHS = {
@@ -351,9 +351,9 @@ def raise_for_scim_error(response: httpx.Response, body: Any, *, source: str) ->
     """Raise the typed error for a body that is a SCIM Error message (RFC 7644 §3.12), even under a 2xx."""
     if not isinstance(body, dict) or ERROR_SCHEMA not in (body.get("schemas") or []):
         return
-    from connectors.idp import scim_resources as r
+    from connectors.idp import scim_resources
 
-    status, detail = r.scim_error(body)
+    status, detail = scim_resources.scim_error(body)
     status = status if 400 <= status <= 599 else 400
     fake = httpx.Response(status, headers=response.headers, request=response.request)
     raise_for_status(
@@ -413,20 +413,20 @@ class SCIMIdentityProvider(ClosesAPI):
     async def service_provider_config(self) -> ServiceProviderConfig:
         """``/ServiceProviderConfig`` (RFC 7644 §4), read once. A provider without it is assumed to support
         PATCH (mandatory in practice) and not ETags."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         async with self._config_lock:
             if self._config is None:
                 try:
                     _, data = await self._call("GET", "ServiceProviderConfig")
-                    self._config = r.read_config(data)
+                    self._config = scim_resources.read_config(data)
                 except NotFoundError:
                     pass
                 if self._config is None:
                     log.info(
                         "%s: no usable /ServiceProviderConfig; assuming PATCH without ETags", self.source
                     )
-                    self._config = r.assumed_config()
+                    self._config = scim_resources.assumed_config()
             return self._config
 
     async def _patch_supported(self) -> bool:
@@ -457,10 +457,10 @@ class SCIMIdentityProvider(ClosesAPI):
     # ----------------------------------------------------------------------------------------- reading users
 
     async def _get_user(self, account_id: str) -> tuple[Any, dict[str, Any]]:
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         response, data = await self._call("GET", f"Users/{_segment(account_id)}")
-        user, extra = r.parse_user(data, source=self.source)
+        user, extra = scim_resources.parse_user(data, source=self.source)
         self._remember_version(user.id, response, user)
         return user, extra
 
@@ -471,10 +471,10 @@ class SCIMIdentityProvider(ClosesAPI):
         return self._page_users(data)
 
     def _page_users(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         page = self._list_response(data)
-        users = [r.parse_user(item, source=self.source) for item in page.get("Resources") or []]
+        users = [scim_resources.parse_user(item, source=self.source) for item in page.get("Resources") or []]
         for user, _ in users:
             self._remember_version(user.id, None, user)
             if user.id:
@@ -487,9 +487,9 @@ class SCIMIdentityProvider(ClosesAPI):
         if not isinstance(data, dict):
             raise ResponseValidationError("list response is not a JSON object", source=self.source)
         if not quick_envelope(data):  # only the envelope; resources are checked one by one (extensions)
-            from connectors.idp import scim_resources as r
+            from connectors.idp import scim_resources
 
-            r.check_list_envelope(data, source=self.source)
+            scim_resources.check_list_envelope(data, source=self.source)
         resources = data.get("Resources")
         if resources is not None and not isinstance(resources, list):
             raise ResponseValidationError("ListResponse.Resources is not a list", source=self.source)
@@ -508,14 +508,14 @@ class SCIMIdentityProvider(ClosesAPI):
         return self._employee_ids[manager_account_id]
 
     async def _account(self, user: Any, extra: dict[str, Any]) -> Account:
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         if user.id:
             self._employee_ids[user.id] = user.external_id
             if user.external_id:
                 self._account_ids[user.external_id] = str(user.id)
-        manager = await self._manager_employee_id(r.manager_account_id(user))
-        return self._remember(r.account_from_user(user, manager_id=manager, extra=extra))
+        manager = await self._manager_employee_id(scim_resources.manager_account_id(user))
+        return self._remember(scim_resources.account_from_user(user, manager_id=manager, extra=extra))
 
     def _remember(self, account: Account) -> Account:
         """Keep ``account`` as the server last showed it (an update of exactly it needs no read-back)."""
@@ -599,9 +599,9 @@ class SCIMIdentityProvider(ClosesAPI):
         for item in self._list_response(data).get("Resources") or []:
             quick = quick_user(item)
             if quick is None:
-                from connectors.idp import scim_resources as r
+                from connectors.idp import scim_resources
 
-                user, extra = r.parse_user(item, source=self.source)
+                user, extra = scim_resources.parse_user(item, source=self.source)
                 self._remember_version(user.id, None, user)
                 if user.id:
                     self._employee_ids[user.id] = user.external_id
@@ -844,9 +844,9 @@ class SCIMIdentityProvider(ClosesAPI):
         """PATCH the user and return the account as the server now holds it. A 204 without a body (RFC 7644
         §3.5.2 allows it) is read back only when ``read_back``: enabling or disabling needs no answer, which
         saves one call per leaver and joiner."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
-        body = r.patch_body(operations)
+        body = scim_resources.patch_body(operations)
         for attempt in (1, 2):
             try:
                 response, data = await self._call(
@@ -866,12 +866,12 @@ class SCIMIdentityProvider(ClosesAPI):
                 return None
             user, extra = await self._get_user(account_id)
             return await self._account(user, extra)
-        user, extra = r.parse_user(data, source=self.source)
+        user, extra = scim_resources.parse_user(data, source=self.source)
         self._remember_version(user.id, response, user)
         return await self._account(user, extra)
 
     async def _replace_user(self, account_id: str, changes: dict[str, Any], manager: str | None) -> Account:
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         for attempt in (1, 2):
             user, extra = await self._get_user(account_id)
@@ -879,11 +879,15 @@ class SCIMIdentityProvider(ClosesAPI):
             desired = AccountAttributes.model_validate(
                 current.model_dump(include=set(AccountAttributes.model_fields)) | changes
             )
-            replacement = r.user_resource(desired, manager_account_id=manager or r.manager_account_id(user))
+            replacement = scim_resources.user_resource(
+                desired, manager_account_id=manager or scim_resources.manager_account_id(user)
+            )
             if "manager_id" in changes and not changes["manager_id"]:
-                replacement[r.EnterpriseUser].manager = None
+                replacement[scim_resources.EnterpriseUser].manager = None
             replacement.id = user.id
-            payload = r.user_payload(replacement, r.Context.RESOURCE_REPLACEMENT_REQUEST)
+            payload = scim_resources.user_payload(
+                replacement, scim_resources.Context.RESOURCE_REPLACEMENT_REQUEST
+            )
             payload["id"] = user.id
             try:
                 response, data = await self._call(
@@ -899,7 +903,7 @@ class SCIMIdentityProvider(ClosesAPI):
             if data is None:
                 user, extra = await self._get_user(account_id)
             else:
-                user, extra = r.parse_user(data, source=self.source)
+                user, extra = scim_resources.parse_user(data, source=self.source)
                 self._remember_version(user.id, response, user)
             return await self._account(user, extra)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -962,17 +966,21 @@ class SCIMIdentityProvider(ClosesAPI):
 
     async def add_member(self, group_id: str, account_id: str) -> None:
         """PATCH ``add`` to ``members`` (RFC 7644 §3.5.2.1: adding an existing value changes nothing)."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         if not await self._patch_supported():
             return await self._replace_members(group_id, add=account_id)
         ops = [{"op": "add", "path": "members", "value": [{"value": account_id}]}]
-        await self._call("PATCH", f"Groups/{_segment(group_id)}", body=r.patch_body(ops, r.SCIMGroup))
+        await self._call(
+            "PATCH",
+            f"Groups/{_segment(group_id)}",
+            body=scim_resources.patch_body(ops, scim_resources.SCIMGroup),
+        )
 
     async def remove_member(self, group_id: str, account_id: str) -> None:
         """PATCH ``remove`` of ``members[value eq "id"]`` (RFC 7644 §3.5.2.2); a non-member (``noTarget``)
         is not an error."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         if not await self._patch_supported():
             return await self._replace_members(group_id, remove=account_id)
@@ -981,7 +989,7 @@ class SCIMIdentityProvider(ClosesAPI):
             await self._call(
                 "PATCH",
                 f"Groups/{_segment(group_id)}",
-                body=r.patch_body([{"op": "remove", "path": path}], r.SCIMGroup),
+                body=scim_resources.patch_body([{"op": "remove", "path": path}], scim_resources.SCIMGroup),
             )
         except PermanentAPIError as exc:
             if exc.status_code == 400 and _scim_type(exc) == "noTarget":
@@ -1005,7 +1013,7 @@ class SCIMIdentityProvider(ClosesAPI):
         """One PATCH with an ``add`` of ``members`` values and a ``remove`` of ``members[value eq … or …]``
         (both in one PatchOp, RFC 7644 §3.5.2, applied together or not at all). If it is refused, each
         direction is written on its own (:meth:`add_members`, :meth:`remove_members`), judged per member."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         adds, removes = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
         if (
@@ -1023,7 +1031,11 @@ class SCIMIdentityProvider(ClosesAPI):
             {"op": "remove", "path": f"members[{terms}]"},
         ]
         try:
-            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=r.patch_body(ops, r.SCIMGroup))
+            await self._call(
+                "PATCH",
+                f"Groups/{_segment(group_id)}",
+                body=scim_resources.patch_body(ops, scim_resources.SCIMGroup),
+            )
             return {}
         except PermanentAPIError as exc:
             if exc.status_code in (401, 403, 404):
@@ -1055,7 +1067,7 @@ class SCIMIdentityProvider(ClosesAPI):
         return failed
 
     async def _patch_members(self, group_id: str, ids: list[str], *, add: bool) -> None:
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         if add:
             ops = [{"op": "add", "path": "members", "value": [{"value": a} for a in ids]}]
@@ -1063,7 +1075,11 @@ class SCIMIdentityProvider(ClosesAPI):
             terms = " or ".join(scim_filter_eq("value", a) for a in ids)
             ops = [{"op": "remove", "path": f"members[{terms}]"}]
         try:
-            await self._call("PATCH", f"Groups/{_segment(group_id)}", body=r.patch_body(ops, r.SCIMGroup))
+            await self._call(
+                "PATCH",
+                f"Groups/{_segment(group_id)}",
+                body=scim_resources.patch_body(ops, scim_resources.SCIMGroup),
+            )
         except PermanentAPIError as exc:
             if add or not (exc.status_code == 400 and _scim_type(exc) == "noTarget"):
                 raise
@@ -1126,12 +1142,12 @@ class SCIMIdentityProvider(ClosesAPI):
     async def _replace_many(self, group_id: str, ids: list[str], *, add: bool) -> dict[str, ConnectorError]:
         """Without PATCH: read the group, PUT it back with every change (If-Match, three tries); a refused PUT
         is judged member by member."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         wanted = set(ids)
         for attempt in (1, 2, 3):
             response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-            group = r.parse_group(data, source=self.source)
+            group = scim_resources.parse_group(data, source=self.source)
             self._remember_version(group.id, response, group)
             members = [str(m.value) for m in group.members or [] if m.value]
             values = set(members)
@@ -1153,9 +1169,9 @@ class SCIMIdentityProvider(ClosesAPI):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _put_group(self, group: Any, member_ids: list[str], group_id: str) -> None:
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
-        payload = r.group_payload(group, member_ids)
+        payload = scim_resources.group_payload(group, member_ids)
         await self._call(
             "PUT", f"Groups/{_segment(group_id)}", body=payload, headers=await self._if_match(group_id)
         )
@@ -1165,18 +1181,18 @@ class SCIMIdentityProvider(ClosesAPI):
     ) -> None:
         """Membership without PATCH: read the group, PUT it back (RFC 7644 §3.5.1) with If-Match when the
         provider has ETags; a 412 (someone else changed the group) re-reads, up to three times."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
         for attempt in (1, 2, 3):
             response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-            group = r.parse_group(data, source=self.source)
+            group = scim_resources.parse_group(data, source=self.source)
             self._remember_version(group.id, response, group)
             members = [str(m.value) for m in group.members or [] if m.value]
             if (add is not None and add in members) or (remove is not None and remove not in members):
                 return  # already as wanted
             if add is not None:
                 members.append(add)
-            payload = r.group_payload(group, [m for m in members if m != remove])
+            payload = scim_resources.group_payload(group, [m for m in members if m != remove])
             try:
                 await self._call(
                     "PUT",
@@ -1191,9 +1207,9 @@ class SCIMIdentityProvider(ClosesAPI):
 
     async def create_group(self, name: str) -> Group:
         """POST /Groups. Not part of the protocol (groups are managed by IT); used by tests and the sandbox."""
-        from connectors.idp import scim_resources as r
+        from connectors.idp import scim_resources
 
-        body = r.new_group_payload(name)
+        body = scim_resources.new_group_payload(name)
         _, data = await self._call("POST", "Groups", body=body, retry=False)
         return full_group(data, source=self.source)
 
