@@ -938,9 +938,8 @@ class SyncEngine:
         done = 0
         started = time.monotonic()
         await _maybe_await(on_progress, done, total)
-        in_flight: list[
-            tuple[asyncio.Task[BatchResult], frozenset[str], int]
-        ] = []  # (batch, its people, size)
+        # (the batch, its employees, its size), oldest first
+        in_flight: list[tuple[asyncio.Task[BatchResult], frozenset[str], int]] = []
 
         async def settle(count: int) -> None:
             nonlocal done

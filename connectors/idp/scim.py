@@ -974,7 +974,7 @@ class SCIMIdentityProvider(ClosesAPI):
         await self._call(
             "PATCH",
             f"Groups/{_segment(group_id)}",
-            body=scim_resources.patch_body(ops, scim_resources.SCIMGroup),
+            body=scim_resources.group_patch_body(ops),
         )
 
     async def remove_member(self, group_id: str, account_id: str) -> None:
@@ -989,7 +989,7 @@ class SCIMIdentityProvider(ClosesAPI):
             await self._call(
                 "PATCH",
                 f"Groups/{_segment(group_id)}",
-                body=scim_resources.patch_body([{"op": "remove", "path": path}], scim_resources.SCIMGroup),
+                body=scim_resources.group_patch_body([{"op": "remove", "path": path}]),
             )
         except PermanentAPIError as exc:
             if exc.status_code == 400 and _scim_type(exc) == "noTarget":
@@ -1034,7 +1034,7 @@ class SCIMIdentityProvider(ClosesAPI):
             await self._call(
                 "PATCH",
                 f"Groups/{_segment(group_id)}",
-                body=scim_resources.patch_body(ops, scim_resources.SCIMGroup),
+                body=scim_resources.group_patch_body(ops),
             )
             return {}
         except PermanentAPIError as exc:
@@ -1078,7 +1078,7 @@ class SCIMIdentityProvider(ClosesAPI):
             await self._call(
                 "PATCH",
                 f"Groups/{_segment(group_id)}",
-                body=scim_resources.patch_body(ops, scim_resources.SCIMGroup),
+                body=scim_resources.group_patch_body(ops),
             )
         except PermanentAPIError as exc:
             if add or not (exc.status_code == 400 and _scim_type(exc) == "noTarget"):
@@ -1149,14 +1149,14 @@ class SCIMIdentityProvider(ClosesAPI):
             response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
             group = scim_resources.parse_group(data, source=self.source)
             self._remember_version(group.id, response, group)
-            members = [str(m.value) for m in group.members or [] if m.value]
-            values = set(members)
+            members = [m for m in group.members or [] if m.value]
+            values = {str(m.value) for m in members}
             if (add and wanted <= values) or (not add and not wanted & values):
                 return {}
             if add:
-                members += [a for a in ids if a not in values]
+                members += [scim_resources.GroupMember(value=a) for a in ids if a not in values]
             else:
-                members = [m for m in members if m not in wanted]
+                members = [m for m in members if str(m.value) not in wanted]
             try:
                 await self._put_group(group, members, group_id)
                 return {}
@@ -1168,10 +1168,11 @@ class SCIMIdentityProvider(ClosesAPI):
                 return await self._one_by_one(group_id, ids, add=add)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _put_group(self, group: Any, member_ids: list[str], group_id: str) -> None:
+    async def _put_group(self, group: Any, members: list[Any], group_id: str) -> None:
+        """PUT ``group`` back with exactly ``members`` (If-Match when the provider has ETags)."""
         from connectors.idp import scim_resources
 
-        payload = scim_resources.group_payload(group, member_ids)
+        payload = scim_resources.group_payload(group, members)
         await self._call(
             "PUT", f"Groups/{_segment(group_id)}", body=payload, headers=await self._if_match(group_id)
         )
@@ -1187,19 +1188,14 @@ class SCIMIdentityProvider(ClosesAPI):
             response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
             group = scim_resources.parse_group(data, source=self.source)
             self._remember_version(group.id, response, group)
-            members = [str(m.value) for m in group.members or [] if m.value]
-            if (add is not None and add in members) or (remove is not None and remove not in members):
+            members = [m for m in group.members or [] if m.value]
+            values = {str(m.value) for m in members}
+            if (add is not None and add in values) or (remove is not None and remove not in values):
                 return  # already as wanted
             if add is not None:
-                members.append(add)
-            payload = scim_resources.group_payload(group, [m for m in members if m != remove])
+                members.append(scim_resources.GroupMember(value=add))
             try:
-                await self._call(
-                    "PUT",
-                    f"Groups/{_segment(group_id)}",
-                    body=payload,
-                    headers=await self._if_match(group_id),
-                )
+                await self._put_group(group, [m for m in members if str(m.value) != remove], group_id)
                 return
             except PermanentAPIError as exc:
                 if exc.status_code != 412 or attempt == 3:

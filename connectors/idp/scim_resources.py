@@ -41,11 +41,12 @@ from models.domain import Account, AccountAttributes
 __all__ = [
     "Context",
     "EnterpriseUser",
-    "SCIMGroup",
+    "GroupMember",
     "SCIMUserEnterprise",
-    "ServiceProviderConfig",
     "account_from_user",
+    "assumed_config",
     "check_list_envelope",
+    "group_patch_body",
     "group_payload",
     "manager_account_id",
     "new_group_payload",
@@ -77,7 +78,7 @@ _GROUP_KEYS = _known_keys(SCIMGroup)
 _LIST_ENVELOPE = ListResponse[SCIMGroup]
 
 
-def split_known(data: Any, keys: dict[str, str], schemas: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_known(data: Any, keys: dict[str, str], schemas: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a resource payload into what scim2-models knows and the rest (vendor extensions, unknown
     attributes). scim2-models refuses unknown keys, while RFC 7643 §3.3 lets providers add extensions."""
     if not isinstance(data, dict):
@@ -107,7 +108,7 @@ def parse_user(data: Any, *, source: str = "scim") -> tuple[Any, dict[str, Any]]
     """A SCIM User (with the enterprise extension) from a response payload, plus the attributes we do not
     model (vendor extensions)."""
     try:
-        known, extra = split_known(data, _USER_KEYS, {USER_SCHEMA.lower(), ENTERPRISE_SCHEMA.lower()})
+        known, extra = _split_known(data, _USER_KEYS, {USER_SCHEMA.lower(), ENTERPRISE_SCHEMA.lower()})
     except ValueError as exc:
         raise ResponseValidationError("user is not a JSON object", source=source) from exc
     return _parse(SCIMUserEnterprise, known, source=source, what="user"), extra
@@ -116,7 +117,7 @@ def parse_user(data: Any, *, source: str = "scim") -> tuple[Any, dict[str, Any]]
 def parse_group(data: Any, *, source: str = "scim") -> Any:
     """A SCIM Group from a response payload (unknown attributes dropped)."""
     try:
-        known, _ = split_known(data, _GROUP_KEYS, {GROUP_SCHEMA.lower()})
+        known, _ = _split_known(data, _GROUP_KEYS, {GROUP_SCHEMA.lower()})
     except ValueError as exc:
         raise ResponseValidationError("group is not a JSON object", source=source) from exc
     return _parse(SCIMGroup, known, source=source, what="group")
@@ -209,6 +210,11 @@ def patch_body(operations: list[dict[str, Any]], resource: type[Any] = SCIMUserE
     return body
 
 
+def group_patch_body(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The PatchOp message for ``operations`` on a Group's ``members``."""
+    return patch_body(operations, SCIMGroup)
+
+
 def scim_error(body: dict[str, Any]) -> tuple[int, str]:
     """(status, ``scimType detail``) of a SCIM Error message (RFC 7644 §3.12); (400, a note) if malformed."""
     try:
@@ -225,7 +231,7 @@ _CONFIG_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:serviceproviderconfig"
 def read_config(data: Any) -> ServiceProviderConfig | None:
     """A ``/ServiceProviderConfig`` answer (RFC 7644 §4, RFC 7643 §5), or None if it is not usable."""
     try:
-        known, _ = split_known(data or {}, _known_keys(ServiceProviderConfig), {_CONFIG_SCHEMA})
+        known, _ = _split_known(data or {}, _known_keys(ServiceProviderConfig), {_CONFIG_SCHEMA})
         return ServiceProviderConfig.model_validate(known)
     except (ValidationError, ValueError):
         return None
@@ -248,17 +254,17 @@ def check_list_envelope(data: dict[str, Any], *, source: str) -> None:
         raise ResponseValidationError("list response is not a SCIM ListResponse", source=source) from exc
 
 
-def group_payload(group: Any, member_ids: list[str]) -> dict[str, Any]:
-    """The PUT body replacing ``group`` (a parsed SCIM Group) with exactly ``member_ids`` (RFC 7644 §3.5.1)."""
+def group_payload(group: Any, members: list[GroupMember]) -> dict[str, Any]:
+    """The PUT body replacing ``group`` (a parsed SCIM Group) with exactly ``members`` (RFC 7644 §3.5.1)."""
     replacement = SCIMGroup(
         id=group.id,
         display_name=group.display_name,
         external_id=group.external_id,
-        members=[GroupMember(value=m) for m in member_ids] or None,
+        members=members or None,
     )
     payload: dict[str, Any] = replacement.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
     payload["id"] = group.id
-    if not member_ids:
+    if not members:
         payload["members"] = []
     return payload
 
