@@ -101,7 +101,7 @@ Drawn = tuple["array[float]", list[tuple[str, ...]], list[int | None], list[int 
 
 @functools.cache
 def drawn(population: Population) -> Drawn:
-    """The seed's values for every account, compactly (~110 MiB at 1,000,000 accounts, held by the bench):
+    """The seed's values for every account, compactly (~220 MiB at 1,000,000 accounts, held by the bench):
     status roll, groups, approval age, sign-in age."""
     rng = random.Random(population.seed)
     per_account = max(1, population.memberships // population.accounts)
