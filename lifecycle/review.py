@@ -53,6 +53,7 @@ __all__ = [
     "Finding",
     "finding_id",
     "find",
+    "review_groups",
     "is_disable_due",
     "remediation",
     "reviewer_for",
@@ -62,6 +63,7 @@ __all__ = [
 
 # Approvals: employee id -> {privileged group -> when it was (last) approved or re-certified}.
 Approvals = Mapping[str, Mapping[str, datetime]]
+_NO_APPROVALS: Mapping[str, datetime] = {}
 
 
 class FindingKind(str, enum.Enum):
@@ -95,7 +97,10 @@ class Finding(BaseModel):
 def finding_id(kind: FindingKind, account_id: str, group: str | None = None, target: str = DIRECTORY) -> str:
     """The stable id: sha256 of ``kind|account id|group`` (``|target`` outside the directory), 16 hex digits."""
     where = "" if target == DIRECTORY else f"|{target}"
-    return hashlib.sha256(f"{kind.value}|{account_id}|{group or ''}{where}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{_PREFIX[kind]}{account_id}|{group or ''}{where}".encode()).hexdigest()[:16]
+
+
+_PREFIX = {kind: f"{kind.value}|" for kind in FindingKind}  # a million ids a review: no enum lookups
 
 
 def _finding(
@@ -123,6 +128,13 @@ def _finding(
     )
 
 
+def review_groups(policy: Policy) -> frozenset[str]:
+    """The groups whose memberships :func:`find` reads: ``policy.managed_groups`` and both groups of every
+    ``review.sod_conflicts`` pair. A membership of any other group is granted by hand and raises nothing, so a
+    review at scale need not hold it (:func:`engine.review.collect_inventory`)."""
+    return policy.managed_groups.union(*policy.review.sod_conflicts)
+
+
 def is_disable_due(employee: EmployeeFacts, policy: Policy, now: datetime) -> bool:
     """Whether the leaver disable of ``employee`` is due now (the planner's leaver rule)."""
     if employee.termination_date is None and employee.status is not EmployeeStatus.TERMINATED:
@@ -143,17 +155,18 @@ def is_disable_due(employee: EmployeeFacts, policy: Policy, now: datetime) -> bo
 
 
 class _BirthrightCache:
-    """Birthright groups depend only on the matched attributes; thousands of employees share a few keys."""
+    """Birthright groups (less ``without``) depend only on the matched attributes; thousands of employees
+    share a few keys."""
 
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+    def __init__(self, policy: Policy, without: frozenset[str] = frozenset()) -> None:
+        self.policy, self.without = policy, without
         self.cache: dict[tuple[str | None, ...], frozenset[str]] = {}
 
     def __call__(self, employee: EmployeeFacts) -> frozenset[str]:
         key = (employee.department, employee.title, employee.location, employee.employment_type)
         groups = self.cache.get(key)
         if groups is None:
-            groups = self.cache[key] = birthright_groups(employee, self.policy)
+            groups = self.cache[key] = birthright_groups(employee, self.policy) - self.without
         return groups
 
 
@@ -178,6 +191,7 @@ def find(
     sod_pairs = [(a, b) for a, b in review.sod_conflicts if a != b]
     sod_groups = {g for pair in sod_pairs for g in pair}
     birthright = _BirthrightCache(policy)
+    unprivileged_birthright = _BirthrightCache(policy, without=frozenset(privileged))
     findings: list[Finding] = []
     for account in accounts:
         if not account.active:
@@ -194,7 +208,8 @@ def find(
             )
             continue
         eid = employee.employee_id
-        if is_disable_due(employee, policy, now):
+        leaver = employee.termination_date is not None or employee.status is EmployeeStatus.TERMINATED
+        if leaver and is_disable_due(employee, policy, now):
             findings.append(
                 _finding(
                     FindingKind.TERMINATED_ACTIVE,
@@ -216,21 +231,21 @@ def find(
             )
         held = account.groups
         judged = managed.intersection(held)
-        granted = birthright(employee) if judged else frozenset()
-        approved = approvals.get(eid, {})
+        if judged:  # what a birthright grants and is not privileged raises nothing: most accounts stop here
+            judged = judged - unprivileged_birthright(employee)
+        approved = approvals.get(eid, _NO_APPROVALS)
         for group in sorted(judged):
             rule = privileged.get(group)
-            if rule is None:
-                if group not in granted:
-                    findings.append(
-                        _finding(
-                            FindingKind.OUTSIDE_POLICY,
-                            account,
-                            eid,
-                            f"member of managed group {group} without a birthright rule for it",
-                            group=group,
-                        )
+            if rule is None:  # not granted: the birthright's groups left above
+                findings.append(
+                    _finding(
+                        FindingKind.OUTSIDE_POLICY,
+                        account,
+                        eid,
+                        f"member of managed group {group} without a birthright rule for it",
+                        group=group,
                     )
+                )
                 continue
             approved_at = approved.get(group)
             if approved_at is None:
