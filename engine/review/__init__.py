@@ -14,7 +14,14 @@ from engine.review.campaign import (
     export_rows,
 )
 from engine.review.deadline import DeadlineReport, process_deadlines
-from engine.review.run import Inventory, ReviewRun, collect_inventory, load_approvals, run_review
+from engine.review.run import (
+    Inventory,
+    ReviewRun,
+    collect_inventory,
+    collector_paused,
+    load_approvals,
+    run_review,
+)
 
 __all__ = [
     "AUTO_REVIEWER",
@@ -26,6 +33,7 @@ __all__ = [
     "ReviewRun",
     "campaign_reference",
     "collect_inventory",
+    "collector_paused",
     "decide",
     "export_rows",
     "load_approvals",

@@ -10,11 +10,15 @@ kinds and groups; user names appear only in tickets (as the lifecycle tickets do
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from operator import add
 from typing import TypeVar
 
 from connectors.errors import InvalidRecordError
@@ -26,7 +30,15 @@ from lifecycle.actions import DIRECTORY, Action, OpenTicket, Plan
 from lifecycle.correlation import correlate
 from lifecycle.policy import Policy
 from lifecycle.recommend import Peers, Provenance, Recommendation, recommend_finding
-from lifecycle.review import Finding, FindingKind, count_by_kind, find, remediation, route_reviewers
+from lifecycle.review import (
+    Finding,
+    FindingKind,
+    count_by_kind,
+    find,
+    remediation,
+    review_groups,
+    route_reviewers,
+)
 from lifecycle.targets import target_policy
 from models.audit import Outcome
 from models.compact import CompactAccount, CompactEmployee
@@ -35,7 +47,15 @@ from models.domain import Account, TicketRequest
 from models.ledger import applied_targets, grants_by_employee
 from models.review import CampaignStatus, ReviewAssignment, ReviewCampaign
 
-__all__ = ["TICKET_PURPOSE", "Inventory", "ReviewRun", "collect_inventory", "load_approvals", "run_review"]
+__all__ = [
+    "TICKET_PURPOSE",
+    "Inventory",
+    "ReviewRun",
+    "collect_inventory",
+    "collector_paused",
+    "load_approvals",
+    "run_review",
+]
 
 TICKET_PURPOSE = "access-review"
 
@@ -47,8 +67,9 @@ T = TypeVar("T")
 
 @dataclass
 class Inventory:
-    """What the review looks at: the roster, every account with its memberships, unreadable HR rows. Held
-    compactly (:mod:`models.compact`): at a million accounts the validated models alone would take gigabytes."""
+    """What the review looks at: the roster, every account with its memberships (of the groups the review
+    judges, in ``run_review``), unreadable HR rows, and how many memberships there are in all. Held compactly
+    (:mod:`models.compact`): at a million accounts the validated models alone would take gigabytes."""
 
     employees: dict[str, CompactEmployee]
     accounts: list[CompactAccount]
@@ -64,10 +85,36 @@ class Inventory:
         )
 
 
-async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int = 200) -> Inventory:
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """CPython's cycle collector paused while the inventory is built and analysed, restored as it was after.
+
+    The inventory is millions of acyclic records kept to the end, and the findings are more: as the heap grows
+    the collector traverses them again and again without finding garbage (at 1,000,000 accounts a third of the
+    review's CPU, bench/RESULTS.md (o)). Reference counting still frees everything that is not a cycle; the few
+    cycles a connector leaves per request (~70 objects per page read, measured on the SCIM connector) wait for
+    the collector's next full pass. On the way out, what was allocated meanwhile joins the oldest generation
+    (``gc.freeze`` then ``gc.unfreeze``, both O(1)) rather than the youngest, which would make the first
+    allocation after the pause traverse all of it at once.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
+async def collect_inventory(
+    hris: HRIS, idp: IdentityProvider, *, page_size: int = 200, judged: Collection[str] | None = None
+) -> Inventory:
     """Stream the roster and the accounts (paged) into compact records; memberships come from ``list_groups``
     and replace what the user pages carried (group member lists are the provider's source of truth for
-    membership)."""
+    membership). ``judged``: the only groups whose memberships are held (``run_review`` passes
+    :func:`lifecycle.review.review_groups`); every membership is counted all the same."""
     employees: dict[str, CompactEmployee] = {}
     invalid = 0
     async for record in hris.iter_employees():
@@ -80,44 +127,63 @@ async def collect_inventory(hris: HRIS, idp: IdentityProvider, *, page_size: int
         employee = employees.get(account.employee_id)  # the roster's id string, not a second copy
         return CompactAccount.of(account, groups, employee.employee_id if employee else None)
 
-    accounts, memberships = await _accounts(idp, page_size, compact)
+    accounts, memberships = await _accounts(idp, page_size, compact, judged)
     return Inventory(employees=employees, accounts=accounts, invalid_records=invalid, memberships=memberships)
 
 
-async def _memberships(idp: IdentityProvider) -> tuple[dict[str, tuple[str, ...]] | None, int]:
-    """Account id → the names of its groups (one tuple shared by the accounts holding the same groups), and
-    the number of memberships; None when the provider lists no groups (the user pages' groups then stand)."""
+async def _memberships(
+    idp: IdentityProvider, judged: Collection[str] | None
+) -> tuple[dict[str, tuple[str, ...]] | None, int]:
+    """Account id → the names of its groups (those in ``judged`` if given; one tuple shared by the accounts
+    holding the same groups), and the number of memberships of every group; None when the provider lists no
+    groups (the user pages' groups then stand).
+
+    Millions of memberships, so no Python frame per membership: for each group, every member's tuple so far
+    plus the group's name, made shared, goes back into the map in one ``update`` over ``map`` of C functions."""
     groups = await idp.list_groups()
     if not groups:
         return None, 0
     held: dict[str, tuple[str, ...]] = {}
+    shared = _Shared()
     memberships = 0
     while groups:  # each group model (every member id once more) goes as soon as it is read
         group = groups.pop()
-        name = (group.name,)
-        for member in group.member_ids:
-            held[member] = held.get(member, ()) + name  # tuples of strings: the cyclic GC stops tracking them
-        memberships += len(group.member_ids)
-    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
-    for account_id, names in held.items():
-        held[account_id] = shared.setdefault(names, names)
+        ids, name = group.member_ids, (group.name,)
+        memberships += len(ids)
+        if judged is None or group.name in judged:
+            grown = map(add, map(held.get, ids, repeat(())), repeat(name))  # held[id] + (name,)
+            held.update(zip(ids, map(shared.__getitem__, grown), strict=True))
     return held, memberships
 
 
+class _Shared(dict[tuple[str, ...], tuple[str, ...]]):
+    """One tuple of group names for all the accounts holding the same groups: looked up in C, inserted on a
+    miss (a handful of combinations against millions of accounts)."""
+
+    def __missing__(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        self[names] = names
+        return names
+
+
 async def _accounts(
-    idp: IdentityProvider, page_size: int, keep: Callable[[Account, tuple[str, ...] | None], T]
+    idp: IdentityProvider,
+    page_size: int,
+    keep: Callable[[Account, tuple[str, ...] | None], T],
+    judged: Collection[str] | None = None,
 ) -> tuple[list[T], int]:
-    """Every account of one target as ``keep`` holds it (given the account and its groups by ``list_groups``,
-    None when the provider lists none), page by page, and the number of memberships."""
-    held, memberships = await _memberships(idp)
+    """Every account of one target as ``keep`` holds it (given the account and its groups by ``list_groups``
+    or, in ``judged`` only, from the account; None for the account's own), page by page, and the number of
+    memberships."""
+    held, memberships = await _memberships(idp, judged)
     accounts: list[T] = []
     async for page in idp.iter_users(page_size=page_size):
         for account in page:
-            if held is None:
-                memberships += len(account.groups)
-                accounts.append(keep(account, None))
-            else:
+            if held is not None:
                 accounts.append(keep(account, held.pop(account.id, ())))
+                continue
+            memberships += len(account.groups)
+            own = None if judged is None else tuple(g for g in account.groups if g in judged)
+            accounts.append(keep(account, own))
     return accounts, memberships
 
 
@@ -257,12 +323,13 @@ async def run_review(
     planned and creates no campaign, no tickets and no finding rows. ``targets``: the policy's other
     provisioning targets, reviewed each with its own view of the policy; every finding names its target."""
     now = now or datetime.now(UTC)
-    inventory = await collect_inventory(hris, idp)
-    approvals = load_approvals(auditor.database_url)
-    findings = find(inventory.employees, inventory.accounts, approvals, now, policy)
     targets = {name: t for name, t in (targets or {}).items() if name in policy.targets}
-    for name, target_idp in targets.items():
-        findings += await _target_findings(name, target_idp, inventory, approvals, now, policy)
+    with collector_paused():
+        inventory = await collect_inventory(hris, idp, judged=review_groups(policy))
+        approvals = load_approvals(auditor.database_url)
+        findings = find(inventory.employees, inventory.accounts, approvals, now, policy)
+        for name, target_idp in targets.items():
+            findings += await _target_findings(name, target_idp, inventory, approvals, now, policy)
     run = ReviewRun(
         findings=findings,
         accounts=len(inventory.accounts),
