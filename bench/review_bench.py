@@ -38,9 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connectors.errors import InvalidRecordError  # noqa: E402
-from engine.review import Inventory, collect_inventory  # noqa: E402
+from engine.review import Inventory, collect_inventory, collector_paused  # noqa: E402
 from lifecycle.policy import Policy  # noqa: E402
-from lifecycle.review import count_by_kind, find  # noqa: E402
+from lifecycle.review import count_by_kind, find, review_groups  # noqa: E402
 from models.domain import Account, Employee, EmployeeStatus, Group  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -59,15 +59,8 @@ POLICY = Policy.model_validate(
 EXTRA_GROUPS = [f"app-{i:03d}" for i in range(300)] + ["payments-create", "prod-admin", "payments-approve"]
 
 
-@dataclass(frozen=True)
-class Draw:
-    """What the seed decides for account ``i``: HR record and status (``roll``), groups, approval, sign-in."""
-
-    i: int
-    roll: float
-    groups: tuple[str, ...]
-    approved_days_ago: int | None
-    signed_in_days_ago: int | None
+Drawn = tuple["array[float]", list[tuple[str, ...]], list[int | None], list[int | None]]
+Draw = tuple[int, float, tuple[str, ...], int | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -80,23 +73,19 @@ class Population:
     seed: int = 1
 
     def draws(self) -> Iterator[Draw]:
-        """Every account's draw, the same on every pass: the values are drawn once (:func:`drawn`, before
-        anything is timed) and each pass reads them, so the figures hold the connectors' work and not the
-        random number generator's."""
+        """Every account's draw — ``(i, status roll, groups, approval age, sign-in age)`` — the same on every
+        pass: the values are drawn once (:func:`drawn`, before anything is timed) and each pass reads them as
+        plain tuples, so the figures hold the connectors' work and not the bench's bookkeeping."""
         rolls, groups, approved, signed_in = drawn(self)
-        for i in range(self.accounts):
-            yield Draw(i, rolls[i], groups[i], approved[i], signed_in[i])
+        return zip(range(self.accounts), rolls, groups, approved, signed_in, strict=True)
 
     def approvals(self) -> dict[str, dict[str, datetime]]:
         """What the ledger's grants would say (``engine.review.load_approvals``)."""
         return {
-            f"E{d.i:06d}": {"prod-admin": NOW - timedelta(days=d.approved_days_ago)}
-            for d in self.draws()
-            if d.approved_days_ago is not None
+            f"E{i:06d}": {"prod-admin": NOW - timedelta(days=approved)}
+            for i, _, _, approved, _ in self.draws()
+            if approved is not None
         }
-
-
-Drawn = tuple["array[float]", list[tuple[str, ...]], list[int | None], list[int | None]]
 
 
 @functools.cache
@@ -122,65 +111,83 @@ def drawn(population: Population) -> Drawn:
     return rolls, groups, approved, signed_in
 
 
+class Meter:
+    """Seconds spent in the generated connectors' own code (wall, ``perf_counter``: they never wait), summed
+    between each resumption and the record it yields, so one run splits its inventory into the connectors'
+    share and the engine's."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
 class GeneratedHRIS:
     """The roster as an HRIS connector streams it: one validated ``Employee`` at a time."""
 
-    def __init__(self, population: Population) -> None:
-        self.population = population
+    def __init__(self, population: Population, meter: Meter) -> None:
+        self.population, self.meter = population, meter
 
     async def iter_employees(self) -> AsyncIterator[Employee | InvalidRecordError]:
-        for d in self.population.draws():
-            if d.roll <= 0.02:  # 2 % orphans: no HR record
+        started = time.perf_counter()
+        for i, roll, _, _, _ in self.population.draws():
+            if roll <= 0.02:  # 2 % orphans: no HR record
                 continue
-            terminated = d.roll < 0.03
-            yield Employee(
-                employee_id=f"E{d.i:06d}",
+            terminated = roll < 0.03
+            employee = Employee(
+                employee_id=f"E{i:06d}",
                 first_name="F",
                 last_name="L",
-                department=DEPARTMENTS[d.i % len(DEPARTMENTS)],
-                location="Berlin" if d.i % 5 == 0 else "Remote",
+                department=DEPARTMENTS[i % len(DEPARTMENTS)],
+                location="Berlin" if i % 5 == 0 else "Remote",
                 status=EmployeeStatus.TERMINATED if terminated else EmployeeStatus.ACTIVE,
-                manager_id=f"E{d.i // 10:06d}",
+                manager_id=f"E{i // 10:06d}",
                 hire_date=date(2020, 1, 1),
                 termination_date=date(2026, 1, 1) if terminated else None,
             )
+            self.meter.seconds += time.perf_counter() - started
+            yield employee
+            started = time.perf_counter()
+        self.meter.seconds += time.perf_counter() - started
 
 
 class GeneratedDirectory:
     """The directory as an identity-provider connector reads it: pages of validated ``Account`` models (no
     groups on the user pages) and every ``Group`` with its member ids."""
 
-    def __init__(self, population: Population) -> None:
-        self.population = population
+    def __init__(self, population: Population, meter: Meter) -> None:
+        self.population, self.meter = population, meter
 
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
+        started = time.perf_counter()
         page: list[Account] = []
-        for d in self.population.draws():
-            signed_in = d.signed_in_days_ago
+        for i, _, _, _, signed_in in self.population.draws():
             page.append(
                 Account(
-                    id=f"acc-{d.i}",
-                    user_name=f"user{d.i}",
-                    employee_id=f"E{d.i:06d}",
+                    id=f"acc-{i}",
+                    user_name=f"user{i}",
+                    employee_id=f"E{i:06d}",
                     active=True,
                     last_sign_in=None if signed_in is None else NOW - timedelta(days=signed_in),
                 )
             )
             if len(page) == page_size:
+                self.meter.seconds += time.perf_counter() - started
                 yield page
-                page = []
+                started, page = time.perf_counter(), []
+        self.meter.seconds += time.perf_counter() - started
         if page:
             yield page
 
     async def list_groups(self) -> list[Group]:
+        started = time.perf_counter()
         members: dict[str, list[str]] = defaultdict(list)
-        for d in self.population.draws():
-            for group in d.groups:
-                members[group].append(f"acc-{d.i}")
+        for i, _, groups, _, _ in self.population.draws():
+            for group in groups:
+                members[group].append(f"acc-{i}")
         groups = []
         while members:
             name, ids = members.popitem()
             groups.append(Group(id=f"group-{name}", name=name, member_ids=frozenset(ids)))
+        self.meter.seconds += time.perf_counter() - started
         return groups
 
 
@@ -196,10 +203,11 @@ def _clock() -> tuple[float, float]:
 
 async def _drain(population: Population) -> int:
     """Read every record the generated connectors yield and drop it; the number of records."""
-    count = sum([len(g.member_ids) for g in await GeneratedDirectory(population).list_groups()])
-    async for _ in GeneratedHRIS(population).iter_employees():
+    meter = Meter()
+    count = sum([len(g.member_ids) for g in await GeneratedDirectory(population, meter).list_groups()])
+    async for _ in GeneratedHRIS(population, meter).iter_employees():
         count += 1
-    async for page in GeneratedDirectory(population).iter_users():
+    async for page in GeneratedDirectory(population, meter).iter_users():
         count += len(page)
     return count
 
@@ -219,8 +227,9 @@ def measure_generators(accounts: int, memberships: int) -> None:
     population = Population(accounts, memberships)
     _draw(population)
     started = _clock()
-    records = asyncio.run(_drain(population))
-    done = _clock()
+    with collector_paused():  # as the connectors run in run_review
+        records = asyncio.run(_drain(population))
+        done = _clock()
     print(
         f"{accounts:>7} accounts: the generated connectors alone ({records} records and memberships) "
         f"{done[0] - started[0]:6.2f} s wall, {done[1] - started[1]:6.2f} s CPU",
@@ -228,27 +237,28 @@ def measure_generators(accounts: int, memberships: int) -> None:
     )
 
 
-async def _inventory(population: Population, into: list[Inventory]) -> None:
+async def _inventory(population: Population, meter: Meter, into: list[Inventory]) -> None:
     """The engine's inventory, put in ``into`` rather than returned: Python 3.11's ``asyncio.run`` formats the
     repr of the task it ran, result included (a main-branch inventory's repr was the whole roster)."""
-    hris, directory = GeneratedHRIS(population), GeneratedDirectory(population)
-    into.append(await collect_inventory(hris, directory))  # type: ignore[arg-type]
+    hris, directory = GeneratedHRIS(population, meter), GeneratedDirectory(population, meter)
+    into.append(await collect_inventory(hris, directory, judged=review_groups(POLICY)))  # type: ignore[arg-type]
 
 
 def measure(accounts: int, memberships: int, trace_memory: bool) -> None:
     population = Population(accounts, memberships)
     _draw(population)
     approvals = population.approvals()
+    meter = Meter()
     started = _clock()
     held: list[Inventory] = []
-    asyncio.run(_inventory(population, held))
-    inventory = held.pop()
-    read = _clock()
-    gc.collect()
-    inventory_mib = _rss_mib()
-    analysis = _clock()
-    findings = find(inventory.employees, inventory.accounts, approvals, NOW, POLICY)
-    done = _clock()
+    with collector_paused():  # as run_review builds and analyses the inventory
+        asyncio.run(_inventory(population, meter, held))
+        inventory = held.pop()
+        read = _clock()
+        inventory_mib = _rss_mib()
+        analysis = _clock()
+        findings = find(inventory.employees, inventory.accounts, approvals, NOW, POLICY)
+        done = _clock()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     traced = ""
     if trace_memory:
@@ -260,10 +270,13 @@ def measure(accounts: int, memberships: int, trace_memory: bool) -> None:
         tracemalloc.stop()
         traced = f", analysis allocated {peak / 2**20:.1f} MiB (tracemalloc)"
     counts = ", ".join(f"{k} {v}" for k, v in count_by_kind(findings).items())
+    engine = read[0] - started[0] - meter.seconds
     print(
         f"{accounts:>7} accounts, {inventory.memberships:>7} memberships, {len(inventory.employees)} employees: "
-        f"inventory {read[0] - started[0]:6.2f} s wall, {read[1] - started[1]:6.2f} s CPU; "
+        f"inventory {read[0] - started[0]:6.2f} s wall, {read[1] - started[1]:6.2f} s CPU "
+        f"(the generated connectors {meter.seconds:6.2f} s, the engine {engine:6.2f} s); "
         f"analysis {done[0] - analysis[0]:6.2f} s wall, {done[1] - analysis[1]:6.2f} s CPU; "
+        f"Tenure's own work (engine + analysis) {engine + done[0] - analysis[0]:6.2f} s; "
         f"RSS with the inventory {inventory_mib:6.1f} MiB, process peak RSS {peak_mib:6.1f} MiB{traced} | "
         f"{len(findings)} findings ({counts})",
         flush=True,
