@@ -3,14 +3,16 @@ through the engine's inventory, then the pure analysis.
 
 The generated HRIS yields validated ``Employee`` models one by one and the generated directory yields pages of
 200 validated ``Account`` models and, from ``list_groups``, ``Group`` models with their member ids, as
-connectors do; neither keeps what it generated (every pass regenerates from the seed). The engine's
-``collect_inventory`` holds them as it does in ``tenure review`` (compact records, :mod:`models.compact`), then
+connectors do; neither keeps what it generated (every pass reads the seed's draws again). The engine's
+``collect_inventory`` holds them as ``run_review`` does (compact records, :mod:`models.compact`, memberships of
+``lifecycle.review.review_groups`` only, under ``engine.review.collector_paused``), then
 ``lifecycle.review.find`` runs on them, so the process's peak RSS is the engine's. For each size it prints the
-wall and CPU time (user + system) of the inventory (the generators' own work included) and of the analysis,
-the RSS once the inventory is built, the process's peak RSS and the findings by kind; with ``--trace-memory``
-also the peak the analysis itself allocated (tracemalloc, in a second run). Run one size per process for a
-clean peak RSS. ``--generators-only`` times the generated connectors alone (read and dropped, nothing held):
-their share of the inventory figure, which is not the engine's. No assertions: these are figures.
+wall and CPU time (user + system) of the inventory, split in the same run into the generated connectors' own
+code (:class:`Meter`) and the engine's, of the analysis, and Tenure's own work (engine + analysis); the RSS once
+the inventory is built, the process's peak RSS and the findings by kind; with ``--trace-memory`` also the peak
+the analysis itself allocated (tracemalloc, in a second run). Run one size per process for a clean peak RSS.
+``--generators-only`` times the generated connectors alone (read and dropped, nothing held). No assertions:
+these are figures.
 
     .venv/bin/python bench/review_bench.py [--sizes 1000000] [--memberships N] [--trace-memory]
     /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000    # whole-process figures

@@ -89,21 +89,23 @@ class Inventory:
 def collector_paused() -> Iterator[None]:
     """CPython's cycle collector paused while the inventory is built and analysed, restored as it was after.
 
-    The inventory is millions of acyclic records kept to the end, and the findings are more: as the heap grows
-    the collector traverses them again and again without finding garbage (at 1,000,000 accounts a third of the
-    review's CPU, bench/RESULTS.md (o)). Reference counting still frees everything that is not a cycle; the few
-    cycles a connector leaves per request (~70 objects per page read, measured on the SCIM connector) wait for
-    the collector's next full pass. On the way out, what was allocated meanwhile joins the oldest generation
-    (``gc.freeze`` then ``gc.unfreeze``, both O(1)) rather than the youngest, which would make the first
-    allocation after the pause traverse all of it at once.
+    The inventory is millions of acyclic records kept to the end, the findings hundreds of thousands more: as
+    the heap grows the collector traverses them again and again without finding garbage (at 1,000,000
+    accounts ~15 s, a quarter of the review's CPU at CPython's default thresholds, bench/RESULTS.md (o)).
+    Reference counting still frees everything that is not a cycle; the few cycles a connector leaves per
+    request (~70 objects per page read, measured on the SCIM connector) wait for the collector's next full
+    pass. On the way out, what was allocated meanwhile joins the oldest generation (``gc.freeze`` then
+    ``gc.unfreeze``, both O(1)) rather than the youngest, which would make the first allocation after the
+    pause traverse all of it at once; not when something else froze objects, which ``unfreeze`` would thaw.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 

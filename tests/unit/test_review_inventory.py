@@ -277,6 +277,19 @@ def test_what_is_made_while_paused_joins_the_oldest_generation() -> None:
     assert len(made) == many and len(after) == 100
 
 
+def test_the_pause_leaves_what_another_froze_frozen() -> None:
+    kept = [[1], [2]]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            made = [[i] for i in range(1_000)]
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    assert kept and made
+
+
 async def test_another_targets_findings_from_the_compact_roster_are_the_models() -> None:
     """A target's accounts are correlated with the compact roster and judged as with the validated models;
     they join the inventory compactly."""
