@@ -267,7 +267,8 @@ def quick_group(data: Any) -> Group | None:
             return None
         if member.get("value"):
             member_ids.append(member["value"])
-    return Group(id=group_id, name=name or "", member_ids=frozenset(member_ids))
+    # every value is a string, checked above: validating the model would pass over a large group's members again
+    return Group.model_construct(id=group_id, name=name or "", member_ids=frozenset(member_ids))
 
 
 _QUICK_ENVELOPE_KEYS = frozenset({"schemas", "totalResults", "startIndex", "itemsPerPage", "Resources"})

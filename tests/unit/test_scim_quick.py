@@ -18,6 +18,7 @@ from connectors.idp.scim import (
     quick_user,
 )
 from connectors.idp.scim_resources import account_from_user, check_list_envelope, parse_group, parse_user
+from models.domain import Group
 
 FULL: dict[str, Any] = {
     "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
@@ -91,7 +92,10 @@ GROUP: dict[str, Any] = {
     ids=["members", "no-members", "null-members"],
 )
 def test_quick_group_matches_the_validated_one(payload: dict[str, Any]) -> None:
-    assert quick_group(payload) == _group(parse_group(payload))
+    quick = quick_group(payload)
+    assert quick == _group(parse_group(payload))
+    assert quick is not None and Group.model_validate(quick.model_dump()) == quick  # built without validation
+    assert type(quick.member_ids) is frozenset and all(type(m) is str for m in quick.member_ids)
 
 
 @pytest.mark.parametrize(
