@@ -208,8 +208,7 @@ def find(
             )
             continue
         eid = employee.employee_id
-        leaver = employee.termination_date is not None or employee.status is EmployeeStatus.TERMINATED
-        if leaver and is_disable_due(employee, policy, now):
+        if is_disable_due(employee, policy, now):
             findings.append(
                 _finding(
                     FindingKind.TERMINATED_ACTIVE,
