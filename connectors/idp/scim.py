@@ -1147,11 +1147,7 @@ class SCIMIdentityProvider(ClosesAPI):
 
         wanted = set(ids)
         for attempt in (1, 2, 3):
-            response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-            group = scim_resources.parse_group(data, source=self.source)
-            self._remember_version(group.id, response, group)
-            members = [m for m in group.members or [] if m.value]
-            values = {str(m.value) for m in members}
+            group, members, values = await self._read_members(group_id)
             if (add and wanted <= values) or (not add and not wanted & values):
                 return {}
             if add:
@@ -1168,6 +1164,17 @@ class SCIMIdentityProvider(ClosesAPI):
                     raise
                 return await self._one_by_one(group_id, ids, add=add)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read_members(self, group_id: str) -> tuple[Any, list[Any], set[str]]:
+        """The group as the provider holds it (its version remembered for If-Match), its members with a value,
+        and their values."""
+        from connectors.idp import scim_resources
+
+        response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
+        group = scim_resources.parse_group(data, source=self.source)
+        self._remember_version(group.id, response, group)
+        members = [m for m in group.members or [] if m.value]
+        return group, members, {str(m.value) for m in members}
 
     async def _put_group(self, group: Any, members: list[Any], group_id: str) -> None:
         """PUT ``group`` back with exactly ``members`` (If-Match when the provider has ETags)."""
@@ -1186,11 +1193,7 @@ class SCIMIdentityProvider(ClosesAPI):
         from connectors.idp import scim_resources
 
         for attempt in (1, 2, 3):
-            response, data = await self._call("GET", f"Groups/{_segment(group_id)}")
-            group = scim_resources.parse_group(data, source=self.source)
-            self._remember_version(group.id, response, group)
-            members = [m for m in group.members or [] if m.value]
-            values = {str(m.value) for m in members}
+            group, members, values = await self._read_members(group_id)
             if (add is not None and add in values) or (remove is not None and remove not in values):
                 return  # already as wanted
             if add is not None:
