@@ -284,7 +284,9 @@ def test_the_pause_leaves_what_another_froze_frozen() -> None:
         frozen = gc.get_freeze_count()
         with collector_paused():
             made = [[i] for i in range(1_000)]
-        assert gc.get_freeze_count() == frozen
+        # still frozen (unfreeze would leave none), and nothing of ours added; frozen objects freed meanwhile
+        # leave the count, so it may fall
+        assert 0 < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
     assert kept and made
