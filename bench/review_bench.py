@@ -11,12 +11,16 @@ wall and CPU time (user + system) of the inventory, split in the same run into t
 code (:class:`Meter`) and the engine's, of the analysis, and Tenure's own work (engine + analysis); the RSS once
 the inventory is built, the process's peak RSS and the findings by kind; with ``--trace-memory`` also the peak
 the analysis itself allocated (tracemalloc, in a second run). Run one size per process for a clean peak RSS.
-``--generators-only`` times the generated connectors alone (read and dropped, nothing held). No assertions:
-these are figures.
+``--generators-only`` times the generated connectors alone (read and dropped, nothing held). ``--whole-run``
+times ``engine.review.run_review`` end to end instead: the same inventory and analysis, then the
+auto-remediations through the applier, the recommendations, the campaign, a ticket per reviewer and an audit
+row per finding, into a fresh SQLite audit database (or ``--database-url``) holding the population's approvals
+as grants. No assertions: these are figures.
 
     .venv/bin/python bench/review_bench.py [--sizes 1000000] [--memberships N] [--trace-memory]
     /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000    # whole-process figures
     .venv/bin/python bench/review_bench.py --sizes 1000000 --generators-only
+    /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000 --whole-run
 """
 
 from __future__ import annotations
@@ -28,21 +32,26 @@ import gc
 import random
 import resource
 import sys
+import tempfile
 import time
 import tracemalloc
 from array import array
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.errors import InvalidRecordError  # noqa: E402
-from engine.review import Inventory, collect_inventory, collector_paused  # noqa: E402
+from connectors.errors import ConnectorError, InvalidRecordError  # noqa: E402
+from engine.applier import Applier  # noqa: E402
+from engine.auditor import Auditor  # noqa: E402
+from engine.review import Inventory, collect_inventory, collector_paused, run_review  # noqa: E402
+from lifecycle.actions import Plan, RecordApproval  # noqa: E402
 from lifecycle.policy import Policy  # noqa: E402
 from lifecycle.review import count_by_kind, find, review_groups  # noqa: E402
+from models.db import get_engine  # noqa: E402
 from models.domain import Account, Employee, EmployeeStatus, Group  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -153,10 +162,19 @@ class GeneratedHRIS:
 
 class GeneratedDirectory:
     """The directory as an identity-provider connector reads it: pages of validated ``Account`` models (no
-    groups on the user pages) and every ``Group`` with its member ids."""
+    groups on the user pages) and every ``Group`` with its member ids. Its writes (a whole run's
+    auto-remediations) are accepted and change nothing: the generated directory keeps no state."""
+
+    source = "generated"
 
     def __init__(self, population: Population, meter: Meter) -> None:
         self.population, self.meter = population, meter
+
+    async def deactivate_user(self, account_id: str) -> None:
+        return None
+
+    async def remove_members(self, group_id: str, account_ids: Sequence[str]) -> dict[str, ConnectorError]:
+        return {}
 
     async def iter_users(self, *, page_size: int = 200) -> AsyncIterator[list[Account]]:
         started = time.perf_counter()
@@ -182,10 +200,10 @@ class GeneratedDirectory:
     async def list_groups(self) -> list[Group]:
         started = time.perf_counter()
         members: dict[str, list[str]] = defaultdict(list)
-        for i, _, groups, _, _ in self.population.draws():
-            for group in groups:
-                members[group].append(f"acc-{i}")
-        groups = []
+        for i, _, names, _, _ in self.population.draws():
+            for name in names:
+                members[name].append(f"acc-{i}")
+        groups: list[Group] = []
         while members:
             name, ids = members.popitem()
             groups.append(Group(id=f"group-{name}", name=name, member_ids=frozenset(ids)))
@@ -285,15 +303,82 @@ def measure(accounts: int, memberships: int, trace_memory: bool) -> None:
     )
 
 
+async def _record_approvals(database_url: str, approvals: dict[str, dict[str, datetime]]) -> None:
+    """The population's approvals as the ledger's grants, recorded through the one door as ``tenure approve``
+    records them (in batches: this is set-up, not timed)."""
+    applier = Applier(auditor=Auditor(database_url, actor="bench"))
+    plans = [
+        (
+            Plan(
+                employee_id=employee_id,
+                event="none",
+                actions=[
+                    RecordApproval(
+                        employee_id=employee_id, group=g, decided_by="lead", decided_at=at, reason="bench"
+                    )
+                    for g, at in groups.items()
+                ],
+            ),
+            None,
+        )
+        for employee_id, groups in approvals.items()
+    ]
+    for start in range(0, len(plans), 250):
+        await applier.apply_many(plans[start : start + 250])
+
+
+def measure_whole_run(accounts: int, memberships: int, database_url: str | None) -> None:
+    """``engine.review.run_review`` end to end as a review flow runs it, less Prefect: the inventory, the
+    analysis, then what follows it — the auto-remediations through the applier (ledger entries and audit rows;
+    the generated directory accepts the writes), the recommendations, the campaign's items and assignments,
+    one ticket per reviewer (no ticketing system: each recorded skipped) and a ``review.finding`` audit row per
+    finding — into a fresh SQLite audit database (or ``database_url``)."""
+    population = Population(accounts, memberships)
+    _draw(population)
+    with tempfile.TemporaryDirectory() as folder:
+        url = database_url or f"sqlite:///{folder}/audit.db"
+        get_engine(url)  # the schema, before the clock starts
+        asyncio.run(_record_approvals(url, population.approvals()))
+        meter = Meter()
+        started = _clock()
+        review = asyncio.run(
+            run_review(
+                hris=GeneratedHRIS(population, meter),  # type: ignore[arg-type]
+                idp=GeneratedDirectory(population, meter),  # type: ignore[arg-type]
+                ticketing=None,
+                policy=POLICY,
+                auditor=Auditor(url, actor="bench"),
+                now=NOW,
+            )
+        )
+        done = _clock()
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    counts = ", ".join(f"{k} {v}" for k, v in review.counts.items())
+    print(
+        f"{accounts:>7} accounts, whole run_review: {done[0] - started[0]:6.2f} s wall, "
+        f"{done[1] - started[1]:6.2f} s CPU (the generated connectors {meter.seconds:6.2f} s; Tenure's own work "
+        f"{done[0] - started[0] - meter.seconds:6.2f} s); {len(review.auto)} auto-remediated, "
+        f"{len(review.tickets)} reviewers' tickets; process peak RSS {peak_mib:6.1f} MiB | "
+        f"{len(review.findings)} findings ({counts})",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,50000", help="comma-separated account counts")
     parser.add_argument("--memberships", type=int, default=None, help="memberships in all (5 per account)")
     parser.add_argument("--trace-memory", action="store_true", help="also trace the analysis' allocations")
     parser.add_argument("--generators-only", action="store_true", help="time the generated connectors alone")
+    parser.add_argument(
+        "--whole-run", action="store_true", help="time run_review end to end (audit database)"
+    )
+    parser.add_argument("--database-url", default=None, help="with --whole-run: the audit database (fresh)")
     args = parser.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
-        if args.generators_only:
+        if args.whole_run:
+            measure_whole_run(size, args.memberships or 5 * size, args.database_url)
+        elif args.generators_only:
             measure_generators(size, args.memberships or 5 * size)
         else:
             measure(size, args.memberships or 5 * size, args.trace_memory)

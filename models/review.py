@@ -9,13 +9,24 @@ evidence. A :class:`ReviewAssignment` is one reviewer's share: their ticket and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel
 
 from models.audit import utcnow
+from models.rows import insert_records, update_rows
 
-__all__ = ["CampaignStatus", "Decision", "ReviewCampaign", "ReviewItem", "ReviewAssignment"]
+__all__ = [
+    "CampaignStatus",
+    "Decision",
+    "ReviewCampaign",
+    "ReviewItem",
+    "ReviewAssignment",
+    "add_campaign",
+    "set_ticket_ids",
+]
 
 
 class CampaignStatus:
@@ -81,3 +92,29 @@ class ReviewAssignment(SQLModel, table=True):
     ticket_id: str | None = None
     reminded_at: datetime | None = None
     escalated_at: datetime | None = None
+
+
+def add_campaign(
+    session: Session,
+    campaign: ReviewCampaign,
+    items: Iterable[Mapping[str, Any]],
+    assignments: Iterable[Mapping[str, Any]],
+) -> None:
+    """A new campaign with its items and assignments (field name → value, each), in the session's transaction.
+    A review of a million accounts makes hundreds of thousands of items and one assignment per manager, so
+    they go in the driver's executemany (:func:`models.rows.insert_records`), not as ORM objects."""
+    session.add(campaign)
+    session.flush()
+    insert_records(session, ReviewItem, items)
+    insert_records(session, ReviewAssignment, assignments)
+
+
+def set_ticket_ids(session: Session, campaign_id: str, tickets: Mapping[str, str]) -> None:
+    """Each reviewer's ticket id (reviewer → id) on their assignment, in the session's transaction."""
+    update_rows(
+        session,
+        ReviewAssignment.__tablename__,
+        ("ticket_id",),
+        ("campaign_id", "reviewer"),
+        [(ticket, campaign_id, reviewer) for reviewer, ticket in tickets.items()],
+    )

@@ -12,14 +12,14 @@ on SQLite a UUID is its 32 hex digits and a datetime ``YYYY-MM-DD HH:MM:SS.fffff
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
-__all__ = ["Dialect", "dialect_of", "insert_rows", "update_rows", "json_text"]
+__all__ = ["Dialect", "dialect_of", "insert_records", "insert_rows", "update_rows", "json_text"]
 
 
 class Dialect:
@@ -74,16 +74,41 @@ def insert_rows(
     session.connection().exec_driver_sql(sql, [tuple(row) for row in rows])
 
 
+def insert_records(session: Session, model: type[SQLModel], records: Iterable[Mapping[str, Any]]) -> None:
+    """``INSERT`` one row of ``model``'s table per record (field name → value; a field left out takes its
+    default, a datetime is stored as :class:`Dialect` stores it) in the session's transaction: for tables of
+    plain columns that take hundreds of thousands of rows at once, where an ORM object costs ~250 µs a row."""
+    dialect = dialect_of(session)
+    defaults = {
+        name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()
+    }
+    columns = tuple(defaults)
+    rows = [
+        tuple(
+            dialect.time(v) if isinstance(v, datetime) else v
+            for v in ({**defaults, **record}[c] for c in columns)
+        )
+        for record in records
+    ]
+    insert_rows(session, str(model.__tablename__), columns, rows)
+
+
 def update_rows(
-    session: Session, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    key: str | Sequence[str],
+    rows: Sequence[Sequence[Any]],
 ) -> int:
-    """``UPDATE`` ``columns`` of the row whose ``key`` column equals each row's last value (the others in
-    ``columns`` order, stored form) in the session's transaction; returns how many rows were found."""
+    """``UPDATE`` ``columns`` of the row whose ``key`` column (or columns) equal each row's last value (or
+    values; the others in ``columns`` order, stored form) in the session's transaction; returns how many rows
+    were found."""
     if not rows:
         return 0
     mark = dialect_of(session).parameter(json_column=False)
     sets = ", ".join(f"{_quoted(c)} = {mark}" for c in columns)
-    sql = f"UPDATE {table} SET {sets} WHERE {_quoted(key)} = {mark}"
+    keys = (key,) if isinstance(key, str) else key
+    sql = f"UPDATE {table} SET {sets} WHERE " + " AND ".join(f"{_quoted(k)} = {mark}" for k in keys)
     return int(session.connection().exec_driver_sql(sql, [tuple(row) for row in rows]).rowcount)
 
 

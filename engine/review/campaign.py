@@ -25,7 +25,7 @@ from lifecycle.review import Finding, FindingKind, remediation
 from models.db import session_scope
 from models.domain import Account
 from models.ledger import aware
-from models.review import CampaignStatus, Decision, ReviewAssignment, ReviewCampaign, ReviewItem
+from models.review import CampaignStatus, Decision, ReviewAssignment, ReviewCampaign, ReviewItem, add_campaign
 
 __all__ = [
     "ReviewError",
@@ -147,38 +147,41 @@ def store_campaign(
 ) -> None:
     """Store the campaign, its items (auto-remediated ones decided by the policy) and one assignment per
     reviewer. These are the review's work queue; the decisions on them go through the applier."""
-    items = []
+    items: list[dict[str, Any]] = []
     for finding in findings:
-        item = ReviewItem(
-            campaign_id=campaign.id,
-            kind=finding.kind.value,
-            reviewer=reviewers.get(finding.id, AUTO_REVIEWER),
-            created_at=now,
-            **finding.model_dump(include=FINDING_FIELDS),
-        )
+        item = finding.model_dump(include=FINDING_FIELDS)
+        item |= {
+            "campaign_id": campaign.id,
+            "kind": finding.kind.value,
+            "reviewer": reviewers.get(finding.id, AUTO_REVIEWER),
+            "created_at": now,
+        }
         advice = (recommendations or {}).get(finding.id)
         if advice is not None:
-            item.recommendation, item.evidence = advice.advice, advice.evidence
+            item["recommendation"], item["evidence"] = advice.advice, advice.evidence
         result = auto.get(finding.id)
         if result is not None:
-            item.auto = True
-            item.decision, item.decided_by, item.decided_at = Decision.REVOKE, AUTO_REVIEWER, now
-            item.reason = f"policy review.auto_remediate includes {finding.kind.value}"
-            item.action_taken = f"{result.action.kind.value} {result.action.subject}"
-            item.action_outcome, item.action_at = result.outcome.value, now
+            item |= {
+                "auto": True,
+                "decision": Decision.REVOKE,
+                "decided_by": AUTO_REVIEWER,
+                "decided_at": now,
+                "reason": f"policy review.auto_remediate includes {finding.kind.value}",
+                "action_taken": f"{result.action.kind.value} {result.action.subject}",
+                "action_outcome": result.outcome.value,
+                "action_at": now,
+            }
         items.append(item)
+    assignments = (
+        {
+            "campaign_id": campaign.id,
+            "reviewer": reviewer,
+            "reference": campaign_reference(campaign.id, reviewer),
+        }
+        for reviewer in sorted(set(reviewers.values()))
+    )
     with session_scope(database_url) as session:
-        session.add(campaign)
-        session.flush()
-        session.add_all(items)
-        session.add_all(
-            ReviewAssignment(
-                campaign_id=campaign.id,
-                reviewer=reviewer,
-                reference=campaign_reference(campaign.id, reviewer),
-            )
-            for reviewer in sorted(set(reviewers.values()))
-        )
+        add_campaign(session, campaign, items, assignments)
         session.commit()
 
 

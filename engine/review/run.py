@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from connectors.errors import InvalidRecordError
 from connectors.protocols import HRIS, IdentityProvider, Ticketing
-from engine.applier import ActionResult, Applier, Step
+from engine.applier import ActionResult, Applier, ApplyReport, Step
 from engine.auditor import Auditor
 from engine.review.campaign import account_for, campaign_reference, new_applier, store_campaign
 from lifecycle.actions import DIRECTORY, Action, OpenTicket, Plan
@@ -45,7 +45,7 @@ from models.compact import CompactAccount, CompactEmployee
 from models.db import session_scope
 from models.domain import Account, TicketRequest
 from models.ledger import applied_targets, grants_by_employee
-from models.review import CampaignStatus, ReviewAssignment, ReviewCampaign
+from models.review import CampaignStatus, ReviewCampaign, set_ticket_ids
 
 __all__ = [
     "TICKET_PURPOSE",
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 TICKET_PURPOSE = "access-review"
+REMEDIATION_BATCH = 250  # accounts (or reviewers' tickets) per apply_many, as a sync batch
+FINDING_ROWS = 10_000  # review.finding audit rows per transaction
 
 T = TypeVar("T")
 
@@ -75,6 +77,7 @@ class Inventory:
     accounts: list[CompactAccount]
     invalid_records: int = 0
     memberships: int = 0
+    group_ids: dict[str, str] = field(default_factory=dict)  # the directory's groups, name → id
 
     def __repr__(self) -> str:
         """Counts only, no names: at scale the full repr is gigabytes of text (Python 3.11's ``asyncio.run``
@@ -129,22 +132,29 @@ async def collect_inventory(
         employee = employees.get(account.employee_id)  # the roster's id string, not a second copy
         return CompactAccount.of(account, groups, employee.employee_id if employee else None)
 
-    accounts, memberships = await _accounts(idp, page_size, compact, judged)
-    return Inventory(employees=employees, accounts=accounts, invalid_records=invalid, memberships=memberships)
+    accounts, memberships, group_ids = await _accounts(idp, page_size, compact, judged)
+    return Inventory(
+        employees=employees,
+        accounts=accounts,
+        invalid_records=invalid,
+        memberships=memberships,
+        group_ids=group_ids,
+    )
 
 
 async def _memberships(
     idp: IdentityProvider, judged: Collection[str] | None
-) -> tuple[dict[str, tuple[str, ...]] | None, int]:
+) -> tuple[dict[str, tuple[str, ...]] | None, int, dict[str, str]]:
     """Account id → the names of its groups (those in ``judged`` if given; one tuple shared by the accounts
-    holding the same groups), and the number of memberships of every group; None when the provider lists no
-    groups (the user pages' groups then stand).
+    holding the same groups), the number of memberships of every group, and every group's id by name; None
+    when the provider lists no groups (the user pages' groups then stand).
 
     Millions of memberships, so no Python frame per membership: for each group, every member's tuple so far
     plus the group's name, made shared, goes back into the map in one ``update`` over ``map`` of C functions."""
     groups = await idp.list_groups()
     if not groups:
-        return None, 0
+        return None, 0, {}
+    group_ids = {group.name: group.id for group in groups}
     held: dict[str, tuple[str, ...]] = {}
     shared = _Shared()
     memberships = 0
@@ -155,7 +165,7 @@ async def _memberships(
         if judged is None or group.name in judged:
             grown = map(add, map(held.get, ids, repeat(())), repeat(name))  # held[id] + (name,)
             held.update(zip(ids, map(shared.__getitem__, grown), strict=True))
-    return held, memberships
+    return held, memberships, group_ids
 
 
 class _Shared(dict[tuple[str, ...], tuple[str, ...]]):
@@ -172,11 +182,11 @@ async def _accounts(
     page_size: int,
     keep: Callable[[Account, tuple[str, ...] | None], T],
     judged: Collection[str] | None = None,
-) -> tuple[list[T], int]:
+) -> tuple[list[T], int, dict[str, str]]:
     """Every account of one target as ``keep`` holds it (given the account and its groups by ``list_groups``
-    or, in ``judged`` only, from the account; None for the account's own), page by page, and the number of
-    memberships."""
-    held, memberships = await _memberships(idp, judged)
+    or, in ``judged`` only, from the account; None for the account's own), page by page, the number of
+    memberships and the target's group ids by name."""
+    held, memberships, group_ids = await _memberships(idp, judged)
     accounts: list[T] = []
     async for page in idp.iter_users(page_size=page_size):
         for account in page:
@@ -186,7 +196,7 @@ async def _accounts(
             memberships += len(account.groups)
             own = None if judged is None else tuple(g for g in account.groups if g in judged)
             accounts.append(keep(account, own))
-    return accounts, memberships
+    return accounts, memberships, group_ids
 
 
 async def _target_findings(
@@ -198,7 +208,7 @@ async def _target_findings(
     policy: Policy,
 ) -> list[Finding]:
     """One target's findings (:func:`lifecycle.review.find` with its view of the policy and correlation)."""
-    accounts, memberships = await _accounts(
+    accounts, memberships, _ = await _accounts(
         idp,
         200,
         lambda a, groups: a if groups is None else a.model_copy(update={"groups": frozenset(groups)}),
@@ -288,10 +298,14 @@ class ReviewRun:
 
 
 async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, ActionResult]:
-    """Apply the remediations, one plan per account (disables first), each action once."""
+    """Apply the remediations, one plan per account (disables first), each action once: the directory's in
+    batches (:meth:`engine.applier.Applier.apply_many`: a lock hold, a ledger read and a transaction per level
+    for a batch, one write per group for its memberships), the other targets' one account at a time."""
     by_account: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for finding in findings:
         by_account[(finding.target, finding.account_id)].append(finding)
+    rounds: list[list[tuple[Plan, Account]]] = []  # an employee's k-th directory account goes in round k
+    seen: dict[str, int] = defaultdict(int)
     results: dict[str, ActionResult] = {}
     for account_findings in by_account.values():
         actions: dict[str, Action] = {}
@@ -302,10 +316,32 @@ async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, Act
         plan = Plan(employee_id=ordered[0].employee_id, event="none", actions=ordered)
         account = account_for(account_findings[0])
         where = account_findings[0].target
-        report = await applier.apply(plan, account if where == DIRECTORY else None, accounts={where: account})
-        by_key = {r.action.key: r for r in report.results}
-        for finding in account_findings:
-            results[finding.id] = by_key[remediation(finding).key]
+        if where == DIRECTORY:
+            k = seen[plan.employee_id]
+            seen[plan.employee_id] += 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((plan, account))
+            continue
+        report = await applier.apply(plan, None, accounts={where: account})
+        results |= _by_finding(account_findings, report)
+    for batch in (r[i : i + REMEDIATION_BATCH] for r in rounds for i in range(0, len(r), REMEDIATION_BATCH)):
+        reports = await applier.apply_many(batch)
+        for (_, account), report in zip(batch, reports, strict=True):
+            results |= _by_finding(by_account[(DIRECTORY, account.id)], report)
+    return results
+
+
+def _by_finding(findings: list[Finding], report: ApplyReport) -> dict[str, ActionResult]:
+    """Each finding's remediation result in ``report``; a plan refused as a whole (its employee's lock not
+    obtained) fails each of them with the report's error."""
+    by_key = {r.action.key: r for r in report.results}
+    results: dict[str, ActionResult] = {}
+    for finding in findings:
+        action = remediation(finding)
+        results[finding.id] = by_key.get(action.key) or ActionResult(
+            action, Outcome.FAILED, report.error or "not applied"
+        )
     return results
 
 
@@ -345,6 +381,8 @@ async def run_review(
     applier = new_applier(
         idp, ticketing, auditor, dry_run=dry_run, step_factory=step_factory, targets=targets
     )
+    if inventory.group_ids:  # the listing just read: a revocation needs no second one
+        applier.remember_groups(inventory.group_ids)
     run.auto = await _remediate(auto, applier)
     if dry_run:
         return run
@@ -352,25 +390,26 @@ async def run_review(
     run.campaign_id = campaign_id
     run.reviewers = route_reviewers(manual, inventory.employees, inventory.accounts, policy)
     run.recommendations = recommendations(manual, inventory, auditor.database_url, policy, now)
-    applier.note_many(
-        auditor.event(
-            action="review.finding",
-            target_system="tenure",
-            target_id=f.account_id,
-            employee_id=f.employee_id,
-            outcome=Outcome.APPLIED,
-            reason=f.detail,
-            details={
-                "finding": f.id,
-                "kind": f.kind.value,
-                "group": f.group,
-                "provisioning_target": f.target,
-                "campaign": campaign_id,
-                "handling": run.handling(f),
-            },
+    for start in range(0, len(findings), FINDING_ROWS):  # a million accounts: ~350,000 rows, not all held
+        applier.note_many(
+            auditor.event(
+                action="review.finding",
+                target_system="tenure",
+                target_id=f.account_id,
+                employee_id=f.employee_id,
+                outcome=Outcome.APPLIED,
+                reason=f.detail,
+                details={
+                    "finding": f.id,
+                    "kind": f.kind.value,
+                    "group": f.group,
+                    "provisioning_target": f.target,
+                    "campaign": campaign_id,
+                    "handling": run.handling(f),
+                },
+            )
+            for f in findings[start : start + FINDING_ROWS]
         )
-        for f in findings
-    )
     if campaign_id is not None:
         deadline = _store_campaign(campaign_id, run, policy, applier, now)
         run.tickets = await _open_tickets(campaign_id, run, applier, deadline)
@@ -507,36 +546,45 @@ def _ticket_body(
 async def _open_tickets(
     campaign_id: str, run: ReviewRun, applier: Applier, deadline: datetime
 ) -> dict[str, str | None]:
-    """One ticket per reviewer listing their items, through the one door (idempotent by reference); the
-    ticket id goes on the reviewer's assignment. Without a ticketing system the ticket is recorded skipped."""
+    """One ticket per reviewer listing their items, through the one door (idempotent by reference). Each is
+    the plan of that reviewer's share of the campaign (``review:<campaign>:<reviewer>`` in the ledger), and
+    they are applied in batches (:meth:`engine.applier.Applier.apply_many`: ``concurrency`` tickets opened at
+    once, a transaction per batch level): a review of a million accounts has one reviewer per manager. The
+    ticket ids go on the reviewers' assignments in one transaction. Without a ticketing system each ticket is
+    recorded skipped."""
     per_reviewer: dict[str, list[Finding]] = defaultdict(list)
     for finding in run.findings:
         if finding.id in run.reviewers:
             per_reviewer[run.reviewers[finding.id]].append(finding)
+    plans = [
+        Plan(
+            employee_id=f"review:{campaign_id}:{reviewer}",
+            event="none",
+            actions=[
+                OpenTicket(
+                    employee_id=f"review:{campaign_id}:{reviewer}",
+                    reason=f"access review {campaign_id}: {len(items)} item(s) for {reviewer}",
+                    occasion=reviewer,
+                    request=TicketRequest(
+                        reference=campaign_reference(campaign_id, reviewer),
+                        purpose=TICKET_PURPOSE,
+                        title=f"Access review {campaign_id}: {len(items)} item(s) for {reviewer}",
+                        body=_ticket_body(campaign_id, reviewer, items, deadline, run.recommendations),
+                    ),
+                )
+            ],
+        )
+        for reviewer, items in sorted(per_reviewer.items())
+    ]
     tickets: dict[str, str | None] = {}
-    for reviewer, items in sorted(per_reviewer.items()):
-        reference = campaign_reference(campaign_id, reviewer)
-        ticket = OpenTicket(
-            employee_id=f"review:{campaign_id}",
-            reason=f"access review {campaign_id}: {len(items)} item(s) for {reviewer}",
-            occasion=reviewer,
-            request=TicketRequest(
-                reference=reference,
-                purpose=TICKET_PURPOSE,
-                title=f"Access review {campaign_id}: {len(items)} item(s) for {reviewer}",
-                body=_ticket_body(campaign_id, reviewer, items, deadline, run.recommendations),
-            ),
-        )
-        report = await applier.apply(
-            Plan(employee_id=ticket.employee_id, event="none", actions=[ticket]), None
-        )
-        result = report.results[0]
-        tickets[reviewer] = result.target_id if result.outcome is Outcome.APPLIED else None
-        if tickets[reviewer] is not None:
-            with session_scope(applier.database_url) as session:
-                assignment = session.get(ReviewAssignment, (campaign_id, reviewer))
-                if assignment is not None:
-                    assignment.ticket_id = tickets[reviewer]
-                    session.add(assignment)
-                    session.commit()
+    for start in range(0, len(plans), REMEDIATION_BATCH):
+        for report in await applier.apply_many(
+            [(plan, None) for plan in plans[start : start + REMEDIATION_BATCH]]
+        ):
+            reviewer = report.employee_id.removeprefix(f"review:{campaign_id}:")
+            opened = [r.target_id for r in report.results if r.outcome is Outcome.APPLIED]
+            tickets[reviewer] = opened[0] if opened else None
+    with session_scope(applier.database_url) as session:
+        set_ticket_ids(session, campaign_id, {r: t for r, t in tickets.items() if t is not None})
+        session.commit()
     return tickets

@@ -139,6 +139,7 @@ WRITERS = {
     "roster_count_put",
     "mirror_put",
     "insert_rows",
+    "insert_records",
     "update_rows",
 }
 TABLES = {

@@ -14,28 +14,36 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from connectors.errors import InvalidRecordError, NotFoundError
+from engine.applier import Applier
 from engine.auditor import Auditor
 from engine.kpi import compute_kpis
+from engine.locks import Locks
 from engine.review import (
     DEADLINE_ACTOR,
     ReviewError,
+    collect_inventory,
     decide,
     export_rows,
     load_approvals,
     process_deadlines,
     run_review,
 )
+from engine.review.run import _remediate as remediate
 from lifecycle.policy import Policy
+from lifecycle.review import find
 from models.audit import AuditEvent, Outcome, verify
 from models.db import session_scope
 from models.domain import Account, Employee, EmployeeStatus, Group, Ticket, TicketRequest, TicketStatus
-from models.review import ReviewCampaign, ReviewItem
+from models.ledger import aware
+from models.review import ReviewAssignment, ReviewCampaign, ReviewItem
 from tests.support.actions import record_approval, seed_audit
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
-def policy(on_deadline: str = "revoke") -> Policy:
+def policy(
+    on_deadline: str = "revoke", auto_remediate: tuple[str, ...] | list[str] = ("terminated_active",)
+) -> Policy:
     return Policy.model_validate(
         {
             "birthright": [
@@ -46,7 +54,7 @@ def policy(on_deadline: str = "revoke") -> Policy:
             "privileged_groups": [{"name": "prod-admin", "recertify_days": 90}],
             "review": {
                 "dormant_days": 90,
-                "auto_remediate": ["terminated_active"],
+                "auto_remediate": list(auto_remediate),
                 "fallback_reviewer": "it-security",
                 "remind_after_days": 3,
                 "escalate_after_days": 7,
@@ -494,3 +502,117 @@ async def test_cli_export_csv_and_json(fresh_sqlite_url: str, monkeypatch: pytes
     data = json.loads(runner.invoke(app, ["review", "export", run.campaign_id, "--format", "json"]).stdout)
     assert {r["item"] for r in data} == {r["item"] for r in rows}
     assert runner.invoke(app, ["review", "export", "rc-missing"]).exit_code == 2
+
+
+class CountingIdP(FakeIdP):
+    """FakeIdP that counts group listings and removes many members at once, as the protocol's connectors do."""
+
+    def __init__(self, accounts: list[Account]) -> None:
+        super().__init__(accounts)
+        self.listings = 0
+
+    async def list_groups(self) -> list[Group]:
+        self.listings += 1
+        return await super().list_groups()
+
+    async def remove_members(self, group_id: str, account_ids: Any) -> dict[str, Any]:
+        for account_id in account_ids:
+            await self.remove_member(group_id, account_id)
+        return {}
+
+
+async def test_many_reviewers_each_get_their_ticket_on_their_assignment(database_url: str) -> None:
+    """Tickets are applied in batches, one plan per reviewer's share: every reviewer's ticket id is on their
+    own assignment, and each ticket is audited under that share (``review:<campaign>:<reviewer>``)."""
+    managers = [emp(f"M{i}", manager=None) for i in range(1, 5)]
+    reports = [emp(f"E{i}", manager=f"M{i}") for i in range(1, 5)]
+    accounts = [acct(e.employee_id, "all-staff", "engineering") for e in managers]
+    accounts += [
+        acct(e.employee_id, "all-staff", "engineering", "finance") for e in reports
+    ]  # outside policy
+    tickets = FakeTicketing()
+    run = await run_review(
+        hris=FakeHRIS(managers + reports),
+        idp=FakeIdP(accounts),
+        ticketing=tickets,
+        policy=policy(),
+        auditor=Auditor(database_url, actor="test"),
+        now=NOW,
+    )
+    assert sorted(run.tickets) == ["user.m1", "user.m2", "user.m3", "user.m4"]
+    by_reference = {t.reference: t.id for t in tickets.tickets.values()}
+    with session_scope(database_url) as session:
+        assignments = session.exec(select(ReviewAssignment)).all()
+        opened = session.exec(select(AuditEvent).where(AuditEvent.action == "ticket.create")).all()
+        assert verify(session=session).ok
+    assert {a.reviewer: a.ticket_id for a in assignments} == {
+        reviewer: by_reference[f"tenure:review:{run.campaign_id}:{reviewer}"] for reviewer in run.tickets
+    }
+    assert sorted(e.employee_id for e in opened) == [
+        f"review:{run.campaign_id}:{r}" for r in sorted(run.tickets)
+    ]
+
+
+async def test_stored_items_read_back_with_their_types(database_url: str) -> None:
+    """Items and assignments are written in the driver's executemany; they read back through the ORM as the
+    ORM writes them: aware times, booleans, the policy's decision on auto-remediated items."""
+    run, _, _, _ = await start(database_url)
+    with session_scope(database_url) as session:
+        items = {i.kind: i for i in session.exec(select(ReviewItem)).all()}
+        campaign = session.exec(select(ReviewCampaign)).one()
+    auto, manual = items["terminated_active"], items["outside_policy"]
+    assert auto.auto is True and auto.flagged is False and auto.decision == "revoke"
+    assert auto.decided_by == "policy:auto_remediate" and auto.action_outcome == "applied"
+    assert auto.action_taken == "disable_account user.e1"
+    assert aware(auto.decided_at) == aware(auto.created_at) == aware(campaign.created_at)
+    assert manual.auto is False and manual.decision is None and manual.decided_at is None
+    assert manual.reviewer == "user.m1" and manual.group == "finance" and manual.target == "directory"
+    assert manual.recommendation in {"keep", "revoke", "none"} and manual.evidence
+    assert {i.id for i in items.values()} == {f.id for f in run.findings}
+
+
+async def test_revocations_use_the_inventorys_group_listing(fresh_sqlite_url: str) -> None:
+    """A review that auto-revokes memberships reads the groups once: the inventory's listing gives the ids."""
+    employees = [emp("M1", manager=None), emp("E1"), emp("E2")]
+    accounts = [acct("M1", "all-staff", "engineering")]
+    accounts += [acct(e, "all-staff", "engineering", "finance") for e in ("E1", "E2")]
+    idp = CountingIdP(accounts)
+    pol = policy(auto_remediate=["outside_policy"])
+    run = await run_review(
+        hris=FakeHRIS(employees),
+        idp=idp,
+        ticketing=None,
+        policy=pol,
+        auditor=Auditor(fresh_sqlite_url),
+        now=NOW,
+    )
+    assert sorted(f.account_id for f in run.findings if f.id in run.auto) == ["acc-E1", "acc-E2"]
+    assert {r.outcome for r in run.auto.values()} == {Outcome.APPLIED}
+    assert idp.members("finance") == set() and idp.listings == 1
+
+
+async def test_a_locked_employee_fails_only_their_remediation(fresh_sqlite_url: str) -> None:
+    """Remediations go in batches; an employee another run holds fails with the lock's reason, the rest of
+    the batch is applied, and an employee with two accounts has both disabled (two batches, one lock each)."""
+    employees = [
+        emp(e, status=EmployeeStatus.TERMINATED, termination_date=date(2026, 2, 1)) for e in ("E1", "E2")
+    ]
+    second = Account(id="acc-E2b", user_name="user.e2b", employee_id="E2")
+    idp = FakeIdP([acct("E1"), acct("E2"), second])
+    auditor = Auditor(fresh_sqlite_url, actor="review")
+    inventory = await collect_inventory(FakeHRIS(employees), idp)
+    findings = find(inventory.employees, inventory.accounts, {}, NOW, policy())
+    assert sorted(f.account_id for f in findings) == ["acc-E1", "acc-E2", "acc-E2b"]
+    applier = Applier(
+        idp=idp, ticketing=None, auditor=auditor, locks=Locks(fresh_sqlite_url, holder="r", timeout=0.2)
+    )
+    async with Locks(fresh_sqlite_url, holder="another-run").hold("E1"):
+        results = await remediate(findings, applier)
+    outcome = {f.account_id: results[f.id] for f in findings}
+    assert (
+        outcome["acc-E1"].outcome is Outcome.FAILED
+        and "locked by run another-run" in outcome["acc-E1"].detail
+    )
+    assert {outcome[a].outcome for a in ("acc-E2", "acc-E2b")} == {Outcome.APPLIED}
+    assert idp.accounts["acc-E1"].active is True
+    assert not idp.accounts["acc-E2"].active and not idp.accounts["acc-E2b"].active
