@@ -182,6 +182,7 @@ class RedactingFilter(logging.Filter):
     def __init__(self, *redactors: Redactor) -> None:
         super().__init__()
         self._redactors: weakref.WeakSet[Redactor] = weakref.WeakSet()
+        self._live: tuple[weakref.ref[Redactor], ...] = ()  # a snapshot: iterating a WeakSet costs a guard
         self._memo: dict[str, str] = {}
         for redactor in redactors:
             self.add(redactor)
@@ -195,6 +196,7 @@ class RedactingFilter(logging.Filter):
     def _forget(self) -> None:
         """A new memo whenever the registered secrets change: a redaction in flight stores into the old one,
         so no answer computed with other secrets is ever read again."""
+        self._live = tuple(weakref.ref(redactor) for redactor in self._redactors)
         self._memo = {}
 
     def redact(self, text: str) -> str:
@@ -203,7 +205,8 @@ class RedactingFilter(logging.Filter):
         memo = self._memo
         if (known := memo.get(text)) is not None:
             return known
-        spans = [span for redactor in list(self._redactors) for span in redactor.spans(text)]
+        redactors = [redactor for ref in self._live if (redactor := ref()) is not None]
+        spans = [span for redactor in redactors for span in redactor.spans(text)]
         redacted = mask_urls(_masked(text, spans))
         if len(text) <= _MEMO_LENGTH:
             if len(memo) >= _MEMO_SIZE:

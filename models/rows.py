@@ -83,14 +83,14 @@ def insert_records(session: Session, model: type[SQLModel], records: Iterable[Ma
         name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()
     }
     columns = tuple(defaults)
-    rows = [
-        tuple(
-            dialect.time(v) if isinstance(v, datetime) else v
-            for v in ({**defaults, **record}[c] for c in columns)
+
+    def stored(record: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = defaults | dict(record)
+        return tuple(
+            dialect.time(v) if isinstance(v, datetime) else v for v in map(values.__getitem__, columns)
         )
-        for record in records
-    ]
-    insert_rows(session, str(model.__tablename__), columns, rows)
+
+    insert_rows(session, str(model.__tablename__), columns, [stored(record) for record in records])
 
 
 def update_rows(
