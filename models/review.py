@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import Field, Session, SQLModel
 
 from models.audit import utcnow
-from models.rows import insert_records, update_rows
+from models.rows import dialect_of, insert_records, update_rows
 
 __all__ = [
     "CampaignStatus",
@@ -25,6 +25,8 @@ __all__ = [
     "ReviewItem",
     "ReviewAssignment",
     "add_campaign",
+    "mark_assignments",
+    "set_actions",
     "set_ticket_ids",
 ]
 
@@ -117,4 +119,44 @@ def set_ticket_ids(session: Session, campaign_id: str, tickets: Mapping[str, str
         ("ticket_id",),
         ("campaign_id", "reviewer"),
         [(ticket, campaign_id, reviewer) for reviewer, ticket in tickets.items()],
+    )
+
+
+def set_actions(session: Session, items: Iterable[ReviewItem]) -> None:
+    """The action taken on each item (``action_taken``, ``action_outcome``, ``action_at``), in the session's
+    transaction: one executemany for a deadline's thousands of revocations."""
+    time = dialect_of(session).time
+    update_rows(
+        session,
+        ReviewItem.__tablename__,
+        ("action_taken", "action_outcome", "action_at"),
+        ("campaign_id", "id"),
+        [
+            (
+                i.action_taken,
+                i.action_outcome,
+                time(i.action_at) if i.action_at else None,
+                i.campaign_id,
+                i.id,
+            )
+            for i in items
+        ],
+    )
+
+
+def mark_assignments(
+    session: Session, campaign_id: str, marks: Mapping[str, tuple[datetime | None, datetime | None]]
+) -> None:
+    """Each reviewer's reminder and escalation marks (reviewer → (reminded_at, escalated_at)), in the
+    session's transaction."""
+    time = dialect_of(session).time
+    update_rows(
+        session,
+        ReviewAssignment.__tablename__,
+        ("reminded_at", "escalated_at"),
+        ("campaign_id", "reviewer"),
+        [
+            (time(r) if r else None, time(e) if e else None, campaign_id, reviewer)
+            for reviewer, (r, e) in marks.items()
+        ],
     )

@@ -9,6 +9,7 @@ membership, disable the account) is applied through the same applier.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,16 +17,25 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from connectors.protocols import IdentityProvider, Ticketing
-from engine.applier import ActionResult, Applier, Step
+from engine.applier import ActionResult, Applier, ApplyReport, Step
 from engine.auditor import Auditor
-from lifecycle.actions import DIRECTORY, Plan, RecordReviewDecision
+from lifecycle.actions import DIRECTORY, Action, Plan, RecordReviewDecision
 from lifecycle.policy import Policy
 from lifecycle.recommend import Recommendation
 from lifecycle.review import Finding, FindingKind, remediation
+from models.audit import Outcome
 from models.db import session_scope
 from models.domain import Account
 from models.ledger import aware
-from models.review import CampaignStatus, Decision, ReviewAssignment, ReviewCampaign, ReviewItem, add_campaign
+from models.review import (
+    CampaignStatus,
+    Decision,
+    ReviewAssignment,
+    ReviewCampaign,
+    ReviewItem,
+    add_campaign,
+    set_actions,
+)
 
 __all__ = [
     "ReviewError",
@@ -41,6 +51,7 @@ __all__ = [
 ]
 
 AUTO_REVIEWER = "policy:auto_remediate"
+BATCH = 250  # accounts (or reviewers' shares) per apply_many, as a sync batch
 DEADLINE_ACTOR = "policy:deadline"
 
 EXPORT_FIELDS = (
@@ -201,6 +212,30 @@ def _recertify_days(policy: Policy, group: str | None) -> int | None:
     return None
 
 
+def decision_record(
+    item: ReviewItem, decision: str, by: str, reason: str, now: datetime, policy: Policy, flagged: bool
+) -> RecordReviewDecision:
+    """The action recording ``decision`` on ``item`` (a keep of a privileged group re-certifies it for the
+    group's ``recertify_days``)."""
+    days = _recertify_days(policy, item.revoke_group)
+    return RecordReviewDecision(
+        employee_id=item.employee_id or f"account:{item.account_id}",
+        reason=reason,
+        campaign_id=item.campaign_id,
+        item_id=item.id,
+        decision="keep" if decision == Decision.KEEP else "revoke",
+        decided_by=by,
+        decided_at=now,
+        group=item.revoke_group,
+        account_id=item.account_id,
+        flagged=flagged,
+        recommended=item.recommendation,
+        recertify_until=now + timedelta(days=days)
+        if days is not None and decision == Decision.KEEP
+        else None,
+    )
+
+
 async def decide(
     *,
     database_url: str,
@@ -242,23 +277,7 @@ async def decide(
         raise ReviewError("revoking needs the identity provider")
     applier = new_applier(idp, ticketing, auditor, step_factory=step_factory, targets=targets)
     if item.decision is None:
-        days = _recertify_days(policy, item.revoke_group)
-        record = RecordReviewDecision(
-            employee_id=item.employee_id or f"account:{item.account_id}",
-            reason=reason or f"{decision} by {by}",
-            campaign_id=campaign_id,
-            item_id=item_id,
-            decision="keep" if decision == Decision.KEEP else "revoke",
-            decided_by=by,
-            decided_at=now,
-            group=item.revoke_group,
-            account_id=item.account_id,
-            flagged=flagged,
-            recommended=item.recommendation,
-            recertify_until=now + timedelta(days=days)
-            if days is not None and decision == Decision.KEEP
-            else None,
-        )
+        record = decision_record(item, decision, by, reason or f"{decision} by {by}", now, policy, flagged)
         report = await applier.apply(
             Plan(employee_id=record.employee_id, event="none", actions=[record]), None
         )
@@ -276,36 +295,88 @@ async def decide(
             )
         _, item = _load_item(database_url, campaign_id, item_id)
     if decision == Decision.REVOKE:
-        await _revoke(item, applier, now)
+        await revoke_many([item], applier, now)
     return item
 
 
-async def _revoke(item: ReviewItem, applier: Applier, now: datetime) -> None:
-    action = remediation(finding_of(item))
-    report = await applier.apply(
-        Plan(employee_id=action.employee_id, event="none", actions=[action]),
-        account_for(item) if action.target == DIRECTORY else None,
-        accounts={action.target: account_for(item)},
+async def revoke_many(items: list[ReviewItem], applier: Applier, now: datetime) -> dict[str, str]:
+    """Each revoked item's remediation (:func:`remediate`, in batches), the action on the item and its
+    ``review.revoke`` audit row; item id → the action's outcome. The items are updated in place too."""
+    results = await remediate([finding_of(item) for item in items], applier)
+    for item in items:
+        action = results[item.id].action
+        item.action_taken = f"{action.kind.value} {action.subject}"
+        item.action_outcome, item.action_at = results[item.id].outcome.value, now
+    with session_scope(applier.database_url) as session:
+        set_actions(session, items)
+        session.commit()
+    applier.note_many(
+        applier.auditor.event(
+            action="review.revoke",
+            target_system=applier.idp.source if applier.idp else "tenure",
+            target_id=item.account_id,
+            employee_id=item.employee_id,
+            outcome=results[item.id].outcome,
+            reason=results[item.id].detail or results[item.id].action.reason,
+            details={
+                "campaign": item.campaign_id,
+                "item": item.id,
+                "kind": item.kind,
+                "action": results[item.id].action.kind.value,
+                "target": results[item.id].action.subject,
+            },
+        )
+        for item in items
     )
-    result = report.results[0]
-    item.action_taken = f"{action.kind.value} {action.subject}"
-    item.action_outcome, item.action_at = result.outcome.value, now
-    save(applier.database_url, item)
-    applier.note(
-        action="review.revoke",
-        target_system=applier.idp.source if applier.idp else "tenure",
-        target_id=item.account_id,
-        employee_id=item.employee_id,
-        outcome=result.outcome,
-        reason=result.detail or action.reason,
-        details={
-            "campaign": item.campaign_id,
-            "item": item.id,
-            "kind": item.kind,
-            "action": action.kind.value,
-            "target": action.subject,
-        },
-    )
+    return {item.id: results[item.id].outcome.value for item in items}
+
+
+async def remediate(findings: list[Finding], applier: Applier) -> dict[str, ActionResult]:
+    """Apply the remediations, one plan per account (disables first), each action once: the directory's in
+    batches (:meth:`engine.applier.Applier.apply_many`: a lock hold, a ledger read and a transaction per level
+    for a batch, one write per group for its memberships), the other targets' one account at a time."""
+    by_account: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_account[(finding.target, finding.account_id)].append(finding)
+    rounds: list[list[tuple[Plan, Account]]] = []  # an employee's k-th directory account goes in round k
+    seen: dict[str, int] = defaultdict(int)
+    results: dict[str, ActionResult] = {}
+    for account_findings in by_account.values():
+        actions: dict[str, Action] = {}
+        for finding in account_findings:
+            action = remediation(finding)
+            actions.setdefault(action.key, action)
+        ordered = sorted(actions.values(), key=lambda a: a.kind.value != "disable_account")
+        plan = Plan(employee_id=ordered[0].employee_id, event="none", actions=ordered)
+        account = account_for(account_findings[0])
+        where = account_findings[0].target
+        if where == DIRECTORY:
+            k = seen[plan.employee_id]
+            seen[plan.employee_id] += 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((plan, account))
+            continue
+        report = await applier.apply(plan, None, accounts={where: account})
+        results |= _by_finding(account_findings, report)
+    for batch in (r[i : i + BATCH] for r in rounds for i in range(0, len(r), BATCH)):
+        reports = await applier.apply_many(batch)
+        for (_, account), report in zip(batch, reports, strict=True):
+            results |= _by_finding(by_account[(DIRECTORY, account.id)], report)
+    return results
+
+
+def _by_finding(findings: list[Finding], report: ApplyReport) -> dict[str, ActionResult]:
+    """Each finding's remediation result in ``report``; a plan refused as a whole (its employee's lock not
+    obtained) fails each of them with the report's error."""
+    by_key = {r.action.key: r for r in report.results}
+    results: dict[str, ActionResult] = {}
+    for finding in findings:
+        action = remediation(finding)
+        results[finding.id] = by_key.get(action.key) or ActionResult(
+            action, Outcome.FAILED, report.error or "not applied"
+        )
+    return results
 
 
 def _iso(moment: datetime | None) -> str:

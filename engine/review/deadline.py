@@ -2,8 +2,9 @@
 
 Reminders and escalations are comments on the reviewer's ticket, closing the campaign closes its tickets — all
 through the one door (:class:`engine.applier.Applier`); undecided items at the deadline get the policy's
-``on_deadline`` decision (revoke → the applier; keep_and_flag → kept, flagged) via
-:func:`engine.review.campaign.decide`.
+``on_deadline`` decision (revoke → the applier; keep_and_flag → kept, flagged), recorded as
+:func:`engine.review.campaign.decide` records one. Each reviewer's comments and tickets are the plans of their
+share of the campaign (``review:<campaign>:<reviewer>``), applied in batches like the decisions.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ from sqlmodel import col, select
 from connectors.protocols import IdentityProvider, Ticketing
 from engine.applier import Applier, Step
 from engine.auditor import Auditor
-from engine.review.campaign import DEADLINE_ACTOR, decide, new_applier, save
-from lifecycle.actions import CloseTicket, CommentTicket, Plan
+from engine.review.campaign import BATCH, DEADLINE_ACTOR, decision_record, new_applier, revoke_many, save
+from lifecycle.actions import Action, CloseTicket, CommentTicket, Plan, RecordReviewDecision
 from lifecycle.policy import Policy
 from models.audit import Outcome
 from models.db import session_scope
 from models.ledger import aware
-from models.review import CampaignStatus, Decision, ReviewAssignment, ReviewCampaign, ReviewItem
+from models.review import (
+    CampaignStatus,
+    Decision,
+    ReviewAssignment,
+    ReviewCampaign,
+    ReviewItem,
+    mark_assignments,
+)
 
 __all__ = ["DeadlineReport", "process_deadlines"]
 
@@ -45,22 +53,9 @@ class DeadlineReport:
         )
 
 
-async def _comment(
-    applier: Applier, assignment: ReviewAssignment, purpose: str, text: str
-) -> tuple[Outcome, str]:
-    """Comment on the reviewer's ticket through the one door (once per purpose); none to comment on: skipped."""
-    if applier.ticketing is None or not assignment.ticket_id:
-        return Outcome.SKIPPED, "no ticket to comment on"
-    comment = CommentTicket(
-        employee_id=f"review:{assignment.campaign_id}",
-        reason=f"access review {assignment.campaign_id}: {purpose}",
-        ticket_id=assignment.ticket_id,
-        purpose=purpose,
-        text=text,
-    )
-    report = await applier.apply(Plan(employee_id=comment.employee_id, event="none", actions=[comment]), None)
-    result = report.results[0]
-    return result.outcome, text if result.outcome is Outcome.APPLIED else result.detail
+def _share(campaign_id: str, reviewer: str) -> str:
+    """A reviewer's share of a campaign, as the ledger names it (their ticket's plan, :mod:`engine.review.run`)."""
+    return f"review:{campaign_id}:{reviewer}"
 
 
 async def process_deadlines(
@@ -93,53 +88,16 @@ async def process_deadlines(
             assignments = session.exec(
                 select(ReviewAssignment).where(ReviewAssignment.campaign_id == campaign.id)
             ).all()
-        open_by_reviewer: dict[str, int] = defaultdict(int)
-        for item in undecided:
-            open_by_reviewer[item.reviewer] += 1
         deadline = aware(campaign.deadline_at)
         assert deadline is not None
-        for assignment in assignments:
-            pending = open_by_reviewer.get(assignment.reviewer, 0)
-            if not pending or now >= deadline:
-                continue
-            await _remind_or_escalate(campaign, assignment, pending, applier, policy, now, report)
         if now < deadline:
+            pending: dict[str, int] = defaultdict(int)
+            for item in undecided:
+                pending[item.reviewer] += 1
+            due = [a for a in assignments if pending.get(a.reviewer)]
+            await _remind_or_escalate(campaign, due, pending, applier, policy, now, report)
             continue
-        for item in undecided:
-            keep = campaign.on_deadline == "keep_and_flag"
-            settled = await decide(
-                database_url=database_url,
-                campaign_id=campaign.id,
-                item_id=item.id,
-                decision=Decision.KEEP if keep else Decision.REVOKE,
-                by=DEADLINE_ACTOR,
-                reason=f"no decision by the deadline; policy on_deadline={campaign.on_deadline}",
-                idp=idp,
-                ticketing=ticketing,
-                policy=policy,
-                auditor=auditor,
-                now=now,
-                flagged=keep,
-                step_factory=step_factory,
-                targets=targets,
-            )
-            applier.note(
-                action="review.deadline",
-                target_system="tenure",
-                target_id=item.account_id,
-                employee_id=item.employee_id,
-                outcome=Outcome.APPLIED,
-                reason=f"deadline passed: {settled.decision}" + (" (flagged)" if keep else ""),
-                details={
-                    "campaign": campaign.id,
-                    "item": item.id,
-                    "decision": settled.decision,
-                    "action_outcome": settled.action_outcome,
-                },
-            )
-            report.deadline_items.append(
-                (campaign.id, item.id, settled.action_outcome or settled.decision or "")
-            )
+        await _settle(campaign, list(undecided), applier, policy, now, report)
         await _close(campaign, assignments, applier, now)
         report.closed.append(campaign.id)
     return report
@@ -147,48 +105,160 @@ async def process_deadlines(
 
 async def _remind_or_escalate(
     campaign: ReviewCampaign,
-    assignment: ReviewAssignment,
-    pending: int,
+    assignments: Iterable[ReviewAssignment],
+    pending: Mapping[str, int],
     applier: Applier,
     policy: Policy,
     now: datetime,
     report: DeadlineReport,
 ) -> None:
+    """Each reviewer with items still open is reminded once (``remind_at``), then escalated once
+    (``escalate_at``): a comment on their ticket, an audit row, a mark on their assignment. The comments go in
+    batches (a campaign of a million accounts has one reviewer per manager)."""
     escalate_at, remind_at = aware(campaign.escalate_at), aware(campaign.remind_at)
     assert escalate_at is not None and remind_at is not None
     deadline = f"{aware(campaign.deadline_at):%Y-%m-%d %H:%M} UTC"
-    details: dict[str, Any] = {"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": pending}
-    escalate = now >= escalate_at and assignment.escalated_at is None
-    if escalate:
-        fallback = policy.review.fallback_reviewer
-        action, done = "review.escalate", report.escalated
-        details["escalated_to"] = fallback
-        text = (
-            f"Escalation: {pending} item(s) of access review {campaign.id} are still undecided by "
-            f"{assignment.reviewer}; escalated to {fallback}. At {deadline} they follow on_deadline="
-            f"{campaign.on_deadline}."
-        )
-    elif now >= remind_at and assignment.reminded_at is None:
-        action, done = "review.remind", report.reminded
-        text = (
-            f"Reminder: {pending} item(s) of access review {campaign.id} await your decision by {deadline}."
-        )
-    else:
+    fallback = policy.review.fallback_reviewer
+    steps: list[tuple[ReviewAssignment, str, str, dict[str, Any]]] = []  # (assignment, action, text, details)
+    for assignment in assignments:
+        count = pending[assignment.reviewer]
+        details: dict[str, Any] = {"campaign": campaign.id, "reviewer": assignment.reviewer, "pending": count}
+        if now >= escalate_at and assignment.escalated_at is None:
+            details["escalated_to"] = fallback
+            text = (
+                f"Escalation: {count} item(s) of access review {campaign.id} are still undecided by "
+                f"{assignment.reviewer}; escalated to {fallback}. At {deadline} they follow on_deadline="
+                f"{campaign.on_deadline}."
+            )
+            steps.append((assignment, "review.escalate", text, details))
+        elif now >= remind_at and assignment.reminded_at is None:
+            text = (
+                f"Reminder: {count} item(s) of access review {campaign.id} await your decision by {deadline}."
+            )
+            steps.append((assignment, "review.remind", text, details))
+    if not steps:
         return
-    outcome, detail = await _comment(applier, assignment, action.removeprefix("review."), text)
-    applier.note(
-        action=action,
-        target_system=applier.ticketing.source if applier.ticketing else "tenure",
-        target_id=assignment.ticket_id or assignment.reference,
-        outcome=outcome,
-        reason=detail,
-        details=details,
+    said = await _comments(campaign.id, steps, applier)
+    applier.note_many(
+        applier.auditor.event(
+            action=action,
+            target_system=applier.ticketing.source if applier.ticketing else "tenure",
+            target_id=assignment.ticket_id or assignment.reference,
+            outcome=said[assignment.reviewer][0],
+            reason=said[assignment.reviewer][1],
+            details=details,
+        )
+        for assignment, action, _, details in steps
     )
-    if escalate:
-        assignment.escalated_at = now
-    assignment.reminded_at = assignment.reminded_at or now
-    done.append((campaign.id, assignment.reviewer))
-    save(applier.database_url, assignment)
+    marks: dict[str, tuple[datetime | None, datetime | None]] = {}
+    for assignment, action, _, _ in steps:
+        escalated = now if action == "review.escalate" else assignment.escalated_at
+        marks[assignment.reviewer] = (aware(assignment.reminded_at) or now, aware(escalated))
+        (report.escalated if action == "review.escalate" else report.reminded).append(
+            (campaign.id, assignment.reviewer)
+        )
+    with session_scope(applier.database_url) as session:
+        mark_assignments(session, campaign.id, marks)
+        session.commit()
+
+
+async def _comments(
+    campaign_id: str, steps: list[tuple[ReviewAssignment, str, str, dict[str, Any]]], applier: Applier
+) -> dict[str, tuple[Outcome, str]]:
+    """Reviewer → how the comment on their ticket went (once per purpose, through the one door, in batches);
+    no ticket to comment on: skipped."""
+    said: dict[str, tuple[Outcome, str]] = {}
+    plans: list[tuple[Plan, None]] = []
+    for assignment, action, text, _ in steps:
+        if applier.ticketing is None or not assignment.ticket_id:
+            said[assignment.reviewer] = (Outcome.SKIPPED, "no ticket to comment on")
+            continue
+        comment = CommentTicket(
+            employee_id=_share(campaign_id, assignment.reviewer),
+            reason=f"access review {campaign_id}: {action.removeprefix('review.')}",
+            ticket_id=assignment.ticket_id,
+            purpose=action.removeprefix("review."),
+            text=text,
+        )
+        plans.append((Plan(employee_id=comment.employee_id, event="none", actions=[comment]), None))
+    texts = {_share(campaign_id, assignment.reviewer): text for assignment, _, text, _ in steps}
+    for start in range(0, len(plans), BATCH):
+        for done in await applier.apply_many(plans[start : start + BATCH]):
+            reviewer = done.employee_id.removeprefix(f"review:{campaign_id}:")
+            result = done.results[0] if done.results else None
+            if result is None:
+                said[reviewer] = (Outcome.FAILED, done.error or "not applied")
+            elif result.outcome is Outcome.APPLIED:
+                said[reviewer] = (Outcome.APPLIED, texts[done.employee_id])
+            else:
+                said[reviewer] = (result.outcome, result.detail)
+    return said
+
+
+async def _settle(
+    campaign: ReviewCampaign,
+    undecided: list[ReviewItem],
+    applier: Applier,
+    policy: Policy,
+    now: datetime,
+    report: DeadlineReport,
+) -> None:
+    """The policy's ``on_deadline`` decision on every undecided item, as :func:`engine.review.campaign.decide`
+    records one (the decision and its grant through the one door, a revoke's remediation applied, the item's
+    action and the audit rows), in batches; an item whose decision could not be recorded is reported failed."""
+    keep = campaign.on_deadline == "keep_and_flag"
+    decision = Decision.KEEP if keep else Decision.REVOKE
+    why = f"no decision by the deadline; policy on_deadline={campaign.on_deadline}"
+    by_employee: dict[str, list[Action]] = defaultdict(list)
+    for item in undecided:
+        record = decision_record(item, decision, DEADLINE_ACTOR, why, now, policy, flagged=keep)
+        by_employee[record.employee_id].append(record)
+    plans = [(Plan(employee_id=e, event="none", actions=records), None) for e, records in by_employee.items()]
+    recorded: set[str] = set()
+    for start in range(0, len(plans), BATCH):
+        for done in await applier.apply_many(plans[start : start + BATCH]):
+            recorded |= {
+                r.action.item_id
+                for r in done.results
+                if isinstance(r.action, RecordReviewDecision) and r.outcome is not Outcome.FAILED
+            }
+    settled = [item for item in undecided if item.id in recorded]
+    outcomes = {item.id: "failed" for item in undecided if item.id not in recorded}
+    if keep:
+        applier.note_many(
+            applier.auditor.event(
+                action="review.recertify",
+                target_system="tenure",
+                target_id=item.account_id,
+                employee_id=item.employee_id,
+                outcome=Outcome.APPLIED,
+                reason=f"privileged group kept in review {campaign.id} by {DEADLINE_ACTOR}",
+                details={"target": item.revoke_group, "campaign": campaign.id, "item": item.id},
+            )
+            for item in settled
+            if item.employee_id and item.revoke_group in policy.privileged_names
+        )
+        outcomes |= {item.id: Decision.KEEP for item in settled}
+    else:
+        outcomes |= await revoke_many(settled, applier, now)
+    applier.note_many(
+        applier.auditor.event(
+            action="review.deadline",
+            target_system="tenure",
+            target_id=item.account_id,
+            employee_id=item.employee_id,
+            outcome=Outcome.APPLIED,
+            reason=f"deadline passed: {decision}" + (" (flagged)" if keep else ""),
+            details={
+                "campaign": campaign.id,
+                "item": item.id,
+                "decision": decision,
+                "action_outcome": None if keep else outcomes[item.id],
+            },
+        )
+        for item in settled
+    )
+    report.deadline_items += [(campaign.id, item.id, outcomes[item.id]) for item in undecided]
 
 
 async def _close(
@@ -197,16 +267,23 @@ async def _close(
     campaign.status, campaign.closed_at = CampaignStatus.CLOSED, now
     save(applier.database_url, campaign)
     closes = [
-        CloseTicket(
-            employee_id=f"review:{campaign.id}",
-            reason=f"access review {campaign.id} closed at its deadline",
-            ticket_id=assignment.ticket_id,
+        Plan(
+            employee_id=_share(campaign.id, assignment.reviewer),
+            event="none",
+            actions=[
+                CloseTicket(
+                    employee_id=_share(campaign.id, assignment.reviewer),
+                    reason=f"access review {campaign.id} closed at its deadline",
+                    ticket_id=assignment.ticket_id,
+                )
+            ],
         )
         for assignment in assignments
         if assignment.ticket_id
     ]
-    if applier.ticketing is not None and closes:
-        await applier.apply(Plan(employee_id=f"review:{campaign.id}", event="none", actions=closes), None)
+    if applier.ticketing is not None:
+        for start in range(0, len(closes), BATCH):
+            await applier.apply_many([(plan, None) for plan in closes[start : start + BATCH]])
     applier.note(
         action="review.campaign.close",
         target_system="tenure",

@@ -23,10 +23,17 @@ from typing import TypeVar
 
 from connectors.errors import InvalidRecordError
 from connectors.protocols import HRIS, IdentityProvider, Ticketing
-from engine.applier import ActionResult, Applier, ApplyReport, Step
+from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
-from engine.review.campaign import account_for, campaign_reference, new_applier, store_campaign
-from lifecycle.actions import DIRECTORY, Action, OpenTicket, Plan
+from engine.review.campaign import (
+    BATCH,
+    account_for,
+    campaign_reference,
+    new_applier,
+    remediate,
+    store_campaign,
+)
+from lifecycle.actions import OpenTicket, Plan
 from lifecycle.correlation import correlate
 from lifecycle.policy import Policy
 from lifecycle.recommend import Peers, Provenance, Recommendation, recommend_finding
@@ -35,7 +42,6 @@ from lifecycle.review import (
     FindingKind,
     count_by_kind,
     find,
-    remediation,
     review_groups,
     route_reviewers,
 )
@@ -58,7 +64,6 @@ __all__ = [
 ]
 
 TICKET_PURPOSE = "access-review"
-REMEDIATION_BATCH = 250  # accounts (or reviewers' tickets) per apply_many, as a sync batch
 FINDING_ROWS = 10_000  # review.finding audit rows per transaction
 
 T = TypeVar("T")
@@ -297,54 +302,6 @@ class ReviewRun:
         return "\n".join(lines)
 
 
-async def _remediate(findings: list[Finding], applier: Applier) -> dict[str, ActionResult]:
-    """Apply the remediations, one plan per account (disables first), each action once: the directory's in
-    batches (:meth:`engine.applier.Applier.apply_many`: a lock hold, a ledger read and a transaction per level
-    for a batch, one write per group for its memberships), the other targets' one account at a time."""
-    by_account: dict[tuple[str, str], list[Finding]] = defaultdict(list)
-    for finding in findings:
-        by_account[(finding.target, finding.account_id)].append(finding)
-    rounds: list[list[tuple[Plan, Account]]] = []  # an employee's k-th directory account goes in round k
-    seen: dict[str, int] = defaultdict(int)
-    results: dict[str, ActionResult] = {}
-    for account_findings in by_account.values():
-        actions: dict[str, Action] = {}
-        for finding in account_findings:
-            action = remediation(finding)
-            actions.setdefault(action.key, action)
-        ordered = sorted(actions.values(), key=lambda a: a.kind.value != "disable_account")
-        plan = Plan(employee_id=ordered[0].employee_id, event="none", actions=ordered)
-        account = account_for(account_findings[0])
-        where = account_findings[0].target
-        if where == DIRECTORY:
-            k = seen[plan.employee_id]
-            seen[plan.employee_id] += 1
-            if k == len(rounds):
-                rounds.append([])
-            rounds[k].append((plan, account))
-            continue
-        report = await applier.apply(plan, None, accounts={where: account})
-        results |= _by_finding(account_findings, report)
-    for batch in (r[i : i + REMEDIATION_BATCH] for r in rounds for i in range(0, len(r), REMEDIATION_BATCH)):
-        reports = await applier.apply_many(batch)
-        for (_, account), report in zip(batch, reports, strict=True):
-            results |= _by_finding(by_account[(DIRECTORY, account.id)], report)
-    return results
-
-
-def _by_finding(findings: list[Finding], report: ApplyReport) -> dict[str, ActionResult]:
-    """Each finding's remediation result in ``report``; a plan refused as a whole (its employee's lock not
-    obtained) fails each of them with the report's error."""
-    by_key = {r.action.key: r for r in report.results}
-    results: dict[str, ActionResult] = {}
-    for finding in findings:
-        action = remediation(finding)
-        results[finding.id] = by_key.get(action.key) or ActionResult(
-            action, Outcome.FAILED, report.error or "not applied"
-        )
-    return results
-
-
 async def run_review(
     *,
     hris: HRIS,
@@ -383,7 +340,7 @@ async def run_review(
     )
     if inventory.group_ids:  # the listing just read: a revocation needs no second one
         applier.remember_groups(inventory.group_ids)
-    run.auto = await _remediate(auto, applier)
+    run.auto = await remediate(auto, applier)
     if dry_run:
         return run
     campaign_id = f"rc-{now:%Y%m%d}-{uuid.uuid4().hex[:8]}" if findings else None
@@ -577,10 +534,8 @@ async def _open_tickets(
         for reviewer, items in sorted(per_reviewer.items())
     ]
     tickets: dict[str, str | None] = {}
-    for start in range(0, len(plans), REMEDIATION_BATCH):
-        for report in await applier.apply_many(
-            [(plan, None) for plan in plans[start : start + REMEDIATION_BATCH]]
-        ):
+    for start in range(0, len(plans), BATCH):
+        for report in await applier.apply_many([(plan, None) for plan in plans[start : start + BATCH]]):
             reviewer = report.employee_id.removeprefix(f"review:{campaign_id}:")
             opened = [r.target_id for r in report.results if r.outcome is Outcome.APPLIED]
             tickets[reviewer] = opened[0] if opened else None

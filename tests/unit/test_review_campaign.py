@@ -28,7 +28,7 @@ from engine.review import (
     process_deadlines,
     run_review,
 )
-from engine.review.run import _remediate as remediate
+from engine.review.campaign import remediate
 from lifecycle.policy import Policy
 from lifecycle.review import find
 from models.audit import AuditEvent, Outcome, verify
@@ -107,6 +107,11 @@ class FakeIdP:
     async def remove_member(self, group_id: str, account_id: str) -> None:
         self.calls.append(("remove", f"{group_id}:{account_id}"))
         self.groups[group_id.removeprefix("g-")].discard(account_id)
+
+    async def remove_members(self, group_id: str, account_ids: Any) -> dict[str, Any]:
+        for account_id in account_ids:
+            await self.remove_member(group_id, account_id)
+        return {}
 
     def members(self, name: str) -> set[str]:
         return self.groups.get(name, set())
@@ -505,7 +510,7 @@ async def test_cli_export_csv_and_json(fresh_sqlite_url: str, monkeypatch: pytes
 
 
 class CountingIdP(FakeIdP):
-    """FakeIdP that counts group listings and removes many members at once, as the protocol's connectors do."""
+    """FakeIdP that counts group listings."""
 
     def __init__(self, accounts: list[Account]) -> None:
         super().__init__(accounts)
@@ -514,11 +519,6 @@ class CountingIdP(FakeIdP):
     async def list_groups(self) -> list[Group]:
         self.listings += 1
         return await super().list_groups()
-
-    async def remove_members(self, group_id: str, account_ids: Any) -> dict[str, Any]:
-        for account_id in account_ids:
-            await self.remove_member(group_id, account_id)
-        return {}
 
 
 async def test_many_reviewers_each_get_their_ticket_on_their_assignment(database_url: str) -> None:
