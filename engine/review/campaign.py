@@ -10,7 +10,7 @@ membership, disable the account) is applied through the same applier.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,6 +98,33 @@ class ReviewError(ValueError):
 
 def campaign_reference(campaign_id: str, reviewer: str) -> str:
     return f"tenure:review:{campaign_id}:{reviewer}"
+
+
+def share(campaign_id: str, reviewer: str) -> str:
+    """A reviewer's share of a campaign as the ledger names it: the plans of their ticket, its comments and its
+    close."""
+    return f"review:{campaign_id}:{reviewer}"
+
+
+async def apply_batches(applier: Applier, items: Sequence[tuple[Plan, Account | None]]) -> list[ApplyReport]:
+    """:meth:`engine.applier.Applier.apply_many` over ``items``, :data:`BATCH` at a time; the reports in the
+    items' order (every plan in a batch must be a different employee's)."""
+    reports: list[ApplyReport] = []
+    for start in range(0, len(items), BATCH):
+        reports += await applier.apply_many(items[start : start + BATCH])
+    return reports
+
+
+def recertified(item: ReviewItem, by: str) -> dict[str, Any]:
+    """The ``review.recertify`` audit row's fields (all but the outcome) for a kept privileged membership."""
+    return {
+        "action": "review.recertify",
+        "target_system": "tenure",
+        "target_id": item.account_id,
+        "employee_id": item.employee_id,
+        "reason": f"privileged group kept in review {item.campaign_id} by {by}",
+        "details": {"target": item.revoke_group, "campaign": item.campaign_id, "item": item.id},
+    }
 
 
 def new_applier(
@@ -284,15 +311,7 @@ async def decide(
         if not report.ok:
             raise ReviewError(f"the decision could not be recorded: {report.failed[0].detail}")
         if decision == Decision.KEEP and item.employee_id and item.revoke_group in policy.privileged_names:
-            applier.note(
-                action="review.recertify",
-                target_system="tenure",
-                target_id=item.account_id,
-                employee_id=item.employee_id,
-                outcome=report.results[0].outcome,
-                reason=f"privileged group kept in review {campaign_id} by {by}",
-                details={"target": item.revoke_group, "campaign": campaign_id, "item": item_id},
-            )
+            applier.note(outcome=report.results[0].outcome, **recertified(item, by))
         _, item = _load_item(database_url, campaign_id, item_id)
     if decision == Decision.REVOKE:
         await revoke_many([item], applier, now)
@@ -316,17 +335,18 @@ async def revoke_many(items: list[ReviewItem], applier: Applier, now: datetime) 
             target_system=applier.idp.source if applier.idp else "tenure",
             target_id=item.account_id,
             employee_id=item.employee_id,
-            outcome=results[item.id].outcome,
-            reason=results[item.id].detail or results[item.id].action.reason,
+            outcome=result.outcome,
+            reason=result.detail or result.action.reason,
             details={
                 "campaign": item.campaign_id,
                 "item": item.id,
                 "kind": item.kind,
-                "action": results[item.id].action.kind.value,
-                "target": results[item.id].action.subject,
+                "action": result.action.kind.value,
+                "target": result.action.subject,
             },
         )
         for item in items
+        for result in (results[item.id],)
     )
     return {item.id: results[item.id].outcome.value for item in items}
 
@@ -359,9 +379,8 @@ async def remediate(findings: list[Finding], applier: Applier) -> dict[str, Acti
             continue
         report = await applier.apply(plan, None, accounts={where: account})
         results |= _by_finding(account_findings, report)
-    for batch in (r[i : i + BATCH] for r in rounds for i in range(0, len(r), BATCH)):
-        reports = await applier.apply_many(batch)
-        for (_, account), report in zip(batch, reports, strict=True):
+    for plans in rounds:
+        for (_, account), report in zip(plans, await apply_batches(applier, plans), strict=True):
             results |= _by_finding(by_account[(DIRECTORY, account.id)], report)
     return results
 

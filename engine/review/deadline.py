@@ -20,7 +20,16 @@ from sqlmodel import col, select
 from connectors.protocols import IdentityProvider, Ticketing
 from engine.applier import Applier, Step
 from engine.auditor import Auditor
-from engine.review.campaign import BATCH, DEADLINE_ACTOR, decision_record, new_applier, revoke_many, save
+from engine.review.campaign import (
+    DEADLINE_ACTOR,
+    apply_batches,
+    decision_record,
+    new_applier,
+    recertified,
+    revoke_many,
+    save,
+    share,
+)
 from lifecycle.actions import Action, CloseTicket, CommentTicket, Plan, RecordReviewDecision
 from lifecycle.policy import Policy
 from models.audit import Outcome
@@ -51,11 +60,6 @@ class DeadlineReport:
             f"{len(self.deadline_items)} item(s) settled by the deadline rule, "
             f"{len(self.closed)} campaign(s) closed: {', '.join(self.closed) or '-'}"
         )
-
-
-def _share(campaign_id: str, reviewer: str) -> str:
-    """A reviewer's share of a campaign, as the ledger names it (their ticket's plan, :mod:`engine.review.run`)."""
-    return f"review:{campaign_id}:{reviewer}"
 
 
 async def process_deadlines(
@@ -169,29 +173,28 @@ async def _comments(
     no ticket to comment on: skipped."""
     said: dict[str, tuple[Outcome, str]] = {}
     plans: list[tuple[Plan, None]] = []
+    commented: list[tuple[str, str]] = []  # (reviewer, text), in the plans' order
     for assignment, action, text, _ in steps:
         if applier.ticketing is None or not assignment.ticket_id:
             said[assignment.reviewer] = (Outcome.SKIPPED, "no ticket to comment on")
             continue
         comment = CommentTicket(
-            employee_id=_share(campaign_id, assignment.reviewer),
+            employee_id=share(campaign_id, assignment.reviewer),
             reason=f"access review {campaign_id}: {action.removeprefix('review.')}",
             ticket_id=assignment.ticket_id,
             purpose=action.removeprefix("review."),
             text=text,
         )
         plans.append((Plan(employee_id=comment.employee_id, event="none", actions=[comment]), None))
-    texts = {_share(campaign_id, assignment.reviewer): text for assignment, _, text, _ in steps}
-    for start in range(0, len(plans), BATCH):
-        for done in await applier.apply_many(plans[start : start + BATCH]):
-            reviewer = done.employee_id.removeprefix(f"review:{campaign_id}:")
-            result = done.results[0] if done.results else None
-            if result is None:
-                said[reviewer] = (Outcome.FAILED, done.error or "not applied")
-            elif result.outcome is Outcome.APPLIED:
-                said[reviewer] = (Outcome.APPLIED, texts[done.employee_id])
-            else:
-                said[reviewer] = (result.outcome, result.detail)
+        commented.append((assignment.reviewer, text))
+    for (reviewer, text), done in zip(commented, await apply_batches(applier, plans), strict=True):
+        result = done.results[0] if done.results else None
+        if result is None:
+            said[reviewer] = (Outcome.FAILED, done.error or "not applied")
+        elif result.outcome is Outcome.APPLIED:
+            said[reviewer] = (Outcome.APPLIED, text)
+        else:
+            said[reviewer] = (result.outcome, result.detail)
     return said
 
 
@@ -214,27 +217,17 @@ async def _settle(
         record = decision_record(item, decision, DEADLINE_ACTOR, why, now, policy, flagged=keep)
         by_employee[record.employee_id].append(record)
     plans = [(Plan(employee_id=e, event="none", actions=records), None) for e, records in by_employee.items()]
-    recorded: set[str] = set()
-    for start in range(0, len(plans), BATCH):
-        for done in await applier.apply_many(plans[start : start + BATCH]):
-            recorded |= {
-                r.action.item_id
-                for r in done.results
-                if isinstance(r.action, RecordReviewDecision) and r.outcome is not Outcome.FAILED
-            }
+    recorded = {
+        r.action.item_id
+        for done in await apply_batches(applier, plans)
+        for r in done.results
+        if isinstance(r.action, RecordReviewDecision) and r.outcome is not Outcome.FAILED
+    }
     settled = [item for item in undecided if item.id in recorded]
     outcomes = {item.id: "failed" for item in undecided if item.id not in recorded}
     if keep:
         applier.note_many(
-            applier.auditor.event(
-                action="review.recertify",
-                target_system="tenure",
-                target_id=item.account_id,
-                employee_id=item.employee_id,
-                outcome=Outcome.APPLIED,
-                reason=f"privileged group kept in review {campaign.id} by {DEADLINE_ACTOR}",
-                details={"target": item.revoke_group, "campaign": campaign.id, "item": item.id},
-            )
+            applier.auditor.event(outcome=Outcome.APPLIED, **recertified(item, DEADLINE_ACTOR))
             for item in settled
             if item.employee_id and item.revoke_group in policy.privileged_names
         )
@@ -268,11 +261,11 @@ async def _close(
     save(applier.database_url, campaign)
     closes = [
         Plan(
-            employee_id=_share(campaign.id, assignment.reviewer),
+            employee_id=share(campaign.id, assignment.reviewer),
             event="none",
             actions=[
                 CloseTicket(
-                    employee_id=_share(campaign.id, assignment.reviewer),
+                    employee_id=share(campaign.id, assignment.reviewer),
                     reason=f"access review {campaign.id} closed at its deadline",
                     ticket_id=assignment.ticket_id,
                 )
@@ -282,8 +275,7 @@ async def _close(
         if assignment.ticket_id
     ]
     if applier.ticketing is not None:
-        for start in range(0, len(closes), BATCH):
-            await applier.apply_many([(plan, None) for plan in closes[start : start + BATCH]])
+        await apply_batches(applier, [(plan, None) for plan in closes])
     applier.note(
         action="review.campaign.close",
         target_system="tenure",

@@ -26,11 +26,12 @@ from connectors.protocols import HRIS, IdentityProvider, Ticketing
 from engine.applier import ActionResult, Applier, Step
 from engine.auditor import Auditor
 from engine.review.campaign import (
-    BATCH,
     account_for,
+    apply_batches,
     campaign_reference,
     new_applier,
     remediate,
+    share,
     store_campaign,
 )
 from lifecycle.actions import OpenTicket, Plan
@@ -513,13 +514,14 @@ async def _open_tickets(
     for finding in run.findings:
         if finding.id in run.reviewers:
             per_reviewer[run.reviewers[finding.id]].append(finding)
+    reviewers = sorted(per_reviewer)
     plans = [
         Plan(
-            employee_id=f"review:{campaign_id}:{reviewer}",
+            employee_id=share(campaign_id, reviewer),
             event="none",
             actions=[
                 OpenTicket(
-                    employee_id=f"review:{campaign_id}:{reviewer}",
+                    employee_id=share(campaign_id, reviewer),
                     reason=f"access review {campaign_id}: {len(items)} item(s) for {reviewer}",
                     occasion=reviewer,
                     request=TicketRequest(
@@ -531,14 +533,14 @@ async def _open_tickets(
                 )
             ],
         )
-        for reviewer, items in sorted(per_reviewer.items())
+        for reviewer, items in ((r, per_reviewer[r]) for r in reviewers)
     ]
     tickets: dict[str, str | None] = {}
-    for start in range(0, len(plans), BATCH):
-        for report in await applier.apply_many([(plan, None) for plan in plans[start : start + BATCH]]):
-            reviewer = report.employee_id.removeprefix(f"review:{campaign_id}:")
-            opened = [r.target_id for r in report.results if r.outcome is Outcome.APPLIED]
-            tickets[reviewer] = opened[0] if opened else None
+    for reviewer, report in zip(
+        reviewers, await apply_batches(applier, [(p, None) for p in plans]), strict=True
+    ):
+        opened = [r.target_id for r in report.results if r.outcome is Outcome.APPLIED]
+        tickets[reviewer] = opened[0] if opened else None
     with session_scope(applier.database_url) as session:
         set_ticket_ids(session, campaign_id, {r: t for r, t in tickets.items() if t is not None})
         session.commit()
