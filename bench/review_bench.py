@@ -44,15 +44,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlmodel import select  # noqa: E402
+
 from connectors.errors import ConnectorError, InvalidRecordError  # noqa: E402
 from engine.applier import Applier  # noqa: E402
 from engine.auditor import Auditor  # noqa: E402
-from engine.review import Inventory, collect_inventory, collector_paused, run_review  # noqa: E402
+from engine.review import (  # noqa: E402
+    Inventory,
+    collect_inventory,
+    collector_paused,
+    process_deadlines,
+    run_review,
+)
 from lifecycle.actions import Plan, RecordApproval  # noqa: E402
 from lifecycle.policy import Policy  # noqa: E402
 from lifecycle.review import count_by_kind, find, review_groups  # noqa: E402
-from models.db import get_engine  # noqa: E402
+from models.db import get_engine, session_scope  # noqa: E402
 from models.domain import Account, Employee, EmployeeStatus, Group  # noqa: E402
+from models.review import ReviewCampaign  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 DEPARTMENTS = ("Engineering", "Sales", "Finance", "Support", "Marketing", "IT", "People")
@@ -327,12 +336,14 @@ async def _record_approvals(database_url: str, approvals: dict[str, dict[str, da
         await applier.apply_many(plans[start : start + 250])
 
 
-def measure_whole_run(accounts: int, memberships: int, database_url: str | None) -> None:
+def measure_whole_run(accounts: int, memberships: int, database_url: str | None, deadline: bool) -> None:
     """``engine.review.run_review`` end to end as a review flow runs it, less Prefect: the inventory, the
     analysis, then what follows it — the auto-remediations through the applier (ledger entries and audit rows;
     the generated directory accepts the writes), the recommendations, the campaign's items and assignments,
     one ticket per reviewer (no ticketing system: each recorded skipped) and a ``review.finding`` audit row per
-    finding — into a fresh SQLite audit database (or ``database_url``)."""
+    finding — into a fresh SQLite audit database (or ``database_url``). With ``deadline``, then the review-
+    deadline job twice, as its schedule runs it: at the reminder date (a reminder per reviewer) and past the
+    deadline (the policy's ``on_deadline`` rule settles every undecided item; no reviewer decided any)."""
     population = Population(accounts, memberships)
     _draw(population)
     with tempfile.TemporaryDirectory() as folder:
@@ -352,6 +363,8 @@ def measure_whole_run(accounts: int, memberships: int, database_url: str | None)
             )
         )
         done = _clock()
+        if deadline:
+            _deadlines(url, population)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = ", ".join(f"{k} {v}" for k, v in review.counts.items())
     print(
@@ -364,6 +377,32 @@ def measure_whole_run(accounts: int, memberships: int, database_url: str | None)
     )
 
 
+def _deadlines(url: str, population: Population) -> None:
+    with session_scope(url) as session:
+        campaign = session.exec(select(ReviewCampaign)).one()
+        remind_at, deadline_at = campaign.remind_at, campaign.deadline_at
+    for label, moment in (("reminders", remind_at), ("deadline", deadline_at)):
+        meter = Meter()
+        started = _clock()
+        report = asyncio.run(
+            process_deadlines(
+                database_url=url,
+                idp=GeneratedDirectory(population, meter),  # type: ignore[arg-type]
+                ticketing=None,
+                policy=POLICY,
+                auditor=Auditor(url, actor="bench"),
+                now=moment.replace(tzinfo=UTC) + timedelta(minutes=1),
+            )
+        )
+        done = _clock()
+        print(
+            f"  review deadlines, {label}: {done[0] - started[0]:6.2f} s wall, {done[1] - started[1]:6.2f} s CPU "
+            f"(the generated connectors {meter.seconds:6.2f} s); {len(report.reminded)} reminded, "
+            f"{len(report.escalated)} escalated, {len(report.deadline_items)} items settled",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,50000", help="comma-separated account counts")
@@ -374,10 +413,13 @@ def main() -> None:
         "--whole-run", action="store_true", help="time run_review end to end (audit database)"
     )
     parser.add_argument("--database-url", default=None, help="with --whole-run: the audit database (fresh)")
+    parser.add_argument(
+        "--deadline", action="store_true", help="with --whole-run: then the reminders and the deadline"
+    )
     args = parser.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
         if args.whole_run:
-            measure_whole_run(size, args.memberships or 5 * size, args.database_url)
+            measure_whole_run(size, args.memberships or 5 * size, args.database_url, args.deadline)
         elif args.generators_only:
             measure_generators(size, args.memberships or 5 * size)
         else:

@@ -85,9 +85,9 @@ from models.ledger import (
     open_entries_of,
     roster_count_put,
     upsert_entries,
-    upsert_grant,
+    upsert_grants,
 )
-from models.review import Decision, ReviewItem
+from models.review import Decision, DecisionRow, record_decisions
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -786,9 +786,7 @@ class Applier:
                 session=session,
                 entries=[*entries, *(self._entry(f.action, f.status, f.detail) for f in finishes)],
             )
-            for finish in finishes:
-                if finish.outcome is Outcome.APPLIED:
-                    self._record_decision(session, finish.action)
+            self._record_decisions(session, (f.action for f in finishes if f.outcome is Outcome.APPLIED))
             if events:
                 append_events(
                     session=session, events=events
@@ -878,51 +876,59 @@ class Applier:
 
     # ------------------------------------------------------------------------------------------ decisions
 
-    def _record_decision(self, session: Session, action: Action) -> None:
-        """The grant a decision makes, in the transaction of its ledger entry and audit row."""
-        match action:
-            case RequestApproval() | RecordApproval():
-                upsert_grant(
-                    session=session,
-                    grant=Grant(
-                        employee_id=action.employee_id,
-                        group_name=action.group,
-                        status=GrantStatus.GRANTED,
-                        source="approval",
-                        decided_by=self._approved_by.pop(action.key, "approver")
-                        if isinstance(action, RequestApproval)
-                        else action.decided_by,
-                        decided_at=action.decided_at if isinstance(action, RecordApproval) else utcnow(),
-                        correlation_id=self.auditor.correlation_id,
-                    ),
-                )
-            case RecordReviewDecision():
-                item = session.get(ReviewItem, (action.campaign_id, action.item_id))
-                if item is not None:
-                    item.decision = Decision.KEEP if action.decision == "keep" else Decision.REVOKE
-                    item.decided_by, item.decided_at = action.decided_by, action.decided_at
-                    item.reason, item.flagged = action.reason, action.flagged
-                    if action.decision == "keep":
-                        item.action_taken, item.action_outcome, item.action_at = "none", None, None
-                    session.add(item)
-                if action.group and action.employee_id and not action.employee_id.startswith("account:"):
-                    upsert_grant(
-                        session=session,
-                        grant=Grant(
+    def _record_decisions(self, session: Session, actions: Iterable[Action]) -> None:
+        """The grants and item decisions the applied decisions make, in the transaction of their ledger entries
+        and audit rows (one executemany each, in the actions' order)."""
+        grants: list[Grant] = []
+        decisions: list[DecisionRow] = []
+        for action in actions:
+            match action:
+                case RequestApproval() | RecordApproval():
+                    grants.append(
+                        Grant(
                             employee_id=action.employee_id,
                             group_name=action.group,
-                            status=GrantStatus.GRANTED if action.decision == "keep" else GrantStatus.REVOKED,
-                            source="review",
-                            decided_by=action.decided_by,
-                            decided_at=action.decided_at,
-                            recertify_until=action.recertify_until if action.decision == "keep" else None,
+                            status=GrantStatus.GRANTED,
+                            source="approval",
+                            decided_by=self._approved_by.pop(action.key, "approver")
+                            if isinstance(action, RequestApproval)
+                            else action.decided_by,
+                            decided_at=action.decided_at if isinstance(action, RecordApproval) else utcnow(),
+                            correlation_id=self.auditor.correlation_id,
+                        )
+                    )
+                case RecordReviewDecision():
+                    keep = action.decision == "keep"
+                    decisions.append(
+                        DecisionRow(
                             campaign_id=action.campaign_id,
                             item_id=action.item_id,
-                            correlation_id=self.auditor.correlation_id,
-                        ),
+                            decision=Decision.KEEP if keep else Decision.REVOKE,
+                            decided_by=action.decided_by,
+                            decided_at=action.decided_at,
+                            reason=action.reason,
+                            flagged=action.flagged,
+                        )
                     )
-            case _:
-                pass
+                    if action.group and action.employee_id and not action.employee_id.startswith("account:"):
+                        grants.append(
+                            Grant(
+                                employee_id=action.employee_id,
+                                group_name=action.group,
+                                status=GrantStatus.GRANTED if keep else GrantStatus.REVOKED,
+                                source="review",
+                                decided_by=action.decided_by,
+                                decided_at=action.decided_at,
+                                recertify_until=action.recertify_until if keep else None,
+                                campaign_id=action.campaign_id,
+                                item_id=action.item_id,
+                                correlation_id=self.auditor.correlation_id,
+                            )
+                        )
+                case _:
+                    pass
+        record_decisions(session, decisions)
+        upsert_grants(session=session, grants=grants)
 
     # ------------------------------------------------------------------------------------------ execute
 

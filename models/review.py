@@ -9,7 +9,9 @@ evidence. A :class:`ReviewAssignment` is one reviewer's share: their ticket and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +26,10 @@ __all__ = [
     "ReviewCampaign",
     "ReviewItem",
     "ReviewAssignment",
+    "DecisionRow",
     "add_campaign",
     "mark_assignments",
+    "record_decisions",
     "set_actions",
     "set_ticket_ids",
 ]
@@ -160,3 +164,47 @@ def mark_assignments(
             for reviewer, (r, e) in marks.items()
         ],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """A decision on one item, as :func:`record_decisions` stores it."""
+
+    campaign_id: str
+    item_id: str
+    decision: str  # Decision.KEEP | Decision.REVOKE
+    decided_by: str
+    decided_at: datetime
+    reason: str
+    flagged: bool
+
+
+_DECIDED = ("decision", "decided_by", "decided_at", "reason", "flagged")
+
+
+def record_decisions(session: Session, decisions: Iterable[DecisionRow]) -> None:
+    """Each decision on its item, in the session's transaction; a kept item's action becomes ``none`` (a
+    revoked one's is set when it is carried out), an item not found is left alone. Consecutive keeps, and
+    consecutive revokes, go in one executemany each, in the order given."""
+    time = dialect_of(session).time
+    for keep, run in itertools.groupby(decisions, key=lambda d: d.decision == Decision.KEEP):
+        action = ("none", None, None) if keep else ()
+        update_rows(
+            session,
+            ReviewItem.__tablename__,
+            (*_DECIDED, "action_taken", "action_outcome", "action_at") if keep else _DECIDED,
+            ("campaign_id", "id"),
+            [
+                (
+                    d.decision,
+                    d.decided_by,
+                    time(d.decided_at),
+                    d.reason,
+                    d.flagged,
+                    *action,
+                    d.campaign_id,
+                    d.item_id,
+                )
+                for d in run
+            ],
+        )

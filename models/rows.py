@@ -59,18 +59,20 @@ def insert_rows(
     rows: Sequence[Sequence[Any]],
     *,
     json_columns: frozenset[str] = frozenset(),
-    upsert_on: str | None = None,
+    upsert_on: str | Sequence[str] | None = None,
 ) -> None:
     """``INSERT`` every row (values in stored form, JSON columns as text) in the session's transaction; with
-    ``upsert_on``, ``ON CONFLICT (that column) DO UPDATE`` every other column (the last row of a key wins)."""
+    ``upsert_on``, ``ON CONFLICT (that column, or those) DO UPDATE`` every other column (the last row of a key
+    wins)."""
     if not rows:
         return
     dialect = dialect_of(session)
     values = ", ".join(dialect.parameter(c in json_columns) for c in columns)
     sql = f"INSERT INTO {table} ({', '.join(_quoted(c) for c in columns)}) VALUES ({values})"
     if upsert_on is not None:
-        updates = ", ".join(f"{_quoted(c)} = excluded.{_quoted(c)}" for c in columns if c != upsert_on)
-        sql += f" ON CONFLICT ({_quoted(upsert_on)}) DO UPDATE SET {updates}"
+        keys = (upsert_on,) if isinstance(upsert_on, str) else tuple(upsert_on)
+        updates = ", ".join(f"{_quoted(c)} = excluded.{_quoted(c)}" for c in columns if c not in keys)
+        sql += f" ON CONFLICT ({', '.join(map(_quoted, keys))}) DO UPDATE SET {updates}"
     session.connection().exec_driver_sql(sql, [tuple(row) for row in rows])
 
 

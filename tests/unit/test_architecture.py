@@ -134,7 +134,7 @@ WRITERS = {
     "append_events",
     "upsert_entry",
     "upsert_entries",
-    "upsert_grant",
+    "upsert_grants",
     "cursor_put",
     "roster_count_put",
     "mirror_put",

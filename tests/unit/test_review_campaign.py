@@ -34,8 +34,8 @@ from lifecycle.review import find
 from models.audit import AuditEvent, Outcome, verify
 from models.db import session_scope
 from models.domain import Account, Employee, EmployeeStatus, Group, Ticket, TicketRequest, TicketStatus
-from models.ledger import aware
-from models.review import ReviewAssignment, ReviewCampaign, ReviewItem
+from models.ledger import Grant, GrantStatus, aware, upsert_grants
+from models.review import DecisionRow, ReviewAssignment, ReviewCampaign, ReviewItem, record_decisions
 from tests.support.actions import record_approval, seed_audit
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -307,14 +307,15 @@ async def test_rerun_after_keep_has_no_recertification(fresh_sqlite_url: str) ->
 
 
 @pytest.mark.parametrize("on_deadline", ["revoke", "keep_and_flag"])
-async def test_deadline_remind_escalate_settle(fresh_sqlite_url: str, on_deadline: str) -> None:
-    """Reminder after 3 days, escalation after 7, and at 14 days undecided items follow on_deadline."""
-    run, idp, tickets, auditor = await start(fresh_sqlite_url, policy(on_deadline))
-    with session_scope(fresh_sqlite_url) as session:
+async def test_deadline_remind_escalate_settle(database_url: str, on_deadline: str) -> None:
+    """Reminder after 3 days, escalation after 7, and at 14 days undecided items follow on_deadline (their
+    decisions and grants recorded as on SQLite, so on PostgreSQL)."""
+    run, idp, tickets, auditor = await start(database_url, policy(on_deadline))
+    with session_scope(database_url) as session:
         campaign = session.get(ReviewCampaign, run.campaign_id)
         created = campaign.created_at.replace(tzinfo=UTC)
     common = dict(
-        database_url=fresh_sqlite_url, idp=idp, ticketing=tickets, policy=policy(on_deadline), auditor=auditor
+        database_url=database_url, idp=idp, ticketing=tickets, policy=policy(on_deadline), auditor=auditor
     )
     await decide(
         campaign_id=run.campaign_id,
@@ -335,7 +336,7 @@ async def test_deadline_remind_escalate_settle(fresh_sqlite_url: str, on_deadlin
     assert any("Escalation" in text for _, text in tickets.comments)
     settled = await process_deadlines(now=created + timedelta(days=14, minutes=1), **common)
     assert settled.closed == [run.campaign_id] and len(settled.deadline_items) == 3
-    rows = {r["kind"]: r for r in export_rows(fresh_sqlite_url, run.campaign_id)}
+    rows = {r["kind"]: r for r in export_rows(database_url, run.campaign_id)}
     orphan = rows["orphan"]
     assert orphan["decided_by"] == DEADLINE_ACTOR
     if on_deadline == "revoke":
@@ -349,12 +350,21 @@ async def test_deadline_remind_escalate_settle(fresh_sqlite_url: str, on_deadlin
         assert idp.accounts["acc-O1"].active is True
         assert (orphan["decision"], orphan["action_taken"], orphan["flagged"]) == ("keep", "none", True)
     assert rows["outside_policy"]["decided_by"] == "m1"
+    assert rows["recertification"]["decided_by"] == DEADLINE_ACTOR
+    with session_scope(database_url) as session:  # the deadline's decisions made their grants, in one batch
+        grant = session.get(Grant, ("E4", "prod-admin"))
+        assert grant is not None and (grant.source, grant.decided_by) == ("review", DEADLINE_ACTOR)
+        assert grant.item_id == by_kind(run, "recertification").id
+    if on_deadline == "revoke":
+        assert (grant.status, grant.recertify_until) == (GrantStatus.REVOKED, None)
+    else:
+        assert grant.status == GrantStatus.GRANTED and grant.recertify_until is not None
     assert sorted(tickets.closed) == sorted(t for t in tickets.tickets)
     with pytest.raises(ReviewError, match="closed"):
         await decide(
             campaign_id=run.campaign_id, item_id=by_kind(run, "dormant").id, decision="keep", by="x", **common
         )
-    kpis = compute_kpis(database_url=fresh_sqlite_url, policy=policy(), now=created + timedelta(days=15))
+    kpis = compute_kpis(database_url=database_url, policy=policy(), now=created + timedelta(days=15))
     assert (kpis.review_items, kpis.review_decided, kpis.review_completion_rate) == (4, 1, 0.25)
     assert (kpis.orphan_accounts, kpis.dormant_accounts, kpis.open_campaigns) == (1, 1, 0)
 
@@ -616,3 +626,50 @@ async def test_a_locked_employee_fails_only_their_remediation(fresh_sqlite_url: 
     assert {outcome[a].outcome for a in ("acc-E2", "acc-E2b")} == {Outcome.APPLIED}
     assert idp.accounts["acc-E1"].active is True
     assert not idp.accounts["acc-E2"].active and not idp.accounts["acc-E2b"].active
+
+
+async def test_decisions_and_grants_in_one_batch_keep_their_order(database_url: str) -> None:
+    """record_decisions writes runs of keeps and revokes in the order given (a kept item's action is none, a
+    revoked one's is left for its revocation; an unknown item is skipped); upsert_grants replaces the grant
+    on an employee and group, the last of a pair winning."""
+    run, _, _, _ = await start(database_url)
+    first, second, third = (by_kind(run, k).id for k in ("orphan", "dormant", "outside_policy"))
+    row = dict(campaign_id=run.campaign_id, decided_at=NOW, reason="r", flagged=False)
+    decisions = [
+        DecisionRow(item_id=first, decision="keep", decided_by="a", **row),
+        DecisionRow(item_id=second, decision="revoke", decided_by="b", **row),
+        DecisionRow(item_id="no-such-item", decision="revoke", decided_by="c", **row),
+        DecisionRow(item_id=third, decision="revoke", decided_by="d", **row),
+        DecisionRow(item_id=third, decision="keep", decided_by="e", **{**row, "flagged": True}),
+    ]
+
+    def grant(status: GrantStatus, by: str) -> Grant:
+        return Grant(
+            employee_id="E2",
+            group_name="finance",
+            status=status,
+            source="review",
+            decided_by=by,
+            decided_at=NOW,
+        )
+
+    with session_scope(database_url) as session:
+        record_decisions(session, decisions)
+        upsert_grants(
+            session=session, grants=[grant(GrantStatus.GRANTED, "a"), grant(GrantStatus.REVOKED, "b")]
+        )
+        session.commit()
+    with session_scope(database_url) as session:
+        items = {i.id: i for i in session.exec(select(ReviewItem)).all()}
+        stored = session.get(Grant, ("E2", "finance"))
+        assert stored is not None and (stored.status, stored.decided_by) == (GrantStatus.REVOKED, "b")
+        assert aware(stored.decided_at) == NOW
+    assert (items[first].decision, items[first].decided_by, items[first].action_taken) == (
+        "keep",
+        "a",
+        "none",
+    )
+    assert (items[second].decision, items[second].action_taken) == ("revoke", None)
+    assert aware(items[second].decided_at) == NOW
+    assert (items[third].decision, items[third].decided_by, items[third].flagged) == ("keep", "e", True)
+    assert "no-such-item" not in items
