@@ -15,12 +15,14 @@ the analysis itself allocated (tracemalloc, in a second run). Run one size per p
 times ``engine.review.run_review`` end to end instead: the same inventory and analysis, then the
 auto-remediations through the applier, the recommendations, the campaign, a ticket per reviewer and an audit
 row per finding, into a fresh SQLite audit database (or ``--database-url``) holding the population's approvals
-as grants. No assertions: these are figures.
+as grants; with ``--deadline``, then the review-deadline job at the reminder date and past the deadline. No
+assertions: these are figures.
 
     .venv/bin/python bench/review_bench.py [--sizes 1000000] [--memberships N] [--trace-memory]
     /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000    # whole-process figures
     .venv/bin/python bench/review_bench.py --sizes 1000000 --generators-only
     /usr/bin/time -v .venv/bin/python bench/review_bench.py --sizes 1000000 --whole-run
+    .venv/bin/python bench/review_bench.py --sizes 20000 --whole-run --deadline    # then the deadline job
 """
 
 from __future__ import annotations
