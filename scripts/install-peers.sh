@@ -30,8 +30,11 @@ SEL
 echo "peers: installing ${need[*]}"
 apt-get update -q >/dev/null 2>&1 || true
 apt-get install -y -q --no-install-recommends "${need[@]}" >/tmp/tenure-apt.log 2>&1 || { tail -30 /tmp/tenure-apt.log; exit 1; }
-# Debian starts slapd on install; our fixtures run their own slapd, so stop the system one.
-if pidof slapd >/dev/null 2>&1; then service slapd stop >/dev/null 2>&1 || pkill -x slapd || true; fi
+# Debian starts slapd on install; our fixtures run their own slapd, so stop the system one (by its pid file:
+# a fixture's slapd, should one be running, is left alone).
+if [ -s /run/slapd/slapd.pid ]; then
+  service slapd stop >/dev/null 2>&1 || kill "$(cat /run/slapd/slapd.pid)" 2>/dev/null || true
+fi
 # Likewise Samba's file-server daemons: the tests provision and run their own DC in a network namespace.
 for svc in smbd:smbd nmbd:nmbd winbind:winbindd; do
   if [ -e "/run/samba/${svc#*:}.pid" ]; then service "${svc%%:*}" stop >/dev/null 2>&1 || true; fi
