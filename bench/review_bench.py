@@ -63,6 +63,7 @@ from lifecycle.policy import Policy  # noqa: E402
 from lifecycle.review import count_by_kind, find, review_groups  # noqa: E402
 from models.db import get_engine, session_scope  # noqa: E402
 from models.domain import Account, Employee, EmployeeStatus, Group  # noqa: E402
+from models.ledger import aware  # noqa: E402
 from models.review import ReviewCampaign  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -382,7 +383,7 @@ def measure_whole_run(accounts: int, memberships: int, database_url: str | None,
 def _deadlines(url: str, population: Population) -> None:
     with session_scope(url) as session:
         campaign = session.exec(select(ReviewCampaign)).one()
-        remind_at, deadline_at = campaign.remind_at, campaign.deadline_at
+        remind_at, deadline_at = aware(campaign.remind_at), aware(campaign.deadline_at)
     for label, moment in (("reminders", remind_at), ("deadline", deadline_at)):
         meter = Meter()
         started = _clock()
@@ -393,7 +394,7 @@ def _deadlines(url: str, population: Population) -> None:
                 ticketing=None,
                 policy=POLICY,
                 auditor=Auditor(url, actor="bench"),
-                now=moment.replace(tzinfo=UTC) + timedelta(minutes=1),
+                now=moment + timedelta(minutes=1),
             )
         )
         done = _clock()

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.audit import utcnow
-from models.rows import dialect_of, insert_rows, update_rows
+from models.rows import dialect_of, insert_records, insert_rows, update_rows
 
 __all__ = [
     "LedgerStatus",
@@ -430,23 +430,16 @@ def _update_statuses(session: Session, rows: list[tuple[Any, ...]]) -> bool:
     return found == len(rows)
 
 
-_GRANT_COLUMNS = tuple(Grant.model_fields)
-
-
 def upsert_grants(*, session: Session, grants: Iterable[Grant]) -> None:
     """Each grant, inserted or replacing the one on its employee and group (the last of a pair wins), in the
     session's transaction: one executemany for a deadline's thousands of decisions."""
-    dialect, now = dialect_of(session), utcnow()
-    rows = []
-    for grant in grants:
-        values = grant.model_dump() | {"status": GrantStatus(grant.status).value, "updated_at": now}
-        rows.append(
-            tuple(
-                dialect.time(v) if isinstance(v, datetime) else v
-                for v in map(values.__getitem__, _GRANT_COLUMNS)
-            )
-        )
-    insert_rows(session, Grant.__tablename__, _GRANT_COLUMNS, rows, upsert_on=("employee_id", "group_name"))
+    now = utcnow()
+    insert_records(
+        session,
+        Grant,
+        (g.model_dump() | {"status": GrantStatus(g.status).value, "updated_at": now} for g in grants),
+        upsert_on=("employee_id", "group_name"),
+    )
 
 
 def cursor_put(*, session: Session, name: str, value: datetime) -> None:

@@ -76,10 +76,17 @@ def insert_rows(
     session.connection().exec_driver_sql(sql, [tuple(row) for row in rows])
 
 
-def insert_records(session: Session, model: type[SQLModel], records: Iterable[Mapping[str, Any]]) -> None:
+def insert_records(
+    session: Session,
+    model: type[SQLModel],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    upsert_on: str | Sequence[str] | None = None,
+) -> None:
     """``INSERT`` one row of ``model``'s table per record (field name → value; a field left out takes its
     default, a datetime is stored as :class:`Dialect` stores it) in the session's transaction: for tables of
-    plain columns that take hundreds of thousands of rows at once, where an ORM object costs ~250 µs a row."""
+    plain columns that take hundreds of thousands of rows at once, where an ORM object costs ~250 µs a row.
+    ``upsert_on`` as for :func:`insert_rows`."""
     dialect = dialect_of(session)
     defaults = {
         name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()
@@ -92,7 +99,13 @@ def insert_records(session: Session, model: type[SQLModel], records: Iterable[Ma
             dialect.time(v) if isinstance(v, datetime) else v for v in map(values.__getitem__, columns)
         )
 
-    insert_rows(session, str(model.__tablename__), columns, [stored(record) for record in records])
+    insert_rows(
+        session,
+        str(model.__tablename__),
+        columns,
+        [stored(record) for record in records],
+        upsert_on=upsert_on,
+    )
 
 
 def update_rows(
